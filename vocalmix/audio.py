@@ -1,0 +1,199 @@
+"""Reading and writing audio files.
+
+Everything read comes back as float32 ``(channels, samples)`` at the working rate
+(44.1 kHz unless asked otherwise). Problems with a file raise
+:class:`~vocalmix.errors.AudioFileError` whose message names the file; recoverable
+oddities (resampling, clipping, padding) are logged as warnings on the
+``vocalmix`` logger, which the CLI prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy import signal
+
+from .errors import AudioFileError, InputError
+
+log = logging.getLogger("vocalmix")
+
+WORKING_RATE = 44100
+DEFAULT_MAX_SECONDS = 20 * 60.0
+SILENCE_DBFS = -80.0  # a file whose peak is below this is treated as silent
+
+OUTPUT_SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+
+
+@dataclass
+class Audio:
+    """Samples ``(channels, samples)`` float32 at ``sample_rate``, and where they came from."""
+
+    samples: np.ndarray
+    sample_rate: int
+    path: str
+    original_rate: int
+    original_channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[-1] / self.sample_rate
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int = WORKING_RATE,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    allow_silent: bool = True,
+) -> Audio:
+    """Read any file libsndfile reads (WAV, FLAC, OGG, MP3, ...), resampled to ``sample_rate``."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioFileError(path, "file not found")
+    if path.is_dir():
+        raise AudioFileError(path, "is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioFileError(path, "permission denied")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile reports every format problem as a RuntimeError
+        raise AudioFileError(path, f"not a readable audio file ({_first_line(exc)})") from None
+    if info.frames == 0 or info.samplerate <= 0:
+        raise AudioFileError(path, "contains no audio")
+    if info.frames / info.samplerate > max_seconds:
+        raise AudioFileError(
+            path, f"is {info.frames / info.samplerate / 60:.1f} min long; the limit is {max_seconds / 60:.1f} min"
+        )
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioFileError(path, f"could not be decoded ({_first_line(exc)})") from None
+    samples = np.ascontiguousarray(data.T)
+    if samples.shape[-1] == 0:
+        raise AudioFileError(path, "contains no audio")
+    if not np.all(np.isfinite(samples)):
+        raise AudioFileError(path, "contains NaN or infinite samples")
+    peak = float(np.max(np.abs(samples)))
+    if not allow_silent and peak < 10 ** (SILENCE_DBFS / 20):
+        raise AudioFileError(path, "is silent")
+    if _looks_clipped(samples):
+        log.warning("%s: looks clipped (runs of samples at full scale); the mix will keep that distortion", path)
+    if rate != sample_rate:
+        samples = resample(samples, rate, sample_rate)
+        log.info("%s: resampled from %d Hz to %d Hz", path, rate, sample_rate)
+    return Audio(samples.astype(np.float32, copy=False), sample_rate, str(path), rate, info.channels)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _looks_clipped(samples: np.ndarray) -> bool:
+    # Clipping shows as consecutive samples pinned at the same extreme value.
+    peak = np.max(np.abs(samples))
+    if peak < 0.99:
+        return False
+    pinned = np.abs(samples) >= peak * 0.9999
+    runs = pinned[..., 1:] & pinned[..., :-1]
+    return int(np.count_nonzero(runs)) > max(3, samples.shape[-1] // 10000)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling with a long Kaiser-windowed filter (stop band below -100 dB)."""
+    if from_rate == to_rate:
+        return samples
+    ratio = Fraction(to_rate, from_rate)
+    out = signal.resample_poly(
+        samples.astype(np.float64), ratio.numerator, ratio.denominator, axis=-1, window=("kaiser", 10.0)
+    )
+    return out.astype(np.float32)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """Average all channels to one, ``(1, samples)``."""
+    return samples.mean(axis=0, keepdims=True)
+
+
+def to_stereo(samples: np.ndarray, path: str = "audio") -> np.ndarray:
+    """Mono becomes two identical channels; stereo passes; more channels are refused."""
+    channels = samples.shape[0]
+    if channels == 1:
+        return np.repeat(samples, 2, axis=0)
+    if channels == 2:
+        return samples
+    raise AudioFileError(path, f"has {channels} channels; only mono and stereo backing tracks are supported "
+                               "(downmix it to stereo first)")
+
+
+def match_length(samples: np.ndarray, length: int, path: str = "audio") -> np.ndarray:
+    """Pad with silence (or cut) to ``length`` samples, saying so."""
+    n = samples.shape[-1]
+    if n == length:
+        return samples
+    if n < length:
+        log.warning("%s: %.2f s shorter than the other input; padded with silence", path, (length - n) / WORKING_RATE)
+        return np.pad(samples, ((0, 0), (0, length - n)))
+    log.warning("%s: %.2f s longer than the other input; the end is cut", path, (n - length) / WORKING_RATE)
+    return samples[..., :length]
+
+
+def write_audio(
+    path: str | os.PathLike,
+    samples: np.ndarray,
+    sample_rate: int,
+    subtype: str = "pcm24",
+    force: bool = False,
+    protected: tuple[str | os.PathLike, ...] = (),
+) -> Path:
+    """Write ``(channels, samples)`` atomically: a temporary file in the same folder, then rename.
+
+    ``protected`` lists input files that must never be overwritten, whatever ``force`` says.
+    """
+    path = Path(path)
+    check_output_path(path, force=force, protected=protected)
+    fmt = OUTPUT_FORMATS[path.suffix.lower()]
+    if subtype not in OUTPUT_SUBTYPES:
+        raise InputError(f"unknown sample format {subtype!r}; choose one of {', '.join(OUTPUT_SUBTYPES)}")
+    if fmt == "FLAC" and subtype == "float":
+        raise InputError(f"{path}: FLAC cannot hold float samples; use --format pcm24 or a .wav output")
+    data = np.asarray(samples, dtype=np.float32)
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{path}: refusing to write NaN or infinite samples")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, data.T, sample_rate, subtype=OUTPUT_SUBTYPES[subtype], format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_output_path(path: Path, force: bool = False, protected: tuple = ()) -> None:
+    """Refuse outputs that would destroy an input, clobber a file, or land nowhere."""
+    path = Path(path)
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        raise InputError(f"{path}: output must end in {' or '.join(OUTPUT_FORMATS)}")
+    target = path.resolve()
+    for p in protected:
+        if Path(p).resolve() == target:
+            raise InputError(f"{path}: output path is one of the inputs; choose another name")
+    if not path.parent.exists():
+        raise InputError(f"{path}: folder {path.parent} does not exist")
+    if path.exists() and not force:
+        raise InputError(f"{path}: already exists (use --force to overwrite)")
+
+
+def peak_dbfs(samples: np.ndarray) -> float:
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return 20 * math.log10(peak) if peak > 0 else -math.inf

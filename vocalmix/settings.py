@@ -1,0 +1,330 @@
+"""Mix settings: the one structure every method decides and the renderer consumes.
+
+The vocal chain is EQ -> compressor -> reverb -> level, then an output stage on the
+sum with the backing. Field names, units and ranges follow the IEM plug-ins
+(MultiEQ, OmniCompressor, FdnReverb; see ``shared/notes/iem-plugins.md``) so that
+a setting maps one-to-one onto a plug-in parameter. Each numeric field carries a
+:class:`ParamSpec` (unit, range, default, description) in its dataclass metadata;
+validation, JSON I/O, normalisation for models and documentation all read it from
+there, so a range is written exactly once.
+
+Values are continuous: the plug-ins snap to grids (0.1 dB, whole Hz, ...) and the
+export step does that snapping, with a warning when it changes a value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .errors import SettingsError
+
+SCHEMA_VERSION = 1
+
+N_EQ_BANDS = 6  # MultiEQ has six bands in series
+
+#: MultiEQ filter types by name; the value is the plug-in's (v1.15) internal enum.
+FILTER_TYPES: dict[str, int] = {
+    "highpass1": 0,
+    "highpass2": 1,
+    "highpass_lr": 2,
+    "low_shelf": 3,
+    "peak": 4,
+    "high_shelf": 5,
+    "lowpass1": 6,
+    "lowpass2": 7,
+    "lowpass_lr": 8,
+}
+
+#: Which filter types each MultiEQ band offers (band 0 is the low end, 5 the high end).
+BAND_FILTER_TYPES: tuple[tuple[str, ...], ...] = (
+    ("highpass1", "highpass2", "highpass_lr", "low_shelf"),
+    ("low_shelf", "peak", "high_shelf"),
+    ("low_shelf", "peak", "high_shelf"),
+    ("low_shelf", "peak", "high_shelf"),
+    ("low_shelf", "peak", "high_shelf"),
+    ("high_shelf", "lowpass1", "lowpass2", "lowpass_lr"),
+)
+
+FDN_LINE_COUNTS = (16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """Unit, range and meaning of one numeric setting.
+
+    ``scale`` is how the value maps to [0, 1] for models: ``"linear"`` or ``"log"``
+    (frequencies and times, where equal ratios should be equal steps).
+    """
+
+    unit: str
+    minimum: float
+    maximum: float
+    description: str
+    scale: str = "linear"
+    integer: bool = False
+
+    def check(self, name: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"setting '{name}' must be a number, got {type(value).__name__} {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise SettingsError(f"setting '{name}' must be finite, got {value}")
+        if not (self.minimum <= value <= self.maximum):
+            raise SettingsError(
+                f"setting '{name}' = {value:g} {self.unit} is outside its range "
+                f"[{self.minimum:g}, {self.maximum:g}] {self.unit}"
+            )
+        if self.integer and value != round(value):
+            raise SettingsError(f"setting '{name}' must be a whole number, got {value:g}")
+        return value
+
+    def normalise(self, value: float) -> float:
+        """Map a value in range to [0, 1]."""
+        if self.scale == "log":
+            lo, hi = math.log(self.minimum), math.log(self.maximum)
+            return (math.log(value) - lo) / (hi - lo)
+        return (value - self.minimum) / (self.maximum - self.minimum)
+
+    def denormalise(self, u: float) -> float:
+        """Map [0, 1] back to the range (values outside [0, 1] are clipped)."""
+        u = min(1.0, max(0.0, float(u)))
+        if self.scale == "log":
+            lo, hi = math.log(self.minimum), math.log(self.maximum)
+            value = math.exp(lo + u * (hi - lo))
+        else:
+            value = self.minimum + u * (self.maximum - self.minimum)
+        value = min(self.maximum, max(self.minimum, value))
+        return float(round(value)) if self.integer else value
+
+
+def _param(default: float, unit: str, lo: float, hi: float, description: str, **kw) -> Any:
+    return field(default=default, metadata={"spec": ParamSpec(unit, lo, hi, description, **kw)})
+
+
+@dataclass
+class EQBand:
+    """One MultiEQ band (plug-in IDs ``filterEnabled{i}``, ``filterType{i}``, ...)."""
+
+    enabled: bool = False
+    type: str = "peak"
+    frequency_hz: float = _param(1000.0, "Hz", 20.0, 20000.0, "centre or cut-off frequency", scale="log")
+    q: float = _param(0.7, "", 0.05, 8.0, "quality factor (ignored by first-order types)", scale="log")
+    gain_db: float = _param(0.0, "dB", -60.0, 15.0, "gain of peak and shelf filters")
+
+
+def _default_bands() -> list[EQBand]:
+    # Transparent by default: every band off, each with a type its slot allows.
+    return [EQBand(type="highpass2", frequency_hz=20.0), *(EQBand() for _ in range(4)),
+            EQBand(type="high_shelf", frequency_hz=16000.0)]
+
+
+@dataclass
+class EQSettings:
+    """MultiEQ: six bands in series, applied to the vocal."""
+
+    bands: list[EQBand] = field(default_factory=_default_bands)
+
+
+@dataclass
+class CompressorSettings:
+    """OmniCompressor: peak detector, dB-domain attack/release ballistics."""
+
+    threshold_db: float = _param(0.0, "dB", -50.0, 10.0, "level above which gain is reduced")
+    ratio: float = _param(1.0, ":1", 1.0, 16.0, "input/output slope above threshold (16 = limiter)")
+    knee_db: float = _param(0.0, "dB", 0.0, 30.0, "width of the soft knee around the threshold")
+    attack_ms: float = _param(30.0, "ms", 0.0, 100.0, "time constant while gain reduction increases")
+    release_ms: float = _param(150.0, "ms", 0.0, 500.0, "time constant while gain reduction recovers")
+    makeup_db: float = _param(0.0, "dB", -10.0, 20.0, "gain after compression")
+    lookahead: bool = False
+
+
+@dataclass
+class ReverbSettings:
+    """FdnReverb: a feedback delay network on the vocal, stereo out."""
+
+    room_size: float = _param(20.0, "", 1.0, 30.0, "delay-length setting of the network", integer=True)
+    reverb_time_s: float = _param(1.8, "s", 0.1, 9.0, "time for the tail to decay by 60 dB", scale="log")
+    low_cutoff_hz: float = _param(100.0, "Hz", 20.0, 20000.0, "corner of the low shelf in the loop", scale="log")
+    low_q: float = _param(0.5, "", 0.01, 0.9, "Q of the low shelf")
+    low_gain_db_per_s: float = _param(1.0, "dB/s", -80.0, 6.0, "extra decay rate below the low cutoff")
+    high_cutoff_hz: float = _param(2000.0, "Hz", 20.0, 20000.0, "corner of the high shelf in the loop", scale="log")
+    high_q: float = _param(0.5, "", 0.01, 0.9, "Q of the high shelf")
+    high_gain_db_per_s: float = _param(-10.0, "dB/s", -80.0, 4.0, "extra decay rate above the high cutoff")
+    dry_wet_pct: float = _param(15.0, "%", 0.0, 100.0, "share of reverberated signal in the vocal")
+    fade_in_s: float = _param(0.0, "s", 0.0, 9.0, "build-up time of the tail")
+    fdn_lines: int = 64
+
+
+@dataclass
+class LevelSettings:
+    """Vocal fader: the gain that sets the vocal against the backing."""
+
+    vocal_gain_db: float = _param(0.0, "dB", -60.0, 40.0, "gain applied to the processed vocal")
+
+
+@dataclass
+class OutputSettings:
+    """Output stage on the sum of vocal and backing."""
+
+    ceiling_dbtp: float = _param(-1.0, "dBTP", -20.0, 0.0, "highest true peak the mix may reach")
+    target_loudness_lufs: float | None = None
+
+
+_TARGET_LOUDNESS = ParamSpec("LUFS", -60.0, 0.0, "integrated loudness the mix is normalised to")
+
+
+@dataclass
+class MixSettings:
+    """Everything a method decides for one mix."""
+
+    eq: EQSettings = field(default_factory=EQSettings)
+    compressor: CompressorSettings = field(default_factory=CompressorSettings)
+    reverb: ReverbSettings = field(default_factory=ReverbSettings)
+    level: LevelSettings = field(default_factory=LevelSettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+
+    # -- validation -----------------------------------------------------------------
+    def validate(self) -> "MixSettings":
+        """Raise :class:`SettingsError` naming the first field that is wrong."""
+        for name, value, spec in iter_numeric(self):
+            spec.check(name, value)
+        if len(self.eq.bands) != N_EQ_BANDS:
+            raise SettingsError(f"setting 'eq.bands' must have {N_EQ_BANDS} bands, got {len(self.eq.bands)}")
+        for i, band in enumerate(self.eq.bands):
+            if not isinstance(band.enabled, bool):
+                raise SettingsError(f"setting 'eq.bands[{i}].enabled' must be true or false")
+            if band.type not in BAND_FILTER_TYPES[i]:
+                raise SettingsError(
+                    f"setting 'eq.bands[{i}].type' = {band.type!r} is not available on band {i}; "
+                    f"choose one of {', '.join(BAND_FILTER_TYPES[i])}"
+                )
+        if not isinstance(self.compressor.lookahead, bool):
+            raise SettingsError("setting 'compressor.lookahead' must be true or false")
+        if self.reverb.fdn_lines not in FDN_LINE_COUNTS:
+            raise SettingsError(
+                f"setting 'reverb.fdn_lines' = {self.reverb.fdn_lines!r} must be one of {FDN_LINE_COUNTS}"
+            )
+        if self.output.target_loudness_lufs is not None:
+            _TARGET_LOUDNESS.check("output.target_loudness_lufs", self.output.target_loudness_lufs)
+        return self
+
+    # -- JSON -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MixSettings":
+        """Build and validate settings; unknown or mistyped fields raise a named error."""
+        settings = _build(cls, data, "")
+        return settings.validate()
+
+    def to_json(self, **extra: Any) -> str:
+        """JSON text with the schema version; ``extra`` adds top-level keys (method, report)."""
+        return json.dumps({"schema_version": SCHEMA_VERSION, **extra, "settings": self.to_dict()}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "settings") -> "MixSettings":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(doc, dict):
+            raise SettingsError(f"{source}: expected a JSON object")
+        version = doc.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise SettingsError(f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        if "settings" not in doc:
+            raise SettingsError(f"{source}: no 'settings' object")
+        try:
+            return cls.from_dict(doc["settings"])
+        except SettingsError as exc:
+            raise SettingsError(f"{source}: {exc}") from None
+
+
+def _build(cls, data: Any, path: str):
+    if not isinstance(data, dict):
+        raise SettingsError(f"setting '{path or 'settings'}' must be an object")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise SettingsError(f"setting '{where}' is not a known field")
+    kwargs = {}
+    for name, value in data.items():
+        f = fields[name]
+        where = f"{path}.{name}" if path else name
+        sub = _NESTED.get((cls, name))
+        if sub is list:
+            if not isinstance(value, list):
+                raise SettingsError(f"setting '{where}' must be a list")
+            kwargs[name] = [_build(EQBand, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        elif sub is not None:
+            kwargs[name] = _build(sub, value, where)
+        else:
+            kwargs[name] = _check_scalar_type(where, f, value)
+    return cls(**kwargs)
+
+
+def _check_scalar_type(where: str, f: dataclasses.Field, value: Any):
+    if "spec" in f.metadata:
+        return f.metadata["spec"].check(where, value)
+    expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if expected == "bool" and not isinstance(value, bool):
+        raise SettingsError(f"setting '{where}' must be true or false, got {value!r}")
+    if expected == "str" and not isinstance(value, str):
+        raise SettingsError(f"setting '{where}' must be a string, got {value!r}")
+    if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SettingsError(f"setting '{where}' must be a whole number, got {value!r}")
+    if expected == "float | None" and value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"setting '{where}' must be a number or null, got {value!r}")
+        value = float(value)
+    return value
+
+
+_NESTED = {
+    (MixSettings, "eq"): EQSettings,
+    (MixSettings, "compressor"): CompressorSettings,
+    (MixSettings, "reverb"): ReverbSettings,
+    (MixSettings, "level"): LevelSettings,
+    (MixSettings, "output"): OutputSettings,
+    (EQSettings, "bands"): list,
+}
+
+
+def iter_numeric(settings: MixSettings) -> Iterator[tuple[str, float, ParamSpec]]:
+    """Yield ``(dotted name, value, spec)`` for every numeric setting."""
+    for section in dataclasses.fields(settings):
+        obj = getattr(settings, section.name)
+        if section.name == "eq":
+            for i, band in enumerate(obj.bands):
+                yield from _numeric_fields(band, f"eq.bands[{i}]")
+        else:
+            yield from _numeric_fields(obj, section.name)
+
+
+def _numeric_fields(obj, prefix: str):
+    for f in dataclasses.fields(obj):
+        if "spec" in f.metadata:
+            yield f"{prefix}.{f.name}", getattr(obj, f.name), f.metadata["spec"]
+
+
+def spec_of(section: type, name: str) -> ParamSpec:
+    """The :class:`ParamSpec` of ``section.name``, e.g. ``spec_of(ReverbSettings, "dry_wet_pct")``."""
+    for f in dataclasses.fields(section):
+        if f.name == name and "spec" in f.metadata:
+            return f.metadata["spec"]
+    raise KeyError(f"{section.__name__}.{name} has no spec")
+
+
+def describe() -> list[dict]:
+    """Every numeric setting with unit, range, default and meaning (for docs and ``--help``)."""
+    rows = []
+    for name, value, spec in iter_numeric(MixSettings()):
+        rows.append({"name": name, "unit": spec.unit, "min": spec.minimum, "max": spec.maximum,
+                     "default": value, "description": spec.description})
+    return rows

@@ -1,0 +1,241 @@
+"""The ``vocalmix`` command line.
+
+Errors the user can act on print one line, ``vocalmix: error: ...``, on stderr and
+exit with 2 (bad input) or 1 (internal failure); set ``VOCALMIX_DEBUG=1`` to see
+a traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import InputError, VocalmixError
+
+log = logging.getLogger("vocalmix")
+
+app = typer.Typer(
+    name="vocalmix",
+    help="Automatic mixing of a lead vocal with a backing track, with readable IEM plug-in settings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class _Progress:
+    """Stage lines on stderr with elapsed time, so long work shows what it is doing."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            typer.echo(f"[{time.perf_counter() - self.start:6.2f} s] {message}", err=True)
+
+
+def _version_callback(value: bool):
+    if value:
+        typer.echo(f"vocalmix {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print informational messages."),
+):
+    """vocalmix decides EQ, compression, reverb and level for a vocal over a backing track and renders the mix."""
+    _configure_logging(logging.INFO if verbose else logging.WARNING)
+
+
+def _configure_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("vocalmix: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+@app.command()
+def analyze(
+    files: List[Path] = typer.Argument(..., help="Audio files to measure."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
+    sample_rate: int = typer.Option(44100, "--rate", help="Working sample rate in Hz (files are resampled to it)."),
+):
+    """Measure loudness (LUFS), loudness range (LU), true peak (dBTP) and tempo (BPM) of audio files."""
+    from . import analysis
+    from .audio import load_audio
+
+    rows = []
+    for path in files:
+        audio = load_audio(path, sample_rate)
+        x = audio.samples
+        tempo = analysis.estimate_tempo(x, sample_rate)
+        rows.append({
+            "file": str(path),
+            "duration_s": round(audio.duration_s, 3),
+            "sample_rate_hz": audio.original_rate,
+            "channels": audio.original_channels,
+            "integrated_loudness_lufs": analysis.integrated_loudness(x, sample_rate),
+            "loudness_range_lu": analysis.loudness_range(x, sample_rate),
+            "true_peak_dbtp": analysis.true_peak(x, sample_rate),
+            "sample_peak_dbfs": analysis.sample_peak(x),
+            "tempo_bpm": tempo if math.isfinite(tempo) else None,
+        })
+    if as_json:
+        typer.echo(json.dumps({"vocalmix_version": __version__, "files": rows}, indent=2))
+        return
+    header = f"{'file':<40} {'dur s':>7} {'LUFS':>7} {'LRA LU':>7} {'dBTP':>7} {'BPM':>7}"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for r in rows:
+        name = r["file"] if len(r["file"]) <= 40 else "..." + r["file"][-37:]
+        typer.echo(f"{name:<40} {r['duration_s']:>7.2f} {_fmt(r['integrated_loudness_lufs']):>7} "
+                   f"{_fmt(r['loudness_range_lu']):>7} {_fmt(r['true_peak_dbtp']):>7} {_fmt(r['tempo_bpm']):>7}")
+
+
+@app.command()
+def render(
+    vocal_path: Path = typer.Argument(..., metavar="VOCAL", help="The raw lead vocal (any format libsndfile reads)."),
+    backing_path: Path = typer.Argument(..., metavar="BACKING", help="The finished backing track."),
+    output: Path = typer.Option(..., "--output", "-o", help="Mix to write (.wav or .flac)."),
+    method: str = typer.Option("rules", "--method", "-m", help="How settings are decided: rules or cnn."),
+    settings_file: Optional[Path] = typer.Option(None, "--settings", help="Render these settings (JSON) instead of deciding them."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model folder for --method cnn (default: the shipped models)."),
+    relative_loudness: float = typer.Option(-1.77, "--relative-loudness", help="Vocal minus backing loudness, LU (the earlier study used -0.5)."),
+    target_lra: float = typer.Option(16.36, "--target-lra", help="Vocal loudness range the compressor aims below, LU."),
+    reverb_mode: str = typer.Option("tempo", "--reverb-mode", help="tempo: reverb time from tempo; return-level: also set dry/wet so the reverb sits 14 LU below the mix."),
+    tempo: Optional[float] = typer.Option(None, "--tempo", help="Tempo in BPM instead of estimating it from the backing."),
+    loudness: Optional[float] = typer.Option(None, "--loudness", help="Normalise the mix to this integrated loudness (LUFS), with a true-peak limiter."),
+    ceiling: float = typer.Option(-1.0, "--ceiling", help="Highest true peak of the mix, dBTP."),
+    stems: bool = typer.Option(False, "--stems", help="Also write <out>.vocal.wav and <out>.backing.wav, which sum to the mix."),
+    export_dir: Optional[Path] = typer.Option(None, "--export", help="Also export the settings as plug-in presets to this folder."),
+    sample_format: str = typer.Option("pcm24", "--format", help="Sample format: pcm16, pcm24 or float (WAV only)."),
+    rate: str = typer.Option("input", "--rate", help="Output sample rate: 'input' (the backing's) or 'working' (44.1 kHz)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (never the inputs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+):
+    """Decide settings for VOCAL over BACKING, render the mix, and write it with its settings."""
+    from .render import RenderRequest, run_render
+
+    request = RenderRequest(
+        vocal_path=vocal_path, backing_path=backing_path, output=output, method=method,
+        settings_file=settings_file, model=model, relative_loudness=relative_loudness, target_lra=target_lra,
+        reverb_mode=reverb_mode, tempo=tempo, loudness=loudness, ceiling=ceiling, stems=stems,
+        export_dir=export_dir, sample_format=sample_format, rate=rate, force=force,
+    )
+    result = run_render(request, progress=_Progress(quiet))
+    for path in result.written:
+        typer.echo(str(path))
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("vocalmix-demo"), "--out", "-o", help="Folder for the demo files."),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite files from an earlier demo."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+):
+    """Write a synthesised demo vocal and backing (no recordings) and mix them with the rules."""
+    from .audio import write_audio
+    from .demo import demo_backing, demo_vocal
+    from .render import RenderRequest, run_render
+
+    progress = _Progress(quiet)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress("synthesising the demo vocal and backing (generated in code, not recordings)")
+    vocal_path = write_audio(out_dir / "demo_vocal.wav", demo_vocal(), 44100, force=force)
+    backing_path = write_audio(out_dir / "demo_backing.wav", demo_backing(), 44100, force=force)
+    request = RenderRequest(vocal_path=vocal_path, backing_path=backing_path, output=out_dir / "demo_mix.wav",
+                            stems=True, force=force)
+    result = run_render(request, progress=progress)
+    for path in [vocal_path, backing_path, *result.written]:
+        typer.echo(str(path))
+
+
+@app.command("settings")
+def settings_table(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """List every setting with its unit, range and default."""
+    from .settings import describe
+
+    rows = describe()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']:<32} {r['default']:>9g} {r['unit']:<5} [{r['min']:g}, {r['max']:g}]  {r['description']}")
+
+
+def _register_optional_commands() -> None:
+    """Commands whose code lives in other parts of the package."""
+    try:
+        from .export import export_command, import_command
+    except ImportError:  # pragma: no cover - part not installed yet
+        pass
+    else:
+        app.command("export")(export_command)
+        app.command("import")(import_command)
+    try:
+        from .training.cli_dataset import dataset_app
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        app.add_typer(dataset_app, name="dataset", help="Build and inspect training datasets.")
+    try:
+        from .training.cli_train import evaluate_command, train_command
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        app.command("train")(train_command)
+        app.command("evaluate")(evaluate_command)
+
+
+_register_optional_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn failures into one line and an exit code."""
+    _configure_logging(logging.WARNING)
+    try:
+        app(args=argv, prog_name="vocalmix", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except VocalmixError as exc:
+        if os.environ.get("VOCALMIX_DEBUG"):
+            raise
+        typer.echo(f"vocalmix: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("vocalmix: interrupted", err=True)
+        return 130
+    except MemoryError:
+        typer.echo("vocalmix: error: out of memory (try a shorter file)", err=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("VOCALMIX_DEBUG"):
+            raise
+        typer.echo(f"vocalmix: internal error: {type(exc).__name__}: {exc} (set VOCALMIX_DEBUG=1 for details)", err=True)
+        return 1
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

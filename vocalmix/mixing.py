@@ -1,0 +1,173 @@
+"""From settings to a mix: the vocal chain, the sum with the backing, the output stage.
+
+The output stage applies one gain curve to the whole mix, so the two stems it
+writes (processed vocal and backing) add up to the mix exactly and the balance
+the method chose is kept. By default that curve is a static gain that brings
+the true peak to the ceiling only if it is above it; with a loudness target it
+is the gain to the target followed by a true-peak limiter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import torch
+from scipy import ndimage, signal
+
+from . import analysis
+from .dsp.chain import vocal_chain
+from .settings import FILTER_TYPES, MixSettings
+
+# The chain is rendered in float32 as everything in dsp; these stay fixed so that a
+# settings file renders to identical audio on every run.
+LIMITER_LOOKAHEAD_S = 0.002
+LIMITER_RELEASE_S = 0.08
+TRUE_PEAK_OVERSAMPLING = 4
+
+
+def settings_to_params(settings: list[MixSettings], device: torch.device | str = "cpu") -> dict:
+    """Stack settings into the tensors of :func:`vocalmix.dsp.chain.vocal_chain`."""
+    if not settings:
+        raise ValueError("no settings to render")
+
+    def col(values, dtype=torch.float32):
+        return torch.tensor(values, dtype=dtype, device=device)
+
+    fdn_lines = {s.reverb.fdn_lines for s in settings}
+    if len(fdn_lines) != 1:
+        raise ValueError("one batch must share reverb.fdn_lines")
+    bands = [s.eq.bands for s in settings]
+    return {
+        "eq_frequency_hz": col([[b.frequency_hz for b in bs] for bs in bands]),
+        "eq_gain_db": col([[b.gain_db for b in bs] for bs in bands]),
+        "eq_q": col([[b.q for b in bs] for bs in bands]),
+        "eq_filter_type": col([[FILTER_TYPES[b.type] for b in bs] for bs in bands], torch.long),
+        "eq_enabled": col([[b.enabled for b in bs] for bs in bands], torch.bool),
+        "threshold_db": col([s.compressor.threshold_db for s in settings]),
+        "ratio": col([s.compressor.ratio for s in settings]),
+        "knee_db": col([s.compressor.knee_db for s in settings]),
+        "attack_ms": col([s.compressor.attack_ms for s in settings]),
+        "release_ms": col([s.compressor.release_ms for s in settings]),
+        "makeup_db": col([s.compressor.makeup_db for s in settings]),
+        "lookahead": col([s.compressor.lookahead for s in settings], torch.bool),
+        "room_size": col([s.reverb.room_size for s in settings]),
+        "reverb_time_s": col([s.reverb.reverb_time_s for s in settings]),
+        "low_cutoff_hz": col([s.reverb.low_cutoff_hz for s in settings]),
+        "low_q": col([s.reverb.low_q for s in settings]),
+        "low_gain_db_per_s": col([s.reverb.low_gain_db_per_s for s in settings]),
+        "high_cutoff_hz": col([s.reverb.high_cutoff_hz for s in settings]),
+        "high_q": col([s.reverb.high_q for s in settings]),
+        "high_gain_db_per_s": col([s.reverb.high_gain_db_per_s for s in settings]),
+        "dry_wet": col([s.reverb.dry_wet_pct / 100.0 for s in settings]),
+        "fade_in_s": col([s.reverb.fade_in_s for s in settings]),
+        "fdn_lines": fdn_lines.pop(),
+        "vocal_gain_db": col([s.level.vocal_gain_db for s in settings]),
+    }
+
+
+def process_vocal(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level") -> np.ndarray:
+    """Run the mono ``vocal`` ``(1, samples)`` through the chain up to ``upto``; numpy in, numpy out."""
+    x = torch.from_numpy(np.ascontiguousarray(vocal, dtype=np.float32)).unsqueeze(0)
+    with torch.no_grad():
+        y = vocal_chain(x, sample_rate, settings_to_params([settings]), upto=upto)
+    return y[0].numpy()
+
+
+@dataclass
+class Mix:
+    """The rendered mix and the two parts it is the exact sum of, all ``(2, samples)``."""
+
+    mix: np.ndarray
+    vocal: np.ndarray
+    backing: np.ndarray
+    report: dict = field(default_factory=dict)
+
+
+def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, settings: MixSettings) -> Mix:
+    """Process ``vocal`` ``(1, samples)``, add ``backing`` ``(2, samples)``, apply the output stage."""
+    vocal_out = process_vocal(vocal, sample_rate, settings).astype(np.float64)
+    backing = backing.astype(np.float64)
+    gain_curve, report = output_gain(vocal_out + backing, sample_rate, settings.output.ceiling_dbtp,
+                                     settings.output.target_loudness_lufs)
+    vocal_out = (vocal_out * gain_curve).astype(np.float32)
+    backing_out = (backing * gain_curve).astype(np.float32)
+    mix = vocal_out + backing_out
+    report["true_peak_dbtp"] = analysis.true_peak(mix, sample_rate)
+    report["integrated_loudness_lufs"] = analysis.integrated_loudness(mix, sample_rate)
+    return Mix(mix, vocal_out, backing_out, report)
+
+
+def output_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float,
+                target_lufs: float | None) -> tuple[np.ndarray, dict]:
+    """Gain to apply to ``mix`` ``(channels, samples)``: a scalar, or a per-sample curve when limiting."""
+    report: dict = {"ceiling_dbtp": ceiling_dbtp}
+    pre_gain_db = 0.0
+    if target_lufs is not None:
+        loudness = analysis.integrated_loudness(mix, sample_rate)
+        if loudness > analysis.SILENCE_LUFS:
+            pre_gain_db = target_lufs - loudness
+        report["target_loudness_lufs"] = target_lufs
+    report["gain_db"] = pre_gain_db
+    pre_gain = 10 ** (pre_gain_db / 20)
+    peak_db = analysis.true_peak(mix, sample_rate) + pre_gain_db
+    if peak_db <= ceiling_dbtp:
+        report["limiter"] = "off"
+        return np.full((1, mix.shape[-1]), pre_gain), report
+    if target_lufs is None:
+        # No loudness target: one static gain keeps the mix as it is, only quieter.
+        trim_db = ceiling_dbtp - peak_db - 0.01
+        report["gain_db"] = trim_db
+        report["limiter"] = "off"
+        return np.full((1, mix.shape[-1]), 10 ** (trim_db / 20)), report
+    curve = pre_gain * true_peak_limiter_gain(mix * pre_gain, sample_rate, ceiling_dbtp)
+    report["limiter"] = "on"
+    report["max_gain_reduction_db"] = float(-20 * np.log10(np.min(curve) / pre_gain))
+    return curve[None, :], report
+
+
+def true_peak_limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float) -> np.ndarray:
+    """Per-sample gain ``(samples,)`` that keeps the true peak of ``mix`` at or below the ceiling.
+
+    The gain needed at each sample comes from the 4x-oversampled peak; a sliding
+    minimum over twice the look-ahead followed by a moving average over the
+    look-ahead ramps the gain down before each peak and never rises above what a
+    peak needs, then a one-pole release lets it recover smoothly.
+    """
+    ceiling = 10 ** (ceiling_dbtp / 20)
+    envelope = _true_peak_envelope(mix)
+    needed = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
+    lookahead = max(1, int(round(LIMITER_LOOKAHEAD_S * sample_rate)))
+    held = ndimage.minimum_filter1d(needed, size=2 * lookahead + 1, mode="nearest")
+    smoothed = ndimage.uniform_filter1d(held, size=lookahead, mode="nearest")
+    smoothed = np.minimum(smoothed, needed)
+    release = 1 - math.exp(-1 / (LIMITER_RELEASE_S * sample_rate))
+    curve = _release(smoothed, release)
+    # Interpolation between samples can still graze the ceiling; a final trim makes it a guarantee.
+    overshoot = analysis.true_peak(mix * curve, sample_rate) - ceiling_dbtp
+    if overshoot > -0.005:
+        curve *= 10 ** (-(overshoot + 0.01) / 20)
+    return curve
+
+
+def _true_peak_envelope(mix: np.ndarray) -> np.ndarray:
+    up = signal.resample_poly(mix, TRUE_PEAK_OVERSAMPLING, 1, axis=-1)
+    n = mix.shape[-1]
+    per_sample = np.abs(up[..., : n * TRUE_PEAK_OVERSAMPLING]).reshape(mix.shape[0], n, TRUE_PEAK_OVERSAMPLING)
+    # Each output sample is also responsible for the inter-sample peaks just before it.
+    env = per_sample.max(axis=(0, 2))
+    return np.maximum(env, np.abs(mix).max(axis=0))
+
+
+@numba.njit(cache=True)
+def _release(target, coeff):
+    out = np.empty_like(target)
+    g = 1.0
+    for n in range(target.shape[0]):
+        g = g + coeff * (1.0 - g)
+        if target[n] < g:
+            g = target[n]
+        out[n] = g
+    return out

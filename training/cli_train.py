@@ -1,0 +1,104 @@
+"""``vocalmix train`` and ``vocalmix evaluate``: typer command functions.
+
+The integrator registers them on the main app::
+
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)
+
+Bad input raises :class:`~vocalmix.errors.InputError`, which the main CLI prints as
+one line with exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vocalmix.errors import InputError
+
+from .models import TASK_OUTPUTS
+
+_TASKS_HELP = ", ".join(TASK_OUTPUTS)
+
+
+def train_command(
+    task: str = typer.Argument(..., help=f"Which model to train: {_TASKS_HELP}, or 'all'."),
+    dataset: Path = typer.Argument(..., help="Dataset folder made by `vocalmix dataset build` (has manifest.json)."),
+    out: Path = typer.Option(Path("models"), "--out", "-o",
+                             help="Folder for <task>.pt (best), <task>.last.pt (resume state) and <task>.log.csv."),
+    epochs: int = typer.Option(60, "--epochs", min=1, help="Maximum number of epochs."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <out>/<task>.last.pt if it exists."),
+    patience: int = typer.Option(10, "--patience", min=1,
+                                 help="Stop after this many epochs without a lower validation loss."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2,
+                                             help="Examples per step (default: 25, EQ 30, as published)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: the published per-task value)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay",
+                                                 help="Adam weight decay (default: 1e-5 for reverb, else 0)."),
+    hidden: int = typer.Option(64, "--hidden", min=0, help="Hidden width of the MLP head (0: one linear layer)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop a task after this much wall time."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines on stderr."),
+):
+    """Train a CNN regressor (Li & Lerch) on a dataset, validating on held-out songs."""
+    from .train import train
+
+    tasks = list(TASK_OUTPUTS) if task == "all" else [task]
+    if any(t not in TASK_OUTPUTS for t in tasks):
+        raise InputError(f"unknown task '{task}'; use one of {_TASKS_HELP} or all")
+    if not dataset.exists():
+        raise InputError(f"{dataset}: dataset folder not found")
+    for t in tasks:
+        result = train(t, dataset, out, epochs=epochs, seed=seed, device=device, resume=resume, patience=patience,
+                       batch_size=batch_size, lr=lr, weight_decay=weight_decay, hidden=hidden,
+                       max_minutes=max_minutes, progress=not quiet)
+        mae = ", ".join(f"{k} {v:.3g}" for k, v in result.val_mae.items())
+        typer.echo(f"{t}: best epoch {result.best_epoch} of {result.epochs_run}, validation loss "
+                   f"{result.best_val_loss:.4g}; MAE {mae} -> {result.checkpoint}")
+
+
+def evaluate_command(
+    dataset: Path = typer.Argument(..., help="Dataset folder (has manifest.json)."),
+    models: Optional[Path] = typer.Option(None, "--models", "-m",
+                                          help="Folder with <task>.pt checkpoints (default: the shipped models)."),
+    split: str = typer.Option("test", "--split", help="Held-out split to score: test or val."),
+    folds: int = typer.Option(0, "--folds", min=0,
+                              help="k-fold cross-validation by song over all splits (trains k models per task; "
+                                   "ignores --models). 0 = score the given models on --split."),
+    tasks: Optional[List[str]] = typer.Option(None, "--task", "-t", help=f"Only these tasks ({_TASKS_HELP})."),
+    aggregate: str = typer.Option("song", "--aggregate",
+                                  help="song: average outputs over a song's blocks, as inference does; "
+                                       "block: score every block."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV here."),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Epochs per fold (with --folds)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for fold assignment and training (with --folds)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (with --folds)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines (with --folds)."),
+):
+    """Mean absolute error per target (physical units) on held-out songs, CNN vs the training-mean baseline."""
+    from .evaluate import cross_validate, evaluate
+    from .inference import default_model_dir
+
+    for t in tasks or []:
+        if t not in TASK_OUTPUTS:
+            raise InputError(f"unknown task '{t}'; use one of {_TASKS_HELP}")
+    if aggregate not in ("song", "block"):
+        raise InputError(f"--aggregate {aggregate!r}: choose song or block")
+    if split not in ("test", "val"):
+        raise InputError(f"--split {split!r}: choose test or val")
+    if not dataset.exists():
+        raise InputError(f"{dataset}: dataset folder not found")
+    if folds == 1:
+        raise InputError("--folds must be 0 (no cross-validation) or at least 2")
+    if folds:
+        result = cross_validate(dataset, folds=folds, tasks=tasks, epochs=epochs, seed=seed, device=device,
+                                aggregate=aggregate, progress=not quiet)
+    else:
+        result = evaluate(dataset, models or default_model_dir(), tasks=tasks, split=split, aggregate=aggregate)
+    typer.echo(result.format_table())
+    if csv is not None:
+        result.to_csv(csv)
+        typer.echo(f"wrote {csv}", err=True)

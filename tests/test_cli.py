@@ -1,0 +1,73 @@
+"""The command line: help, version, one-line errors with exit codes, machine-readable output."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vocalmix import __version__
+from vocalmix.cli import main
+
+
+def run(args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "vocalmix", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_version_and_help(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"vocalmix {__version__}"
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("render", "analyze", "demo", "settings"):
+        assert command in out
+
+
+def test_python_m_is_the_same_program():
+    code, out, _ = run(["--version"])
+    assert code == 0 and out.strip() == f"vocalmix {__version__}"
+
+
+def _assert_one_line_error(code, err, expected_code, *fragments):
+    assert code == expected_code
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("vocalmix: error:")
+    assert "Traceback" not in err
+    for f in fragments:
+        assert f in lines[0]
+
+
+def test_missing_file_is_one_line_exit_2(tmp_path):
+    missing = tmp_path / "nope.wav"
+    code, _, err = run(["analyze", str(missing)])
+    _assert_one_line_error(code, err, 2, str(missing), "not found")
+
+
+def test_render_refuses_bad_inputs_before_work(tmp_path):
+    vocal = tmp_path / "v.wav"
+    backing = tmp_path / "b.wav"
+    sf.write(vocal, np.zeros((4410, 1)), 44100)
+    sf.write(backing, np.random.default_rng(0).normal(0, 0.1, (44100, 2)), 44100)
+    code, _, err = run(["render", str(vocal), str(backing), "-o", str(vocal), "-q"])
+    _assert_one_line_error(code, err, 2, "one of the inputs")
+    code, _, err = run(["render", str(vocal), str(backing), "-o", str(tmp_path / "m.wav"), "-q"])
+    _assert_one_line_error(code, err, 2, str(vocal), "silent")
+    code, _, err = run(["render", str(backing), str(backing), "-o", str(tmp_path / "m.mp3"), "-q"])
+    _assert_one_line_error(code, err, 2, ".wav or .flac")
+    code, _, err = run(["render", str(backing), str(backing), "-o", str(tmp_path / "m.wav"), "--ceiling", "3", "-q"])
+    _assert_one_line_error(code, err, 2, "--ceiling")
+    code, _, err = run(["render", str(backing), str(backing), "-o", str(tmp_path / "m.wav"), "--method", "magic", "-q"])
+    _assert_one_line_error(code, err, 2, "unknown method")
+    assert not (tmp_path / "m.wav").exists()
+
+
+def test_settings_table_is_machine_readable():
+    code, out, _ = run(["settings", "--json"])
+    assert code == 0
+    rows = json.loads(out)
+    assert any(r["name"] == "compressor.ratio" and r["unit"] == ":1" for r in rows)

@@ -171,13 +171,16 @@ def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, task
              split: str = "test", aggregate: str = "song") -> EvaluationResult:
     """Score the checkpoints ``models_dir/<task>.pt`` on the dataset's ``split``.
 
-    Tasks without a checkpoint or without examples in the split are left out (their
-    columns print as "-"); if none is left, InputError.
+    Tasks without a checkpoint, absent from the dataset or without examples in the
+    split are left out (their columns print as "-"); if none is left, InputError.
     """
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise InputError(f"{models_dir}: model directory not found")
-    tasks = list(tasks or TASK_OUTPUTS)
+    from .data import read_manifest
+
+    available = set(read_manifest(dataset_dir).get("tasks", {}))
+    tasks = [t for t in (tasks or TASK_OUTPUTS) if t in available]
     result = EvaluationResult(description=f"{split} split of {dataset_dir}, aggregate={aggregate}")
     for task in tasks:
         path = models_dir / f"{task}.pt"

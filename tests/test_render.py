@@ -1,0 +1,148 @@
+"""The rules method and `vocalmix render`, end to end, against the rules' own definitions."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vocalmix import analysis
+from vocalmix.cli import main
+from vocalmix.demo import DEMO_TEMPO_BPM, demo_backing, demo_vocal
+from vocalmix.rules.compression import THRESHOLD_FLOOR_DB
+from vocalmix.rules.reverb import reverb_time_for_tempo
+from vocalmix.settings import MixSettings
+
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    vocal, backing = folder / "vocal.wav", folder / "backing.flac"
+    sf.write(vocal, demo_vocal(SR, seconds=10.0).T, SR, subtype="PCM_24")
+    sf.write(backing, demo_backing(SR, seconds=10.0).T, SR, subtype="PCM_24")
+    return folder, vocal, backing
+
+
+@pytest.fixture(scope="module")
+def rendered(demo_files):
+    folder, vocal, backing = demo_files
+    out = folder / "mix.wav"
+    assert main(["render", str(vocal), str(backing), "-o", str(out), "--stems", "-q"]) == 0
+    doc = json.loads((folder / "mix.settings.json").read_text())
+    read = {k: sf.read(folder / f"mix{s}.wav", dtype="float64")[0].T for k, s in
+            (("mix", ""), ("vocal", ".vocal"), ("backing", ".backing"))}
+    return folder, doc, read
+
+
+def test_level_rule_hits_the_relative_loudness(rendered):
+    _, doc, audio = rendered
+    relative = analysis.integrated_loudness(audio["vocal"], SR) - analysis.integrated_loudness(audio["backing"], SR)
+    assert relative == pytest.approx(-1.77, abs=0.5)
+    assert doc["report"]["level"]["target_relative_lu"] == -1.77
+
+
+def test_stems_sum_to_the_mix(rendered):
+    _, _, audio = rendered
+    residual = audio["mix"] - audio["vocal"] - audio["backing"]
+    assert np.max(np.abs(residual)) < 3 * 2 ** -23  # three 24-bit roundings
+
+
+def test_mix_respects_the_true_peak_ceiling(rendered):
+    _, doc, audio = rendered
+    assert analysis.true_peak(audio["mix"], SR) <= -1.0 + 0.01
+    assert doc["report"]["output_stage"]["true_peak_dbtp"] <= -1.0
+
+
+def test_compression_search_follows_the_rule(rendered):
+    _, doc, _ = rendered
+    report = doc["report"]["compressor"]
+    steps = report["steps"]
+    final = steps[-1]
+    assert final["loudness_range_lu"] < report["target_lra_lu"] or report["stopped_by"] in (
+        "threshold floor", "compressor threshold range")
+    searched = [s for s in steps if s["threshold_db"] is not None]
+    for k, step in enumerate(searched):
+        assert step["threshold_re_peak_db"] == pytest.approx(-3.0 * k)
+        assert step["ratio"] == pytest.approx(3.0 + 0.1 * k)
+        assert step["threshold_re_peak_db"] >= THRESHOLD_FLOOR_DB
+    for step in searched[:-1]:  # the search only goes on while the target is not met
+        assert step["loudness_range_lu"] >= report["target_lra_lu"]
+
+
+def test_eq_rule_bands_and_signs(rendered):
+    _, doc, _ = rendered
+    report = doc["report"]["eq"]
+    bands = [b for b in doc["settings"]["eq"]["bands"] if b["enabled"]]
+    assert len(bands) <= 4
+    centres = report["band_centres_hz"]
+    for band in bands:
+        assert band["type"] == "peak" and band["q"] == 1.0 and band["frequency_hz"] in centres
+        i = centres.index(band["frequency_hz"])
+        diff = report["normalised_difference_db"][i]
+        assert band["gain_db"] == pytest.approx(max(-60, min(15, -diff)))
+        if band["gain_db"] > 0:
+            assert diff < 0 and int(band["frequency_hz"]) in report["vocal_essential"]
+        else:
+            assert diff > 0 and int(band["frequency_hz"]) in report["backing_essential"]
+
+
+def test_reverb_time_follows_the_tempo(rendered):
+    _, doc, _ = rendered
+    tempo = doc["report"]["reverb"]["tempo_bpm"]
+    assert tempo == pytest.approx(DEMO_TEMPO_BPM, rel=0.02)
+    assert doc["settings"]["reverb"]["reverb_time_s"] == pytest.approx(-tempo / 45 + 40 / 9)
+
+
+def test_tempo_formula_is_clamped_to_the_plugin_range():
+    assert reverb_time_for_tempo(120) == pytest.approx(40 / 9 - 120 / 45)
+    assert reverb_time_for_tempo(300) == 0.1
+    assert reverb_time_for_tempo(-500) == 9.0
+
+
+def test_settings_file_renders_identically(rendered):
+    folder, _, audio = rendered
+    again = folder / "again.wav"
+    assert main(["render", str(folder / "vocal.wav"), str(folder / "backing.flac"), "-o", str(again),
+                 "--settings", str(folder / "mix.settings.json"), "-q"]) == 0
+    assert np.array_equal(sf.read(again, dtype="float64")[0].T, audio["mix"])
+    assert MixSettings.from_json((folder / "again.settings.json").read_text()) == \
+        MixSettings.from_json((folder / "mix.settings.json").read_text())
+
+
+def test_loudness_target_with_limiter(demo_files):
+    folder, vocal, backing = demo_files
+    out = folder / "loud.wav"
+    assert main(["render", str(vocal), str(backing), "-o", str(out), "--loudness", "-9", "-q"]) == 0
+    mix = sf.read(out, dtype="float64")[0].T
+    assert analysis.true_peak(mix, SR) <= -1.0 + 0.01
+    assert analysis.integrated_loudness(mix, SR) == pytest.approx(-9, abs=1.0)
+
+
+def test_existing_output_needs_force(demo_files, rendered):
+    folder, vocal, backing = demo_files
+    before = (folder / "mix.wav").read_bytes()
+    assert main(["render", str(vocal), str(backing), "-o", str(folder / "mix.wav"), "-q"]) == 2
+    assert (folder / "mix.wav").read_bytes() == before
+
+
+def test_real_songs(shared_audio, tmp_path):
+    for song in sorted((shared_audio / "songs").iterdir()):
+        out = tmp_path / f"{song.name}.wav"
+        assert main(["render", str(song / "vocal.flac"), str(song / "backing.flac"), "-o", str(out), "--stems",
+                     "-q"]) == 0
+        vocal = sf.read(tmp_path / f"{song.name}.vocal.wav", dtype="float64")[0].T
+        backing = sf.read(tmp_path / f"{song.name}.backing.wav", dtype="float64")[0].T
+        relative = analysis.integrated_loudness(vocal, SR) - analysis.integrated_loudness(backing, SR)
+        assert relative == pytest.approx(-1.77, abs=0.5), song.name
+        assert analysis.true_peak(sf.read(out, dtype="float64")[0].T, SR) <= -0.99
+
+
+def test_karaoke_clip_at_16khz_comes_back_at_input_rate(shared_audio, tmp_path):
+    clip = shared_audio / "karaoke" / "amy_14_05"
+    out = tmp_path / "k.wav"
+    assert main(["render", str(clip / "vocal.flac"), str(clip / "backing.flac"), "-o", str(out), "-q"]) == 0
+    info = sf.info(out)
+    assert info.samplerate == 16000 and info.channels == 2

@@ -42,7 +42,9 @@ def demo_vocal(sample_rate: int = 44100, seconds: float = DEMO_SECONDS, seed: in
         seg = np.arange(stop - start) / sample_rate
         # Syllables: two per note, each with a fast attack and a slower decay; the singer drifts in level.
         syll = np.sin(np.pi * np.clip((seg % beat) / (0.9 * beat), 0, 1)) ** 0.6
-        envelope[start:stop] = syll * (0.35 + 0.65 * rng.uniform(0.3, 1.0))
+        # An untrained singer: whole phrases come out loud or soft, up to 26 dB apart.
+        phrase_db = (0.0, -22.0, -4.0, -26.0)[(k // 4) % 4]
+        envelope[start:stop] = syll * 10 ** ((phrase_db + rng.uniform(-3.0, 0.0)) / 20)
     vibrato = 1 + 0.012 * np.sin(2 * np.pi * 5.5 * t) * np.clip(t % note_len / 0.4, 0, 1)
     phase = 2 * np.pi * np.cumsum(f0 * vibrato) / sample_rate
     voice = sum(np.sin(h * phase) / h ** 1.2 for h in range(1, 25))
@@ -52,7 +54,7 @@ def demo_vocal(sample_rate: int = 44100, seconds: float = DEMO_SECONDS, seed: in
         voice = voice + weight * signal.lfilter(b, a, voice)
     breath = signal.lfilter(*signal.butter(2, [2000, 8000], btype="band", fs=sample_rate), rng.normal(size=n))
     rumble = signal.lfilter(*signal.butter(2, 60, fs=sample_rate), rng.normal(size=n))
-    x = voice * envelope + 0.02 * breath * envelope + 0.3 * rumble
+    x = voice * envelope + 0.02 * breath * envelope + 0.03 * rumble
     x = x / np.max(np.abs(x)) * 0.5
     return x[None, :].astype(np.float32)
 

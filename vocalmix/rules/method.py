@@ -69,5 +69,5 @@ class RulesMethod:
         settings.level, report["level"] = decide_level(reverb_out, backing, sample_rate, self.target_relative_lu)
         timings["level"] = time.perf_counter() - start
 
-        report["timings_s"] = timings
+        report["rule_timings_s"] = timings
         return Decision(settings.validate(), report)

@@ -94,6 +94,12 @@ def _check_request(req: RenderRequest) -> dict[str, Path]:
                 raise InputError(f"{path}: output path is one of the inputs; choose another name")
         else:
             check_output_path(path, force=req.force, protected=inputs)
+    if req.export_dir is not None and not req.force:
+        from .export import export_paths
+
+        existing = [p for p in export_paths(req.export_dir) if p.exists()]
+        if existing:
+            raise InputError(f"{existing[0]}: already exists (use --force to overwrite)")
     return paths
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -27,6 +28,9 @@ __all__ = [
     "lowpass1",
     "lowpass2",
     "frequency_response",
+    "UnitCircleGrid",
+    "unit_circle_terms",
+    "response_on_grid",
 ]
 
 
@@ -51,8 +55,12 @@ def _normalise(b0, b1, b2, a0, a1, a2):
 
 
 def _omega(freq_hz: torch.Tensor, sr: float) -> torch.Tensor:
-    # JUCE floors the design frequency at 2 Hz for shelves and peaks.
-    return 2.0 * math.pi * torch.clamp(freq_hz, min=2.0) / sr
+    # JUCE floors the design frequency at 2 Hz for shelves and peaks. The plug-ins cap
+    # it at fs/2, where sin ω is zero in exact arithmetic; in float32 it rounds to
+    # -9e-8 and pushes a pole just outside the unit circle. A hair under fs/2 (as for
+    # the tan() designs below) keeps the section stable and, like the exact design at
+    # fs/2, transparent everywhere but next to Nyquist.
+    return 2.0 * math.pi * torch.clamp(freq_hz, min=2.0, max=sr * 0.4999) / sr
 
 
 def _amplitude(gain_db: torch.Tensor) -> torch.Tensor:
@@ -170,16 +178,70 @@ def sections_per_type(filter_type: torch.Tensor) -> torch.Tensor:
     return torch.where(lr, 2, 1)
 
 
+class UnitCircleGrid(NamedTuple):
+    """Per-bin terms of the ``rfft`` grid ω_k = 2πk/n_fft used by :func:`response_on_grid`.
+
+    Each field is ``(n_fft // 2 + 1,)``.
+    """
+
+    below_quarter: torch.Tensor  # bool, ω < π/2
+    offset: torch.Tensor  # 1 - cos ω below π/2, -(1 + cos ω) from there on
+    sin: torch.Tensor  # sin ω
+
+
+def unit_circle_terms(n_fft: int, device=None, dtype=torch.float32) -> UnitCircleGrid:
+    """The :class:`UnitCircleGrid` of length ``n_fft`` in ``dtype``.
+
+    1 - cos ω, 1 + cos ω and sin ω are formed as 2 sin²(ω/2), 2 cos²(ω/2) and
+    2 sin(ω/2) cos(ω/2), so each carries only a relative rounding error even where it
+    is tiny (1 - cos ω near DC, 1 + cos ω and sin ω near Nyquist). cos(ω/2) is taken as
+    sin(π(n_fft/2 - k)/n_fft): the sine of a small, exactly formed argument rather than
+    a cosine near π/2.
+    """
+    k = torch.arange(n_fft // 2 + 1, device=device, dtype=torch.float64)
+    scale = math.pi / n_fft
+    sin_half = torch.sin((k * scale).to(dtype))
+    cos_half = torch.sin(((n_fft / 2.0 - k) * scale).to(dtype))
+    below_quarter = 4 * k < n_fft
+    offset = torch.where(below_quarter, 2.0 * sin_half * sin_half, -2.0 * cos_half * cos_half)
+    return UnitCircleGrid(below_quarter, offset, 2.0 * sin_half * cos_half)
+
+
+def _polynomial_on_grid(c: torch.Tensor, grid: UnitCircleGrid) -> torch.Tensor:
+    """e^{jω}·(c0 + c1 e^{-jω} + c2 e^{-2jω}) on the grid; ``c`` is ``(..., 3)``.
+
+    The real part, (c0 + c2) cos ω + c1, nearly cancels around a pole or zero close to
+    z = 1 (low cut-offs) or z = -1. It is therefore written around the nearer of the
+    two points: (c0 + c1 + c2) - (c0 + c2)(1 - cos ω) below π/2, and
+    (c0 + c2)(1 + cos ω) - (c0 - c1 + c2) above. The coefficient sums are formed in
+    float64, where they are exact for float32 coefficients, so only relative rounding
+    errors remain and float32 suffices for the per-bin arithmetic.
+    """
+    dtype = c.dtype
+    c64 = c.to(torch.float64)
+    dc_sum = (c64[..., 0] + c64[..., 1] + c64[..., 2]).to(dtype).unsqueeze(-1)
+    nyquist_sum = (c64[..., 0] - c64[..., 1] + c64[..., 2]).to(dtype).unsqueeze(-1)
+    outer = (c64[..., 0] + c64[..., 2]).to(dtype).unsqueeze(-1)
+    skew = (c64[..., 0] - c64[..., 2]).to(dtype).unsqueeze(-1)
+    anchor = torch.where(grid.below_quarter, dc_sum, -nyquist_sum)
+    real = torch.addcmul(anchor, outer, grid.offset, value=-1.0)
+    return torch.complex(real, skew * grid.sin)
+
+
+def response_on_grid(b: torch.Tensor, a: torch.Tensor, grid: UnitCircleGrid) -> torch.Tensor:
+    """Complex response of biquads ``(b, a)``, each ``(..., 3)``, on precomputed grid terms.
+
+    ``grid`` comes from :func:`unit_circle_terms` in the dtype of ``b``; the result is
+    ``(..., n_bins)`` complex. Reuse one grid for several sections of the same length.
+    """
+    return _polynomial_on_grid(b, grid) / _polynomial_on_grid(a, grid)
+
+
 def frequency_response(b: torch.Tensor, a: torch.Tensor, n_fft: int) -> torch.Tensor:
     """Complex response of biquads on the ``rfft`` grid of length ``n_fft``.
 
-    ``b`` and ``a`` are ``(..., 3)``; the result is ``(..., n_fft // 2 + 1)`` complex.
+    ``b`` and ``a`` are ``(..., 3)``; the result is ``(..., n_fft // 2 + 1)`` complex, with
+    the precision of ``b``'s dtype even for poles close to the unit circle (see
+    :func:`_polynomial_on_grid`).
     """
-    n_bins = n_fft // 2 + 1
-    k = torch.arange(n_bins, device=b.device, dtype=b.dtype)
-    w = 2.0 * math.pi * k / n_fft
-    # z^-m for m = 0, 1, 2, evaluated once for the grid.
-    zm = torch.stack([torch.polar(torch.ones_like(w), -m * w) for m in range(3)], dim=-1)
-    num = torch.einsum("...m,km->...k", b.to(zm.dtype), zm)
-    den = torch.einsum("...m,km->...k", a.to(zm.dtype), zm)
-    return num / den
+    return response_on_grid(b, a, unit_circle_terms(n_fft, device=b.device, dtype=b.dtype))

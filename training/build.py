@@ -165,7 +165,17 @@ def process_song(song: Song, config: BuildConfig) -> dict:
     None}, "dropped": {task: reason}, "eq": {"features", "targets", "changed"}, "seconds"}``.
     The song's blocks serve the level, compression and reverb tasks (one target per song).
     """
-    torch.set_num_threads(1) if os.environ.get("VOCALMIX_WORKER") else None
+    # One intra-op thread everywhere: the summation order of torch's kernels depends on the
+    # thread count, and every executor must give bit-identical shards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _process_song(song, config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _process_song(song: Song, config: BuildConfig) -> dict:
     s = config.features
     generator = torch.Generator().manual_seed(song_seed(config.seed, song.id))
     vocal, backing, known_reverb = _load(song, s.sample_rate)

@@ -411,10 +411,16 @@ def synthetic_song(seed: int, seconds: float, sample_rate: int = 44100) -> dict:
     with torch.no_grad():
         wet = renderer.reverberate(torch.from_numpy(dry)[None], settings)[0].numpy()
     target = float(rng.uniform(-8, 4))
-    measured = relative_loudness_lu(wet, backing, sample_rate)
-    gain = 10 ** ((target - measured) / 20) if math.isfinite(measured) else 1.0
+    vocal = wet.astype(np.float32)
+    # Gating makes loudness not exactly proportional to gain (blocks cross the -70 LUFS
+    # gate), so the correction is repeated until it sticks.
+    for _ in range(4):
+        measured = relative_loudness_lu(vocal, backing, sample_rate)
+        if not math.isfinite(measured) or abs(measured - target) < 0.005:
+            break
+        vocal = (vocal * 10 ** ((target - measured) / 20)).astype(np.float32)
     return {
-        "vocal": (wet * gain).astype(np.float32),
+        "vocal": vocal,
         "backing": backing,
         "dry_vocal": dry,
         "reverb": {k: float(v[0]) for k, v in settings.items()},

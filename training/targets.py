@@ -40,25 +40,9 @@ def _as_channels_first(x) -> np.ndarray:
 
 
 def _analysis():
-    try:
-        from vocalmix import analysis
-    except ImportError:  # TEMPORARY until vocalmix.analysis lands: same measures via pyloudnorm
-        return _PyloudnormShim()
+    from vocalmix import analysis
+
     return analysis
-
-
-class _PyloudnormShim:
-    @staticmethod
-    def integrated_loudness(x, sr):
-        import pyloudnorm
-
-        return pyloudnorm.Meter(sr).integrated_loudness(np.asarray(x, dtype=np.float64).T)
-
-    @staticmethod
-    def loudness_range(x, sr):
-        import pyloudnorm
-
-        return pyloudnorm.Meter(sr).loudness_range(np.asarray(x, dtype=np.float64).T)
 
 
 def integrated_loudness(x, sr: int) -> float:
@@ -69,19 +53,14 @@ def integrated_loudness(x, sr: int) -> float:
 
 
 def loudness_range(x, sr: int) -> float:
-    """EBU loudness range (LU) of ``x`` ``(channels, samples)``; NaN if it cannot be measured."""
+    """EBU loudness range (LU) of ``x`` ``(channels, samples)`` (0 for silence or 3 s or less)."""
     analysis = _analysis()
     value = float(analysis.loudness_range(_as_channels_first(x), sr))
     return value if math.isfinite(value) else math.nan
 
 
 def _silence_floor() -> float:
-    analysis = _analysis()
-
-    for name in ("SILENCE_LUFS", "SILENT_LUFS", "SILENCE_LOUDNESS_LUFS", "SILENCE_SENTINEL_LUFS"):
-        if hasattr(analysis, name):
-            return float(getattr(analysis, name))
-    return -70.0  # BS.1770's absolute gate
+    return float(_analysis().SILENCE_LUFS)
 
 
 def relative_loudness_lu(vocal, backing, sr: int) -> float:

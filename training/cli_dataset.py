@@ -1,0 +1,224 @@
+"""``vocalmix dataset ...``: build and inspect training datasets, train the reverb estimator.
+
+Registered by ``vocalmix.cli`` as ``app.add_typer(dataset_app, name="dataset")``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from vocalmix.errors import InputError
+
+dataset_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                          rich_markup_mode=None, help="Build and inspect training datasets.")
+
+_SYNTHETIC_PREFIX = "synthetic:"
+
+
+def _parse_tasks(text: str) -> tuple[str, ...]:
+    from .data import TASKS
+
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    bad = [t for t in tasks if t not in TASKS]
+    if bad or not tasks:
+        raise InputError(f"--tasks: unknown task(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(TASKS)}")
+    return tasks
+
+
+def _parse_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 or not math.isfinite(p) for p in parts) or sum(parts) <= 0:
+        raise InputError(f"--split must be three non-negative numbers like 0.8,0.1,0.1, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+@dataset_app.command("build")
+def build_command(
+    source: str = typer.Argument(..., help="MUSDB18-HQ root, folder of song folders, CSV manifest, folder of "
+                                           "MIR-1K-style stereo files, or 'synthetic:N' for N synthetic songs."),
+    out: Path = typer.Argument(..., help="Dataset folder to create (or resume)."),
+    layout: str = typer.Option("auto", help="auto, musdb, folders, csv or mir1k."),
+    tasks: str = typer.Option("level,compression,eq,reverb", help="Comma-separated tasks to build."),
+    seed: int = typer.Option(0, help="Seed of the splits and of every random draw."),
+    split: str = typer.Option("0.8,0.1,0.1", help="Train, val, test fractions of the songs."),
+    eq_count: int = typer.Option(73900, help="Synthetic raw vocals for the EQ task in total, spread evenly over "
+                                             "the songs (the research made 73,900 from 100 songs)."),
+    reverb_estimator: Optional[Path] = typer.Option(None, help="Reverb estimator (from 'vocalmix dataset "
+                                                               "reverb-estimator') that labels the reverb task. "
+                                                               "Without it, a default one is trained first."),
+    random_gain_db: float = typer.Option(0.0, help="Random per-channel gain augmentation of the feature blocks, "
+                                                   "up to this many dB down (0 = off)."),
+    shard_blocks: int = typer.Option(2048, help="Blocks per shard file."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
+    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False,
+                                      help="Run one Ray task per song: '--ray' starts a local Ray instance, "
+                                           "'--ray ADDRESS' joins a cluster (needs vocalmix[ray])."),
+    serial: bool = typer.Option(False, help="Process songs one after another in this process."),
+    synthetic_seconds: float = typer.Option(30.0, help="Length of each song for 'synthetic:N'."),
+    force: bool = typer.Option(False, help="Start over in OUT, discarding a previous build."),
+    keep_work: bool = typer.Option(True, help="Keep the per-song work files (needed to re-pack cheaply)."),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+):
+    """Build a dataset of feature blocks and targets from SOURCE into OUT (resumable)."""
+    from . import build as B
+    from .datasets import discover_songs, synthetic_songs
+
+    task_list = _parse_tasks(tasks)
+    fractions = _parse_fractions(split)
+    if eq_count < 0:
+        raise InputError("--eq-count must be 0 or more")
+    if shard_blocks < 1:
+        raise InputError("--shard-blocks must be at least 1")
+    if jobs is not None and jobs < 1:
+        raise InputError("--jobs must be at least 1")
+    if ray is not None and serial:
+        raise InputError("--ray and --serial exclude each other")
+    if source.startswith(_SYNTHETIC_PREFIX):
+        try:
+            n = int(source[len(_SYNTHETIC_PREFIX):])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InputError(f"{source!r}: write synthetic:N with N a positive whole number")
+        songs = synthetic_songs(n, synthetic_seconds, seed)
+        source_info = {"layout": "synthetic", "n_songs": n, "seconds": synthetic_seconds}
+    else:
+        songs = discover_songs(Path(source), layout)
+        source_info = {"path": str(Path(source).resolve()), "layout": layout, "n_songs": len(songs)}
+    eq_per_song = math.ceil(eq_count / len(songs)) if eq_count else 0
+
+    estimator_state, estimator_info = None, None
+    needs_estimator = "reverb" in task_list and any(s.kind != "synthetic" for s in songs)
+    if needs_estimator:
+        from .reverb_estimation import ReverbEstimator, build_estimator
+
+        if reverb_estimator is not None:
+            if not reverb_estimator.is_file():
+                raise InputError(f"{reverb_estimator}: reverb estimator not found")
+            try:
+                est = ReverbEstimator.load(reverb_estimator)
+            except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
+                raise InputError(f"{reverb_estimator}: not a reverb estimator ({exc})") from None
+            estimator_info = {"path": str(reverb_estimator.resolve()), **(est.meta or {})}
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / "reverb_estimator.pt"
+            if path.exists():
+                est = ReverbEstimator.load(path)
+            else:
+                typer.echo("no --reverb-estimator given: training a default one on synthetic renders "
+                           f"(saved to {path})", err=True)
+                est = build_estimator(n_settings=400, clips_per_setting=2, held_out=100, seed=seed)
+                est.save(path)
+            estimator_info = {"path": str(path.resolve()), **(est.meta or {})}
+        estimator_state = est.state()
+
+    config = B.BuildConfig(seed=seed, tasks=task_list, split_fractions=fractions, eq_per_song=eq_per_song,
+                           random_gain_db=random_gain_db, shard_blocks=shard_blocks,
+                           reverb_estimator=estimator_state)
+    executor = "ray" if ray is not None else ("serial" if serial else "process")
+    manifest = B.build_dataset(songs, out, config, executor=executor, jobs=jobs, ray_address=ray,
+                               progress=progress, force=force, source_info=source_info,
+                               reverb_estimator_info=estimator_info, keep_work=keep_work)
+    _print_info(B.dataset_info(out))
+    if manifest.get("failed"):
+        typer.echo(f"{len(manifest['failed'])} song(s) could not be read; see 'failed' in {out / 'manifest.json'}",
+                   err=True)
+
+
+def _print_info(info: dict) -> None:
+    typer.echo(f"dataset {info['path']}  (format {info['format_version']}, vocalmix {info['vocalmix_version']}, "
+               f"seed {info['seed']}, {info['shard_mb']} MB of shards)")
+    songs = info["songs"]
+    typer.echo(f"songs: {songs.get('train', 0)} train, {songs.get('val', 0)} val, {songs.get('test', 0)} test"
+               + (f"; {info['failed']} failed to load" if info["failed"] else ""))
+    typer.echo(f"{'task':<12} {'train':>8} {'val':>8} {'test':>8}  blocks (songs)   dropped")
+    for task, entry in info["tasks"].items():
+        cells = [f"{entry['blocks'][s]:>5} ({entry['songs'][s]})" for s in ("train", "val", "test")]
+        typer.echo(f"{task:<12} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}  {'':<16} {info['dropped'].get(task, 0)}")
+
+
+@dataset_app.command("info")
+def info_command(
+    out: Path = typer.Argument(..., help="A dataset folder made by 'vocalmix dataset build'."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Summarise a built dataset: songs per split, blocks per task, dropped outliers."""
+    from .build import dataset_info
+
+    info = dataset_info(out)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+
+
+@dataset_app.command("reverb-estimator")
+def reverb_estimator_command(
+    out: Path = typer.Argument(..., help="Where to save the estimator (.pt)."),
+    settings: int = typer.Option(1200, help="Random reverb settings to train on."),
+    clips_per_setting: int = typer.Option(2, help="Dry clips reverberated with each setting."),
+    held_out: int = typer.Option(200, help="Unseen settings (and clips) to validate on."),
+    dry: Optional[List[Path]] = typer.Option(None, help="Dry vocal files mixed in with the synthetic vocals "
+                                                        "(repeat the option for several)."),
+    epochs: int = typer.Option(300, help="Training epochs."),
+    seed: int = typer.Option(0, help="Seed of the settings, clips and training."),
+    force: bool = typer.Option(False, help="Overwrite OUT."),
+):
+    """Train the reverb-settings estimator on FdnReverb renders and report its validation MAE."""
+    from vocalmix.audio import load_audio
+
+    from .reverb_estimation import build_estimator
+
+    if out.exists() and not force:
+        raise InputError(f"{out}: already exists (use --force to overwrite)")
+    if not out.parent.exists():
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    if settings < 1 or held_out < 1 or clips_per_setting < 1 or epochs < 1:
+        raise InputError("--settings, --held-out, --clips-per-setting and --epochs must be at least 1")
+    sources = [load_audio(p).samples.mean(0) for p in (dry or [])]
+    state = {"last": -1}
+
+    def progress(done, total):
+        pct = int(100 * done / total)
+        if pct // 10 != state["last"]:
+            state["last"] = pct // 10
+            typer.echo(f"rendering training data: {done}/{total} settings", err=True)
+
+    est = build_estimator(n_settings=settings, clips_per_setting=clips_per_setting, held_out=held_out, seed=seed,
+                          epochs=epochs, dry_sources=sources, progress=progress)
+    est.save(out)
+    typer.echo(f"saved {out}; validation on {held_out} held-out settings (MAE, and MAE of the mean predictor):")
+    for name, row in est.meta["validation"].items():
+        typer.echo(f"  {name:<20} {row['mae']:>10.3f} {row['mean_baseline_mae']:>10.3f}")
+
+
+@dataset_app.command("fit-ir")
+def fit_ir_command(
+    ir: Path = typer.Argument(..., help="An impulse response (audio file)."),
+    steps: int = typer.Option(120, help="Gradient steps after the room-size search."),
+    max_seconds: float = typer.Option(1.5, help="Length of the IR that is matched (s)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Fit FdnReverb settings to a known impulse response by gradient descent."""
+    from vocalmix.audio import load_audio
+
+    from .reverb_estimation import fit_impulse_response
+
+    audio = load_audio(ir)
+    result = fit_impulse_response(audio.samples, audio.sample_rate, steps=steps, max_seconds=max_seconds)
+    if as_json:
+        typer.echo(json.dumps({"settings": result["settings"], "loss": result["loss"]}, indent=2))
+        return
+    typer.echo(f"fitted FdnReverb settings (spectrogram distance {result['loss']:.3f}):")
+    for name, value in result["settings"].items():
+        typer.echo(f"  {name:<20} {value:.3f}")

@@ -188,7 +188,7 @@ def test_evaluate_prints_the_research_table_with_the_mean_baseline(dataset, mode
     result = evaluate(dataset, model_dir)
     table = result.format_table()
     assert table.splitlines()[0].split()[:2] == ["Level", "(dB)"]
-    for row in ("CNN", "mean", "paper CNN", "paper mean"):
+    for row in ("CNN", "mean", "start", "paper CNN", "paper mean"):
         assert any(line.startswith(row) for line in table.splitlines())
     text = result.to_csv(tmp_path / "mae.csv")
     header = text.splitlines()[0].split(",")

@@ -5,7 +5,10 @@ saw, laid out like the table of Li & Lerch: level (dB), loudness range (dB), EQ
 gain (dB, averaged over the 9 bands, all of them, as in the paper: with 4 of 9
 bands altered by U[-15, 15] dB, predicting 0 dB everywhere scores 3.33 dB), and
 the 10 FdnReverb settings. The baseline predicts the training-set mean of each
-target (the mean over the examples the checkpoint was trained on).
+target (the mean over the examples the checkpoint was trained on). A third row,
+"start", scores the untrained CNN, whose output is the training mean in
+normalised space (for log-scaled settings the geometric mean, which alone beats
+the arithmetic mean on frequencies): only CNN below "start" is learned.
 
 Aggregation: by default each (song, target vector) group counts once, with the
 model's outputs averaged over the group's blocks before denormalising, which
@@ -71,6 +74,7 @@ class TaskScores:
     n_songs: int
     n_items: int
     checkpoint: str = ""
+    start: np.ndarray | None = None  # the untrained CNN: mean in normalised space
 
 
 @dataclass
@@ -80,6 +84,7 @@ class EvaluationResult:
     scores: dict[str, TaskScores] = field(default_factory=dict)
     description: str = ""
     include_published: bool = True
+    notes: list[str] = field(default_factory=list)
 
     def column_value(self, label: str, method: str) -> float | None:
         for col_label, _, task, names in COLUMNS:
@@ -88,7 +93,9 @@ class EvaluationResult:
             s = self.scores.get(task)
             if s is None:
                 return None
-            values = s.cnn if method == "CNN" else s.mean
+            values = {"CNN": s.cnn, "mean": s.mean, "start": s.start}[method]
+            if values is None:
+                return None
             wanted = s.names if names is None else [n for n in names if n in s.names]
             if not wanted:
                 return None
@@ -97,6 +104,8 @@ class EvaluationResult:
 
     def rows(self) -> list[tuple[str, list[float | None]]]:
         rows = [(m, [self.column_value(c[0], m) for c in COLUMNS]) for m in ("CNN", "mean")]
+        if any(s.start is not None for s in self.scores.values()):
+            rows.append(("start", [self.column_value(c[0], "start") for c in COLUMNS]))
         if self.include_published:
             rows += [(name, list(values)) for name, values in PUBLISHED.items()]
         return rows
@@ -111,10 +120,11 @@ class EvaluationResult:
         songs = ", ".join(f"{t}: {s.n_songs} songs / {s.n_items} items" for t, s in self.scores.items())
         if self.description or songs:
             lines.append(f"{self.description}{' — ' if self.description and songs else ''}{songs}")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
-        """Wide CSV, one row per method (CNN, mean, then the published rows); returns the text."""
+        """Wide CSV, one row per method (CNN, mean, start, then the published rows); returns the text."""
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(["method", *[f"{c[0]} ({c[1]})" if c[1] else c[0] for c in COLUMNS]])
@@ -158,13 +168,22 @@ def group_predictions(data: Arrays, u_pred: np.ndarray, aggregate: str = "song")
 
 
 def score_task(task: str, data: Arrays, u_pred: np.ndarray, train_mean: Sequence[float], names: list[str],
-               aggregate: str = "song", checkpoint: str = "") -> TaskScores:
-    """MAE per target of CNN outputs ``u_pred`` (normalised) and of the constant ``train_mean`` (physical)."""
+               aggregate: str = "song", checkpoint: str = "",
+               train_mean_normalised: Sequence[float] | None = None) -> TaskScores:
+    """MAE per target of CNN outputs ``u_pred`` (normalised) and of the constant ``train_mean`` (physical).
+
+    With ``train_mean_normalised`` also the MAE of that constant (the untrained CNN's
+    output), which separates what training learned from what the log-scale mean gives.
+    """
     u_grouped, targets = group_predictions(data, u_pred, aggregate)
     physical = denormalise(task, u_grouped)
     cnn = np.abs(physical - targets).mean(axis=0)
     mean = np.abs(np.asarray(train_mean, dtype=np.float64)[None, :] - targets).mean(axis=0)
-    return TaskScores(task, list(names), cnn, mean, len(set(data.songs)), len(targets), checkpoint)
+    start = None
+    if train_mean_normalised is not None:
+        start_physical = denormalise(task, np.asarray(train_mean_normalised, dtype=np.float64)[None, :])
+        start = np.abs(start_physical - targets).mean(axis=0)
+    return TaskScores(task, list(names), cnn, mean, len(set(data.songs)), len(targets), checkpoint, start)
 
 
 def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, tasks: Sequence[str] | None = None,
@@ -199,7 +218,7 @@ def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, task
         model = model_from_checkpoint(payload, path)
         u_pred = predict_normalised(model, data.features)
         result.scores[task] = score_task(task, data, u_pred, payload["train_mean"], list(payload["target_names"]),
-                                         aggregate, str(path))
+                                         aggregate, str(path), payload.get("train_mean_normalised"))
     if not result.scores:
         raise InputError(f"{models_dir}: no checkpoint had examples to score in the {split} split of {dataset_dir}")
     return result
@@ -235,7 +254,9 @@ def cross_validate(dataset_dir: str | os.PathLike, folds: int = 5, tasks: Sequen
     For each fold, models are trained on the other folds' songs (one of those songs,
     or about 15 % of them, held out for early stopping when there are at least 4)
     and score the fold's songs; scores are pooled over folds. The mean baseline of
-    each fold is the mean of that fold's training data. ``train_options`` go to
+    each fold is the mean of that fold's training data. A task with fewer songs than
+    ``folds`` uses one fold per song (and is skipped, with a note, below two songs).
+    ``train_options`` go to
     :class:`~vocalmix.training.train.TrainConfig` (patience, lr, hidden, ...).
     """
     tasks = list(tasks or TASK_OUTPUTS)
@@ -246,9 +267,16 @@ def cross_validate(dataset_dir: str | os.PathLike, folds: int = 5, tasks: Sequen
     try:
         for task in tasks:
             pooled = load_all_splits(dataset_dir, task)
-            grouped_pred, grouped_targets, mean_rows = [], [], []
+            n_songs = len(set(pooled.songs))
+            task_folds = min(folds, n_songs)
+            if task_folds < 2:
+                result.notes.append(f"{task}: skipped, {n_songs} song(s) cannot be cross-validated")
+                continue
+            if task_folds < folds:
+                result.notes.append(f"{task}: {task_folds} folds (only {n_songs} songs)")
+            grouped_pred, grouped_targets, mean_rows, start_rows = [], [], [], []
             names = None
-            for k, test_songs in enumerate(song_folds(pooled.songs, folds, seed)):
+            for k, test_songs in enumerate(song_folds(pooled.songs, task_folds, seed)):
                 test_mask = np.isin(pooled.songs, test_songs)
                 rest = pooled.subset(~test_mask)
                 rest_songs = sorted(set(rest.songs))
@@ -270,10 +298,12 @@ def cross_validate(dataset_dir: str | os.PathLike, folds: int = 5, tasks: Sequen
                 grouped_pred.append(u_g)
                 grouped_targets.append(t_g)
                 mean_rows.append(np.repeat(np.asarray(payload["train_mean"])[None, :], len(t_g), axis=0))
+                start_rows.append(np.repeat(np.asarray(payload["train_mean_normalised"])[None, :], len(t_g), axis=0))
             u_all, t_all, m_all = np.concatenate(grouped_pred), np.concatenate(grouped_targets), np.concatenate(mean_rows)
             cnn = np.abs(denormalise(task, u_all) - t_all).mean(axis=0)
             mean = np.abs(m_all - t_all).mean(axis=0)
-            result.scores[task] = TaskScores(task, names, cnn, mean, len(set(pooled.songs)), len(t_all))
+            start = np.abs(denormalise(task, np.concatenate(start_rows)) - t_all).mean(axis=0)
+            result.scores[task] = TaskScores(task, names, cnn, mean, len(set(pooled.songs)), len(t_all), start=start)
     finally:
         if holder is not None:
             holder.cleanup()

@@ -265,6 +265,9 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -421,6 +424,9 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
         "model_config": model.config.to_dict(),
         "target_ranges": target_ranges_record(task),
         "train_mean": [float(v) for v in train_mean],
+        # The untrained model's output (see MixingCNN.set_output_bias): the mean in
+        # normalised space, which for log-scaled targets is the geometric mean.
+        "train_mean_normalised": [float(v) for v in u_train.mean(axis=0)],
         "settings_schema_version": _schema_version(),
         "feature_settings": feature_settings_record(),
         "train_config": _plain(asdict(config)),

@@ -162,6 +162,25 @@ def synthetic_backing(seconds: float, sr: int, rng: np.random.Generator) -> np.n
 # Batch renderer
 # ---------------------------------------------------------------------------------------
 
+def overlap_save(x: torch.Tensor, response: torch.Tensor, block: int, tail: int) -> torch.Tensor:
+    """Filter ``x`` ``(B, C, T)`` by per-item responses ``(B, block // 2 + 1)`` on the rfft grid
+    of ``block``, whose impulse responses are (to the accuracy wanted) ``tail`` samples long.
+
+    Blocks of ``block`` samples overlap by ``tail``; of each filtered block the first
+    ``tail`` samples (wrapped around by the circular convolution) are discarded.
+    """
+    batch, channels, n = x.shape
+    hop = block - tail
+    if hop <= 0:
+        raise ValueError(f"block ({block}) must be longer than the tail ({tail})")
+    n_blocks = max(1, math.ceil(n / hop))
+    padded = torch.nn.functional.pad(x, (tail, n_blocks * hop + block - tail - n - tail))
+    frames = padded.unfold(-1, block, hop)[:, :, :n_blocks]  # (B, C, K, block)
+    spec = torch.fft.rfft(frames, dim=-1) * response[:, None, None, :].to(torch.complex64)
+    y = torch.fft.irfft(spec, n=block, dim=-1)[..., tail:]  # (B, C, K, hop)
+    return y.reshape(batch, channels, n_blocks * hop)[..., :n].contiguous()
+
+
 @dataclass
 class EqDegradation:
     """Random MultiEQ degradations of a batch.
@@ -222,15 +241,53 @@ class BatchRenderer:
 
     def apply_octave_gains(self, clips: torch.Tensor, gains_db: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
         """Peak filters (Q 1) at the octave centres ``bands`` ``(B, n)`` with the gains of
-        ``gains_db`` ``(B, 9)`` at those centres, on ``clips`` ``(B, C, T)``."""
-        from vocalmix.dsp.eq import multi_eq
+        ``gains_db`` ``(B, 9)`` at those centres, on ``clips`` ``(B, C, T)``.
+
+        Same filters as MultiEQ's peak bands (JUCE/RBJ design of :mod:`vocalmix.dsp.biquads`,
+        frequency-sampled response with MultiEQ's -80 dB tail criterion, see
+        :mod:`vocalmix.dsp.eq`), made fast for this fixed-centre case:
+
+        - a peak's numerator and denominator are ``P(z) ± αA·Q(z)`` and ``P(z) + (α/A)·Q(z)``
+          with ``P = 1 - 2cos(ω0) z⁻¹ + z⁻²`` and ``Q = 1 - z⁻²`` depending only on the centre,
+          so ``P`` and ``Q`` are evaluated once per centre (in float64, then rounded) and each
+          item costs two complex multiply-adds and a division per band and bin;
+        - the clip is filtered by overlap-save in blocks of a few times the filters' ringing
+          length, so the response is needed on a block's bins, not on a whole clip's.
+        """
+        from vocalmix.dsp.eq import band_coefficients, fft_length
 
         clips = clips.to(self.device)
         freq = self.centres[bands].to(self.device)
         gain = torch.gather(gains_db, 1, bands).to(self.device)
         q = torch.full_like(freq, EQ_Q)
         kind = torch.full(freq.shape, int(FilterType.PEAK), dtype=torch.long, device=self.device)
-        return multi_eq(clips, self.sample_rate, freq, gain, q, kind, torch.ones_like(kind, dtype=torch.bool))
+        _, a, _ = band_coefficients(float(self.sample_rate), freq, gain, q, kind, torch.ones_like(kind, dtype=torch.bool))
+        tail = fft_length(1, a)  # samples until the slowest ringing is 80 dB down
+        block = 1 << max(13, math.ceil(math.log2(2.5 * tail)))
+        p_grid, q_grid = self._peak_grids(block)  # (9, bins) complex64 each
+        w0 = 2 * math.pi * self.centres.to(torch.float64) / self.sample_rate
+        alpha = (torch.sin(w0) / (2 * EQ_Q)).to(self.device)[bands]  # (B, n)
+        amp = torch.pow(10.0, gain.to(torch.float64) / 40.0)
+        num_c = (alpha * amp).to(torch.float32)[..., None]
+        den_c = (alpha / amp).to(torch.float32)[..., None]
+        pb, qb = p_grid[bands], q_grid[bands]  # (B, n, bins)
+        response = ((pb + num_c * qb) / (pb + den_c * qb)).prod(dim=1)  # (B, bins)
+        return overlap_save(clips, response, block, tail)
+
+    def _peak_grids(self, block: int):
+        key = (block, str(self.device))
+        cache = self.__dict__.setdefault("_grids", {})
+        if key not in cache:
+            k = torch.arange(block // 2 + 1, dtype=torch.float64)
+            z1 = torch.exp(-2j * math.pi * k / block)  # z^-1 on the rfft grid
+            w0 = 2 * math.pi * self.centres.to(torch.float64) / self.sample_rate
+            # P = (1 - e^{jω0} z⁻¹)(1 - e^{-jω0} z⁻¹), written as a product so that the small
+            # values next to ω0 keep their relative precision when rounded to complex64.
+            e = torch.exp(1j * w0)[:, None]
+            p = (1 - e * z1) * (1 - e.conj() * z1)
+            qq = (1 - z1 * z1).expand_as(p)
+            cache[key] = (p.to(torch.complex64).to(self.device), qq.to(torch.complex64).to(self.device))
+        return cache[key]
 
     def eq_degrade(self, clips: torch.Tensor, degradation: EqDegradation | None = None):
         """Degrade ``clips`` ``(B, C, T)``; returns ``(degraded (B, C, T), EqDegradation)``."""

@@ -185,7 +185,8 @@ def denormalise_targets(task: str, u: torch.Tensor) -> torch.Tensor:
     safe_lo = torch.where(is_log, lo, torch.ones_like(lo))
     safe_hi = torch.where(is_log, hi, torch.ones_like(hi))
     log = torch.exp(torch.log(safe_lo) + u * (torch.log(safe_hi) - torch.log(safe_lo)))
-    return torch.where(is_log, log, lin)
+    # exp(log(x)) can land a rounding error outside the range; the promise is "in range".
+    return torch.minimum(torch.maximum(torch.where(is_log, log, lin), lo), hi)
 
 
 def song_features(vocal, backing, sr: int, settings: FeatureSettings | None = None,

@@ -198,13 +198,14 @@ class ReverbEstimator:
 # Training data
 # ---------------------------------------------------------------------------------------
 
-def _dry_clips(n: int, sr: int, seed: int, dry_sources: list[np.ndarray] | None) -> torch.Tensor:
+def _dry_clips(n: int, sr: int, seed: int, dry_sources: list[np.ndarray] | None,
+               seconds: float = ESTIMATOR_SECONDS) -> torch.Tensor:
     """``n`` dry clips ``(n, 1, T)`` of :data:`ESTIMATOR_SECONDS`: synthetic vocals, and random
     excerpts of ``dry_sources`` (mono arrays) when given (every other clip)."""
     from .synthesis import synthetic_vocal
 
     rng = np.random.default_rng(seed)
-    length = int(ESTIMATOR_SECONDS * sr)
+    length = int(seconds * sr)
     clips = np.zeros((n, 1, length), dtype=np.float32)
     for i in range(n):
         if dry_sources and i % 2 == 1:
@@ -213,26 +214,28 @@ def _dry_clips(n: int, sr: int, seed: int, dry_sources: list[np.ndarray] | None)
             piece = src[start:start + length]
             clips[i, 0, :piece.shape[-1]] = piece / (np.max(np.abs(piece)) or 1.0) * 0.5
         else:
-            clips[i] = synthetic_vocal(ESTIMATOR_SECONDS, sr, rng, phrase_spread_db=float(rng.uniform(0, 12)))
+            clips[i] = synthetic_vocal(seconds, sr, rng, phrase_spread_db=float(rng.uniform(0, 12)))
     return torch.from_numpy(clips)
 
 
 def make_estimator_data(n_settings: int, clips_per_setting: int = 2, sr: int = 44100, seed: int = 0,
-                        dry_sources: list[np.ndarray] | None = None, batch: int = 32, progress=None):
+                        dry_sources: list[np.ndarray] | None = None, batch: int = 32, progress=None,
+                        seconds: float = ESTIMATOR_SECONDS):
     """Wet clips with known settings: ``(features (N, F), targets_normalised (N, 10), settings)``.
 
     Each random setting's impulse responses are computed once with the differentiable
     FdnReverb and applied to ``clips_per_setting`` different dry clips (the plug-in's
     output is ``w·(x * h) + (1 - w)·x``, exactly what :func:`vocalmix.dsp.reverb.fdn_reverb`
     computes), which keeps the cost of the per-sample network recursion per setting, not
-    per clip. ``N = n_settings * clips_per_setting``.
+    per clip. ``N = n_settings * clips_per_setting``; clips are ``seconds`` long (the
+    estimator is meant for :data:`ESTIMATOR_SECONDS`; shorter only for quick tests).
     """
     from vocalmix.dsp.reverb import fdn_impulse_response
 
     from .synthesis import BatchRenderer
 
     renderer = BatchRenderer(sr, device="cpu", seed=seed)
-    length = int(ESTIMATOR_SECONDS * sr)
+    length = int(seconds * sr)
     feats, targets, settings_all = [], [], []
     done = 0
     while done < n_settings:
@@ -243,7 +246,7 @@ def make_estimator_data(n_settings: int, clips_per_setting: int = 2, sr: int = 4
                                      s["low_gain_db_per_s"], s["high_cutoff_hz"], s["high_q"],
                                      s["high_gain_db_per_s"], s["fade_in_s"], n_samples=length,
                                      mono_input=True)  # (b, 2, length)
-            dry = _dry_clips(b * clips_per_setting, sr, seed * 7919 + done, dry_sources)  # (b*k, 1, T)
+            dry = _dry_clips(b * clips_per_setting, sr, seed * 7919 + done, dry_sources, seconds)  # (b*k, 1, T)
             h_rep = h.repeat_interleave(clips_per_setting, dim=0)
             n_fft = 1 << int(math.ceil(math.log2(2 * length)))
             wet = torch.fft.irfft(torch.fft.rfft(dry, n_fft) * torch.fft.rfft(h_rep, n_fft), n_fft)[..., :length]

@@ -59,9 +59,9 @@ def build_command(
                                                    "up to this many dB down (0 = off)."),
     shard_blocks: int = typer.Option(2048, help="Blocks per shard file."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
-    ray: Optional[str] = typer.Option(None, "--ray", flag_value="local", is_flag=False,
-                                      help="Run one Ray task per song: '--ray' starts a local Ray instance, "
-                                           "'--ray ADDRESS' joins a cluster (needs vocalmix[ray])."),
+    ray: bool = typer.Option(False, "--ray", help="Run one Ray task per song on a local Ray instance, or on the "
+                                                   "cluster given by --ray-address (needs vocalmix[ray])."),
+    ray_address: Optional[str] = typer.Option(None, help="Address of a running Ray cluster (implies --ray)."),
     serial: bool = typer.Option(False, help="Process songs one after another in this process."),
     synthetic_seconds: float = typer.Option(30.0, help="Length of each song for 'synthetic:N'."),
     force: bool = typer.Option(False, help="Start over in OUT, discarding a previous build."),
@@ -80,7 +80,8 @@ def build_command(
         raise InputError("--shard-blocks must be at least 1")
     if jobs is not None and jobs < 1:
         raise InputError("--jobs must be at least 1")
-    if ray is not None and serial:
+    ray = ray or ray_address is not None
+    if ray and serial:
         raise InputError("--ray and --serial exclude each other")
     if source.startswith(_SYNTHETIC_PREFIX):
         try:
@@ -125,8 +126,8 @@ def build_command(
     config = B.BuildConfig(seed=seed, tasks=task_list, split_fractions=fractions, eq_per_song=eq_per_song,
                            random_gain_db=random_gain_db, shard_blocks=shard_blocks,
                            reverb_estimator=estimator_state)
-    executor = "ray" if ray is not None else ("serial" if serial else "process")
-    manifest = B.build_dataset(songs, out, config, executor=executor, jobs=jobs, ray_address=ray,
+    executor = "ray" if ray else ("serial" if serial else "process")
+    manifest = B.build_dataset(songs, out, config, executor=executor, jobs=jobs, ray_address=ray_address,
                                progress=progress, force=force, source_info=source_info,
                                reverb_estimator_info=estimator_info, keep_work=keep_work)
     _print_info(B.dataset_info(out))
@@ -141,10 +142,10 @@ def _print_info(info: dict) -> None:
     songs = info["songs"]
     typer.echo(f"songs: {songs.get('train', 0)} train, {songs.get('val', 0)} val, {songs.get('test', 0)} test"
                + (f"; {info['failed']} failed to load" if info["failed"] else ""))
-    typer.echo(f"{'task':<12} {'train':>8} {'val':>8} {'test':>8}  blocks (songs)   dropped")
+    typer.echo(f"{'task':<12} {'train':>12} {'val':>12} {'test':>12} {'dropped':>8}   (blocks, songs in brackets)")
     for task, entry in info["tasks"].items():
-        cells = [f"{entry['blocks'][s]:>5} ({entry['songs'][s]})" for s in ("train", "val", "test")]
-        typer.echo(f"{task:<12} {cells[0]:>8} {cells[1]:>8} {cells[2]:>8}  {'':<16} {info['dropped'].get(task, 0)}")
+        cells = [f"{entry['blocks'][s]} ({entry['songs'][s]})" for s in ("train", "val", "test")]
+        typer.echo(f"{task:<12} {cells[0]:>12} {cells[1]:>12} {cells[2]:>12} {info['dropped'].get(task, 0):>8}")
 
 
 @dataset_app.command("info")

@@ -253,6 +253,18 @@ def test_true_peak_of_full_scale_sine_is_0_dbtp(sr, freq):
     assert analysis.true_peak(stereo, sr) >= analysis.sample_peak(stereo)
 
 
+def test_true_peak_matches_brute_force_oversampling():
+    sr = 48000
+    rng = np.random.default_rng(11)
+    noise = scipy.signal.sosfilt(scipy.signal.butter(8, 0.6, output="sos"), rng.standard_normal((2, 3 * sr)))
+    envelope = np.interp(np.arange(3 * sr), [0, sr, 1.5 * sr, 2 * sr, 3 * sr], [0.05, 0.05, 0.4, 0.05, 0.02])
+    signal = noise * envelope * np.array([[1.0], [0.7]])
+    reference = scipy.signal.resample_poly(signal, 16, 1, axis=-1, window=("kaiser", 10.0))
+    expected = 20 * math.log10(np.max(np.abs(reference)))
+    assert analysis.true_peak(signal, sr) == pytest.approx(expected, abs=0.1)
+    assert analysis.true_peak(signal, sr) > analysis.sample_peak(signal)
+
+
 def test_sample_peak_rms_crest():
     sine = np.sin(2 * np.pi * 1000 * np.arange(48000) / 48000)
     assert analysis.sample_peak(sine) == pytest.approx(0.0, abs=1e-6)

@@ -92,7 +92,8 @@ _SHORT_TERM_HOPS = 30  # 3 s
 def _as_channels(x: Any) -> np.ndarray:
     """Return ``x`` as a float64 numpy array shaped (channels, samples)."""
     if type(x).__module__.split(".")[0] == "torch":
-        x = x.detach().cpu().numpy()
+        # Cast on the torch side: numpy has no bfloat16.
+        x = x.detach().cpu().double().numpy()
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[np.newaxis, :]
@@ -746,17 +747,18 @@ def estimate_tempo(x: Any, sr: float) -> float:
     Half/double tempo: the answer is folded into ``TEMPO_RANGE_BPM``
     (60-180 BPM, with 2 % slack at both ends, so results lie in 58.8-183.6)
     by halving or doubling, so a 200 BPM pulse is reported as 100, a 240 BPM
-    pulse as 120 and a 50 BPM pulse as 100.
-    Inside the range a pattern of beats without off-beat onsets is reported
-    at its own rate (70 stays 70, not 140; 170 stays 170, not 85).  Strong
-    off-beat (eighth-note) onsets make the eighth-note pulse the stronger
-    periodicity, and the doubled tempo may be reported, as a human tapper
-    might.
+    pulse as 120 and a 50 BPM pulse as 100.  Inside the range a pattern of
+    beats without strong off-beat onsets is reported at its own rate (70
+    stays 70, not 140; 170 stays 170, not 85).  Strong off-beat
+    (eighth-note) onsets make the eighth-note pulse the stronger
+    periodicity, and then the doubled tempo may be reported, as a human
+    tapper might.
 
     Returns ``math.nan`` (never raises for these) when the input is silent,
-    shorter than 3 s, has no onsets (a steady tone), or shows no periodicity with comb strength of at
-    least 0.1 (on a 0..1 autocorrelation scale), e.g. a steady tone or
-    noise.  Callers should fall back to a default.
+    shorter than 3 s, has no onsets (a steady tone), or shows no
+    periodicity with comb strength of at least 0.1 on a 0..1
+    autocorrelation scale (e.g. noise).  Callers should fall back to a
+    default.
     """
     audio = _as_channels(x)
     sr = _check_rate(sr)

@@ -176,6 +176,19 @@ def test_bad_checkpoints_raise_input_error_naming_the_file(tmp_path):
         CnnMethod(tmp_path / "nowhere")
 
 
+def test_checkpoint_with_other_target_ranges_is_refused(model_dir, tmp_path):
+    from vocalmix.training.inference import CnnMethod
+    from vocalmix.training.train import save_checkpoint
+
+    for task in TASK_OUTPUTS:
+        (tmp_path / f"{task}.pt").write_bytes((model_dir / f"{task}.pt").read_bytes())
+    payload = load_checkpoint(tmp_path / "level.pt")
+    payload["target_ranges"]["relative_loudness_lu"] = [-20.0, 6.0, "linear"]
+    save_checkpoint(tmp_path / "level.pt", payload)
+    with pytest.raises(InputError, match=r"level\.pt: trained with other level target ranges"):
+        CnnMethod(tmp_path)
+
+
 def test_bad_dataset_raises_input_error(tmp_path):
     with pytest.raises(InputError, match="manifest.json"):
         train("level", tmp_path, tmp_path / "out", epochs=1, progress=False)

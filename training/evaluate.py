@@ -36,7 +36,8 @@ import numpy as np
 from vocalmix.errors import InputError
 
 from .models import TASK_OUTPUTS
-from .train import Arrays, TrainConfig, denormalise, fit, load_arrays, load_checkpoint, model_from_checkpoint
+from .train import Arrays, TrainConfig, check_compatible, denormalise, fit, load_arrays, load_checkpoint
+from .train import model_from_checkpoint
 from .train import manifest_sha256, predict_normalised
 
 #: Columns of the research's table: (label, unit, task, target names averaged into it).
@@ -215,6 +216,7 @@ def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, task
         leaked = trained_on & set(data.songs)
         if leaked:
             raise InputError(f"{path}: was trained on {sorted(leaked)[0]}, which is in the {split} split")
+        check_compatible(payload, path)
         model = model_from_checkpoint(payload, path)
         u_pred = predict_normalised(model, data.features)
         result.scores[task] = score_task(task, data, u_pred, payload["train_mean"], list(payload["target_names"]),

@@ -34,7 +34,7 @@ from vocalmix.methods import Decision
 from vocalmix.settings import EQBand, EQSettings, MixSettings, ReverbSettings, spec_of
 
 from .models import TASK_OUTPUTS, MixingCNN
-from .train import file_sha256, load_checkpoint, model_from_checkpoint
+from .train import check_compatible, file_sha256, load_checkpoint, model_from_checkpoint
 
 #: Peak-filter Q of the EQ model's bands (the data generator's Q).
 EQ_Q = 1.0
@@ -74,6 +74,7 @@ class CnnModels:
             if payload["model_config"].get("n_outputs") != TASK_OUTPUTS[task]:
                 raise InputError(f"{path}: has {payload['model_config'].get('n_outputs')} outputs, "
                                  f"a {task} model needs {TASK_OUTPUTS[task]}")
+            check_compatible(payload, path)
             self.models[task] = model_from_checkpoint(payload, path)
             self.payloads[task] = payload
             self.hashes[task] = file_sha256(path)

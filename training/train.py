@@ -306,6 +306,25 @@ def model_from_checkpoint(payload: dict, path: str | os.PathLike = "checkpoint")
     return model.eval()
 
 
+def check_compatible(payload: dict, path: str | os.PathLike = "checkpoint") -> None:
+    """InputError unless the checkpoint's targets, ranges and settings schema match this vocalmix.
+
+    Outputs are denormalised with the current ranges, so a checkpoint trained with
+    other ranges would silently give wrong settings; refuse it instead.
+    """
+    from vocalmix.settings import SCHEMA_VERSION
+
+    task = payload["task"]
+    if payload.get("settings_schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{path}: trained for settings schema {payload.get('settings_schema_version')!r}, "
+                         f"this vocalmix uses {SCHEMA_VERSION}; retrain the model")
+    if list(payload["target_names"]) != target_names(task):
+        raise InputError(f"{path}: its {task} targets {payload['target_names']} differ from this vocalmix's; "
+                         "retrain the model")
+    if "target_ranges" in payload and payload["target_ranges"] != target_ranges_record(task):
+        raise InputError(f"{path}: trained with other {task} target ranges than this vocalmix uses; retrain the model")
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

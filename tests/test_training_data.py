@@ -446,3 +446,20 @@ def test_make_synthetic_dataset_for_other_tests(tmp_path):
     m = D.read_manifest(out)
     assert set(m["tasks"]) == set(D.TASKS)
     assert len(D.load_split(out, "level", "train")) > 0
+
+
+def test_render_shards_streams_and_resumes(tmp_path):
+    from vocalmix.training.synthesis import render_shards
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"clips-{i}.pt"
+        torch.save({"clips": torch.from_numpy(np.stack([synthetic_vocal(0.5, SR, rng) for _ in range(3)]))}, p)
+        paths.append(p)
+    outs = render_shards(paths, tmp_path / "out", "eq", BatchRenderer(device="cpu", seed=0), batch_size=2)
+    first = torch.load(outs[0], weights_only=True)
+    assert first["audio"].shape == (3, 1, SR // 2) and first["settings"]["target_db"].shape == (3, 9)
+    stamp = outs[0].stat().st_mtime_ns
+    render_shards(paths, tmp_path / "out", "eq", BatchRenderer(device="cpu", seed=0))
+    assert outs[0].stat().st_mtime_ns == stamp  # finished shards are not redone

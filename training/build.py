@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,8 +36,8 @@ from vocalmix.errors import InputError, VocalmixError
 
 from . import targets as T
 from .data import FORMAT_VERSION, OCTAVE_CENTRES_HZ, REVERB_TARGETS, SPLITS, TASKS
-from .datasets import Song, discover_songs, split_songs, synthetic_songs
-from .features import DEFAULT_FEATURES, FeatureSettings, MelFrontend, clip_features, frame_count
+from .datasets import Song, split_songs, synthetic_songs
+from .features import DEFAULT_FEATURES, FeatureSettings, MelFrontend, clip_features
 
 __all__ = ["BuildConfig", "process_song", "build_dataset", "build_synthetic", "dataset_info", "EXECUTORS"]
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vocalmix.settings import ReverbSettings, spec_of
+from vocalmix.settings import ReverbSettings
 
 from .data import REVERB_TARGETS, denormalise_targets, normalise_targets
 

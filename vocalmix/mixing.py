@@ -26,6 +26,8 @@ from .settings import FILTER_TYPES, MixSettings
 LIMITER_LOOKAHEAD_S = 0.002
 LIMITER_RELEASE_S = 0.08
 TRUE_PEAK_OVERSAMPLING = 4
+LOUDNESS_PASSES = 4
+LOUDNESS_TOLERANCE_LU = 0.1
 
 
 def settings_to_params(settings: list[MixSettings], device: torch.device | str = "cpu") -> dict:
@@ -122,7 +124,14 @@ def output_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float,
         report["gain_db"] = trim_db
         report["limiter"] = "off"
         return np.full((1, mix.shape[-1]), 10 ** (trim_db / 20)), report
-    curve = pre_gain * true_peak_limiter_gain(mix * pre_gain, sample_rate, ceiling_dbtp)
+    # Limiting takes loudness away; raise the drive by what is missing and limit again.
+    for _ in range(LOUDNESS_PASSES):
+        curve = pre_gain * true_peak_limiter_gain(mix * pre_gain, sample_rate, ceiling_dbtp)
+        shortfall = target_lufs - analysis.integrated_loudness(mix * curve, sample_rate)
+        if abs(shortfall) < LOUDNESS_TOLERANCE_LU:
+            break
+        pre_gain *= 10 ** (shortfall / 20)
+    report["gain_db"] = 20 * math.log10(pre_gain)
     report["limiter"] = "on"
     report["max_gain_reduction_db"] = float(-20 * np.log10(np.min(curve) / pre_gain))
     return curve[None, :], report

@@ -108,15 +108,16 @@ def noise(batch, channels, samples, seed=0):
 # --------------------------------------------------------------------------- accuracy
 
 
+@pytest.mark.parametrize("method", ["fft", "iir"])
 @pytest.mark.parametrize("settings", [MIXED, EXTREME, FIRST_ORDER], ids=["mixed", "extreme", "first_order"])
-def test_impulse_response_matches_freqz(settings):
+def test_impulse_response_matches_freqz(settings, method):
     # Magnitude and phase of the whole chain, measured through the module's impulse
     # response, within 0.05 dB / the equivalent phase over 20 Hz - 20 kHz.
     n = 2**16 if settings is not EXTREME else 2**19  # long enough for the ring-out
     impulse = torch.zeros(1, 1, n)
     impulse[..., 0] = 1.0
     p = settings_tensors(settings)
-    h = multi_eq(impulse, SR, **p)[0, 0].double().numpy()
+    h = multi_eq(impulse, SR, **p, method=method)[0, 0].double().numpy()
     measured = np.fft.rfft(h)
     expected = freqz_product(reference_sos(SR, **settings), n)
     freqs = np.arange(n // 2 + 1) * SR / n
@@ -146,11 +147,12 @@ def test_chain_response_matches_sosfreqz(settings):
     assert err.max() < 1e-4
 
 
+@pytest.mark.parametrize("method", ["fft", "iir"])
 @pytest.mark.parametrize("settings", [MIXED, EXTREME, FIRST_ORDER], ids=["mixed", "extreme", "first_order"])
-def test_noise_matches_sosfilt(settings):
+def test_noise_matches_sosfilt(settings, method):
     x = noise(1, 2, SR)
     p = settings_tensors(settings)
-    y = multi_eq(x, SR, **p)
+    y = multi_eq(x, SR, **p, method=method)
     assert y.shape == x.shape and y.dtype == torch.float32
     sos = reference_sos(SR, **settings)
     for c in range(2):
@@ -161,7 +163,7 @@ def test_noise_matches_sosfilt(settings):
 def test_float64_input_stays_float64():
     x = noise(1, 1, 8192).double()
     p = settings_tensors(MIXED)
-    y = multi_eq(x, SR, **{k: (v.double() if v.is_floating_point() else v) for k, v in p.items()})
+    y = multi_eq(x, SR, **{k: (v.double() if v.is_floating_point() else v) for k, v in p.items()}, method="fft")
     assert y.dtype == torch.float64
     sos = reference_sos(SR, **MIXED, dtype=torch.float64)
     ref = scipy.signal.sosfilt(sos, x[0, 0].numpy())
@@ -419,3 +421,17 @@ def test_cuda_matches_cpu():
     gpu = multi_eq(x.cuda(), SR, **{k: v.cuda() for k, v in p.items()})
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)
+
+
+def test_auto_method_picks_the_recursion_only_without_gradients():
+    x = noise(2, 1, 8192)
+    p = settings_tensors(MIXED)
+    fast = multi_eq(x, SR, **p)  # CPU, no gradient wanted: the recursion
+    fft = multi_eq(x, SR, **p, method="fft")
+    assert relative_error_db(fast.numpy(), fft.double().numpy()) < -100
+    freq = p["frequency_hz"].clone().requires_grad_(True)
+    y = multi_eq(x, SR, **dict(p, frequency_hz=freq))
+    y.square().sum().backward()  # only the FFT path can give this gradient
+    assert torch.isfinite(freq.grad).all() and freq.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="method"):
+        multi_eq(x, SR, **p, method="fir")

@@ -584,29 +584,35 @@ def octave_band_rms(x: Any, sr: float, k_weighted: bool = False, gate: float | N
     window32 = window.astype(np.float32)
     bin_weight32 = bin_weight.astype(np.float32)
     gate_power = None if gate is None else 10.0 ** (float(gate) / 10.0)
-    kept_spectrum = np.zeros(freqs.shape[0])  # channel-mean energy per bin over kept frames
+    kept_spectrum = np.zeros(freqs.shape[0])  # channel-summed energy per bin over kept frames
     kept_coverage = 0.0
     frames_per_chunk = max(1, (1 << 21) // (frame * n_channels))
     padded = np.zeros((n_channels, padded_length), dtype=np.float32)
     padded[:, hop : hop + n_samples] = audio
     frames_view = np.lib.stride_tricks.sliding_window_view(padded, frame, axis=-1)[:, ::hop]
+    scratch = np.empty((frames_per_chunk, freqs.shape[0]), dtype=np.float32)
     # Plain numpy reductions rather than BLAS products: threaded BLAS gains
     # nothing at these sizes and stalls badly when other processes hold the cores.
     for start in range(0, n_frames, frames_per_chunk):
         block = frames_view[:, start : start + frames_per_chunk] * window32
         spectrum = scipy.fft.rfft(block, axis=-1, workers=2)
-        power = (spectrum.real * spectrum.real + spectrum.imag * spectrum.imag).sum(axis=0) / n_channels
+        # |X|^2 summed over channels, accumulated in place to spare temporaries.
+        power = np.square(spectrum.real[0])
+        power += np.square(spectrum.imag[0], out=scratch[: power.shape[0]])
+        for channel in range(1, n_channels):
+            power += np.square(spectrum.real[channel], out=scratch[: power.shape[0]])
+            power += np.square(spectrum.imag[channel], out=scratch[: power.shape[0]])
         chunk_coverage = coverage[start : start + power.shape[0]]
         if gate_power is not None:
             frame_energy = np.einsum("fk,k->f", power, bin_weight32)
-            keep = frame_energy >= chunk_coverage * gate_power
+            keep = frame_energy >= chunk_coverage * (gate_power * n_channels)
             power = power[keep]
             chunk_coverage = chunk_coverage[keep]
         kept_spectrum += power.sum(axis=0, dtype=np.float64)
         kept_coverage += float(chunk_coverage.sum())
     if kept_coverage == 0.0:
         return silent
-    band_powers = (kept_spectrum * bin_weight) @ _octave_band_response(freqs) / kept_coverage
+    band_powers = (kept_spectrum * bin_weight) @ _octave_band_response(freqs) / (kept_coverage * n_channels)
     # A band whose lower edge is past Nyquist only catches its filter's skirt.
     band_powers[OCTAVE_BAND_EDGES_HZ[:, 0] >= sr / 2.0] = 0.0
     return _powers_to_db(band_powers)

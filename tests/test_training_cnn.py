@@ -298,3 +298,10 @@ def test_shipped_checkpoints_load_and_predict_within_range():
         for name, value in out["values"].items():
             lo, hi, _ = vm_data.TARGET_RANGES[name]
             assert lo <= value <= hi, (task, name, value)
+
+
+def test_cli_task_names_match_the_models():
+    from vocalmix.training.cli_train import _TASK_NAMES
+    from vocalmix.training.models import TASK_OUTPUTS
+
+    assert _TASK_NAMES == tuple(TASK_OUTPUTS)

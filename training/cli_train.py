@@ -18,9 +18,9 @@ import typer
 
 from vocalmix.errors import InputError
 
-from .models import TASK_OUTPUTS
-
-_TASKS_HELP = ", ".join(TASK_OUTPUTS)
+# Spelled out rather than read from .models so that `vocalmix --help` does not import torch.
+_TASK_NAMES = ("level", "compression", "eq", "reverb")
+_TASKS_HELP = ", ".join(_TASK_NAMES)
 
 
 def train_command(
@@ -46,8 +46,8 @@ def train_command(
     """Train a CNN regressor (Li & Lerch) on a dataset, validating on held-out songs."""
     from .train import train
 
-    tasks = list(TASK_OUTPUTS) if task == "all" else [task]
-    if any(t not in TASK_OUTPUTS for t in tasks):
+    tasks = list(_TASK_NAMES) if task == "all" else [task]
+    if any(t not in _TASK_NAMES for t in tasks):
         raise InputError(f"unknown task '{task}'; use one of {_TASKS_HELP} or all")
     if not dataset.exists():
         raise InputError(f"{dataset}: dataset folder not found")
@@ -83,7 +83,7 @@ def evaluate_command(
     from .inference import default_model_dir
 
     for t in tasks or []:
-        if t not in TASK_OUTPUTS:
+        if t not in _TASK_NAMES:
             raise InputError(f"unknown task '{t}'; use one of {_TASKS_HELP}")
     if aggregate not in ("song", "block"):
         raise InputError(f"--aggregate {aggregate!r}: choose song or block")

@@ -442,3 +442,16 @@ def test_torch_and_mono_inputs():
 def test_transposed_input_is_rejected():
     with pytest.raises(ValueError, match="channels"):
         analysis.integrated_loudness(np.zeros((48000, 2)), 48000)
+
+
+def test_loudness_range_normalised_equals_range_of_the_scaled_signal():
+    rng = np.random.default_rng(11)
+    sr = 44100
+    # Quiet enough that part of it sits under the -70 LUFS gate until it is normalised.
+    levels = np.repeat(10 ** (rng.uniform(-95, -60, 20) / 20), 2 * sr)
+    x = rng.normal(size=levels.size) * levels
+    loudness = analysis.integrated_loudness(x, sr)
+    scaled = x * 10 ** ((-23 - loudness) / 20)
+    assert analysis.loudness_range(x, sr, normalise_to_lufs=-23) == pytest.approx(
+        analysis.loudness_range(scaled, sr), abs=1e-6)
+    assert analysis.loudness_range(x, sr) != pytest.approx(analysis.loudness_range(scaled, sr), abs=0.5)

@@ -305,8 +305,12 @@ def _gated_mean_loudness(block_powers: np.ndarray) -> float:
     return _power_to_db(float(np.mean(kept)), _LOUDNESS_OFFSET_DB)
 
 
-def loudness_range(x: Any, sr: float) -> float:
+def loudness_range(x: Any, sr: float, normalise_to_lufs: float | None = None) -> float:
     """Loudness range (LRA), EBU Tech 3342, in LU.
+
+    With ``normalise_to_lufs`` the LRA is that of ``x`` scaled to this integrated
+    loudness (which only moves the -70 LUFS absolute gate), computed from the same
+    K-weighted pass instead of a second one.
 
     Short-term loudness (3 s windows, whole windows only, every 100 ms);
     values at or below -70 LUFS are dropped, then values more than 20 LU below
@@ -321,6 +325,11 @@ def loudness_range(x: Any, sr: float) -> float:
     audio = _as_channels(x)
     sr = _check_rate(sr)
     energies, hop = _weighted_hop_energies(audio, sr)
+    if normalise_to_lufs is not None:
+        loudness = _gated_mean_loudness(_window_powers(energies, _MOMENTARY_HOPS, hop))
+        if loudness <= SILENCE_LUFS:
+            return 0.0
+        energies = energies * 10.0 ** ((normalise_to_lufs - loudness) / 10.0)
     powers = _window_powers(energies, _SHORT_TERM_HOPS, hop)
     absolute_threshold = 10.0 ** ((_ABSOLUTE_GATE_LUFS - _LOUDNESS_OFFSET_DB) / 10.0)
     above_absolute = powers[powers > absolute_threshold]

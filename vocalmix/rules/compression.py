@@ -35,10 +35,7 @@ MEASUREMENT_LUFS = -23.0
 
 def vocal_loudness_range(vocal: np.ndarray, sample_rate: int) -> float:
     """LRA (LU) of ``vocal`` measured after normalising it to -23 LUFS."""
-    loudness = analysis.integrated_loudness(vocal, sample_rate)
-    if loudness <= analysis.SILENCE_LUFS:
-        return 0.0
-    return analysis.loudness_range(vocal * 10 ** ((MEASUREMENT_LUFS - loudness) / 20), sample_rate)
+    return analysis.loudness_range(vocal, sample_rate, normalise_to_lufs=MEASUREMENT_LUFS)
 
 
 def decide_compression(

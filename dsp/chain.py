@@ -23,35 +23,54 @@ def gain(x: torch.Tensor, gain_db: torch.Tensor) -> torch.Tensor:
     return x * torch.pow(10.0, gain_db / 20.0).to(x.dtype).view(-1, 1, 1)
 
 
-def vocal_chain(vocal: torch.Tensor, sample_rate: int, params: dict, upto: str = "level") -> torch.Tensor:
-    """Render ``vocal`` ``(batch, 1, samples)`` through the chain up to and including ``upto``.
+def vocal_chain(vocal: torch.Tensor, sample_rate: int, params: dict, upto: str = "level",
+                start: str = "eq") -> torch.Tensor:
+    """Render ``vocal`` through the stages from ``start`` up to and including ``upto``.
 
-    Returns ``(batch, 1, samples)`` before the reverb and ``(batch, 2, samples)`` from it on.
+    ``vocal`` is ``(batch, 1, samples)`` (``(batch, 2, samples)`` when starting at the
+    level stage, after the reverb). Returns ``(batch, 1, samples)`` before the reverb
+    and ``(batch, 2, samples)`` from it on. Starting later than ``"eq"`` lets a caller
+    that already holds the output of the earlier stages avoid rendering them again.
     """
-    if upto not in STAGES:
-        raise ValueError(f"unknown stage {upto!r}; one of {STAGES}")
-    if vocal.dim() != 3 or vocal.shape[1] != 1:
-        raise ValueError(f"vocal must be (batch, 1, samples), got {tuple(vocal.shape)}")
-    y = multi_eq(
-        vocal, sample_rate, params["eq_frequency_hz"], params["eq_gain_db"], params["eq_q"],
-        params["eq_filter_type"], params["eq_enabled"],
-    )
-    if upto == "eq":
-        return y
-    y = compressor(
-        y, sample_rate, params["threshold_db"], params["ratio"], params["knee_db"], params["attack_ms"],
-        params["release_ms"], params["makeup_db"], params["lookahead"],
-    )
-    if upto == "compressor":
-        return y
-    y = fdn_reverb(
-        y, sample_rate, params["room_size"], params["reverb_time_s"], params["low_cutoff_hz"], params["low_q"],
-        params["low_gain_db_per_s"], params["high_cutoff_hz"], params["high_q"], params["high_gain_db_per_s"],
-        params["dry_wet"], params["fade_in_s"], fdn_lines=params["fdn_lines"],
-    )
-    if upto == "reverb":
-        return y
+    for name in (start, upto):
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; one of {STAGES}")
+    first, last = STAGES.index(start), STAGES.index(upto)
+    if first > last:
+        raise ValueError(f"stage {start!r} comes after {upto!r}")
+    expected_channels = 2 if start == "level" else 1
+    if vocal.dim() != 3 or vocal.shape[1] != expected_channels:
+        raise ValueError(f"input to the {start} stage must be (batch, {expected_channels}, samples), "
+                         f"got {tuple(vocal.shape)}")
+    y = vocal
+    for stage in STAGES[first: last + 1]:
+        y = _STAGE_FUNCTIONS[stage](y, sample_rate, params)
+    return y
+
+
+def _eq_stage(y, sample_rate, params):
+    return multi_eq(y, sample_rate, params["eq_frequency_hz"], params["eq_gain_db"], params["eq_q"],
+                    params["eq_filter_type"], params["eq_enabled"])
+
+
+def _compressor_stage(y, sample_rate, params):
+    return compressor(y, sample_rate, params["threshold_db"], params["ratio"], params["knee_db"],
+                      params["attack_ms"], params["release_ms"], params["makeup_db"], params["lookahead"])
+
+
+def _reverb_stage(y, sample_rate, params):
+    return fdn_reverb(y, sample_rate, params["room_size"], params["reverb_time_s"], params["low_cutoff_hz"],
+                      params["low_q"], params["low_gain_db_per_s"], params["high_cutoff_hz"], params["high_q"],
+                      params["high_gain_db_per_s"], params["dry_wet"], params["fade_in_s"],
+                      fdn_lines=params["fdn_lines"])
+
+
+def _level_stage(y, sample_rate, params):
     return gain(y, params["vocal_gain_db"])
+
+
+_STAGE_FUNCTIONS = {"eq": _eq_stage, "compressor": _compressor_stage, "reverb": _reverb_stage,
+                    "level": _level_stage}
 
 
 class VocalChain(nn.Module):
@@ -61,5 +80,5 @@ class VocalChain(nn.Module):
         super().__init__()
         self.sample_rate = sample_rate
 
-    def forward(self, vocal: torch.Tensor, params: dict, upto: str = "level") -> torch.Tensor:
-        return vocal_chain(vocal, self.sample_rate, params, upto)
+    def forward(self, vocal: torch.Tensor, params: dict, upto: str = "level", start: str = "eq") -> torch.Tensor:
+        return vocal_chain(vocal, self.sample_rate, params, upto, start)

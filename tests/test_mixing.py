@@ -93,3 +93,15 @@ def test_loudness_target_is_reached_with_limiting():
     assert analysis.integrated_loudness(y, SR) == pytest.approx(-10.0, abs=0.15)
     assert analysis.true_peak(y, SR) <= -1.0
     assert report["limiter"] == "on"
+
+
+def test_chain_can_resume_from_any_stage():
+    s = _settings(1)
+    vocal = _vocal(seed=1)
+    whole = process_vocal(vocal, SR, s)
+    eq_out = process_vocal(vocal, SR, s, upto="eq")
+    compressed = process_vocal(eq_out, SR, s, start="compressor", upto="compressor")
+    reverb_out = process_vocal(compressed, SR, s, start="reverb", upto="reverb")
+    np.testing.assert_array_equal(process_vocal(reverb_out, SR, s, start="level"), whole)
+    with pytest.raises(ValueError, match="comes after"):
+        process_vocal(vocal, SR, s, start="reverb", upto="eq")

@@ -146,3 +146,22 @@ def test_karaoke_clip_at_16khz_comes_back_at_input_rate(shared_audio, tmp_path):
     assert main(["render", str(clip / "vocal.flac"), str(clip / "backing.flac"), "-o", str(out), "-q"]) == 0
     info = sf.info(out)
     assert info.samplerate == 16000 and info.channels == 2
+
+
+def test_return_level_mode_puts_the_reverb_14_lu_below_the_mix():
+    from dataclasses import replace
+
+    from vocalmix.mixing import process_vocal
+    from vocalmix.rules.method import RulesMethod
+
+    vocal, backing = demo_vocal(SR, seconds=8.0), demo_backing(SR, seconds=8.0)
+    decision = RulesMethod(reverb_mode="return-level").decide(vocal, backing, SR)
+    s = decision.settings
+    w = s.reverb.dry_wet_pct / 100
+    assert 0 < w < 1
+    # The return as a send would carry it: the fully wet reverb, scaled by the share and the fader.
+    wet_only = process_vocal(vocal, SR, replace(s, reverb=replace(s.reverb, dry_wet_pct=100.0)), upto="reverb")
+    reverb_return = wet_only * w * 10 ** (s.level.vocal_gain_db / 20)
+    mix = backing + process_vocal(vocal, SR, s)  # before the output stage, which scales both alike
+    distance = analysis.integrated_loudness(mix, SR) - analysis.integrated_loudness(reverb_return, SR)
+    assert distance == pytest.approx(14.0, abs=0.5)

@@ -70,11 +70,13 @@ def settings_to_params(settings: list[MixSettings], device: torch.device | str =
     }
 
 
-def process_vocal(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level") -> np.ndarray:
-    """Run the mono ``vocal`` ``(1, samples)`` through the chain up to ``upto``; numpy in, numpy out."""
+def process_vocal(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level",
+                  start: str = "eq") -> np.ndarray:
+    """Run ``vocal`` (``(1, samples)``, or the output of the stage before ``start``) through
+    the chain's stages ``start`` to ``upto``; numpy in, numpy out."""
     x = torch.from_numpy(np.ascontiguousarray(vocal, dtype=np.float32)).unsqueeze(0)
     with torch.no_grad():
-        y = vocal_chain(x, sample_rate, settings_to_params([settings]), upto=upto)
+        y = vocal_chain(x, sample_rate, settings_to_params([settings]), upto=upto, start=start)
     return y[0].numpy()
 
 

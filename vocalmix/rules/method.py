@@ -55,14 +55,14 @@ class RulesMethod:
 
         start = time.perf_counter()
         settings.reverb, report["reverb"] = decide_reverb(backing, sample_rate, settings.reverb, self.tempo_bpm)
+        compressed = process_vocal(eq_out, sample_rate, settings, start="compressor", upto="compressor")
         if self.reverb_mode == "return-level":
-            compressed = process_vocal(vocal, sample_rate, settings, upto="compressor")
-            wet = process_vocal(vocal, sample_rate, replace(settings, reverb=replace(settings.reverb, dry_wet_pct=100.0)),
-                                upto="reverb")
+            fully_wet = replace(settings, reverb=replace(settings.reverb, dry_wet_pct=100.0))
+            wet = process_vocal(compressed, sample_rate, fully_wet, start="reverb", upto="reverb")
             pct, report["reverb"]["return_level"] = dry_wet_for_return_level(
                 np.repeat(compressed, 2, axis=0), wet, backing, sample_rate, self.target_relative_lu)
             settings.reverb = replace(settings.reverb, dry_wet_pct=pct)
-        reverb_out = process_vocal(vocal, sample_rate, settings, upto="reverb")
+        reverb_out = process_vocal(compressed, sample_rate, settings, start="reverb", upto="reverb")
         timings["reverb"] = time.perf_counter() - start
 
         start = time.perf_counter()

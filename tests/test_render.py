@@ -1,6 +1,7 @@
 """The rules method and `vocalmix render`, end to end, against the rules' own definitions."""
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -165,3 +166,44 @@ def test_return_level_mode_puts_the_reverb_14_lu_below_the_mix():
     mix = backing + process_vocal(vocal, SR, s)  # before the output stage, which scales both alike
     distance = analysis.integrated_loudness(mix, SR) - analysis.integrated_loudness(reverb_return, SR)
     assert distance == pytest.approx(14.0, abs=0.5)
+
+
+def test_backing_without_tempo_falls_back_and_says_so(caplog):
+    from vocalmix.rules.method import RulesMethod
+    from vocalmix.rules.reverb import FALLBACK_TEMPO_BPM
+
+    rng = np.random.default_rng(5)
+    backing = (rng.normal(0, 0.05, (2, 8 * SR))).astype(np.float32)  # steady noise: no beat
+    vocal = demo_vocal(SR, seconds=8.0)
+    logger = logging.getLogger("vocalmix")
+    logger.addHandler(caplog.handler)  # the CLI stops propagation to the root logger
+    try:
+        decision = RulesMethod().decide(vocal, backing, SR)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "no clear tempo" in caplog.text
+    assert decision.report["reverb"]["tempo_source"].startswith("fallback")
+    assert decision.settings.reverb.reverb_time_s == pytest.approx(reverb_time_for_tempo(FALLBACK_TEMPO_BPM))
+
+
+def test_hand_edited_settings_file_errors_name_the_field(demo_files, rendered, capsys):
+    folder, vocal, backing = demo_files
+    doc = json.loads((folder / "mix.settings.json").read_text())
+    doc["settings"]["compressor"]["ratio"] = 99
+    bad = folder / "edited.json"
+    bad.write_text(json.dumps(doc))
+    code = main(["render", str(vocal), str(backing), "-o", str(folder / "bad.wav"), "--settings", str(bad), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert str(bad) in err and "compressor.ratio" in err
+    assert not (folder / "bad.wav").exists()
+
+
+def test_settings_output_may_not_replace_the_settings_input(demo_files, rendered):
+    folder, vocal, backing = demo_files
+    source = folder / "same.settings.json"
+    source.write_text((folder / "mix.settings.json").read_text())
+    before = source.read_bytes()
+    assert main(["render", str(vocal), str(backing), "-o", str(folder / "same.wav"), "--settings", str(source),
+                 "--force", "-q"]) == 2
+    assert source.read_bytes() == before

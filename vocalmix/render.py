@@ -88,10 +88,10 @@ def _check_request(req: RenderRequest) -> dict[str, Path]:
     inputs = tuple(p for p in (req.vocal_path, req.backing_path, req.settings_file) if p is not None)
     for kind, path in paths.items():
         if kind == "settings":
-            if path.exists() and not req.force:
-                raise InputError(f"{path}: already exists (use --force to overwrite)")
             if any(Path(p).resolve() == path.resolve() for p in inputs):
                 raise InputError(f"{path}: output path is one of the inputs; choose another name")
+            if path.exists() and not req.force:
+                raise InputError(f"{path}: already exists (use --force to overwrite)")
         else:
             check_output_path(path, force=req.force, protected=inputs)
     if req.export_dir is not None and not req.force:

@@ -30,11 +30,30 @@ no double backward). The recursion carries its state in float64; the gradient w.
 the attack/release coefficients reads the stored output, so it is exact for float64
 input and exact to float32 rounding otherwise.
 
-Devices: the kernels run on the CPU. A tensor on any other device is copied to the
-CPU for the kernel and the result copied back (a per-sample Python loop of device
-kernels would be orders of magnitude slower). Everything else, including the lookahead
-backward (a ``scatter_add``), runs on the tensor's own device. There is no CUDA-only
-code. Supported dtypes: float32 and float64.
+Backends and devices (``backend="auto"|"numba"|"torch"``, :func:`select_backend`):
+``auto`` runs the numba kernels for CPU tensors and a pure-torch implementation of the
+same two parts for tensors on any other device (CUDA, MPS), so a device path never
+copies to the CPU. The torch path (tests force it on the CPU, where it agrees with
+numba to float32 rounding, gradients included):
+
+* Ballistics: the recursion is linear once the branch pattern is known, so per window
+  of 32768 samples it guesses the pattern, solves ``y[n] = (1 - a_n) y[n-1] + a_n G[n]``
+  by a blocked parallel scan (float64), recomputes the branches from the result and
+  repeats until they agree; each round fixes at least one more leading sample, and
+  after 8 rounds the consistent prefix is kept and the next window starts there.
+  The backward is the same adjoint as the numba kernel's, solved by the same scan.
+* Lookahead: a sliding-window minimum over D ramped values (``unfold``, in chunks),
+  with the same scatter backward.
+
+Measured torch-path speed on the 2-core CPU (synthetic vocal, batch 1, no grad;
+numba takes <= 0.1 s for all of these): 10-s clip 0.11 s (threshold -30, 5/100 ms),
+0.16 s with lookahead, 0.27 s / 0.38 s for a hard case (attack 0, release 10 ms, whose
+branch search needs many rounds); 3-minute signal 1.4 s / 2.4 s with lookahead, hard
+case 4.6 s / 8.2 s. Its cost is dominated by the number of small torch ops, so on a GPU
+it is launch-bound; it exists so the device path uses nothing CPU-only.
+
+With ``backend="numba"`` a tensor on another device is copied to the CPU for the
+kernel and the result copied back. Supported dtypes: float32 and float64.
 
 When no gradient is needed (``torch.no_grad()`` or no input requires grad) the
 elementwise passes run in place on internal buffers, which roughly halves the time on
@@ -66,6 +85,7 @@ from torch import nn
 __all__ = [
     "Compressor",
     "compressor",
+    "select_backend",
     "gain_reduction_db",
     "static_gain_db",
     "detector_level_db",
@@ -260,6 +280,195 @@ class _MinOfRamps(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------------------
+# torch backend (any device): the same two sequential parts without numpy/numba
+# --------------------------------------------------------------------------------------
+
+BACKENDS = ("auto", "numba", "torch")
+
+#: Samples per window of the torch ballistics' branch search (see :func:`_ballistics_torch`).
+TORCH_BALLISTICS_WINDOW = 32768
+_TORCH_BRANCH_ITERATIONS = 8
+_SCAN_BLOCK = 64
+
+
+def select_backend(device, backend: str = "auto") -> str:
+    """The kernel backend for tensors on ``device``: ``"numba"`` or ``"torch"``.
+
+    ``backend="auto"`` picks numba on the CPU and torch on every other device (CUDA,
+    MPS, ...), so no device path copies to the CPU; ``"numba"`` or ``"torch"`` force
+    one (numba on a non-CPU device copies to the CPU and back).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    return "numba" if torch.device(device).type == "cpu" else "torch"
+
+
+def _scan_in_place(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Inclusive scan of ``y[k] = a[k] y[k-1] + b[k]`` along the last axis (y[-1] = 0).
+
+    Hillis-Steele: log2(K) doubling steps. Afterwards ``b`` holds y and ``a`` the
+    running products of the coefficients. Only products of numbers in [0, 1] and
+    sums of bounded terms occur, so it is as stable as the sequential recursion.
+    """
+    k = a.shape[-1]
+    d = 1
+    while d < k:
+        b[..., d:] += a[..., d:] * b[..., :-d]
+        a[..., d:] = a[..., d:] * a[..., :-d]  # via a temporary: the slices overlap
+        d *= 2
+
+
+def _linear_recurrence(a: torch.Tensor, b: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+    """``y[n] = a[n] y[n-1] + b[n]`` with ``y[-1] = y0``: (B, n) coefficients, (B,) y0.
+
+    Blocked parallel scan, no Python loop over time: scans of :data:`_SCAN_BLOCK`
+    samples run in parallel, and the block-to-block carries (a recurrence of the same
+    form, n / 64 long) are solved recursively. ``a`` must lie in [0, 1]. Not
+    differentiable (the callers write their own backward). Inputs are not modified.
+    """
+    batch, n = a.shape
+    k = _SCAN_BLOCK
+    if n <= k:
+        a = a.clone()
+        b = b.clone()
+        _scan_in_place(a, b)
+        return b.addcmul_(a, y0[:, None])
+    m = -(-n // k)
+    pad = m * k - n
+    a_blocks = torch.nn.functional.pad(a, (0, pad), value=1.0).reshape(batch, m, k)
+    b_blocks = torch.nn.functional.pad(b, (0, pad)).reshape(batch, m, k)
+    _scan_in_place(a_blocks, b_blocks)  # padded copies: safe to overwrite
+    ends = _linear_recurrence(a_blocks[..., -1], b_blocks[..., -1], y0)  # y at each block end
+    carry = torch.cat([y0[:, None], ends[:, :-1]], dim=1)
+    return b_blocks.addcmul_(a_blocks, carry[..., None]).reshape(batch, m * k)[:, :n]
+
+
+def _ballistics_torch(target: torch.Tensor, alpha_attack: torch.Tensor, alpha_release: torch.Tensor):
+    """Torch forward of the ballistics: ``(state (B, n) float64, attack_taken (B, n) bool)``.
+
+    The recursion is linear once the branch pattern (attack where ``G[n] < y[n-1]``)
+    is known. Per window of :data:`TORCH_BALLISTICS_WINDOW` samples we guess the
+    pattern, solve the linear recursion by a parallel scan, recompute the pattern from
+    the result, and repeat until it no longer changes. Each round makes at least one
+    more leading sample consistent (a consistent prefix keeps its values, and the next
+    branch is decided by them), so the search cannot cycle; if it has not settled
+    after a few rounds, only the consistent prefix (common to the batch) is kept and
+    the next window starts there. The state is float64, as in the numba kernel.
+    """
+    g_all = target.detach().to(torch.float64)
+    batch, n = g_all.shape
+    a_att = alpha_attack.detach().to(device=g_all.device, dtype=torch.float64)[:, None]
+    a_rel = alpha_release.detach().to(device=g_all.device, dtype=torch.float64)[:, None]
+    state_all = torch.empty_like(g_all)
+    attack_all = torch.empty(g_all.shape, dtype=torch.bool, device=g_all.device)
+    state = g_all.new_zeros(batch)
+    start = 0
+    guess = None
+    while start < n:
+        stop = min(start + TORCH_BALLISTICS_WINDOW, n)
+        g = g_all[:, start:stop]
+        width = stop - start
+        # First guess: the tail of the previous window's last pattern, else "attack
+        # wherever the target is below the current state".
+        pattern = g < state[:, None]
+        if guess is not None and guess.shape[1] > 0:
+            known = min(guess.shape[1], width)
+            pattern[:, :known] = guess[:, :known]
+        for _ in range(_TORCH_BRANCH_ITERATIONS):
+            used = pattern
+            a = torch.where(used, a_att, a_rel)
+            y = _linear_recurrence(1.0 - a, a * g, state)
+            previous = torch.cat([state[:, None], y[:, :-1]], dim=1)
+            pattern = (g - previous) < 0.0  # the branches this trajectory implies
+            mismatch = pattern != used
+            if not bool(mismatch.any()):
+                done = width
+                break
+        else:
+            # Keep the consistent prefix of the last round, common to the batch. It
+            # has at least one sample: sample 0's branch depends on `state` only.
+            first = torch.where(
+                mismatch.any(dim=1),
+                mismatch.to(torch.uint8).argmax(dim=1),
+                torch.full((batch,), width, dtype=torch.long, device=g.device),
+            )
+            done = max(int(first.min()), 1)
+        state_all[:, start : start + done] = y[:, :done]
+        attack_all[:, start : start + done] = used[:, :done]
+        state = y[:, done - 1].clone()
+        guess = pattern[:, done:] if done < width else None
+        start += done
+    return state_all, attack_all
+
+
+class _BallisticsTorch(torch.autograd.Function):
+    """Same contract as :class:`_Ballistics`, all in torch on the input's device."""
+
+    @staticmethod
+    def forward(ctx, target_db, alpha_attack, alpha_release):
+        state64, attack = _ballistics_torch(target_db, alpha_attack, alpha_release)
+        state = state64.to(target_db.dtype)
+        ctx.save_for_backward(target_db.detach(), state, attack, alpha_attack.detach(), alpha_release.detach())
+        return state
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_state):
+        target, state, attack, alpha_attack, alpha_release = ctx.saved_tensors
+        f64 = torch.float64
+        a = torch.where(attack, alpha_attack.to(f64)[:, None], alpha_release.to(f64)[:, None])
+        # Adjoint lam[n] = grad[n] + (1 - a[n+1]) lam[n+1], solved forwards on the
+        # time-reversed arrays (see _ballistics_backward_kernel).
+        decay = torch.flip(1.0 - a, dims=[1])
+        decay = torch.cat([torch.ones_like(decay[:, :1]), decay[:, :-1]], dim=1)
+        lam = torch.flip(
+            _linear_recurrence(decay, torch.flip(grad_state.to(f64), dims=[1]), grad_state.new_zeros(a.shape[0], dtype=f64)),
+            dims=[1],
+        )
+        previous = torch.cat([torch.zeros_like(state[:, :1]), state[:, :-1]], dim=1).to(f64)
+        weighted = lam * (target.to(f64) - previous)
+        g_att = torch.where(attack, weighted, 0.0).sum(dim=1)
+        g_rel = torch.where(attack, 0.0, weighted).sum(dim=1)
+        return (
+            (a * lam).to(grad_state.dtype),
+            g_att.to(alpha_attack.dtype),
+            g_rel.to(alpha_release.dtype),
+        )
+
+
+#: Output samples per chunk of the torch min-of-ramps (a chunk holds chunk x D values).
+_RAMP_CHUNK_ELEMENTS = 1 << 20  # measured: 4x faster than 1 << 22 (cache)
+
+
+class _MinOfRampsTorch(torch.autograd.Function):
+    """Same contract as :class:`_MinOfRamps`: a sliding-window minimum of ramped values."""
+
+    @staticmethod
+    def forward(ctx, values, ramp_length: int):
+        batch, n = values.shape
+        f64 = torch.float64
+        weights = 1.0 - torch.arange(ramp_length, device=values.device, dtype=f64) / ramp_length
+        # +inf past the end: ramps only reach samples that exist.
+        padded = torch.nn.functional.pad(values.detach().to(f64), (0, ramp_length - 1), value=math.inf)
+        out = torch.empty_like(values)
+        winner = torch.empty(values.shape, dtype=torch.long, device=values.device)
+        chunk = max(1, _RAMP_CHUNK_ELEMENTS // (ramp_length * batch))
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            window = padded[:, s : e + ramp_length - 1].unfold(1, ramp_length, 1)  # (B, e-s, D)
+            best, k = torch.min(window * weights, dim=-1)
+            out[:, s:e] = best.to(values.dtype)
+            winner[:, s:e] = k + torch.arange(s, e, device=values.device)
+        ctx.save_for_backward(winner)
+        ctx.ramp_length = ramp_length
+        return out
+
+    backward = _MinOfRamps.backward
+
+
+# --------------------------------------------------------------------------------------
 # torch parts: detector, gain computer, coefficients
 # --------------------------------------------------------------------------------------
 #
@@ -391,8 +600,11 @@ def _needs_grad(*tensors) -> bool:
     )
 
 
-def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place):
+def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend="auto"):
     """Gain reduction in dB aligned with the output, and the normalised lookahead mask."""
+    use_torch = select_backend(x.device, backend) == "torch"
+    ballistics = _BallisticsTorch if use_torch else _Ballistics
+    min_of_ramps = _MinOfRampsTorch if use_torch else _MinOfRamps
     if x.dim() != 3:
         raise ValueError(f"x must be (batch, channels, samples), got {tuple(x.shape)}")
     batch = x.shape[0]
@@ -401,7 +613,7 @@ def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, looka
     )
     level = detector_level_db(x, in_place=in_place)
     target = static_gain_db(level, threshold_db, ratio, knee_db, in_place=in_place)
-    reduction = _Ballistics.apply(
+    reduction = ballistics.apply(
         target, time_constant_to_alpha(attack_ms, sr), time_constant_to_alpha(release_ms, sr)
     )
     mask = _lookahead_mask(lookahead, batch, x.device)
@@ -412,7 +624,7 @@ def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, looka
     # sample n gets min_k y[n - D + k] * (1 - k/D): the lead-in starts D - 1 samples
     # before the delayed transient and reaches the full reduction on it.
     padded = torch.cat([reduction.new_zeros(batch, ramp), reduction], dim=-1)
-    delayed = _MinOfRamps.apply(padded, ramp)[:, : reduction.shape[-1]]
+    delayed = min_of_ramps.apply(padded, ramp)[:, : reduction.shape[-1]]
     if mask is True:
         return delayed, True
     return torch.where(mask[:, None], delayed, reduction), mask
@@ -427,16 +639,19 @@ def gain_reduction_db(
     attack_ms: Param,
     release_ms: Param,
     lookahead: LookaheadArg = False,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Smoothed gain reduction in dB (<= 0, without makeup), aligned with the output.
 
     ``x``: (batch, channels, samples); parameters as in :func:`compressor`; returns
     (batch, samples). With lookahead the curve includes the lead-in ramp and the
     D-sample delay, i.e. it is exactly the dB gain that :func:`compressor` applies to
-    the (delayed) input, minus makeup.
+    the (delayed) input, minus makeup. ``backend``: see :func:`select_backend`.
     """
     in_place = not _needs_grad(x, threshold_db, ratio, knee_db, attack_ms, release_ms)
-    return _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place)[0]
+    return _reduction(
+        x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend
+    )[0]
 
 
 def compressor(
@@ -449,6 +664,7 @@ def compressor(
     release_ms: Param,
     makeup_db: Param,
     lookahead: LookaheadArg = False,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """OmniCompressor on a batch of signals.
 
@@ -463,6 +679,8 @@ def compressor(
             it per item. Where on, every channel is delayed by ``lookahead_samples(sr)``
             and the output keeps the input length, so the last D input samples are not
             heard (pad the input if they matter).
+        backend: ``"auto"`` (numba on the CPU, torch on other devices), ``"numba"``
+            or ``"torch"``; see :func:`select_backend`. Both agree to float32 rounding.
 
     Returns:
         (batch, channels, samples) tensor with the dtype and device of ``x``.
@@ -470,7 +688,7 @@ def compressor(
     params = (threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db)
     in_place = not _needs_grad(x, *params)
     reduction, mask = _reduction(
-        x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place
+        x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend
     )
     makeup_neper = _column(_per_item(makeup_db, x.shape[0], x) * _DB_TO_NEPER, 2)
     # gain = 10^((reduction + makeup) / 20), muted at or below -100 dB like JUCE's
@@ -495,12 +713,15 @@ class Compressor(nn.Module):
     """Thin module wrapper of :func:`compressor` for a fixed sample rate.
 
     ``forward(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db,
-    lookahead=False)`` takes the shapes and units of :func:`compressor`.
+    lookahead=False)`` takes the shapes and units of :func:`compressor`; ``backend``
+    is passed on (see :func:`select_backend`).
     """
 
-    def __init__(self, sample_rate: float):
+    def __init__(self, sample_rate: float, backend: str = "auto"):
         super().__init__()
+        select_backend("cpu", backend)  # validate early
         self.sample_rate = float(sample_rate)
+        self.backend = backend
 
     def forward(
         self,
@@ -515,7 +736,7 @@ class Compressor(nn.Module):
     ) -> torch.Tensor:
         return compressor(
             x, self.sample_rate, threshold_db, ratio, knee_db, attack_ms, release_ms,
-            makeup_db, lookahead,
+            makeup_db, lookahead, self.backend,
         )
 
     def gain_reduction_db(
@@ -523,8 +744,9 @@ class Compressor(nn.Module):
     ) -> torch.Tensor:
         """See :func:`gain_reduction_db`."""
         return gain_reduction_db(
-            x, self.sample_rate, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead
+            x, self.sample_rate, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead,
+            self.backend,
         )
 
     def extra_repr(self) -> str:
-        return f"sample_rate={self.sample_rate:g}"
+        return f"sample_rate={self.sample_rate:g}, backend={self.backend!r}"

@@ -388,3 +388,130 @@ def test_gradients_finite_on_range_corners_and_nonzero_inside():
     for name, grad in zip(["threshold", "ratio", "knee", "attack", "release", "makeup"], grads):
         assert torch.isfinite(grad).all(), name
         assert (grad != 0).all(), (name, grad)
+
+
+# ----------------------------------------------------------------------------- torch backend
+#
+# The torch backend is the path for CUDA and other devices. This machine has no GPU, so
+# it is tested on the CPU by forcing backend="torch" against the numba kernels.
+
+import sys  # noqa: E402
+
+from vocalmix.dsp.compressor import (  # noqa: E402
+    _BallisticsTorch,
+    _MinOfRampsTorch,
+    _linear_recurrence,
+    select_backend,
+)
+
+_compressor_module = sys.modules["vocalmix.dsp.compressor"]
+
+
+def test_select_backend_by_device():
+    assert select_backend(torch.device("cpu")) == "numba"
+    assert select_backend("cpu") == "numba"
+    assert select_backend(torch.device("cuda")) == "torch"
+    assert select_backend(torch.device("cuda", 1)) == "torch"
+    assert select_backend(torch.device("mps")) == "torch"
+    assert select_backend(torch.device("cuda"), "numba") == "numba"
+    assert select_backend(torch.device("cpu"), "torch") == "torch"
+    with pytest.raises(ValueError):
+        select_backend("cpu", "cuda")
+    with pytest.raises(ValueError):
+        Compressor(SR, backend="jax")
+
+
+def test_linear_recurrence_matches_loop():
+    g = torch.Generator().manual_seed(20)
+    for n in (1, 5, 64, 65, 5000):
+        a = torch.rand(3, n, generator=g, dtype=torch.float64)
+        a[:, ::7] = 0.0  # a = 0 (alpha = 1) resets the state
+        a[:, ::11] = 1.0
+        b = torch.randn(3, n, generator=g, dtype=torch.float64)
+        y0 = torch.randn(3, generator=g, dtype=torch.float64)
+        expected = torch.empty_like(b)
+        state = y0.clone()
+        for i in range(n):
+            state = a[:, i] * state + b[:, i]
+            expected[:, i] = state
+        torch.testing.assert_close(_linear_recurrence(a, b, y0), expected, rtol=1e-12, atol=1e-12)
+
+
+TORCH_SETTINGS = [
+    # threshold, ratio, knee, attack, release, makeup, lookahead
+    ([-30.0, -20.0, -45.0, 0.0], [4.0, 2.0, 16.0, 8.0], [6.0, 0.0, 12.0, 30.0],
+     [5.0, 0.5, 20.0, 0.0], [100.0, 50.0, 300.0, 0.0], [3.0, 0.0, 5.0, -4.0], False),
+    ([-40.0, -10.0, -25.0, -50.0], [3.0, 16.0, 1.5, 6.0], [0.0, 6.0, 3.0, 18.0],
+     [0.0, 1.0, 40.0, 10.0], [10.0, 500.0, 0.0, 80.0], [1.0, 20.0, -10.0, 0.0], True),
+    ([-40.0, -10.0, -25.0, -50.0], [3.0, 16.0, 1.5, 6.0], [0.0, 6.0, 3.0, 18.0],
+     [0.0, 1.0, 40.0, 10.0], [10.0, 500.0, 0.0, 80.0], [1.0, 20.0, -10.0, 0.0],
+     torch.tensor([True, False, True, False])),
+]
+
+
+@pytest.mark.parametrize("setting", range(len(TORCH_SETTINGS)))
+@pytest.mark.parametrize("small_windows", [False, True])
+def test_torch_backend_matches_numba(setting, small_windows, monkeypatch):
+    if small_windows:
+        # Short windows and few rounds force the partial-commit path of the branch search.
+        monkeypatch.setattr(_compressor_module, "TORCH_BALLISTICS_WINDOW", 97)
+        monkeypatch.setattr(_compressor_module, "_TORCH_BRANCH_ITERATIONS", 2)
+        monkeypatch.setattr(_compressor_module, "_RAMP_CHUNK_ELEMENTS", 4000)
+    *params, lookahead = TORCH_SETTINGS[setting]
+    params = [torch.tensor(p) for p in params]
+    x = bursty_noise(4, 2, 20000, seed=21) * 2.0
+    expected = compressor(x, SR, *params, lookahead=lookahead, backend="numba")
+    got = compressor(x, SR, *params, lookahead=lookahead, backend="torch")
+    assert got.dtype == x.dtype
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    reduction = gain_reduction_db(x, SR, *params[:5], lookahead=lookahead, backend="torch")
+    expected_reduction = gain_reduction_db(x, SR, *params[:5], lookahead=lookahead, backend="numba")
+    torch.testing.assert_close(reduction, expected_reduction, rtol=1e-6, atol=1e-5)
+
+
+def test_torch_backend_matches_python_reference_float64():
+    x = bursty_noise(1, 1, 1500, seed=22).double()
+    setting = (-30.0, 5.0, 8.0, 2.0, 30.0, 2.0, True)
+    expected, _ = reference_compressor(x[0].numpy(), SR, *setting)
+    got = compressor(x, SR, *setting[:6], lookahead=True, backend="torch")[0].numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_module_backend_is_used():
+    x = bursty_noise(2, 1, 3000, seed=23)
+    args = (-30.0, 4.0, 6.0, 5.0, 100.0, 3.0)
+    module = Compressor(SR, backend="torch")
+    assert "torch" in repr(module)
+    torch.testing.assert_close(module(x, *args, lookahead=True), compressor(x, SR, *args, lookahead=True))
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_torch_backend_gradients_match_numba(lookahead):
+    x = bursty_noise(4, 2, 8000, seed=24) * 2.0
+    values = ([-30.0, -20.0, -40.0, -10.0], [4.0, 2.5, 16.5, 8.0], [6.0, 0.0, 12.0, 3.0],
+              [5.0, 0.5, 20.0, 2.0], [100.0, 50.0, 300.0, 10.0], [3.0, 0.0, 5.0, 1.0])
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(25))
+    grads = {}
+    for backend in ("numba", "torch"):
+        params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
+        xx = x.double().requires_grad_()
+        y = compressor(xx, SR, *params, lookahead=lookahead, backend=backend)
+        (y * weights).sum().backward()
+        grads[backend] = [xx.grad] + [p.grad for p in params]
+    for name, a, b in zip(["x", "threshold", "ratio", "knee", "attack", "release", "makeup"],
+                          grads["numba"], grads["torch"]):
+        torch.testing.assert_close(b, a, rtol=1e-7, atol=1e-10, msg=name)
+    assert (grads["torch"][1] != 0).all()
+
+
+def test_gradcheck_torch_kernels():
+    g = torch.Generator().manual_seed(26)
+    target = -torch.rand(2, 60, generator=g, dtype=torch.float64) * 20
+    target[:, 30:] *= 0.2
+    alpha_att = torch.tensor([0.3, 0.05], dtype=torch.float64, requires_grad=True)
+    alpha_rel = torch.tensor([0.1, 0.7], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        _BallisticsTorch.apply, (target.requires_grad_(), alpha_att, alpha_rel), eps=1e-6, atol=1e-7
+    )
+    values = (-torch.rand(2, 50, generator=g, dtype=torch.float64) * 10).requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: _MinOfRampsTorch.apply(v, 7), (values,), eps=1e-6, atol=1e-7)

@@ -292,6 +292,16 @@ def integrated_loudness(x: Any, sr: float) -> float:
     return _gated_mean_loudness(block_powers)
 
 
+def integrated_from_momentary(momentary_lufs: np.ndarray) -> float:
+    """Integrated loudness (LUFS) from a :func:`momentary_loudness` series of the same signal.
+
+    The momentary values are the BS.1770 gating blocks, so this equals
+    :func:`integrated_loudness` without a second K-weighting pass.
+    """
+    levels = np.asarray(momentary_lufs, dtype=np.float64)
+    return _gated_mean_loudness(10.0 ** ((levels - _LOUDNESS_OFFSET_DB) / 10.0))
+
+
 def _gated_mean_loudness(block_powers: np.ndarray) -> float:
     # Gates compare in the power domain: l > gate  <=>  p > 10^((gate - offset)/10).
     absolute_threshold = 10.0 ** ((_ABSOLUTE_GATE_LUFS - _LOUDNESS_OFFSET_DB) / 10.0)

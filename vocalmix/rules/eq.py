@@ -30,11 +30,11 @@ MOMENTARY_WINDOW_S = 0.4
 def active_mask(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """Boolean ``(samples,)``: samples inside 400 ms blocks that pass the absolute and relative gates."""
     n = x.shape[-1]
-    integrated = analysis.integrated_loudness(x, sample_rate)
+    momentary = np.asarray(analysis.momentary_loudness(x, sample_rate))
+    integrated = analysis.integrated_from_momentary(momentary)
     mask = np.zeros(n, dtype=bool)
     if integrated <= analysis.SILENCE_LUFS:
         return mask
-    momentary = np.asarray(analysis.momentary_loudness(x, sample_rate))
     hop = int(round(analysis.LOUDNESS_HOP_S * sample_rate))
     window = int(round(MOMENTARY_WINDOW_S * sample_rate))
     gate = max(-70.0, integrated + GATE_RELATIVE_LU)

@@ -212,12 +212,18 @@ def test_renderer_is_deterministic_with_a_seed():
 def test_reverb_settings_are_in_range_and_render_stereo():
     from vocalmix.settings import ReverbSettings, spec_of
 
+    from vocalmix.training.synthesis import VOCAL_REVERB_PRIOR
+
     r = BatchRenderer(device="cpu", seed=2)
-    s = r.sample_reverb_settings(64)
+    s = r.sample_reverb_settings(256)
     for name, values in s.items():
         spec = spec_of(ReverbSettings, name)
-        assert float(values.min()) >= spec.minimum and float(values.max()) <= spec.maximum, name
+        _, lo, hi = VOCAL_REVERB_PRIOR[name]
+        assert spec.minimum <= lo < hi <= spec.maximum, name  # the prior lies inside the plug-in's range
+        assert float(values.min()) >= lo and float(values.max()) <= hi, name
+        assert float(values.max() - values.min()) > 0.5 * (hi - lo), name  # and is spread over it
     assert bool((s["room_size"] == s["room_size"].round()).all())
+    assert 0.6 < float((s["fade_in_s"] == 0).float().mean()) < 0.95  # mostly no fade-in
     short = {k: v[:2] for k, v in s.items()}
     short["reverb_time_s"] = torch.tensor([0.3, 0.5])
     short["fade_in_s"] = torch.zeros(2)

@@ -6,7 +6,10 @@ fitted FdnReverb settings to them with a genetic algorithm. Here:
 **Estimator** (:class:`ReverbEstimator`). A small MLP maps summary statistics of a wet
 vocal to the 10 FdnReverb settings (normalised to [0, 1] as
 :data:`vocalmix.training.data.TARGET_RANGES` defines). It is trained on dry vocals
-reverberated by our own FdnReverb with known random settings, so its labels are exact.
+reverberated by our own FdnReverb with known random settings, so its labels are exact;
+the settings come from the lead-vocal prior of
+:meth:`vocalmix.training.synthesis.BatchRenderer.sample_reverb_settings`, so it is meant
+for vocals with a typical vocal reverb (its outputs still span the plug-in's ranges).
 The statistics are chosen for what reverb changes (all in dB on 16 mel bands, from
 frames of 2048 samples, hop 512):
 

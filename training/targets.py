@@ -73,8 +73,11 @@ def relative_loudness_lu(vocal, backing, sr: int) -> float:
 
 
 def vocal_loudness_range_lu(vocal, sr: int) -> float:
-    """The vocal's loudness range (LU)."""
-    return loudness_range(vocal, sr)
+    """The vocal's loudness range (LU), measured as the compression rule measures it
+    (on the loudness-normalised vocal), so a predicted LRA means the same to the rule."""
+    from vocalmix.rules.compression import vocal_loudness_range
+
+    return vocal_loudness_range(_as_channels_first(vocal), sr)
 
 
 def outlier_reason(name: str, value: float) -> str | None:

@@ -112,7 +112,7 @@ LookaheadArg = Union[bool, torch.Tensor]
 # --------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _ballistics_forward_kernel(target_db, alpha_attack, alpha_release, state_db, attack_taken):
     """Attack/release smoothing of ``target_db`` (batch, n) into ``state_db`` (same dtype).
 

@@ -207,3 +207,15 @@ def test_settings_output_may_not_replace_the_settings_input(demo_files, rendered
     assert main(["render", str(vocal), str(backing), "-o", str(folder / "same.wav"), "--settings", str(source),
                  "--force", "-q"]) == 2
     assert source.read_bytes() == before
+
+
+def test_threaded_compression_search_equals_the_sequential_one(monkeypatch):
+    from vocalmix.rules import compression
+
+    vocal = demo_vocal(SR, seconds=10.0)
+    monkeypatch.setattr(compression, "SEARCH_THREADS", 1)
+    sequential = compression.decide_compression(vocal, SR)
+    monkeypatch.setattr(compression, "SEARCH_THREADS", 3)
+    threaded = compression.decide_compression(vocal, SR)
+    assert threaded == sequential
+    assert len(sequential[1]["steps"]) > 2  # the search really ran

@@ -14,6 +14,9 @@ threshold the compressor sees. The LRA is measured on the vocal normalised to
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
@@ -31,6 +34,7 @@ THRESHOLD_FLOOR_DB = -35.0
 ATTACK_MS = 30.0
 RELEASE_MS = 150.0
 MEASUREMENT_LUFS = -23.0
+SEARCH_THREADS = 2
 
 
 def vocal_loudness_range(vocal: np.ndarray, sample_rate: int) -> float:
@@ -65,25 +69,44 @@ def decide_compression(
     lra = vocal_loudness_range(vocal, sample_rate)
     steps = [{"threshold_db": None, "ratio": 1.0, "loudness_range_lu": lra}]
     settings = CompressorSettings(threshold_db=0.0, ratio=1.0, attack_ms=attack_ms, release_ms=release_ms)
-    threshold_rel, ratio = START_THRESHOLD_DB, START_RATIO
-    stopped_by = "target already met" if lra < target_lra_lu else None
-    while stopped_by is None:
-        absolute = peak_db + threshold_rel
-        if absolute < threshold_spec.minimum:
-            stopped_by = "compressor threshold range"
-            break
-        lra = vocal_loudness_range(render(threshold_rel, ratio), sample_rate)
-        settings = CompressorSettings(threshold_db=float(absolute), ratio=round(ratio, 6),
-                                      attack_ms=attack_ms, release_ms=release_ms)
-        steps.append({"threshold_db": float(absolute), "threshold_re_peak_db": threshold_rel, "ratio": ratio,
-                      "loudness_range_lu": lra})
-        if lra < target_lra_lu:
-            stopped_by = "target reached"
-        elif threshold_rel + THRESHOLD_STEP_DB < threshold_floor_db:
-            stopped_by = "threshold floor"
-        else:
-            threshold_rel += THRESHOLD_STEP_DB
-            ratio += RATIO_STEP
+    if lra < target_lra_lu:
+        stopped_by = "target already met"
+    else:
+        # The steps are fixed in advance; only where the search stops depends on the audio.
+        plan = []
+        for k in range(1000):
+            threshold_rel = START_THRESHOLD_DB + k * THRESHOLD_STEP_DB
+            if threshold_rel < threshold_floor_db:
+                break
+            plan.append((threshold_rel, round(START_RATIO + k * RATIO_STEP, 6)))
+
+        def measure(step):
+            return vocal_loudness_range(render(*step), sample_rate)
+
+        stopped_by = "threshold floor"
+        # Steps are measured a few at a time in threads (the kernels release the GIL) and
+        # read in order, so the result is exactly that of the one-by-one search.
+        workers = max(1, min(SEARCH_THREADS, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for first in range(0, len(plan), workers):
+                batch = plan[first: first + workers]
+                valid = [st for st in batch if peak_db + st[0] >= threshold_spec.minimum]
+                results = list(pool.map(measure, valid))
+                done = False
+                for (threshold_rel, ratio), lra in zip(batch, results + [None] * (len(batch) - len(valid))):
+                    if lra is None:
+                        stopped_by, done = "compressor threshold range", True
+                        break
+                    absolute = float(peak_db + threshold_rel)
+                    settings = CompressorSettings(threshold_db=absolute, ratio=ratio, attack_ms=attack_ms,
+                                                  release_ms=release_ms)
+                    steps.append({"threshold_db": absolute, "threshold_re_peak_db": threshold_rel, "ratio": ratio,
+                                  "loudness_range_lu": lra})
+                    if lra < target_lra_lu:
+                        stopped_by, done = "target reached", True
+                        break
+                if done:
+                    break
     report = {
         "target_lra_lu": target_lra_lu,
         "vocal_peak_dbfs": float(peak_db),

@@ -403,6 +403,19 @@ def exported_settings(settings: MixSettings, states: list[PluginState]) -> MixSe
     return MixSettings.from_dict(data)
 
 
+def snap_to_plugin_grids(settings: MixSettings) -> MixSettings:
+    """``settings`` as the three plug-ins would hold them, so a render matches the exported presets.
+
+    Unlike :func:`export_settings` this is silent: the caller asked for the snapping.
+    """
+    previous = log.disabled
+    log.disabled = True
+    try:
+        return exported_settings(settings, plugin_states(settings))
+    finally:
+        log.disabled = previous
+
+
 def _snap(plugin: PluginDef, param: ParamDef, binding: Binding, setting: float, unit: str) -> float:
     """The grid value nearest ``setting`` (in plug-in units), warning when it differs."""
     wanted = setting * binding.scale

@@ -21,6 +21,7 @@ from . import __version__
 from .audio import (OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, match_length, resample,
                     to_mono, to_stereo, write_audio)
 from .errors import InputError
+from .export import snap_to_plugin_grids
 from .methods import get_method
 from .mixing import render_mix
 from .settings import MixSettings, OutputSettings, spec_of
@@ -152,9 +153,9 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         method = get_method(req.method, **options)
         progress(f"deciding settings with the {req.method} method")
         decision = method.decide(vocal, backing, sr)
-        settings = replace(decision.settings,
-                           output=OutputSettings(ceiling_dbtp=req.ceiling, target_loudness_lufs=req.loudness))
-        settings.validate()
+        # Decided values are put on the plug-ins' grids, so the presets reproduce this very render.
+        settings = snap_to_plugin_grids(replace(
+            decision.settings, output=OutputSettings(ceiling_dbtp=req.ceiling, target_loudness_lufs=req.loudness)))
         method_name, report = req.method, decision.report
     timings["decide_s"] = time.perf_counter() - start
 

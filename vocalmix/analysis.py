@@ -241,15 +241,19 @@ def _window_powers(hop_energies: np.ndarray, hops_per_window: int, hop: int) -> 
     return sums / (hops_per_window * hop)
 
 
-def _loudness_series(x: Any, sr: float, hops_per_window: int) -> np.ndarray:
+def _block_powers(x: Any, sr: float, hops_per_window: int) -> np.ndarray:
+    """Mean K-weighted power of each window; one reading over everything for inputs shorter than a window."""
     audio = _as_channels(x)
     sr = _check_rate(sr)
     energies, hop = _weighted_hop_energies(audio, sr)
     powers = _window_powers(energies, hops_per_window, hop)
     if powers.shape[0] == 0:
-        # Shorter than one window: a single reading over everything there is.
         powers = np.array([_whole_signal_power(audio, sr)])
-    return _powers_to_db(powers, _LOUDNESS_OFFSET_DB)
+    return powers
+
+
+def _loudness_series(x: Any, sr: float, hops_per_window: int) -> np.ndarray:
+    return _powers_to_db(_block_powers(x, sr, hops_per_window), _LOUDNESS_OFFSET_DB)
 
 
 def momentary_loudness(x: Any, sr: float) -> np.ndarray:
@@ -283,13 +287,7 @@ def integrated_loudness(x: Any, sr: float) -> float:
     Returns SILENCE_LUFS when nothing passes the gates (including silence
     and empty input).
     """
-    audio = _as_channels(x)
-    sr = _check_rate(sr)
-    energies, hop = _weighted_hop_energies(audio, sr)
-    block_powers = _window_powers(energies, _MOMENTARY_HOPS, hop)
-    if block_powers.shape[0] == 0:
-        block_powers = np.array([_whole_signal_power(audio, sr)])
-    return _gated_mean_loudness(block_powers)
+    return _gated_mean_loudness(_block_powers(x, sr, _MOMENTARY_HOPS))
 
 
 def integrated_from_momentary(momentary_lufs: np.ndarray) -> float:

@@ -71,3 +71,11 @@ def test_settings_table_is_machine_readable():
     assert code == 0
     rows = json.loads(out)
     assert any(r["name"] == "compressor.ratio" and r["unit"] == ":1" for r in rows)
+
+
+def test_length_limit_is_configurable(tmp_path, capsys):
+    song = tmp_path / "long.wav"
+    sf.write(song, np.random.default_rng(1).normal(0, 0.1, (8000 * 7, 1)), 8000)
+    code = main(["render", str(song), str(song), "-o", str(tmp_path / "m.wav"), "--max-minutes", "0.1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(song) in err and "limit is 0.1 min" in err

@@ -132,6 +132,7 @@ def render(
     sample_format: str = typer.Option("pcm24", "--format", help="Sample format: pcm16, pcm24 or float (WAV only)."),
     rate: str = typer.Option("input", "--rate", help="Output sample rate: 'input' (the backing's) or 'working' (44.1 kHz)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (never the inputs)."),
+    max_minutes: float = typer.Option(20.0, "--max-minutes", help="Refuse inputs longer than this (minutes)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ):
     """Decide settings for VOCAL over BACKING, render the mix, and write it with its settings."""
@@ -141,7 +142,7 @@ def render(
         vocal_path=vocal_path, backing_path=backing_path, output=output, method=method,
         settings_file=settings_file, model=model, relative_loudness=relative_loudness, target_lra=target_lra,
         reverb_mode=reverb_mode, tempo=tempo, loudness=loudness, ceiling=ceiling, stems=stems,
-        export_dir=export_dir, sample_format=sample_format, rate=rate, force=force,
+        export_dir=export_dir, sample_format=sample_format, rate=rate, force=force, max_minutes=max_minutes,
     )
     result = run_render(request, progress=_Progress(quiet))
     for path in result.written:

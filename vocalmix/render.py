@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import __version__
-from .audio import (OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, match_length, resample,
+from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, match_length, resample,
                     to_mono, to_stereo, write_audio)
 from .errors import InputError
 from .export import snap_to_plugin_grids
@@ -50,6 +50,7 @@ class RenderRequest:
     sample_format: str = "pcm24"
     rate: str = "input"
     force: bool = False
+    max_minutes: float = DEFAULT_MAX_SECONDS / 60
 
 
 @dataclass
@@ -83,6 +84,8 @@ def _check_request(req: RenderRequest) -> dict[str, Path]:
         raise InputError(f"--relative-loudness {req.relative_loudness:g} LU is outside [-30, 30]")
     if not (1.0 <= req.target_lra <= 40.0):
         raise InputError(f"--target-lra {req.target_lra:g} LU is outside [1, 40]")
+    if not (0 < req.max_minutes <= 600):
+        raise InputError(f"--max-minutes {req.max_minutes:g} is outside (0, 600]")
     if req.tempo is not None and not (20.0 <= req.tempo <= 400.0):
         raise InputError(f"--tempo {req.tempo:g} BPM is outside [20, 400]")
     paths = output_paths(req.output, req.stems)
@@ -104,10 +107,11 @@ def _check_request(req: RenderRequest) -> dict[str, Path]:
     return paths
 
 
-def load_pair(vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_RATE):
+def load_pair(vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_RATE,
+              max_seconds: float = DEFAULT_MAX_SECONDS):
     """Vocal as mono ``(1, n)`` and backing as stereo ``(2, n)``, same length, at ``sample_rate``."""
-    vocal_audio = load_audio(vocal_path, sample_rate, allow_silent=False)
-    backing_audio = load_audio(backing_path, sample_rate, allow_silent=False)
+    vocal_audio = load_audio(vocal_path, sample_rate, max_seconds=max_seconds, allow_silent=False)
+    backing_audio = load_audio(backing_path, sample_rate, max_seconds=max_seconds, allow_silent=False)
     vocal = vocal_audio.samples
     if vocal.shape[0] > 1:
         log.info("%s: %d channels folded to mono", vocal_path, vocal.shape[0])
@@ -128,7 +132,8 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     timings: dict[str, float] = {}
     start = time.perf_counter()
     progress(f"loading {req.vocal_path} and {req.backing_path}")
-    vocal, backing, vocal_audio, backing_audio = load_pair(req.vocal_path, req.backing_path)
+    vocal, backing, vocal_audio, backing_audio = load_pair(req.vocal_path, req.backing_path,
+                                                           max_seconds=req.max_minutes * 60)
     sr = WORKING_RATE
     timings["load_s"] = time.perf_counter() - start
 

@@ -2,7 +2,6 @@
 
 import json
 import logging
-import math
 
 import numpy as np
 import pytest

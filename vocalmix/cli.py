@@ -19,7 +19,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import InputError, VocalmixError
+from .errors import VocalmixError
 
 log = logging.getLogger("vocalmix")
 

@@ -7,7 +7,6 @@ is never overwritten.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time

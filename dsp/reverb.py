@@ -540,8 +540,9 @@ class _single_thread_on_cpu:
 def _fdn_impulse_responses_torch(gains, hs, ls, delays, excite, n_samples: int) -> torch.Tensor:
     """Torch twin of :class:`_FdnImpulseResponses`: (J, 2, n_samples) float64 on the gains' device.
 
-    gains (J, N), hs and ls (J, N, 5) float64 tensors; delays and excite (J, N)
-    numpy arrays. The recursion runs in chunks of C <= the shortest delay samples, so
+    gains (J, N), hs and ls (J, N, 5) float64 tensors; delays (J, N) an int numpy
+    array (host-side: it decides shapes and indices), excite (J, N) a float64 tensor on
+    the gains' device. The recursion runs in chunks of C <= the shortest delay samples, so
     every delay-line read inside a chunk was written by an earlier chunk. Per chunk
     and line the shelf cascade is one exact (C + 4) x (C + 4) block matrix
     (:func:`_chunk_matrices`), then the decay gains and a dense Hadamard matmul. The
@@ -638,9 +639,18 @@ class _ChunkedFdn(torch.autograd.Function):
 
 
 def _as_batch(value, batch: int, like: torch.Tensor | None = None) -> torch.Tensor:
-    """A (batch,) float tensor; Python numbers take ``like``'s dtype (default float32)."""
+    """A (batch,) float tensor on ``like``'s device; Python numbers take its dtype.
+
+    Without ``like``: float32, and Python numbers are made on the CPU.
+    """
     if not torch.is_tensor(value):
-        value = torch.tensor(value, dtype=like.dtype if like is not None else torch.float32)
+        value = torch.tensor(
+            value,
+            dtype=like.dtype if like is not None else torch.float32,
+            device=like.device if like is not None else None,
+        )
+    elif like is not None:
+        value = value.to(like.device)
     t = value if torch.is_floating_point(value) else value.to(torch.float32)
     if t.dim() == 0:
         t = t.expand(batch)
@@ -649,14 +659,23 @@ def _as_batch(value, batch: int, like: torch.Tensor | None = None) -> torch.Tens
     return t
 
 
+def _line_seconds(delays, sr, device) -> torch.Tensor:
+    """Delays in seconds, (B, N) float64 on ``device``, from the int (B, N) array ``delays``.
+
+    The integers are copied to the device and divided there (the same IEEE division
+    as ``delays / sr`` in numpy).
+    """
+    return torch.as_tensor(delays, dtype=torch.float64, device=device) / float(sr)
+
+
 def _line_coefficients(
-    delays, sr, reverb_time_s, low_cutoff_hz, low_q, low_gain, high_cutoff_hz, high_q, high_gain
+    seconds, sr, reverb_time_s, low_cutoff_hz, low_q, low_gain, high_cutoff_hz, high_q, high_gain
 ):
     """Per-line decay gains (B, N) and shelves (B, N, 5), float64.
 
-    ``delays`` is an int (B, N) array; the other parameters are (B,) tensors.
+    ``seconds`` is the (B, N) float64 tensor of :func:`_line_seconds`; the other
+    parameters are (B,) tensors on its device.
     """
-    seconds = torch.from_numpy(delays / float(sr)).to(reverb_time_s.device)  # (B, N)
     f64 = torch.float64
     rt = reverb_time_s.to(f64).clamp(min=1e-3).unsqueeze(1)
     gamma = torch.pow(10.0, -3.0 / rt)  # amplitude gain per second
@@ -676,38 +695,51 @@ def _line_coefficients(
     return gains, hs, ls
 
 
-def _loop_decay_rates(gains, hs, ls, delays, sr) -> np.ndarray:
-    """Slowest decay over lines and frequency, dB per second, (B,) (no grad).
+def _grid_cosines(sr: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos(omega) and cos(2 omega) on the loop-gain grid (float64, on ``device``).
 
-    Per line the loop gain is g_i |HS_i LS_i|, spent over L_i / fs seconds.
+    omega / pi is 0 followed by :data:`_GRID_POINTS` log-spaced points from 1 / (sr / 2)
+    (1 Hz) to 1 (Nyquist).
     """
-    nyq = np.logspace(math.log10(1.0 / (0.5 * sr)), 0.0, _GRID_POINTS)
-    omega = math.pi * np.concatenate([[0.0], nyq])
-    cos1, cos2 = np.cos(omega), np.cos(2.0 * omega)
+    exponents = torch.linspace(
+        math.log10(1.0 / (0.5 * sr)), 0.0, _GRID_POINTS, dtype=torch.float64, device=device
+    )
+    omega = math.pi * F.pad(torch.pow(10.0, exponents), (1, 0))  # 0, then the log grid
+    return torch.cos(omega), torch.cos(2.0 * omega)
 
-    def power(c):
+
+def _loop_decay_rates(gains, hs, ls, seconds, sr) -> torch.Tensor:
+    """Slowest decay over lines and frequency, dB per second, (B,) float64 (no grad).
+
+    Per line the loop gain is g_i |HS_i LS_i|, spent over L_i / fs seconds. ``gains``
+    and ``seconds`` (B, N), ``hs`` and ``ls`` (B, N, 5) are torch tensors on one
+    device; everything is computed there (both backends use this function).
+    """
+    cos1, cos2 = _grid_cosines(sr, gains.device)
+
+    def power(c0, c1, c2):
         # |c0 + c1 z + c2 z^2|^2 on the unit circle, written with real cosines.
-        c0, c1, c2 = (c[..., k, None] for k in range(3))
         return c0**2 + c1**2 + c2**2 + 2.0 * (c0 * c1 + c1 * c2) * cos1 + 2.0 * c0 * c2 * cos2
 
     def shelf_power(c):
-        c = c.detach().cpu().numpy()
-        den = np.concatenate([np.ones_like(c[..., :1]), c[..., 3:]], axis=-1)
-        return power(c[..., :3]) / np.maximum(power(den), 1e-300)
+        b0, b1, b2, a1, a2 = c.detach().to(torch.float64)[..., None].unbind(-2)
+        return power(b0, b1, b2) / power(1.0, a1, a2).clamp(min=1e-300)
 
-    with np.errstate(divide="ignore"):
-        loop_db = 10.0 * np.log10(np.max(shelf_power(hs) * shelf_power(ls), axis=-1))  # (B, N)
-        loop_db = loop_db + 20.0 * np.log10(np.maximum(gains.detach().cpu().numpy(), 1e-300))
-    return np.min(-loop_db / (delays / float(sr)), axis=-1)
+    loop_db = 10.0 * torch.log10(torch.amax(shelf_power(hs) * shelf_power(ls), dim=-1))  # (B, N)
+    loop_db = loop_db + 20.0 * torch.log10(gains.detach().to(torch.float64).clamp(min=1e-300))
+    return torch.amin(-loop_db / seconds, dim=-1)
 
 
 def fdn_ir_length(decay_db_per_s, longest_delay: int, sr: float, max_samples: int | None = None) -> int:
     """IR length in samples: -90 dB at the slowest decay plus the longest delay.
 
-    ``decay_db_per_s`` is a float or an array (its slowest rate is used). Capped at
+    ``decay_db_per_s`` is a float, an array or a tensor (its slowest rate is used). Capped at
     :data:`IR_MAX_SECONDS` and at ``max_samples``.
     """
-    slowest = float(np.min(np.asarray(decay_db_per_s, dtype=np.float64)))
+    if torch.is_tensor(decay_db_per_s):
+        slowest = float(decay_db_per_s.detach().min())  # one scalar to the host: a length
+    else:
+        slowest = float(np.min(np.asarray(decay_db_per_s, dtype=np.float64)))
     seconds = IR_FLOOR_DB / max(slowest, 1e-9) + longest_delay / sr
     n = int(math.ceil(min(seconds, IR_MAX_SECONDS) * sr))
     if max_samples is not None:
@@ -715,13 +747,15 @@ def fdn_ir_length(decay_db_per_s, longest_delay: int, sr: float, max_samples: in
     return max(n, 1)
 
 
-def _guard(gains, rates, delays, sr):
-    # Extra uniform dB/s loss that brings a (near-)unstable setting to the minimum rate.
-    deficit = np.maximum(MIN_DECAY_DB_PER_S - rates, 0.0)  # (B,)
-    if not np.any(deficit > 0):
-        return gains
-    factor = 10.0 ** (-deficit[:, None] * (delays / float(sr)) / 20.0)
-    return gains * torch.from_numpy(factor).to(gains)
+def _guard(gains, rates, seconds):
+    """Extra uniform dB/s loss that brings a (near-)unstable setting to the minimum rate.
+
+    gains and ``seconds`` (B, N), rates (B,), all torch on one device. Items that
+    decay fast enough get a factor of exactly 1 (10^-0), so no host-side branch is
+    needed. The factor is a constant for autograd (the rates carry no gradient).
+    """
+    deficit = (MIN_DECAY_DB_PER_S - rates).clamp(min=0.0)  # (B,)
+    return gains * torch.pow(10.0, -deficit[:, None] * seconds / 20.0).to(gains)
 
 
 # ---------------------------------------------------------------------------
@@ -792,33 +826,39 @@ def _impulse_responses(
         _as_batch(v, batch, like=rt)
         for v in (rt, low_cutoff_hz, low_q, low_gain_db_per_s, high_cutoff_hz, high_q, high_gain_db_per_s)
     ]
-    rooms = _as_batch(room_size, batch).detach().cpu().numpy()
-    delays = np.stack([fdn_delay_lengths(int(round(float(r))), fdn_lines, sr) for r in rooms])
-    gains, hs, ls = _line_coefficients(delays, sr, *p)
+    # Host-side integers (they decide tensor shapes): the rounded room sizes, the delay
+    # lengths, which items have a fade-in twin, and below the IR length.
+    rooms = _as_batch(room_size, batch).detach().round().to(torch.int64).tolist()
+    delays = np.stack([fdn_delay_lengths(r, fdn_lines, sr) for r in rooms])
+    # Everything float from here on is torch on the parameters' device.
+    seconds = _line_seconds(delays, sr, rt.device)
+    gains, hs, ls = _line_coefficients(seconds, sr, *p)
 
     fade = None
     fade_items: list[int] = []
     if fade_in_s is not None:
         fade = _as_batch(fade_in_s, batch, like=rt)
-        fade_items = [b for b in range(batch) if float(fade[b].detach()) != 0.0]
+        fade_items = torch.nonzero(fade.detach() != 0.0).flatten().tolist()
     fade_gains = None
     if fade_items:
         # The twin shares delays and shelves; only its T60 differs.
-        fade_gains, _, _ = _line_coefficients(delays, sr, fade, *p[1:])
+        fade_gains, _, _ = _line_coefficients(seconds, sr, fade, *p[1:])
 
-    rates = _loop_decay_rates(gains, hs, ls, delays, sr)
-    gains = _guard(gains, rates, delays, sr)
-    all_rates = [np.maximum(rates, MIN_DECAY_DB_PER_S)]
+    rates = _loop_decay_rates(gains, hs, ls, seconds, sr)
+    gains = _guard(gains, rates, seconds)
+    slowest = rates
     if fade_items:
-        fade_rates = _loop_decay_rates(fade_gains, hs, ls, delays, sr)
-        fade_gains = _guard(fade_gains, fade_rates, delays, sr)
-        all_rates.append(np.maximum(fade_rates[fade_items], MIN_DECAY_DB_PER_S))
+        fade_rates = _loop_decay_rates(fade_gains, hs, ls, seconds, sr)
+        fade_gains = _guard(fade_gains, fade_rates, seconds)
+        slowest = torch.cat([rates, fade_rates[fade_items]])
     if n_samples is None:
-        n_samples = fdn_ir_length(np.concatenate(all_rates), int(delays.max()), sr, max_samples)
+        # The guard lifts every rate to at least the minimum; one scalar goes to the host.
+        slowest = slowest.min().clamp(min=MIN_DECAY_DB_PER_S)
+        n_samples = fdn_ir_length(slowest, int(delays.max()), sr, max_samples)
     n_samples = int(n_samples)
 
     # Jobs: every (network, fed line set); the twin networks follow the main ones.
-    feeds = [np.r_[1.0, 1.0]] if mono_input else [np.r_[1.0, 0.0], np.r_[0.0, 1.0]]
+    feeds = [[1.0, 1.0]] if mono_input else [[1.0, 0.0], [0.0, 1.0]]
     n_feeds = len(feeds)
     job_items = list(range(batch)) + fade_items
     job_gains = torch.cat([gains] + ([fade_gains[fade_items]] if fade_items else []))
@@ -826,15 +866,15 @@ def _impulse_responses(
     job_hs = hs[job_items].repeat_interleave(n_feeds, dim=0)
     job_ls = ls[job_items].repeat_interleave(n_feeds, dim=0)
     job_delays = np.ascontiguousarray(np.repeat(delays[job_items], n_feeds, axis=0))
-    excite = np.zeros(job_delays.shape)  # float64, (J, N)
-    excite[:, :2] = np.tile(np.stack(feeds), (len(job_items), 1))
+    excite = torch.zeros(job_delays.shape, dtype=torch.float64, device=job_gains.device)  # (J, N)
+    excite[:, :2] = torch.tensor(feeds, dtype=torch.float64, device=job_gains.device).repeat(len(job_items), 1)
     store_dtype = np.float64 if param_dtype == torch.float64 else np.float32
     if select_backend(job_gains.device, backend) == "torch":
         out = _fdn_impulse_responses_torch(job_gains, job_hs, job_ls, job_delays, excite, n_samples)
     else:
         out = _FdnImpulseResponses.apply(
             job_gains.contiguous(), job_hs.contiguous(), job_ls.contiguous(),
-            job_delays, excite, n_samples, store_dtype,
+            job_delays, excite.cpu().numpy(), n_samples, store_dtype,
         )
     out = out.reshape(len(job_items), n_feeds, 2, n_samples)
     h = out[:batch]

@@ -701,9 +701,10 @@ def _grid_cosines(sr: float, device) -> tuple[torch.Tensor, torch.Tensor]:
     omega / pi is 0 followed by :data:`_GRID_POINTS` log-spaced points from 1 / (sr / 2)
     (1 Hz) to 1 (Nyquist).
     """
-    exponents = torch.linspace(
-        math.log10(1.0 / (0.5 * sr)), 0.0, _GRID_POINTS, dtype=torch.float64, device=device
-    )
+    # numpy.logspace's recipe: start + k * step, the last point exactly 0.
+    start = math.log10(1.0 / (0.5 * sr))
+    exponents = torch.arange(_GRID_POINTS, dtype=torch.float64, device=device) * (-start / (_GRID_POINTS - 1))
+    exponents = F.pad((exponents + start)[:-1], (0, 1))
     omega = math.pi * F.pad(torch.pow(10.0, exponents), (1, 0))  # 0, then the log grid
     return torch.cos(omega), torch.cos(2.0 * omega)
 
@@ -868,10 +869,10 @@ def _impulse_responses(
     job_delays = np.ascontiguousarray(np.repeat(delays[job_items], n_feeds, axis=0))
     excite = torch.zeros(job_delays.shape, dtype=torch.float64, device=job_gains.device)  # (J, N)
     excite[:, :2] = torch.tensor(feeds, dtype=torch.float64, device=job_gains.device).repeat(len(job_items), 1)
-    store_dtype = np.float64 if param_dtype == torch.float64 else np.float32
     if select_backend(job_gains.device, backend) == "torch":
         out = _fdn_impulse_responses_torch(job_gains, job_hs, job_ls, job_delays, excite, n_samples)
     else:
+        store_dtype = np.float64 if param_dtype == torch.float64 else np.float32
         out = _FdnImpulseResponses.apply(
             job_gains.contiguous(), job_hs.contiguous(), job_ls.contiguous(),
             job_delays, excite.cpu().numpy(), n_samples, store_dtype,

@@ -437,3 +437,156 @@ def test_torch_reverb_gradients_match_numba():
     for name, a, b in zip(names, grads["numba"], grads["torch"]):
         torch.testing.assert_close(b, a, rtol=1e-7, atol=1e-12, msg=name)
     assert (grads["torch"][1] != 0).all()
+
+
+# ---------------------------------------------------------------------------
+# Loop-gain analysis and stability guard: torch on the parameters' device
+# ---------------------------------------------------------------------------
+
+
+def numpy_loop_decay_rates(gains, hs, ls, delays, sr):
+    """The former NumPy version of ``reverb._loop_decay_rates`` (float64, (B,))."""
+    nyq = np.logspace(math.log10(1.0 / (0.5 * sr)), 0.0, 1024)
+    omega = math.pi * np.concatenate([[0.0], nyq])
+    cos1, cos2 = np.cos(omega), np.cos(2.0 * omega)
+
+    def power(c):
+        c0, c1, c2 = (c[..., k, None] for k in range(3))
+        return c0**2 + c1**2 + c2**2 + 2.0 * (c0 * c1 + c1 * c2) * cos1 + 2.0 * c0 * c2 * cos2
+
+    def shelf_power(c):
+        den = np.concatenate([np.ones_like(c[..., :1]), c[..., 3:]], axis=-1)
+        return power(c[..., :3]) / np.maximum(power(den), 1e-300)
+
+    with np.errstate(divide="ignore"):
+        loop_db = 10.0 * np.log10(np.max(shelf_power(hs) * shelf_power(ls), axis=-1))
+        loop_db = loop_db + 20.0 * np.log10(np.maximum(gains, 1e-300))
+    return np.min(-loop_db / (delays / float(sr)), axis=-1)
+
+
+def numpy_guard(gains, rates, delays, sr):
+    """The former NumPy version of ``reverb._guard``."""
+    deficit = np.maximum(reverb.MIN_DECAY_DB_PER_S - rates, 0.0)
+    return gains * 10.0 ** (-deficit[:, None] * (delays / float(sr)) / 20.0)
+
+
+# Items 1 and 2 boost the shelves beyond 60/T60 dB/s, so the guard acts on them.
+GUARD_SETTINGS = dict(
+    rooms=[7, 30, 20, 1], rt=[0.6, 9.0, 9.0, 0.1], low_f=[150.0, 2000.0, 400.0, 100.0],
+    low_q=[0.5, 3.0, 1.5, 1.0], low_g=[-4.0, 6.0, 6.0, -6.0], high_f=[3000.0, 500.0, 8000.0, 12000.0],
+    high_q=[0.7, 3.0, 2.0, 0.5], high_g=[-8.0, 4.0, 2.0, -10.0],
+)
+
+
+def line_coefficients(sr, lines=32, settings=GUARD_SETTINGS, dtype=torch.float64):
+    delays = np.stack([fdn_delay_lengths(r, lines, sr) for r in settings["rooms"]])
+    seconds = reverb._line_seconds(delays, sr, "cpu")
+    params = [torch.tensor(settings[k], dtype=dtype)
+              for k in ("rt", "low_f", "low_q", "low_g", "high_f", "high_q", "high_g")]
+    return delays, seconds, reverb._line_coefficients(seconds, sr, *params)
+
+
+@pytest.mark.parametrize("sr", [16000, 44100, 96000])
+def test_loop_decay_rates_and_guard_match_numpy(sr):
+    delays, seconds, (gains, hs, ls) = line_coefficients(sr)
+    np.testing.assert_array_equal(seconds.numpy(), delays / float(sr))  # the same IEEE division
+    expected = numpy_loop_decay_rates(gains.numpy(), hs.numpy(), ls.numpy(), delays, sr)
+    rates = reverb._loop_decay_rates(gains, hs, ls, seconds, sr)
+    assert torch.is_tensor(rates) and rates.dtype == torch.float64 and rates.shape == (4,)
+    np.testing.assert_allclose(rates.numpy(), expected, rtol=1e-12)
+    assert (expected[1:3] < reverb.MIN_DECAY_DB_PER_S).all() and (expected[[0, 3]] > 1.0).all()
+    guarded = reverb._guard(gains, rates, seconds)
+    np.testing.assert_allclose(guarded.numpy(), numpy_guard(gains.numpy(), expected, delays, sr), rtol=1e-12)
+    # Items that decay fast enough keep their gains bit for bit (a factor of exactly 1).
+    assert torch.equal(guarded[[0, 3]], gains[[0, 3]])
+    # The automatic IR length is the same as from the NumPy rates.
+    slowest = rates.min().clamp(min=reverb.MIN_DECAY_DB_PER_S)
+    assert reverb.fdn_ir_length(slowest, int(delays.max()), sr) == reverb.fdn_ir_length(
+        np.maximum(expected, reverb.MIN_DECAY_DB_PER_S), int(delays.max()), sr)
+
+
+def test_guard_keeps_gradients_and_is_constant_for_autograd():
+    sr = 24000
+    delays, seconds, _ = line_coefficients(sr)
+    rt = torch.tensor(GUARD_SETTINGS["rt"], dtype=torch.float64, requires_grad=True)
+    params = [rt] + [torch.tensor(GUARD_SETTINGS[k], dtype=torch.float64)
+                     for k in ("low_f", "low_q", "low_g", "high_f", "high_q", "high_g")]
+    gains, hs, ls = reverb._line_coefficients(seconds, sr, *params)
+    rates = reverb._loop_decay_rates(gains, hs, ls, seconds, sr)
+    assert not rates.requires_grad
+    guarded = reverb._guard(gains, rates, seconds)
+    (grad,) = torch.autograd.grad(guarded.sum(), rt, retain_graph=True)
+    factor = (guarded / gains).detach()
+    (expected,) = torch.autograd.grad((gains * factor).sum(), rt)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+
+
+class _HostFloatReads:
+    """Records float tensors leaving torch (numpy, cpu, item, float, tolist) and
+    replaces the reverb module's numpy by one that offers only integer helpers."""
+
+    INTEGER_NUMPY = {"array", "int64", "stack", "repeat", "ascontiguousarray"}
+
+    def __init__(self, monkeypatch):
+        self.reads = []
+        for name in ("numpy", "cpu", "item", "__float__", "tolist"):
+            original = getattr(torch.Tensor, name)
+
+            def wrapper(t, *args, _name=name, _original=original, **kwargs):
+                if t.is_floating_point():
+                    self.reads.append((_name, tuple(t.shape)))
+                return _original(t, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+        class IntegerNumpy:
+            def __getattr__(_, attr):
+                if attr not in self.INTEGER_NUMPY:
+                    raise AssertionError(f"the torch backend used numpy.{attr}")
+                return getattr(np, attr)
+
+        monkeypatch.setattr(reverb, "np", IntegerNumpy())
+
+
+@pytest.mark.parametrize("automatic_length", [False, True])
+def test_torch_backend_keeps_float_work_in_torch(monkeypatch, automatic_length):
+    """Forward and backward of the torch path: no float numpy, no float tensor to the host
+    except the one scalar (the slowest decay rate) that sets the automatic IR length."""
+    g = torch.Generator().manual_seed(42)
+    x = torch.randn(2, 1, 3000, generator=g, dtype=torch.float64) * 0.2
+    values = [[9.0, 0.4], [2000.0, 150.0], [3.0, 1.2], [6.0, 2.0], [500.0, 3000.0], [3.0, 1.0],
+              [4.0, -1.0], [0.4, 0.7], [0.05, 0.0]]
+    rooms = torch.tensor([30, 9])
+    fdn_delay_lengths(30, 16, 16000), fdn_delay_lengths(9, 16, 16000)  # warm the cached recipe
+
+    def run(backend, n_samples=None):
+        params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
+        if n_samples is None:
+            y = fdn_reverb(x, 16000, rooms, *params, fdn_lines=16, backend=backend)
+        else:
+            h = fdn_impulse_response(16000, rooms, *params[:7], fade_in_s=params[8], fdn_lines=16,
+                                     n_samples=n_samples, backend=backend)
+            y = h * params[7][:, None, None, None]
+        y.square().sum().backward()
+        return y.detach(), [p.grad for p in params]
+
+    n_samples = None if automatic_length else 2500
+    expected = run("numba", n_samples)
+    recorder = _HostFloatReads(monkeypatch)
+    got = run("torch", n_samples)
+    monkeypatch.undo()
+    assert recorder.reads == ([("__float__", ())] if automatic_length else [])
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-7, atol=1e-10)
+    for a, b in zip(got[1], expected[1]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_render_with_scalar_parameters_matches_cpu():
+    g = torch.Generator().manual_seed(43)
+    x = torch.randn(1, 2, 6000, generator=g) * 0.2
+    args = (24000, 20, 1.2, 250.0, 0.7, -2.0, 6000.0, 0.7, -5.0, 0.4, 0.02)
+    expected = fdn_reverb(x, *args, fdn_lines=32)
+    got = fdn_reverb(x.cuda(), *args, fdn_lines=32)
+    assert got.device.type == "cuda"
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-5, atol=1e-6)

@@ -40,8 +40,16 @@ FFTs (overlap-save for long inputs).
   check IRs, outputs and gradients against numba. Measured on the loaded 2-core
   machine (CPU, N = 64, 44.1 kHz, room 20, RT = 2 s, 3.6-s IR, C = 30): 1.2-1.8 s
   forward (numba: 0.09 s, above), backward about 2x the forward; on the CPU it runs
-  single-threaded because its tensors are tiny. The torch path still reads the
-  loop-gain analysis and delay lengths (parameter-sized) through numpy.
+  single-threaded because its tensors are tiny.
+* **Host and device:** all float arithmetic on the parameters (line gains, shelf
+  designs, the loop-gain analysis and the stability guard) is torch on the
+  parameters' device, shared by both backends; Python-number parameters are made on
+  the input's device. Only integers that decide tensor shapes stay on the host: the
+  rounded room sizes, the delay lengths (the plug-in's float32 recipe in numpy,
+  :func:`fdn_delay_lengths`, copied to the device as integers), which items have a
+  fade-in twin, and the automatic IR length, for which one scalar (the slowest
+  decay rate) is read back. The numba backend then copies the line coefficients to
+  its CPU kernels.
 * **Gradients (numba path): a hand-written adjoint (custom ``torch.autograd.Function``).**
   The transposed network (same delays, the symmetric Hadamard matrix,
   time-reversed shelves) runs backwards in time. Correlating it with the stored

@@ -78,3 +78,19 @@ def test_length_limit_is_configurable(tmp_path, capsys):
     code = main(["render", str(song), str(song), "-o", str(tmp_path / "m.wav"), "--max-minutes", "0.1", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and str(song) in err and "limit is 0.1 min" in err
+
+
+def test_analyze_json_is_stable_and_reports_progress_for_many_files(tmp_path, capsys):
+    t = np.arange(44100 * 4) / 44100
+    paths = []
+    for i, amp in enumerate((0.5, 0.05)):
+        p = tmp_path / f"tone{i}.wav"
+        sf.write(p, np.stack([amp * np.sin(2 * np.pi * 1000 * t)] * 2).T, 44100, subtype="FLOAT")
+        paths.append(str(p))
+    assert main(["analyze", *paths, "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)["files"]
+    # A stereo 1 kHz sine reads its peak level in LUFS (BS.1770): 0.5 -> -6.02, 0.05 -> -26.02.
+    assert [round(r["integrated_loudness_lufs"], 1) for r in rows] == [-6.0, -26.0]
+    assert "measuring" in captured.err and "2 of 2" in captured.err
+    assert main(["analyze", paths[0], "--rate", "100"]) == 2

@@ -19,7 +19,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import VocalmixError
+from .errors import InputError, VocalmixError
 
 log = logging.getLogger("vocalmix")
 
@@ -80,13 +80,18 @@ def analyze(
     files: List[Path] = typer.Argument(..., help="Audio files to measure."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
     sample_rate: int = typer.Option(44100, "--rate", help="Working sample rate in Hz (files are resampled to it)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ):
     """Measure loudness (LUFS), loudness range (LU), true peak (dBTP) and tempo (BPM) of audio files."""
     from . import analysis
     from .audio import load_audio
 
+    if not 8000 <= sample_rate <= 192000:
+        raise InputError(f"--rate {sample_rate} Hz is outside 8000-192000 Hz")
+    progress = _Progress(quiet or len(files) == 1)
     rows = []
-    for path in files:
+    for number, path in enumerate(files, start=1):
+        progress(f"measuring {path} ({number} of {len(files)})")
         audio = load_audio(path, sample_rate)
         x = audio.samples
         tempo = analysis.estimate_tempo(x, sample_rate)

@@ -19,6 +19,9 @@ def test_plain_install_has_only_vocalmix_top_level(tmp_path):
     )
     top_level = {p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".egg-info"))}
     assert top_level - {"bin"} == {"vocalmix"}
+    # `--method cnn` works offline from a plain install: the default checkpoints ship with it.
+    for task in ("level", "compression", "eq", "reverb"):
+        assert (target / "vocalmix" / "models" / "cnn" / f"{task}.pt").is_file()
     code = "import vocalmix.dsp.biquads, vocalmix.training, vocalmix.dsp; print(vocalmix.dsp.__file__)"
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env,

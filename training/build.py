@@ -188,20 +188,19 @@ def _process_song(song: Song, config: BuildConfig) -> dict:
                                generator=generator)
     result["blocks"] = blocks.to(torch.float16)
 
-    if "level" in config.tasks:
-        value = T.relative_loudness_lu(vocal, backing, s.sample_rate)
-        result["measures"]["relative_loudness_lu"] = value
-        reason = T.outlier_reason("relative_loudness_lu", value)
-        result["targets"]["level"] = None if reason else torch.tensor([value], dtype=torch.float32)
+    scalar_targets = (
+        ("level", "relative_loudness_lu", lambda: T.relative_loudness_lu(vocal, backing, s.sample_rate)),
+        ("compression", "loudness_range_lu", lambda: T.vocal_loudness_range_lu(vocal, s.sample_rate)),
+    )
+    for task, measure, compute in scalar_targets:
+        if task not in config.tasks:
+            continue
+        value = compute()
+        result["measures"][measure] = value
+        reason = T.outlier_reason(measure, value)
+        result["targets"][task] = None if reason else torch.tensor([value], dtype=torch.float32)
         if reason:
-            result["dropped"]["level"] = reason
-    if "compression" in config.tasks:
-        value = T.vocal_loudness_range_lu(vocal, s.sample_rate)
-        result["measures"]["loudness_range_lu"] = value
-        reason = T.outlier_reason("loudness_range_lu", value)
-        result["targets"]["compression"] = None if reason else torch.tensor([value], dtype=torch.float32)
-        if reason:
-            result["dropped"]["compression"] = reason
+            result["dropped"][task] = reason
     if "reverb" in config.tasks:
         if known_reverb is not None:
             settings, source = known_reverb, "known"

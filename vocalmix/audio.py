@@ -10,7 +10,6 @@ oddities (resampling, clipping, padding) are logged as warnings on the
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -193,7 +192,3 @@ def check_output_path(path: Path, force: bool = False, protected: tuple = ()) ->
     if path.exists() and not force:
         raise InputError(f"{path}: already exists (use --force to overwrite)")
 
-
-def peak_dbfs(samples: np.ndarray) -> float:
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
-    return 20 * math.log10(peak) if peak > 0 else -math.inf

@@ -177,6 +177,28 @@ def demo(
         typer.echo(str(path))
 
 
+@app.command("batch")
+def batch(
+    manifest: Path = typer.Argument(..., metavar="MANIFEST.csv",
+                                    help="CSV with columns vocal, backing, optional output and per-song options."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the mixes, their settings and batch_summary.csv."),
+    workers: int = typer.Option(1, "--jobs", "-j", help="Worker processes (each pays the start-up once)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="Render on a Ray cluster at ADDR ('local' starts one here)."),
+    method: str = typer.Option("rules", "--method", "-m", help="How settings are decided, unless a row says otherwise."),
+    loudness: Optional[float] = typer.Option(None, "--loudness", help="Normalise every mix to this loudness (LUFS)."),
+    ceiling: float = typer.Option(-1.0, "--ceiling", help="Highest true peak of every mix, dBTP."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+):
+    """Render many songs listed in a CSV; finished songs are skipped, failures are listed in a summary."""
+    from .batch import batch_command_body
+
+    defaults = {"method": method, "loudness": loudness, "ceiling": ceiling}
+    code = batch_command_body(manifest, out_dir, workers, ray_address, defaults, _Progress(quiet))
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command("settings")
 def settings_table(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List every setting with its unit, range and default."""

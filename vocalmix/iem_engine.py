@@ -1,0 +1,180 @@
+"""The vocal chain rendered by the real IEM plug-ins (``vocalmix render --engine iem``, ``vocalmix verify``).
+
+The same settings that :func:`vocalmix.mixing.process_vocal` renders with
+:mod:`vocalmix.dsp` are exported as the plug-ins' own state blobs
+(:func:`vocalmix.export.plugin_states`, the bytes ``vocalmix export`` writes as
+``<Plugin>.bin``) and loaded into fresh instances of Debian's
+``iem-plugin-suite-vst`` (v1.14, VST2) through :mod:`vocalmix.vst_host`. Each
+stage is run the way a DAW would run it on a mono vocal track:
+
+* MultiEQ and OmniCompressor get the mono vocal on input 0 (OmniCompressor's
+  automatic Ambisonics order is then 0, so that channel is compressed);
+* FdnReverb gets the vocal on inputs 0 and 1, and its outputs 0 and 1 are the
+  stereo result (what a DAW does with a mono track into a stereo insert);
+* the latency a plug-in reports after it is prepared (OmniCompressor's 5 ms
+  LookAhead: ``trunc(0.005f * fs)`` samples) is compensated as a DAW does: the
+  input is padded with that many zeros and the output advanced by it;
+* FdnReverb applies Reverberation Time only when the value changes, so a loaded
+  state with the default 5.0 s would decay with 3 s (shared note, "Quirk"). The
+  engine moves the parameter one grid step away and back after loading, so the
+  plug-in decays with the time the settings say;
+* the vocal fader is a float32 gain, as in :func:`vocalmix.dsp.chain.gain`.
+
+Every plug-in instance is new for each render (the plug-ins keep state) and is
+closed afterwards. Audio goes through in host blocks of :data:`BLOCK_SIZE`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .export import PLUGINS_BY_NAME, PluginState, plugin_states
+from .settings import MixSettings
+from .vst_host import VstError, VstPlugin
+
+PACKAGE = "iem-plugin-suite-vst"
+#: A folder holding libMultiEQ.so, libOmniCompressor.so and libFdnReverb.so, searched first.
+DIR_VARIABLE = "VOCALMIX_IEM_VST_DIR"
+#: Where Debian and Ubuntu install the VST2 plug-ins (multiarch paths first).
+SEARCH_DIRS = (
+    "/usr/lib/x86_64-linux-gnu/iem-plugin-suite/vst",
+    "/usr/lib/aarch64-linux-gnu/iem-plugin-suite/vst",
+    "/usr/lib/iem-plugin-suite/vst",
+    "/usr/local/lib/iem-plugin-suite/vst",
+)
+PLUGIN_NAMES = ("MultiEQ", "OmniCompressor", "FdnReverb")
+STAGES = ("eq", "compressor", "reverb", "level")
+STAGE_PLUGIN = {"eq": "MultiEQ", "compressor": "OmniCompressor", "reverb": "FdnReverb"}
+#: Host block size: a common DAW buffer. OmniCompressor's lookahead ramp restarts per block,
+#: so the block size is part of what a render means (see docs/iem-engine.md).
+BLOCK_SIZE = 512
+
+
+class PluginsNotInstalled(VstError):
+    """The IEM VST2 plug-ins are not on this machine."""
+
+
+def library_file(name: str) -> str:
+    return f"lib{name}.so"
+
+
+def find_plugin_dir() -> Path:
+    """The folder with the three IEM VST2 libraries, or :class:`PluginsNotInstalled` naming the package."""
+    candidates = []
+    override = os.environ.get(DIR_VARIABLE)
+    if override:
+        candidates.append(Path(override))
+    candidates.extend(Path(d) for d in SEARCH_DIRS)
+    for folder in candidates:
+        if all((folder / library_file(n)).is_file() for n in PLUGIN_NAMES):
+            return folder
+    where = f"{override} ({DIR_VARIABLE}) nor in " if override else ""
+    raise PluginsNotInstalled(
+        f"the IEM plug-ins (MultiEQ, OmniCompressor, FdnReverb VST2) are not installed: not found in {where}"
+        f"{SEARCH_DIRS[0]}; install the package {PACKAGE} (e.g. sudo apt-get install {PACKAGE}) "
+        f"or set {DIR_VARIABLE}")
+
+
+def plugins_available() -> Optional[str]:
+    """``None`` if the plug-ins can be used, else the reason they cannot (for skips and messages)."""
+    try:
+        find_plugin_dir()
+    except PluginsNotInstalled as exc:
+        return str(exc)
+    return None
+
+
+def open_plugin(name: str, sample_rate: float, block_size: int = BLOCK_SIZE,
+                plugin_dir: Optional[Path] = None) -> VstPlugin:
+    """A fresh, running instance of one IEM plug-in."""
+    if name not in PLUGIN_NAMES:
+        raise VstError(f"unknown IEM plug-in {name!r}; one of {', '.join(PLUGIN_NAMES)}")
+    folder = plugin_dir if plugin_dir is not None else find_plugin_dir()
+    return VstPlugin(folder / library_file(name), sample_rate, block_size)
+
+
+def refresh_reverb_time(plugin: VstPlugin) -> None:
+    """Move FdnReverb's Reverberation Time one grid step away and back, so the loaded value takes effect."""
+    param = PLUGINS_BY_NAME["FdnReverb"].param("revTime")
+    index = plugin.parameter_index(param.name)
+    value = plugin.get_parameter(index)
+    step = param.interval / (param.end - param.start)
+    plugin.set_parameter(index, value - step if value >= step else value + step)
+    plugin.set_parameter(index, value)
+
+
+def load_state(plugin: VstPlugin, blob: bytes) -> None:
+    """Load a "VC2!" state, apply FdnReverb's reverb time, and re-prepare so the latency is current."""
+    plugin.set_chunk(blob)
+    if plugin.unique_id == PLUGINS_BY_NAME["FdnReverb"].code:
+        refresh_reverb_time(plugin)
+    plugin.reset()
+
+
+def run_compensated(plugin: VstPlugin, audio: np.ndarray, outputs: int) -> np.ndarray:
+    """Process ``audio`` ``(channels, n)`` and return ``(outputs, n)`` with the reported latency removed."""
+    latency = plugin.latency
+    channels, n = audio.shape
+    if latency > 0:
+        audio = np.concatenate([audio, np.zeros((channels, latency), dtype=audio.dtype)], axis=1)
+    return plugin.process(audio, outputs)[:, latency:latency + n]
+
+
+def render_stage(name: str, state: PluginState | bytes, audio: np.ndarray, sample_rate: float,
+                 block_size: int = BLOCK_SIZE, plugin_dir: Optional[Path] = None) -> np.ndarray:
+    """Run one plug-in, loaded with ``state``, on ``audio`` (``(1, n)`` vocal, or ``(2, n)`` for FdnReverb).
+
+    A mono input to FdnReverb is fed to inputs 0 and 1; the result is stereo.
+    """
+    blob = state.blob() if isinstance(state, PluginState) else bytes(state)
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if name == "FdnReverb" and audio.shape[0] == 1:
+        audio = np.repeat(audio, 2, axis=0)
+    with open_plugin(name, sample_rate, block_size, plugin_dir) as plugin:
+        load_state(plugin, blob)
+        return run_compensated(plugin, audio, audio.shape[0])
+
+
+def process_vocal_iem(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level",
+                      start: str = "eq", block_size: int = BLOCK_SIZE,
+                      plugin_dir: Optional[Path] = None) -> np.ndarray:
+    """:func:`vocalmix.mixing.process_vocal` with the real plug-ins: stages ``start`` to ``upto``.
+
+    ``vocal`` is ``(1, samples)`` (``(2, samples)`` when starting at the level
+    stage); returns ``(1, samples)`` before the reverb and ``(2, samples)`` from it on.
+    """
+    for name in (start, upto):
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; one of {STAGES}")
+    first, last = STAGES.index(start), STAGES.index(upto)
+    if first > last:
+        raise ValueError(f"stage {start!r} comes after {upto!r}")
+    if plugin_dir is None:
+        plugin_dir = find_plugin_dir()
+    states = {state.plugin.name: state for state in _quiet_states(settings)}
+    y = np.ascontiguousarray(vocal, dtype=np.float32)
+    for stage in STAGES[first:last + 1]:
+        if stage == "level":
+            y = y * np.float32(10.0 ** (settings.level.vocal_gain_db / 20.0))
+        else:
+            name = STAGE_PLUGIN[stage]
+            y = render_stage(name, states[name], y, sample_rate, block_size, plugin_dir)
+    return y
+
+
+def _quiet_states(settings: MixSettings) -> list[PluginState]:
+    """The plug-in states of ``settings``; snapping warnings stay silent (render snaps on purpose)."""
+    import logging
+
+    log = logging.getLogger("vocalmix")
+    previous = log.disabled
+    log.disabled = True
+    try:
+        return plugin_states(settings)
+    finally:
+        log.disabled = previous
+

@@ -123,15 +123,18 @@ def render(
     vocal_path: Path = typer.Argument(..., metavar="VOCAL", help="The raw lead vocal (any format libsndfile reads)."),
     backing_path: Path = typer.Argument(..., metavar="BACKING", help="The finished backing track."),
     output: Path = typer.Option(..., "--output", "-o", help="Mix to write (.wav or .flac)."),
-    method: str = typer.Option("rules", "--method", "-m", help="How settings are decided: rules or cnn."),
-    settings_file: Optional[Path] = typer.Option(None, "--settings", help="Render these settings (JSON) instead of deciding them."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="How settings are decided: rules (default) or cnn."),
+    settings_file: Optional[Path] = typer.Option(None, "--settings", help="Render these settings (JSON) instead of deciding them; --loudness and --ceiling still apply."),
+    relevel: bool = typer.Option(False, "--relevel", help="With --settings: decide the vocal level again on that chain (to --relative-loudness)."),
+    fill_defaults: bool = typer.Option(False, "--fill-defaults", help="With --settings: take settings the file leaves out from the defaults (named in a warning) instead of refusing it."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model folder for --method cnn (default: the shipped models)."),
-    relative_loudness: float = typer.Option(-1.77, "--relative-loudness", help="Vocal minus backing loudness, LU (the earlier study used -0.5)."),
-    target_lra: float = typer.Option(16.36, "--target-lra", help="Vocal loudness range the compressor aims below, LU."),
-    reverb_mode: str = typer.Option("tempo", "--reverb-mode", help="tempo: reverb time from tempo; return-level: also set dry/wet so the reverb sits 14 LU below the mix."),
+    relative_loudness: Optional[float] = typer.Option(None, "--relative-loudness", help="Vocal minus backing loudness, LU [default: -1.77; the earlier study used -0.5]."),
+    target_lra: Optional[float] = typer.Option(None, "--target-lra", help="Vocal loudness range the compressor aims below, LU [default: 16.36]."),
+    reverb_mode: Optional[str] = typer.Option(None, "--reverb-mode", help="tempo (default): reverb time from tempo; return-level: also set dry/wet so the reverb sits 14 LU below the mix."),
     tempo: Optional[float] = typer.Option(None, "--tempo", help="Tempo in BPM instead of estimating it from the backing."),
     loudness: Optional[float] = typer.Option(None, "--loudness", help="Normalise the mix to this integrated loudness (LUFS), with a true-peak limiter."),
-    ceiling: float = typer.Option(-1.0, "--ceiling", help="Highest true peak of the mix, dBTP."),
+    ceiling: Optional[float] = typer.Option(None, "--ceiling", help="Highest true peak of the mix as written, dBTP [default: -1, or the settings file's]."),
+    tail: Optional[str] = typer.Option(None, "--tail", help="Keep the reverb tail past the end of the inputs: 'auto' (until it has decayed by 60 dB, at most 30 s) or seconds. Off by default, so the output is as long as the input."),
     stems: bool = typer.Option(False, "--stems", help="Also write <out>.vocal.wav and <out>.backing.wav, which sum to the mix."),
     export_dir: Optional[Path] = typer.Option(None, "--export", help="Also export the settings as plug-in presets to this folder."),
     sample_format: str = typer.Option("pcm24", "--format", help="Sample format: pcm16, pcm24 or float (WAV only)."),
@@ -146,7 +149,8 @@ def render(
     request = RenderRequest(
         vocal_path=vocal_path, backing_path=backing_path, output=output, method=method,
         settings_file=settings_file, model=model, relative_loudness=relative_loudness, target_lra=target_lra,
-        reverb_mode=reverb_mode, tempo=tempo, loudness=loudness, ceiling=ceiling, stems=stems,
+        reverb_mode=reverb_mode, tempo=tempo, loudness=loudness, ceiling=ceiling, relevel=relevel,
+        fill_defaults=fill_defaults, tail=tail, stems=stems,
         export_dir=export_dir, sample_format=sample_format, rate=rate, force=force, max_minutes=max_minutes,
     )
     result = run_render(request, progress=_Progress(quiet))
@@ -234,6 +238,9 @@ def _register_optional_commands() -> None:
     else:
         app.command("train")(train_command)
         app.command("evaluate")(evaluate_command)
+    from .compare import compare_command
+
+    app.command("compare")(compare_command)
 
 
 _register_optional_commands()

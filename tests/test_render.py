@@ -64,9 +64,13 @@ def test_compression_search_follows_the_rule(rendered):
     assert final["loudness_range_lu"] < report["target_lra_lu"] or report["stopped_by"] in (
         "threshold floor", "compressor threshold range")
     searched = [s for s in steps if s["threshold_db"] is not None]
+    peak_db = report["vocal_peak_dbfs"]
     for k, step in enumerate(searched):
         assert step["threshold_re_peak_db"] == pytest.approx(-3.0 * k)
-        assert step["ratio"] == pytest.approx(3.0 + 0.1 * k)
+        # The rule's ratio 3.0 + 0.1 k on OmniCompressor's 1..16 / 0.2 grid (halves round up, as JUCE does),
+        # and the threshold on its 0.1 dB grid: the search measures what the plug-in can hold.
+        assert step["ratio"] == pytest.approx(1.0 + 0.2 * np.floor((2.0 + 0.1 * k) / 0.2 + 0.5 + 1e-9))
+        assert step["threshold_db"] == pytest.approx(round(peak_db - 3.0 * k, 1), abs=1e-9)
         assert step["threshold_re_peak_db"] >= THRESHOLD_FLOOR_DB
     for step in searched[:-1]:  # the search only goes on while the target is not met
         assert step["loudness_range_lu"] >= report["target_lra_lu"]
@@ -183,7 +187,9 @@ def test_backing_without_tempo_falls_back_and_says_so(caplog):
         logger.removeHandler(caplog.handler)
     assert "no clear tempo" in caplog.text
     assert decision.report["reverb"]["tempo_source"].startswith("fallback")
-    assert decision.settings.reverb.reverb_time_s == pytest.approx(reverb_time_for_tempo(FALLBACK_TEMPO_BPM))
+    assert decision.report["reverb"]["reverb_time_s"] == pytest.approx(reverb_time_for_tempo(FALLBACK_TEMPO_BPM))
+    # The decided settings are on FdnReverb's 0.1 s grid (the level is decided on that chain).
+    assert decision.settings.reverb.reverb_time_s == round(reverb_time_for_tempo(FALLBACK_TEMPO_BPM), 1)
 
 
 def test_hand_edited_settings_file_errors_name_the_field(demo_files, rendered, capsys):

@@ -178,9 +178,11 @@ class CnnMethod:
 
     def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int) -> Decision:
         """Settings for ``vocal`` ``(1, T)`` float32 and ``backing`` ``(2, T)`` at ``sample_rate`` Hz."""
+        from vocalmix.export import snap_to_plugin_grids
         from vocalmix.mixing import process_vocal
         from vocalmix.rules.compression import decide_compression
         from vocalmix.rules.level import decide_level
+        from vocalmix.settings import with_effective_fade_in
 
         vocal = np.asarray(vocal, dtype=np.float32)
         backing = np.asarray(backing, dtype=np.float32)
@@ -213,6 +215,8 @@ class CnnMethod:
         predictions["reverb"] = self.models.predict("reverb", compressed, backing, sample_rate)
         settings.reverb = reverb_from_values(predictions["reverb"]["values"], settings.reverb)
         report["reverb"] = {"used_directly": True}
+        # The level is predicted and decided last, on the chain as the plug-ins will hold it.
+        settings = snap_to_plugin_grids(with_effective_fade_in(settings))
         reverb_out = process_vocal(vocal, sample_rate, settings, upto="reverb")
         timings["reverb"] = time.perf_counter() - start
 

@@ -9,8 +9,9 @@ is the gain to the target followed by a true-peak limiter.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -19,7 +20,10 @@ from scipy import ndimage, signal
 
 from . import analysis
 from .dsp.chain import vocal_chain
+from .dsp.compressor import lookahead_samples
 from .settings import FILTER_TYPES, MixSettings
+
+log = logging.getLogger("vocalmix")
 
 # The chain is rendered in float32 as everything in dsp; these stay fixed so that a
 # settings file renders to identical audio on every run.
@@ -28,6 +32,10 @@ LIMITER_RELEASE_S = 0.08
 TRUE_PEAK_OVERSAMPLING = 4
 LOUDNESS_PASSES = 4
 LOUDNESS_TOLERANCE_LU = 0.1
+#: A loudness target missed by more than this, or reached only with more limiting than
+#: LIMITING_WARN_DB, is reported: the user asked for something the mix does not do cleanly.
+LOUDNESS_MISS_WARN_LU = 0.5
+LIMITING_WARN_DB = 12.0
 
 
 def settings_to_params(settings: list[MixSettings], device: torch.device | str = "cpu") -> dict:
@@ -82,26 +90,110 @@ def process_vocal(vocal: np.ndarray, sample_rate: int, settings: MixSettings, up
 
 @dataclass
 class Mix:
-    """The rendered mix and the two parts it is the exact sum of, all ``(2, samples)``."""
+    """The rendered mix and the two parts it is the exact sum of, all ``(2, samples)`` at ``sample_rate``.
+
+    ``settings`` are the settings as rendered: with ``relevel_to`` the vocal level is the one
+    decided last, on the rendered chain at the output rate.
+    """
 
     mix: np.ndarray
     vocal: np.ndarray
     backing: np.ndarray
     report: dict = field(default_factory=dict)
+    settings: MixSettings | None = None
+    sample_rate: int = 0
 
 
-def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, settings: MixSettings) -> Mix:
-    """Process ``vocal`` ``(1, samples)``, add ``backing`` ``(2, samples)``, apply the output stage."""
-    vocal_out = process_vocal(vocal, sample_rate, settings).astype(np.float64)
+def vocal_before_level(vocal: np.ndarray, sample_rate: int, settings: MixSettings) -> np.ndarray:
+    """The vocal through EQ, compressor and reverb, ``(2, samples)``, aligned with the input.
+
+    With lookahead the compressor delays its output by D samples; a DAW compensates
+    the latency the plug-in reports, so the vocal is rendered with D extra samples
+    and moved back by D, as it would sit against the backing in a session.
+    """
+    delay = lookahead_samples(sample_rate) if settings.compressor.lookahead else 0
+    if delay:
+        vocal = np.pad(vocal, ((0, 0), (0, delay)))
+    wet = process_vocal(vocal, sample_rate, settings, upto="reverb")
+    return wet[:, delay:] if delay else wet
+
+
+def fit_length(x: np.ndarray, length: int) -> np.ndarray:
+    """Cut or pad with silence to ``length`` samples (no message: the caller said why)."""
+    n = x.shape[-1]
+    if n >= length:
+        return x[..., :length]
+    return np.pad(x, ((0, 0), (0, length - n)))
+
+
+def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, settings: MixSettings,
+               backing_rate: int | None = None, relevel_to: float | None = None) -> Mix:
+    """Process ``vocal`` ``(1, samples)`` at ``sample_rate``, add ``backing`` ``(2, samples)``, apply the output stage.
+
+    The chain runs at ``sample_rate``; the processed vocal is then brought to
+    ``backing_rate`` (default: the same) and the backing is used as it is, so it
+    reaches the mix changed in gain only. The mix is as long as ``backing``.
+    ``relevel_to`` (LU) decides the vocal level last, on the rendered vocal at the
+    backing's rate, so vocal minus backing loudness is that target in the output.
+    """
+    from .audio import resample  # audio I/O is only needed here, not by the batch renderers
+
+    backing_rate = backing_rate or sample_rate
+    wet = vocal_before_level(vocal, sample_rate, settings)
+    wet = fit_length(resample(wet, sample_rate, backing_rate), backing.shape[-1]).astype(np.float64)
     backing = backing.astype(np.float64)
-    gain_curve, report = output_gain(vocal_out + backing, sample_rate, settings.output.ceiling_dbtp,
-                                     settings.output.target_loudness_lufs)
+    report: dict = {}
+    if relevel_to is not None:
+        from .rules.level import decide_level
+
+        level, report["level"] = decide_level(wet, backing, backing_rate, relevel_to)
+        settings = replace(settings, level=level)
+    vocal_out = wet * 10 ** (settings.level.vocal_gain_db / 20)
+    gain_curve, stage = output_gain(vocal_out + backing, backing_rate, settings.output.ceiling_dbtp,
+                                    settings.output.target_loudness_lufs)
+    report.update(stage)
     vocal_out = (vocal_out * gain_curve).astype(np.float32)
     backing_out = (backing * gain_curve).astype(np.float32)
     mix = vocal_out + backing_out
-    report["true_peak_dbtp"] = analysis.true_peak(mix, sample_rate)
-    report["integrated_loudness_lufs"] = analysis.integrated_loudness(mix, sample_rate)
-    return Mix(mix, vocal_out, backing_out, report)
+    report["true_peak_dbtp"] = analysis.true_peak(mix, backing_rate)
+    report["integrated_loudness_lufs"] = analysis.integrated_loudness(mix, backing_rate)
+    return Mix(mix, vocal_out, backing_out, report, settings, backing_rate)
+
+
+def as_written(samples: np.ndarray, sample_rate: int, subtype: str) -> np.ndarray:
+    """``samples`` ``(channels, samples)`` as they read back from a WAV file of ``subtype``
+    (a soundfile subtype such as ``"PCM_16"``): libsndfile's own rounding and clipping."""
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(samples, dtype=np.float32).T, sample_rate, subtype=subtype, format="WAV")
+    buffer.seek(0)
+    data, _ = sf.read(buffer, dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.T)
+
+
+def hold_ceiling_as_written(mix: Mix, subtype: str) -> Mix:
+    """Trim ``mix`` until the true peak of its samples as written in ``subtype`` is at or below the ceiling.
+
+    Rounding to whole PCM steps (and clipping at full scale) can lift a peak that
+    sat just under the ceiling; the measure is the file's own samples.
+    """
+    ceiling = mix.settings.output.ceiling_dbtp if mix.settings is not None else mix.report.get("ceiling_dbtp", -1.0)
+    trim_db = 0.0
+    for _ in range(4):
+        written = as_written(mix.mix, mix.sample_rate, subtype)
+        peak = analysis.true_peak(written, mix.sample_rate)
+        if peak <= ceiling:
+            break
+        step_db = ceiling - peak - 0.005
+        trim_db += step_db
+        scale = np.float32(10 ** (step_db / 20))
+        mix = replace(mix, mix=mix.mix * scale, vocal=mix.vocal * scale, backing=mix.backing * scale)
+    report = dict(mix.report, true_peak_dbtp=peak, written_trim_db=trim_db)
+    report["integrated_loudness_lufs"] = analysis.integrated_loudness(written, mix.sample_rate)
+    return replace(mix, report=report)
 
 
 def output_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float,
@@ -129,13 +221,20 @@ def output_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float,
     # Limiting takes loudness away; raise the drive by what is missing and limit again.
     for _ in range(LOUDNESS_PASSES):
         curve = pre_gain * true_peak_limiter_gain(mix * pre_gain, sample_rate, ceiling_dbtp)
-        shortfall = target_lufs - analysis.integrated_loudness(mix * curve, sample_rate)
+        achieved = analysis.integrated_loudness(mix * curve, sample_rate)
+        shortfall = target_lufs - achieved
         if abs(shortfall) < LOUDNESS_TOLERANCE_LU:
             break
         pre_gain *= 10 ** (shortfall / 20)
+    reduction_db = float(-20 * np.log10(np.min(curve) / pre_gain))
     report["gain_db"] = 20 * math.log10(pre_gain)
     report["limiter"] = "on"
-    report["max_gain_reduction_db"] = float(-20 * np.log10(np.min(curve) / pre_gain))
+    report["max_gain_reduction_db"] = reduction_db
+    report["achieved_loudness_lufs"] = achieved
+    if abs(target_lufs - achieved) > LOUDNESS_MISS_WARN_LU or reduction_db > LIMITING_WARN_DB:
+        log.warning("loudness target %g LUFS: the mix reaches %.1f LUFS with up to %.1f dB of limiting under the "
+                    "%g dBTP ceiling; a lower target or a higher ceiling distorts less", target_lufs, achieved,
+                    reduction_db, ceiling_dbtp)
     return curve[None, :], report
 
 

@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+import soundfile as sf
 
-from . import __version__
-from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, match_length, resample,
-                    to_mono, to_stereo, write_audio)
+from . import __version__, analysis
+from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, match_length,
+                    resample, to_mono, to_stereo, write_audio)
 from .errors import InputError
-from .export import snap_to_plugin_grids
+from .export import reverb_tail_seconds, snap_to_plugin_grids
 from .methods import get_method
-from .mixing import render_mix
-from .settings import MixSettings, OutputSettings, spec_of
+from .mixing import fit_length, hold_ceiling_as_written, render_mix
+from .rules.compression import DEFAULT_TARGET_LRA_LU
+from .rules.level import DEFAULT_RELATIVE_LOUDNESS_LU
+from .rules.method import REVERB_MODES
+from .settings import LevelSettings, MixSettings, OutputSettings, spec_of, warn_about_settings, with_effective_fade_in
 
 log = logging.getLogger("vocalmix")
 
@@ -32,18 +38,24 @@ SHORT_VOCAL_FRACTION = 0.1  # a vocal under a tenth of the backing's length is p
 
 @dataclass
 class RenderRequest:
+    """What ``vocalmix render`` was asked for. ``None`` means "not given" (so a settings
+    file can be told apart from options that would decide its settings again)."""
+
     vocal_path: Path
     backing_path: Path
     output: Path
-    method: str = "rules"
+    method: Optional[str] = None
     settings_file: Optional[Path] = None
     model: Optional[Path] = None
-    relative_loudness: float = -1.77
-    target_lra: float = 16.36
-    reverb_mode: str = "tempo"
+    relative_loudness: Optional[float] = None
+    target_lra: Optional[float] = None
+    reverb_mode: Optional[str] = None
     tempo: Optional[float] = None
     loudness: Optional[float] = None
-    ceiling: float = -1.0
+    ceiling: Optional[float] = None
+    relevel: bool = False
+    fill_defaults: bool = False
+    tail: Optional[str] = None
     stems: bool = False
     export_dir: Optional[Path] = None
     sample_format: str = "pcm24"
@@ -59,6 +71,13 @@ class RenderResult:
     written: list[Path] = field(default_factory=list)
 
 
+#: Options that decide settings; a settings file has decided them already.
+DECIDING_OPTIONS = (("method", "--method"), ("model", "--model"), ("tempo", "--tempo"),
+                    ("target_lra", "--target-lra"), ("reverb_mode", "--reverb-mode"),
+                    ("relative_loudness", "--relative-loudness"))
+MAX_TAIL_SECONDS = 60.0
+
+
 def output_paths(output: Path, stems: bool) -> dict[str, Path]:
     """The files a render writes: the mix, its settings and optionally the two stems."""
     stem = output.with_suffix("")
@@ -69,24 +88,59 @@ def output_paths(output: Path, stems: bool) -> dict[str, Path]:
     return paths
 
 
-def _check_request(req: RenderRequest) -> dict[str, Path]:
+def _check_options(req: RenderRequest) -> None:
+    if req.settings_file is not None:
+        for attr, flag in DECIDING_OPTIONS:
+            if getattr(req, attr) is None or (attr == "relative_loudness" and req.relevel):
+                continue
+            hint = " (add --relevel to re-decide only the vocal level)" if attr == "relative_loudness" else ""
+            raise InputError(f"{flag} decides settings, but --settings {req.settings_file} fixes them; "
+                             f"drop {flag}{hint}")
+    else:
+        if req.relevel:
+            raise InputError("--relevel re-decides the vocal level of a --settings file; without --settings the "
+                             "level is always decided last")
+        if req.fill_defaults:
+            raise InputError("--fill-defaults completes a --settings file; it needs --settings")
     if req.sample_format not in OUTPUT_SUBTYPES:
         raise InputError(f"--format {req.sample_format!r}: choose one of {', '.join(OUTPUT_SUBTYPES)}")
     if req.rate not in ("input", "working"):
         raise InputError(f"--rate {req.rate!r}: choose 'input' or 'working'")
     ceiling_spec = spec_of(OutputSettings, "ceiling_dbtp")
-    if not (ceiling_spec.minimum <= req.ceiling <= ceiling_spec.maximum):
+    if req.ceiling is not None and not (ceiling_spec.minimum <= req.ceiling <= ceiling_spec.maximum):
         raise InputError(f"--ceiling {req.ceiling:g} dBTP is outside [{ceiling_spec.minimum:g}, {ceiling_spec.maximum:g}]")
     if req.loudness is not None and not (-60.0 <= req.loudness <= 0.0):
         raise InputError(f"--loudness {req.loudness:g} LUFS is outside [-60, 0]")
-    if not (-30.0 <= req.relative_loudness <= 30.0):
+    if req.relative_loudness is not None and not (-30.0 <= req.relative_loudness <= 30.0):
         raise InputError(f"--relative-loudness {req.relative_loudness:g} LU is outside [-30, 30]")
-    if not (1.0 <= req.target_lra <= 40.0):
+    if req.target_lra is not None and not (1.0 <= req.target_lra <= 40.0):
         raise InputError(f"--target-lra {req.target_lra:g} LU is outside [1, 40]")
+    if req.reverb_mode is not None and req.reverb_mode not in REVERB_MODES:
+        raise InputError(f"--reverb-mode {req.reverb_mode!r}: choose 'tempo' or 'return-level'")
     if not (0 < req.max_minutes <= 600):
         raise InputError(f"--max-minutes {req.max_minutes:g} is outside (0, 600]")
     if req.tempo is not None and not (20.0 <= req.tempo <= 400.0):
         raise InputError(f"--tempo {req.tempo:g} BPM is outside [20, 400]")
+    _tail_request(req.tail)
+
+
+def _tail_request(tail) -> Optional[float]:
+    """``--tail``: None (off), ``"auto"`` (-1.0 here: decided from the reverb) or seconds."""
+    if tail is None:
+        return None
+    if str(tail).strip().lower() == "auto":
+        return -1.0
+    try:
+        seconds = float(tail)
+    except ValueError:
+        raise InputError(f"--tail {tail!r}: give 'auto' or a number of seconds") from None
+    if not (0.0 <= seconds <= MAX_TAIL_SECONDS):
+        raise InputError(f"--tail {seconds:g} s is outside [0, {MAX_TAIL_SECONDS:g}] s")
+    return seconds
+
+
+def _check_request(req: RenderRequest) -> dict[str, Path]:
+    _check_options(req)
     paths = output_paths(req.output, req.stems)
     inputs = tuple(p for p in (req.vocal_path, req.backing_path, req.settings_file) if p is not None)
     for kind, path in paths.items():
@@ -97,25 +151,47 @@ def _check_request(req: RenderRequest) -> dict[str, Path]:
                 raise InputError(f"{path}: already exists (use --force to overwrite)")
         else:
             check_output_path(path, force=req.force, protected=inputs)
-    if req.export_dir is not None and not req.force:
+    folders = {path.parent for path in paths.values()}
+    if req.export_dir is not None:
         from .export import export_paths
 
-        existing = [p for p in export_paths(req.export_dir) if p.exists()]
-        if existing:
-            raise InputError(f"{existing[0]}: already exists (use --force to overwrite)")
+        export_dir = Path(req.export_dir)
+        if export_dir.exists() and not export_dir.is_dir():
+            raise InputError(f"{export_dir}: exists and is not a folder")
+        if not req.force:
+            existing = [p for p in export_paths(export_dir) if p.exists()]
+            if existing:
+                raise InputError(f"{existing[0]}: already exists (use --force to overwrite)")
+        # The folder is created at the end; its nearest existing parent must take it.
+        folders.add(next(p for p in (export_dir, *export_dir.parents) if p.exists()))
+    for folder in sorted(folders):
+        _check_writable(folder, next((p for p in paths.values() if p.parent == folder), folder))
     return paths
+
+
+def _check_writable(folder: Path, named: Path) -> None:
+    """Create and remove a file in ``folder``: the one test that holds for every user and file system."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vocalmix-write-test.", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{named}: cannot write to {folder} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def load_pair(vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_RATE,
               max_seconds: float = DEFAULT_MAX_SECONDS):
-    """Vocal as mono ``(1, n)`` and backing as stereo ``(2, n)``, same length, at ``sample_rate``."""
+    """Vocal as mono ``(1, n)`` and backing as stereo ``(2, n)``, same length, at ``sample_rate``;
+    and the backing as stereo at its own rate, untouched."""
     vocal_audio = load_audio(vocal_path, sample_rate, max_seconds=max_seconds, allow_silent=False)
-    backing_audio = load_audio(backing_path, sample_rate, max_seconds=max_seconds, allow_silent=False)
+    backing_native = load_audio(backing_path, _file_rate(backing_path, sample_rate), max_seconds=max_seconds,
+                                allow_silent=False)
     vocal = vocal_audio.samples
     if vocal.shape[0] > 1:
         log.info("%s: %d channels folded to mono", vocal_path, vocal.shape[0])
         vocal = to_mono(vocal)
-    backing = to_stereo(backing_audio.samples, str(backing_path))
+    native = to_stereo(backing_native.samples, str(backing_path))
+    backing = resample(native, backing_native.original_rate, sample_rate)
     n_vocal, n_backing = vocal.shape[-1], backing.shape[-1]
     if n_vocal < SHORT_VOCAL_FRACTION * n_backing:
         log.warning("%s: only %.1f s against a %.1f s backing; is it the right file?", vocal_path,
@@ -123,57 +199,141 @@ def load_pair(vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_R
     length = max(n_vocal, n_backing)
     vocal = match_length(vocal, length, str(vocal_path))
     backing = match_length(backing, length, str(backing_path))
-    return vocal, backing, vocal_audio, backing_audio
+    return vocal, backing, vocal_audio, backing_native, native
+
+
+def _file_rate(path: Path, fallback: int) -> int:
+    try:
+        return int(sf.info(str(path)).samplerate) or fallback
+    except Exception:  # noqa: BLE001 - load_audio reports what is wrong with the file
+        return fallback
+
+
+@dataclass
+class _Decided:
+    """Settings to render, where they came from, and the level target to decide last (None: keep)."""
+
+    settings: MixSettings
+    method: str
+    report: dict
+    level_target: Optional[float]
+
+
+def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
+            progress: Callable[[str], None]) -> _Decided:
+    if req.settings_file is not None:
+        progress(f"reading settings from {req.settings_file}")
+        settings = read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
+        warn_about_settings(settings, str(req.settings_file))
+        output = settings.output
+        settings = replace(settings, output=OutputSettings(
+            ceiling_dbtp=output.ceiling_dbtp if req.ceiling is None else req.ceiling,
+            target_loudness_lufs=output.target_loudness_lufs if req.loudness is None else req.loudness))
+        target = None
+        if req.relevel:
+            target = DEFAULT_RELATIVE_LOUDNESS_LU if req.relative_loudness is None else req.relative_loudness
+        return _Decided(settings, "settings-file", {"settings_file": str(req.settings_file)}, target)
+    method_name = req.method or "rules"
+    options = {}
+    if method_name == "rules":
+        options = dict(target_relative_lu=_or(req.relative_loudness, DEFAULT_RELATIVE_LOUDNESS_LU),
+                       target_lra_lu=_or(req.target_lra, DEFAULT_TARGET_LRA_LU),
+                       reverb_mode=_or(req.reverb_mode, "tempo"), tempo_bpm=req.tempo)
+    else:
+        given = [flag for attr, flag in DECIDING_OPTIONS if attr not in ("method", "model")
+                 and getattr(req, attr) is not None]
+        if given:
+            raise InputError(f"{given[0]} applies to --method rules, not --method {method_name}")
+        if req.model is not None:
+            options = {"model_dir": req.model}
+    method = get_method(method_name, **options)
+    progress(f"deciding settings with the {method_name} method")
+    decision = method.decide(vocal, backing, sr)
+    # Put on the plug-ins' grids (so the presets reproduce this very render), with no fade-in
+    # the plug-in would not play; the level is then decided last on this chain.
+    settings = snap_to_plugin_grids(replace(
+        with_effective_fade_in(decision.settings),
+        output=OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)))
+    target = (decision.report.get("level") or {}).get("target_relative_lu")
+    return _Decided(settings, method_name, decision.report, target)
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def read_settings_file(path: Path, fill_defaults: bool = False) -> MixSettings:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    return MixSettings.from_json(text, source=str(path), fill_defaults=fill_defaults)
+
+
+def _check_vocal_level(vocal: np.ndarray, backing: np.ndarray, sr: int, target_lu: float, path: Path) -> None:
+    """Refuse, before any work, a vocal that no fader position in range brings to the target."""
+    gain_max = spec_of(LevelSettings, "vocal_gain_db").maximum
+    peak = analysis.sample_peak(vocal)
+    vocal_lufs = analysis.integrated_loudness(vocal, sr)
+    backing_lufs = analysis.integrated_loudness(backing, sr)
+    if vocal_lufs <= analysis.SILENCE_LUFS:
+        raise InputError(f"{path}: too quiet to mix (peak {peak:.1f} dBFS, below the -70 LUFS loudness gate); "
+                         "raise its level and render again")
+    needed = target_lu + backing_lufs - vocal_lufs
+    if needed > gain_max:
+        raise InputError(f"{path}: too quiet to mix ({vocal_lufs:.1f} LUFS, peak {peak:.1f} dBFS): it needs "
+                         f"{needed:+.1f} dB to sit {target_lu:g} LU against the backing, the vocal level goes up to "
+                         f"{gain_max:+g} dB; raise its level and render again")
 
 
 def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: None) -> RenderResult:
     paths = _check_request(req)
+    tail_request = _tail_request(req.tail)
+    if req.settings_file is not None:
+        # A broken settings file is refused before the audio is read.
+        read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     progress(f"loading {req.vocal_path} and {req.backing_path}")
-    vocal, backing, vocal_audio, backing_audio = load_pair(req.vocal_path, req.backing_path,
-                                                           max_seconds=req.max_minutes * 60)
+    vocal, backing, vocal_audio, backing_audio, backing_native = load_pair(
+        req.vocal_path, req.backing_path, max_seconds=req.max_minutes * 60)
     sr = WORKING_RATE
     timings["load_s"] = time.perf_counter() - start
+    level_check = req.relative_loudness if req.relative_loudness is not None else DEFAULT_RELATIVE_LOUDNESS_LU
+    if req.settings_file is None or req.relevel:
+        _check_vocal_level(vocal, backing, sr, level_check, req.vocal_path)
 
     start = time.perf_counter()
-    if req.settings_file is not None:
-        progress(f"reading settings from {req.settings_file}")
-        try:
-            text = Path(req.settings_file).read_text()
-        except OSError as exc:
-            raise InputError(f"{req.settings_file}: cannot read ({exc.strerror})") from None
-        settings = MixSettings.from_json(text, source=str(req.settings_file))
-        method_name, report = "settings-file", {"settings_file": str(req.settings_file)}
-    else:
-        options = {}
-        if req.method == "rules":
-            options = dict(target_relative_lu=req.relative_loudness, target_lra_lu=req.target_lra,
-                           reverb_mode=req.reverb_mode, tempo_bpm=req.tempo)
-            if req.reverb_mode not in ("tempo", "return-level"):
-                raise InputError(f"--reverb-mode {req.reverb_mode!r}: choose 'tempo' or 'return-level'")
-        elif req.model is not None:
-            options = {"model_dir": req.model}
-        method = get_method(req.method, **options)
-        progress(f"deciding settings with the {req.method} method")
-        decision = method.decide(vocal, backing, sr)
-        # Decided values are put on the plug-ins' grids, so the presets reproduce this very render.
-        settings = snap_to_plugin_grids(replace(
-            decision.settings, output=OutputSettings(ceiling_dbtp=req.ceiling, target_loudness_lufs=req.loudness)))
-        method_name, report = req.method, decision.report
+    decided = _decide(req, vocal, backing, sr, progress)
+    settings = decided.settings
     timings["decide_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
     progress("rendering the vocal chain and the mix")
-    mix = render_mix(vocal, backing, sr, settings)
+    out_rate = backing_audio.original_rate if req.rate == "input" else sr
+    backing_out = backing_native if req.rate == "input" else backing
+    # The output is as long as the longer input, plus the tail if one is asked for.
+    vocal_seconds = vocal_audio.samples.shape[-1] / sr
+    length = max(backing_out.shape[-1], int(round(vocal_seconds * out_rate)))
+    tail_s = 0.0
+    if tail_request is not None:
+        tail_s = reverb_tail_seconds(settings) if tail_request < 0 else tail_request
+    length += int(round(tail_s * out_rate))
+    backing_out = fit_length(backing_out, length)
+    vocal_in = fit_length(vocal, int(math.ceil(length * sr / out_rate)) + 1)
+    mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target)
+    mix = hold_ceiling_as_written(mix, OUTPUT_SUBTYPES[req.sample_format])
+    settings = mix.settings
+    report = dict(decided.report)
+    stage = dict(mix.report)
+    if "level" in stage:
+        report["level"] = {**stage.pop("level"), "decided_on": f"the rendered chain at {out_rate} Hz"}
+        _check_level_range(report["level"], req.vocal_path)
+    stage["tail_s"] = tail_s
     timings["render_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    out_rate = backing_audio.original_rate if req.rate == "input" else sr
     outputs = {"mix": mix.mix, "vocal": mix.vocal, "backing": mix.backing}
-    if out_rate != sr:
-        # Resampling is linear, so the stems still sum to the mix.
-        outputs = {k: np.clip(resample(v, sr, out_rate), -1.0, 1.0) for k, v in outputs.items()}
     inputs = tuple(p for p in (req.vocal_path, req.backing_path, req.settings_file) if p is not None)
     written = []
     for kind in ("mix", "vocal", "backing"):
@@ -185,11 +345,11 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
 
     document = {
         "vocalmix_version": __version__,
-        "method": method_name,
+        "method": decided.method,
         "inputs": {"vocal": str(req.vocal_path), "backing": str(req.backing_path),
                    "vocal_sample_rate_hz": vocal_audio.original_rate,
                    "backing_sample_rate_hz": backing_audio.original_rate},
-        "report": {**_jsonable(report), "output_stage": _jsonable(mix.report), "timings_s": timings},
+        "report": {**_jsonable(report), "output_stage": _jsonable(stage), "timings_s": timings},
     }
     _write_text_atomic(paths["settings"], settings.to_json(**document))
     written.insert(1, paths["settings"])
@@ -197,10 +357,21 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         from .export import export_settings
 
         progress(f"exporting presets to {req.export_dir}")
-        req.export_dir.mkdir(parents=True, exist_ok=True)
         written.extend(export_settings(settings, req.export_dir, force=req.force))
     progress("done")
     return RenderResult(settings, document["report"], written)
+
+
+def _check_level_range(level: dict, vocal_path: Path) -> None:
+    if not level.get("limited_by_range"):
+        return
+    spec = spec_of(LevelSettings, "vocal_gain_db")
+    if level["vocal_gain_db"] >= spec.maximum:
+        raise InputError(f"{vocal_path}: too quiet to mix (processed vocal {level['vocal_lufs']:.1f} LUFS): it "
+                         f"needs more than the {spec.maximum:+g} dB the vocal level goes up to; raise its level and "
+                         "render again")
+    log.warning("%s: so loud that the vocal level stops at %+g dB; the vocal sits above the target", vocal_path,
+                spec.minimum)
 
 
 def _jsonable(obj):
@@ -219,6 +390,18 @@ def _jsonable(obj):
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

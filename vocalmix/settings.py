@@ -15,12 +15,16 @@ export step does that snapping, with a warning when it changes a value.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .errors import SettingsError
+
+log = logging.getLogger("vocalmix")
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +54,11 @@ BAND_FILTER_TYPES: tuple[tuple[str, ...], ...] = (
 )
 
 FDN_LINE_COUNTS = (16, 32, 64, 128, 256)
+
+#: FdnReverb's fade-in does nothing below this (its twin network's loop gain underflows in
+#: float32; measured on the v1.14 binary, see shared/notes/iem-plugins.md), so decided
+#: settings keep the fade-in at 0 or at least this.
+FADE_IN_MIN_EFFECTIVE_S = 0.08
 
 
 @dataclass(frozen=True)
@@ -217,9 +226,20 @@ class MixSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MixSettings":
-        """Build and validate settings; unknown or mistyped fields raise a named error."""
-        settings = _build(cls, data, "")
+    def from_dict(cls, data: dict, fill_defaults: bool = True, source: str = "settings") -> "MixSettings":
+        """Build and validate settings; unknown or mistyped fields raise a named error.
+
+        Fields ``data`` leaves out take their defaults when ``fill_defaults`` (with a
+        warning naming them); otherwise they are an error naming them all.
+        """
+        missing: list[str] = []
+        settings = _build(cls, data, "", missing)
+        if missing and not fill_defaults:
+            raise SettingsError(f"missing {_plural(len(missing), 'setting')} {', '.join(missing)} (render with "
+                                "--fill-defaults to take them from the defaults)")
+        if missing:
+            log.warning("%s: %s taken from the defaults: %s", source, _plural(len(missing), "setting"),
+                        ", ".join(missing))
         return settings.validate()
 
     def to_json(self, **extra: Any) -> str:
@@ -227,11 +247,12 @@ class MixSettings:
         return json.dumps({"schema_version": SCHEMA_VERSION, **extra, "settings": self.to_dict()}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "settings") -> "MixSettings":
+    def from_json(cls, text: str, source: str = "settings", fill_defaults: bool = False) -> "MixSettings":
+        """Settings from a settings JSON document; every field must be there unless ``fill_defaults``."""
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SettingsError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise SettingsError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
         if not isinstance(doc, dict):
             raise SettingsError(f"{source}: expected a JSON object")
         version = doc.get("schema_version")
@@ -240,19 +261,26 @@ class MixSettings:
         if "settings" not in doc:
             raise SettingsError(f"{source}: no 'settings' object")
         try:
-            return cls.from_dict(doc["settings"])
+            return cls.from_dict(doc["settings"], fill_defaults=fill_defaults, source=source)
         except SettingsError as exc:
             raise SettingsError(f"{source}: {exc}") from None
 
 
-def _build(cls, data: Any, path: str):
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _build(cls, data: Any, path: str, missing: list[str]):
     if not isinstance(data, dict):
         raise SettingsError(f"setting '{path or 'settings'}' must be an object")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]
-        raise SettingsError(f"setting '{where}' is not a known field")
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known fields here: {', '.join(fields)}"
+        raise SettingsError(f"setting '{where}' is not a known field{hint}")
+    missing.extend(f"{path}.{name}" if path else name for name in fields if name not in data)
     kwargs = {}
     for name, value in data.items():
         f = fields[name]
@@ -261,9 +289,9 @@ def _build(cls, data: Any, path: str):
         if sub is list:
             if not isinstance(value, list):
                 raise SettingsError(f"setting '{where}' must be a list")
-            kwargs[name] = [_build(EQBand, v, f"{where}[{i}]") for i, v in enumerate(value)]
+            kwargs[name] = [_build(EQBand, v, f"{where}[{i}]", missing) for i, v in enumerate(value)]
         elif sub is not None:
-            kwargs[name] = _build(sub, value, where)
+            kwargs[name] = _build(sub, value, where, missing)
         else:
             kwargs[name] = _check_scalar_type(where, f, value)
     return cls(**kwargs)
@@ -328,3 +356,21 @@ def describe() -> list[dict]:
         rows.append({"name": name, "unit": spec.unit, "min": spec.minimum, "max": spec.maximum,
                      "default": value, "description": spec.description})
     return rows
+
+
+def with_effective_fade_in(settings: MixSettings) -> MixSettings:
+    """``settings`` with a fade-in the plug-in plays: values in (0, 0.08) s go to the nearer of 0 and 0.08 s."""
+    fade = settings.reverb.fade_in_s
+    if 0.0 < fade < FADE_IN_MIN_EFFECTIVE_S:
+        fade = 0.0 if fade < FADE_IN_MIN_EFFECTIVE_S / 2 else FADE_IN_MIN_EFFECTIVE_S
+        return dataclasses.replace(settings, reverb=dataclasses.replace(settings.reverb, fade_in_s=fade))
+    return settings
+
+
+def warn_about_settings(settings: MixSettings, source: str) -> None:
+    """Warn about hand-edited values that render here but not in the plug-ins, or not as meant."""
+    fade = settings.reverb.fade_in_s
+    if 0.0 < fade < FADE_IN_MIN_EFFECTIVE_S:
+        log.warning("%s: setting 'reverb.fade_in_s' = %g s does nothing in the FdnReverb plug-in (values below "
+                    "%g s underflow there); vocalmix renders it, the exported preset will not; use 0 or >= %g s",
+                    source, fade, FADE_IN_MIN_EFFECTIVE_S, FADE_IN_MIN_EFFECTIVE_S)

@@ -5,6 +5,11 @@ the threshold by 3 dB and raises the ratio by 0.1; stop as soon as the loudness
 range (EBU Tech 3342) is below the target, or when the next threshold would be
 below the floor. Attack 30 ms, release 150 ms.
 
+Every step is measured with values OmniCompressor can hold (ratio on its 0.2
+grid, halves rounding up as the plug-in does, so the rule's 3.0, 3.1, 3.2, ...
+become 3.0, 3.2, 3.2, 3.4, ...; threshold on its 0.1 dB grid), so the report
+describes the compressor that is rendered.
+
 Thresholds in the search are relative to the vocal's sample peak, so the steps
 mean the same for a vocal recorded at -20 dBFS as for one at 0 dBFS (with a
 peak-normalised vocal the two readings coincide); the settings hold the absolute
@@ -37,6 +42,14 @@ MEASUREMENT_LUFS = -23.0
 SEARCH_THREADS = 2
 
 
+def on_compressor_grid(param_id: str, value: float) -> float:
+    """``value`` on OmniCompressor's grid for ``param_id`` (ratio in 0.2 steps, threshold and times in 0.1)."""
+    from ..export import PLUGINS_BY_NAME
+
+    param = PLUGINS_BY_NAME["OmniCompressor"].param(param_id)
+    return param.grid_value(param.grid_index(float(value))[0])
+
+
 def vocal_loudness_range(vocal: np.ndarray, sample_rate: int) -> float:
     """LRA (LU) of ``vocal`` measured after normalising it to -23 LUFS."""
     return analysis.loudness_range(vocal, sample_rate, normalise_to_lufs=MEASUREMENT_LUFS)
@@ -57,12 +70,16 @@ def decide_compression(
     peak_db = 20 * np.log10(peak)
     threshold_spec = spec_of(CompressorSettings, "threshold_db")
     x = torch.from_numpy(np.ascontiguousarray(vocal, dtype=np.float32)).unsqueeze(0)
+    attack_ms, release_ms = on_compressor_grid("attack", attack_ms), on_compressor_grid("release", release_ms)
+
+    def absolute_threshold(threshold_rel: float) -> float:
+        return on_compressor_grid("threshold", peak_db + threshold_rel)
 
     def render(threshold_rel: float, ratio: float) -> np.ndarray:
         def t(v):
             return torch.tensor([v], dtype=torch.float32)
         with torch.no_grad():
-            y = compressor(x, sample_rate, t(peak_db + threshold_rel), t(ratio), t(0.0), t(attack_ms),
+            y = compressor(x, sample_rate, t(absolute_threshold(threshold_rel)), t(ratio), t(0.0), t(attack_ms),
                            t(release_ms), t(0.0), False)
         return y[0].numpy()
 
@@ -78,7 +95,7 @@ def decide_compression(
             threshold_rel = START_THRESHOLD_DB + k * THRESHOLD_STEP_DB
             if threshold_rel < threshold_floor_db:
                 break
-            plan.append((threshold_rel, round(START_RATIO + k * RATIO_STEP, 6)))
+            plan.append((threshold_rel, on_compressor_grid("ratio", START_RATIO + k * RATIO_STEP)))
 
         def measure(step):
             return vocal_loudness_range(render(*step), sample_rate)
@@ -90,14 +107,14 @@ def decide_compression(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for first in range(0, len(plan), workers):
                 batch = plan[first: first + workers]
-                valid = [st for st in batch if peak_db + st[0] >= threshold_spec.minimum]
+                valid = [st for st in batch if absolute_threshold(st[0]) >= threshold_spec.minimum]
                 results = list(pool.map(measure, valid))
                 done = False
                 for (threshold_rel, ratio), lra in zip(batch, results + [None] * (len(batch) - len(valid))):
                     if lra is None:
                         stopped_by, done = "compressor threshold range", True
                         break
-                    absolute = float(peak_db + threshold_rel)
+                    absolute = absolute_threshold(threshold_rel)
                     settings = CompressorSettings(threshold_db=absolute, ratio=ratio, attack_ms=attack_ms,
                                                   release_ms=release_ms)
                     steps.append({"threshold_db": absolute, "threshold_re_peak_db": threshold_rel, "ratio": ratio,

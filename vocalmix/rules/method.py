@@ -7,9 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..export import snap_to_plugin_grids
 from ..methods import Decision
 from ..mixing import process_vocal
-from ..settings import MixSettings
+from ..settings import MixSettings, with_effective_fade_in
 from .compression import DEFAULT_TARGET_LRA_LU, decide_compression
 from .eq import decide_eq
 from .level import DEFAULT_RELATIVE_LOUDNESS_LU, decide_level
@@ -62,10 +63,12 @@ class RulesMethod:
             pct, report["reverb"]["return_level"] = dry_wet_for_return_level(
                 np.repeat(compressed, 2, axis=0), wet, backing, sample_rate, self.target_relative_lu)
             settings.reverb = replace(settings.reverb, dry_wet_pct=pct)
-        reverb_out = process_vocal(compressed, sample_rate, settings, start="reverb", upto="reverb")
         timings["reverb"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        # The level is decided last, on the chain as the plug-ins will hold it.
+        settings = snap_to_plugin_grids(with_effective_fade_in(settings))
+        reverb_out = process_vocal(vocal, sample_rate, settings, upto="reverb")
         settings.level, report["level"] = decide_level(reverb_out, backing, sample_rate, self.target_relative_lu)
         timings["level"] = time.perf_counter() - start
 

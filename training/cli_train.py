@@ -24,16 +24,21 @@ _TASKS_HELP = ", ".join(_TASK_NAMES)
 
 
 def train_command(
-    task: str = typer.Argument(..., help=f"Which model to train: {_TASKS_HELP}, or 'all'."),
+    task: str = typer.Argument(..., help=f"Which model to train: {_TASKS_HELP}, or 'all'; or cnn-e2e "
+                                          "(end to end through the effects; DATASET is then a folder of dry vocals "
+                                          "or synthetic:N); or waveunet (Wave-U-Net mixer; DATASET is then a song source: "
+                                          "MUSDB18-HQ, song folders, a CSV, MIR-1K files or synthetic:N)."),
     dataset: Path = typer.Argument(..., help="Dataset folder made by `vocalmix dataset build` (has manifest.json)."),
     out: Path = typer.Option(Path("models"), "--out", "-o",
                              help="Folder for <task>.pt (best), <task>.last.pt (resume state) and <task>.log.csv."),
-    epochs: int = typer.Option(60, "--epochs", min=1, help="Maximum number of epochs."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                         help="Maximum number of epochs (default 60; waveunet: 1000 per step)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed and data give the same model."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
     resume: bool = typer.Option(False, "--resume", help="Continue from <out>/<task>.last.pt if it exists."),
-    patience: int = typer.Option(10, "--patience", min=1,
-                                 help="Stop after this many epochs without a lower validation loss."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1,
+                                           help="Stop after this many epochs without a lower validation loss "
+                                                "(default 10; waveunet 20)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2,
                                              help="Examples per step (default: 25, EQ 30, as published)."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: the published per-task value)."),
@@ -42,8 +47,39 @@ def train_command(
     hidden: int = typer.Option(64, "--hidden", min=0, help="Hidden width of the MLP head (0: one linear layer)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop a task after this much wall time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines on stderr."),
+    init: Optional[Path] = typer.Option(None, "--init", help="cnn-e2e: start from this parameter-trained CNN "
+                                        "folder (its eq.pt convolutional layers)."),
+    steps: int = typer.Option(600, "--steps", min=1, help="cnn-e2e: optimiser steps."),
+    pairs: int = typer.Option(256, "--pairs", min=8, help="cnn-e2e: undo pairs built from DATASET."),
+    synthetic_vocals: int = typer.Option(0, "--synthetic-vocals", min=0,
+                                         help="cnn-e2e: also use this many synthetic vocals."),
+    target: str = typer.Option("reference", "--target", help="waveunet: reference (the songs' own mixes), rules or "
+                               "cnn (mixes rendered by that method), auto (reference where there is one, else rules)."),
+    layout: str = typer.Option("auto", "--layout", help="waveunet: auto, musdb, folders, csv or mir1k."),
+    layers: int = typer.Option(10, "--layers", min=1, help="waveunet: U-Net levels."),
+    filters: int = typer.Option(24, "--filters", min=1, help="waveunet: extra filters per level."),
+    output_window: int = typer.Option(16384, "--output-window", min=1, help="waveunet: output samples per window."),
+    steps_per_epoch: int = typer.Option(200, "--steps-per-epoch", min=1, help="waveunet: updates per epoch."),
+    finetune: bool = typer.Option(True, "--finetune/--no-finetune", help="waveunet: fine-tuning step after early stopping."),
+    augment: bool = typer.Option(False, "--augment", help="waveunet: swap left/right and scale examples by +-6 dB."),
 ):
     """Train a CNN regressor (Li & Lerch) on a dataset, validating on held-out songs."""
+    if task == "cnn-e2e":
+        from .e2e import train_e2e_command
+
+        train_e2e_command(dataset, out, init=init, steps=steps, pairs=pairs, synthetic_vocals=synthetic_vocals,
+                          batch_size=batch_size, lr=lr, seed=seed, device=device, resume=resume,
+                          max_minutes=max_minutes, quiet=quiet)
+        return
+    if task == "waveunet":
+        from .waveunet_train import train_waveunet_command
+
+        train_waveunet_command(dataset, out, target=target, layout=layout, layers=layers, filters=filters,
+                               output_window=output_window, steps_per_epoch=steps_per_epoch, finetune=finetune,
+                               augment=augment, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+                               seed=seed, device=device, resume=resume, max_minutes=max_minutes, quiet=quiet)
+        return
+    epochs, patience = epochs or 60, patience or 10
     from .train import train
 
     tasks = list(_TASK_NAMES) if task == "all" else [task]

@@ -5,13 +5,18 @@ A method looks at the vocal and the backing and returns a :class:`Decision`: the
 measurements behind each choice. Methods are looked up by name so the CLI, the
 evaluation and the tests treat them alike; a method whose code needs optional
 parts (a trained model) is imported only when asked for.
+
+An *audio method* (:data:`AUDIO_METHODS`, e.g. the Wave-U-Net) mixes the audio itself:
+its Decision carries the stereo ``mix`` and no effect settings (``settings`` keeps the
+defaults and is not used); renders apply only the output stage to that mix, and there is
+nothing to export and no stems.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -23,6 +28,8 @@ from .settings import MixSettings
 class Decision:
     settings: MixSettings
     report: dict[str, Any] = field(default_factory=dict)
+    #: An audio method's mix ``(2, samples)`` at the working rate; None for settings methods.
+    mix: Optional[np.ndarray] = None
 
 
 class Method(Protocol):
@@ -37,10 +44,23 @@ class Method(Protocol):
 _REGISTRY: dict[str, str] = {
     "rules": "vocalmix.rules.method:RulesMethod",
     "cnn": "vocalmix.training.inference:CnnMethod",
+    "cnn-e2e": "vocalmix.training.e2e:CnnE2EMethod",
+    "waveunet": "vocalmix.training.waveunet_method:WaveUNetMethod",
 }
 
-#: Methods that the research defines but that produce no settings or are not built yet.
-PLANNED = {"cnn-e2e": "end-to-end fine-tuned CNN", "waveunet": "Wave-U-Net (outputs audio, no settings)"}
+#: Methods that the research defines but that are not built yet.
+PLANNED: dict[str, str] = {}
+
+#: Methods that output the mix itself instead of effect settings.
+AUDIO_METHODS = {"waveunet": "Wave-U-Net"}
+
+
+def check_audio_method_outputs(name: str, stems: bool = False, export: bool = False) -> None:
+    """InputError if an audio method is asked for what only effect settings give (stems, presets)."""
+    if name in AUDIO_METHODS and (stems or export):
+        option = "--stems" if stems else "--export"
+        raise InputError(f"{option}: the {name} method ({AUDIO_METHODS[name]}) outputs only the mix, with no effect "
+                         "settings; there are no stems or presets to write")
 
 
 def available() -> list[str]:

@@ -200,9 +200,13 @@ def test_bad_dataset_raises_input_error(tmp_path):
 def test_evaluate_prints_the_research_table_with_the_mean_baseline(dataset, model_dir, tmp_path):
     result = evaluate(dataset, model_dir)
     table = result.format_table()
-    assert table.splitlines()[0].split()[:2] == ["Level", "(dB)"]
+    # Loudness errors are in LU; the rows are explained under the table.
+    assert table.splitlines()[0].split()[:4] == ["Level", "(LU)", "LRA", "(LU)"]
     for row in ("CNN", "mean", "start", "paper CNN", "paper mean"):
         assert any(line.startswith(row) for line in table.splitlines())
+    legend = [line.strip() for line in table.splitlines() if line.startswith("  ")]
+    assert any(line.startswith("mean: predicts the training-set mean") for line in legend)
+    assert any(line.startswith("start: the untrained network") for line in legend)
     text = result.to_csv(tmp_path / "mae.csv")
     header = text.splitlines()[0].split(",")
     assert header[0] == "method" and len(header) == 1 + len(COLUMNS)
@@ -213,6 +217,19 @@ def test_evaluate_prints_the_research_table_with_the_mean_baseline(dataset, mode
     expected = np.mean([abs(v - train_targets.mean()) for v in per_song.values()])
     assert result.column_value("Level", "mean") == pytest.approx(expected, rel=1e-4)
     assert result.scores["eq"].n_songs == 3
+    # 3 test songs per task: every task is flagged as too few to compare.
+    warnings = [line for line in table.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == len(result.scores) and all("only 3 song(s)" in w for w in warnings)
+
+
+def test_evaluate_warns_only_below_five_songs():
+    from vocalmix.training.evaluate import EvaluationResult, TaskScores
+
+    def scores(n):
+        return TaskScores("level", ["relative_loudness_lu"], np.ones(1), np.ones(1), n_songs=n, n_items=n)
+
+    assert EvaluationResult({"level": scores(5)}).warnings() == []
+    assert len(EvaluationResult({"level": scores(4)}).warnings()) == 1
 
 
 def test_cross_validation_by_song(dataset, tmp_path):
@@ -238,6 +255,7 @@ def test_cli_commands(dataset, model_dir, tmp_path):
     out = runner.invoke(app, ["evaluate", str(dataset), "--models", str(model_dir), "--csv", str(tmp_path / "t.csv")])
     assert out.exit_code == 0, out.output
     assert "mean" in out.output and (tmp_path / "t.csv").is_file()
+    assert "warning: level: only 3 song(s)" in out.output
     out = runner.invoke(app, ["train", "volume", str(dataset)])
     assert isinstance(out.exception, InputError)
 

@@ -81,3 +81,33 @@ def test_dataset_cli_bad_input_exits_2(args, tmp_path, capsys):
     assert _cli(*args) == 2
     err = capsys.readouterr().err
     assert err.startswith("vocalmix: error:") and len(err.strip().splitlines()) == 1
+
+
+def test_fit_ir_cli_shows_progress_and_writes_a_settings_file(tmp_path, capsys):
+    import soundfile as sf
+
+    from vocalmix.settings import MixSettings
+
+    true = {"reverb_time_s": 0.6, "low_cutoff_hz": 200.0, "low_q": 0.5, "low_gain_db_per_s": -5.0,
+            "high_cutoff_hz": 4000.0, "high_q": 0.5, "high_gain_db_per_s": -20.0, "dry_wet_pct": 60.0,
+            "fade_in_s": 0.0}
+    with torch.no_grad():
+        ir = R._fdn_ir(SR, 12, {k: torch.tensor(v) for k, v in true.items()}, int(0.15 * SR)).numpy()
+    sf.write(tmp_path / "ir.wav", (ir / np.abs(ir).max() * 0.9).T, SR, subtype="FLOAT")
+    out = tmp_path / "fitted.json"
+    args = ("dataset", "fit-ir", str(tmp_path / "ir.wav"), "--search-steps", "1", "--steps", "2",
+            "--max-seconds", "0.15", "--json", "--settings-out", str(out))
+    assert _cli(*args) == 0
+    captured = capsys.readouterr()
+    # 4 candidate rooms x 1 step + 2 steps, reported as steps done of the total.
+    assert "fitting ir.wav" in captured.err and "6/6" in captured.err
+    fitted = json.loads(captured.out)["settings"]
+    loaded = MixSettings.from_json(out.read_text(), source=str(out))
+    assert loaded.reverb.room_size == fitted["room_size"]
+    assert loaded.reverb.reverb_time_s == pytest.approx(fitted["reverb_time_s"])
+    assert loaded.reverb.dry_wet_pct == pytest.approx(fitted["dry_wet_pct"])
+    assert loaded.eq == MixSettings().eq  # everything else is the defaults
+    # An existing file is never overwritten without --force.
+    before = out.read_text()
+    assert _cli(*args) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == before

@@ -206,19 +206,93 @@ def reverb_estimator_command(
 def fit_ir_command(
     ir: Path = typer.Argument(..., help="An impulse response (audio file)."),
     steps: int = typer.Option(120, help="Gradient steps after the room-size search."),
+    search_steps: int = typer.Option(25, help="Gradient steps for each candidate room size (5, 12, 20, 28)."),
     max_seconds: float = typer.Option(1.5, help="Length of the IR that is matched (s)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    settings_out: Optional[Path] = typer.Option(None, "--settings-out", "-o",
+                                                help="Also write a settings file (default settings with the fitted "
+                                                     "reverb) for `vocalmix render --settings` or `vocalmix export`."),
+    force: bool = typer.Option(False, help="Overwrite an existing --settings-out file."),
+    progress: bool = typer.Option(True, help="Show the fitting progress on stderr."),
 ):
     """Fit FdnReverb settings to a known impulse response by gradient descent."""
     from vocalmix.audio import load_audio
 
     from .reverb_estimation import fit_impulse_response
 
+    if steps < 1 or search_steps < 1 or max_seconds <= 0:
+        raise InputError("--steps and --search-steps must be at least 1 and --max-seconds above 0")
+    if settings_out is not None:
+        if settings_out.exists() and not force:
+            raise InputError(f"{settings_out}: already exists (use --force to overwrite)")
+        if settings_out.resolve() == ir.resolve():
+            raise InputError(f"{settings_out}: is the impulse response itself; choose another file")
+        if not settings_out.parent.is_dir():
+            raise InputError(f"{settings_out}: folder {settings_out.parent} does not exist")
     audio = load_audio(ir)
-    result = fit_impulse_response(audio.samples, audio.sample_rate, steps=steps, max_seconds=max_seconds)
+    bar = _FitProgress(ir.name) if progress else None
+    try:
+        result = fit_impulse_response(audio.samples, audio.sample_rate, steps=steps, search_steps=search_steps,
+                                      max_seconds=max_seconds, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    if settings_out is not None:
+        _write_fitted_settings(settings_out, result, ir)
+        typer.echo(f"wrote {settings_out}", err=True)
     if as_json:
         typer.echo(json.dumps({"settings": result["settings"], "loss": result["loss"]}, indent=2))
         return
     typer.echo(f"fitted FdnReverb settings (spectrogram distance {result['loss']:.3f}):")
     for name, value in result["settings"].items():
         typer.echo(f"  {name:<20} {value:.3f}")
+
+
+class _FitProgress:
+    """A progress bar (steps, current distance) on stderr for `dataset fit-ir`."""
+
+    def __init__(self, name: str):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn(f"fitting {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                            TimeElapsedColumn(), TextColumn("distance {task.fields[loss]}"),
+                            console=Console(stderr=True))
+        self.task = None
+
+    def update(self, done: int, total: int, loss: float) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("fit", total=total, loss="-")
+        self.bar.update(self.task, completed=done, loss=f"{loss:.3f}")
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.bar.stop()
+
+
+def _write_fitted_settings(path: Path, result: dict, ir: Path) -> None:
+    """Default settings with the fitted reverb, validated, written atomically with the user's umask."""
+    import os
+    import tempfile
+    from dataclasses import replace
+
+    from vocalmix.settings import MixSettings
+
+    from .inference import reverb_from_values
+
+    settings = MixSettings()
+    settings.reverb = reverb_from_values(result["settings"], replace(settings.reverb))
+    text = settings.validate().to_json(method="fit-ir", impulse_response=str(ir.resolve()),
+                                       spectrogram_distance=float(result["loss"]))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -42,8 +42,8 @@ from .train import manifest_sha256, predict_normalised
 
 #: Columns of the research's table: (label, unit, task, target names averaged into it).
 COLUMNS: list[tuple[str, str, str, tuple[str, ...] | None]] = [
-    ("Level", "dB", "level", ("relative_loudness_lu",)),
-    ("LRA", "dB", "compression", ("loudness_range_lu",)),
+    ("Level", "LU", "level", ("relative_loudness_lu",)),
+    ("LRA", "LU", "compression", ("loudness_range_lu",)),
     ("EQ gain", "dB", "eq", None),  # None = all of the task's targets
     ("DW", "%", "reverb", ("dry_wet_pct",)),
     ("RT", "s", "reverb", ("reverb_time_s",)),
@@ -56,6 +56,20 @@ COLUMNS: list[tuple[str, str, str, tuple[str, ...] | None]] = [
     ("HCG", "dB/s", "reverb", ("high_gain_db_per_s",)),
     ("HCQ", "", "reverb", ("high_q",)),
 ]
+
+#: Fewer held-out songs than this per task and the table gets a warning: an MAE over a
+#: handful of songs is dominated by which songs they are.
+MIN_SONGS_FOR_COMPARISON = 5
+
+#: What the rows mean, printed under the table.
+ROW_LEGEND = (
+    "CNN: the trained model, its outputs averaged over each song's blocks (as inference does)",
+    "mean: predicts the training-set mean of each target for every song (the research's baseline)",
+    "start: the untrained network, whose output is the training mean in normalised space "
+    "(the geometric mean for log-scaled settings); CNN below start is what training learned",
+    "paper CNN / paper mean: Li & Lerch's published figures (other data), for reference; "
+    "loudness errors are in LU (1 LU = 1 dB of loudness)",
+)
 
 #: The published validation MAEs (MUSDB18-HQ test songs; level/LRA on separated MSD clips).
 PUBLISHED = {
@@ -122,7 +136,15 @@ class EvaluationResult:
         if self.description or songs:
             lines.append(f"{self.description}{' — ' if self.description and songs else ''}{songs}")
         lines += [f"note: {n}" for n in self.notes]
+        lines += [f"  {line}" for line in ROW_LEGEND if self.include_published or not line.startswith("paper")]
+        lines += [f"warning: {w}" for w in self.warnings()]
         return "\n".join(lines)
+
+    def warnings(self) -> list[str]:
+        """One line per task scored on fewer than :data:`MIN_SONGS_FOR_COMPARISON` songs."""
+        return [f"{t}: only {s.n_songs} song(s) scored; with fewer than {MIN_SONGS_FOR_COMPARISON} songs "
+                "the comparison with the mean says little" for t, s in self.scores.items()
+                if s.n_songs < MIN_SONGS_FOR_COMPARISON]
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         """Wide CSV, one row per method (CNN, mean, start, then the published rows); returns the text."""

@@ -370,7 +370,7 @@ def _fdn_ir(sr, room, p: dict, n: int) -> torch.Tensor:
 
 def fit_impulse_response(ir, sr: int, rooms=(5, 12, 20, 28), search_steps: int = 25, steps: int = 120,
                          lr: float = 0.05, max_seconds: float = 1.5, init: dict | None = None,
-                         fit_fade_in: bool = False) -> dict:
+                         fit_fade_in: bool = False, progress=None) -> dict:
     """FdnReverb settings whose impulse response matches ``ir`` ``(channels, samples)``.
 
     The continuous settings are optimised with Adam in the normalised domain (a logit per
@@ -379,8 +379,12 @@ def fit_impulse_response(ir, sr: int, rooms=(5, 12, 20, 28), search_steps: int =
     room size gets ``search_steps`` steps, the best one then ``steps`` more. The fade-in
     time is held at 0 unless ``fit_fade_in`` (measured IRs rarely have one, and the
     fade-in's twin network doubles the cost of every step).
+    ``progress(done, total, loss)``, if given, is called after every step (``total`` is
+    ``len(rooms) * search_steps + steps``; ``loss`` the step's spectrogram distance).
     Returns ``{"settings": {name: value}, "loss": float, "history": [...]}``.
     """
+    total_steps = len(rooms) * search_steps + steps
+    done_steps = [0]
     target = torch.as_tensor(np.asarray(ir, dtype=np.float32))
     if target.dim() == 1:
         target = target[None]
@@ -429,6 +433,9 @@ def fit_impulse_response(ir, sr: int, rooms=(5, 12, 20, 28), search_steps: int =
             if not fit_fade_in:
                 logits.grad[REVERB_TARGETS.index("fade_in_s")] = 0.0
             opt.step()
+            done_steps[0] += 1
+            if progress is not None:
+                progress(done_steps[0], total_steps, value)
         return best, history
 
     logits0 = to_logits(base)

@@ -1,0 +1,658 @@
+"""``cnn-e2e``: a settings-predicting CNN trained end to end through the differentiable chain.
+
+Predictor
+    The Li & Lerch CNN (:class:`vocalmix.training.models.MixingCNN`) on the existing mel
+    blocks of vocal and backing, with one output per decided setting
+    (:data:`vocalmix.training.e2e_params.DECIDED`: high-pass, four peaks with frequency, gain
+    and Q, high shelf, compressor threshold/ratio/knee/attack/release, the reverb's time,
+    shelves and dry/wet, and the vocal-to-backing level); a sigmoid and the e2e
+    parameterisation turn them into physical settings. Its output bias starts at the
+    target prior's centre, so an untrained predictor proposes the mean settings;
+    ``--init DIR`` copies the convolutional layers of a parameter-trained CNN (its ``eq.pt``).
+
+Training ("undo" pairs, self-supervised)
+    A dry vocal clip is rendered through the chain with settings drawn from
+    :data:`TARGET_PRIOR` (a lead-vocal prior) at a drawn vocal-to-backing loudness: the
+    *target*. The same dry clip, degraded by known random processing (:func:`degrade`: EQ
+    resonances and tilt, dynamic expansion, sometimes a short room reverb, a gain), is what
+    the network sees, with the backing. Its settings render the degraded clip through the
+    chain; the loss (:func:`e2e_loss`) compares that render with the target: MR-STFT of the
+    vocal and of the mix, the K-weighted relative loudness, the dynamics term and a weak
+    prior. Per-group gradient balancing sits between the network and the settings.
+
+What each kind of data teaches: dry vocals (the CC BY clips, or any dry take) and synthetic
+vocals teach *undoing* a degradation towards a prior-drawn target (EQ, compression,
+reverb), which is a property of the vocal, learnable from any voice. The *taste* (what a
+professional mix would choose for this song, e.g. its level or reverb against this
+backing) needs targets made by people: processed stems (MUSDB18-HQ) as targets; synthetic
+backings and drawn targets carry no such information, and a model trained on them
+learns the prior's centre for those.
+
+Training renders with ``fdn_lines`` (default 16) lines in the reverb to keep a step near a
+second on a CPU; inference and the shipped settings use the plug-in's 64. Decay times and
+shelves mean the same at any size; only the echo density differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vocalmix.dsp.chain import vocal_chain
+from vocalmix.dsp.eq import multi_eq
+from vocalmix.dsp.reverb import fdn_reverb
+from vocalmix.errors import InputError
+from vocalmix.settings import FILTER_TYPES, LevelSettings, spec_of
+
+from . import e2e_params as P
+from .losses import (GroupGradientBalance, MultiResolutionSTFT, dynamics_loss, k_loudness, relative_loudness_loss,
+                     settings_prior)
+from .models import MixingCNN, ModelConfig
+
+TASK = "cnn-e2e"
+CHECKPOINT_NAME = "cnn_e2e.pt"
+SAMPLE_RATE = 44100
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+#: Target chain settings for the undo pairs: ``name -> (kind, low, high)``, physical units.
+#: A gentle lead-vocal chain: rumble filter, moderate broad EQ moves, 2-8:1 compression a
+#: few to 25 dB under the peak, the synthetic data's vocal reverb prior (fade-in 0), and a
+#: level around Li & Lerch's mean of -1.77 LU.
+TARGET_PRIOR: dict[str, tuple[str, float, float]] = {
+    "eq.highpass.frequency_hz": ("log", 50.0, 150.0),
+    **{f"eq.peak{k}.frequency_hz": ("log", lo * 1.4, hi / 1.4) for k, (lo, hi) in enumerate(P.PEAK_REGIONS_HZ, 1)},
+    **{f"eq.peak{k}.gain_db": ("uniform", -4.0, 4.0) for k in range(1, 5)},
+    **{f"eq.peak{k}.q": ("log", 0.5, 2.0) for k in range(1, 5)},
+    "eq.high_shelf.frequency_hz": ("log", 5000.0, 12000.0),
+    "eq.high_shelf.gain_db": ("uniform", -3.0, 5.0),
+    "compressor.threshold_relative_db": ("uniform", -25.0, -5.0),
+    "compressor.ratio": ("log", 2.0, 8.0),
+    "compressor.knee_db": ("uniform", 0.5, 12.0),
+    "compressor.attack_ms": ("log", 2.0, 40.0),
+    "compressor.release_ms": ("log", 40.0, 300.0),
+    "reverb.reverb_time_s": ("log", 0.4, 3.5),
+    "reverb.low_cutoff_hz": ("log", 50.0, 300.0),
+    "reverb.low_q": ("uniform", 0.3, 0.7),
+    "reverb.low_gain_db_per_s": ("uniform", -10.0, 3.0),
+    "reverb.high_cutoff_hz": ("log", 2000.0, 10000.0),
+    "reverb.high_q": ("uniform", 0.3, 0.7),
+    "reverb.high_gain_db_per_s": ("uniform", -25.0, 0.0),
+    "reverb.dry_wet_pct": ("uniform", 5.0, 35.0),
+    "level.relative_loudness_lu": ("uniform", -4.0, 0.5),
+}
+
+
+def prior_centre() -> dict[str, float]:
+    """The centre of :data:`TARGET_PRIOR` (geometric for log kinds): the "mean settings"."""
+    return {n: (math.sqrt(lo * hi) if kind == "log" else 0.5 * (lo + hi)) for n, (kind, lo, hi) in TARGET_PRIOR.items()}
+
+
+def sample_prior(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``n`` draws of the target settings, ``{name: (n,)}`` float32."""
+    out = {}
+    for name in P.NAMES:
+        kind, lo, hi = TARGET_PRIOR[name]
+        u = torch.rand(n, generator=generator)
+        out[name] = torch.exp(math.log(lo) + u * math.log(hi / lo)) if kind == "log" else lo + u * (hi - lo)
+    return out
+
+
+# -- rendering through the chain -------------------------------------------------------------
+def render(vocal: torch.Tensor, backing: torch.Tensor, phys: dict[str, torch.Tensor], sample_rate: int,
+           fdn_lines: int = 16, training: bool = True) -> tuple[torch.Tensor, dict]:
+    """Render ``vocal`` ``(B, 1, T)`` with the decided physical settings; returns ``(B, 2, T)``.
+
+    The compressor threshold is placed relative to the EQ output's sample peak (a
+    measurement, not differentiated), and the vocal gain so that the K-weighted loudness of
+    the result sits ``level.relative_loudness_lu`` from the backing's (differentiated: the
+    gain follows every other setting, so level and makeup are never interchangeable).
+    """
+    params = P.chain_params(phys, torch.zeros_like(phys[P.NAMES[0]]), None, fdn_lines, training)
+    eq_out = vocal_chain(vocal, sample_rate, params, upto="eq")
+    peak_db = 20.0 * torch.log10(eq_out.detach().abs().amax(dim=(1, 2)).clamp_min(1e-6))
+    params["threshold_db"] = P.physical_threshold_db(phys["compressor.threshold_relative_db"], peak_db)
+    wet = vocal_chain(eq_out, sample_rate, params, start="compressor", upto="reverb")
+    gain_spec = spec_of(LevelSettings, "vocal_gain_db")
+    gain_db = phys["level.relative_loudness_lu"] + k_loudness(backing, sample_rate) - k_loudness(wet, sample_rate)
+    gain_db = torch.clamp(gain_db, gain_spec.minimum, gain_spec.maximum)
+    params["vocal_gain_db"] = gain_db
+    out = vocal_chain(wet, sample_rate, params, start="level", upto="level")
+    return out, {"input_peak_db": peak_db, "vocal_gain_db": gain_db}
+
+
+# -- degradations ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DegradationConfig:
+    """The known random processing of the undo pairs (all uniform unless log)."""
+
+    resonances: int = 3
+    resonance_gain_db: float = 10.0  # peaks U[-g, g]
+    resonance_hz: tuple[float, float] = (100.0, 8000.0)  # log-uniform
+    resonance_q: tuple[float, float] = (1.0, 5.0)  # log-uniform
+    tilt_db: float = 6.0  # low shelf at 200 Hz U[-t, t], high shelf at 4 kHz U[-t, t]
+    expansion: tuple[float, float] = (0.0, 0.6)  # level L -> L + k (L - L_peak) on a 30 ms envelope
+    room_probability: float = 0.3
+    room_time_s: tuple[float, float] = (0.2, 0.8)
+    room_wet_pct: tuple[float, float] = (5.0, 20.0)
+    gain_db: tuple[float, float] = (-18.0, 0.0)
+
+
+def degrade(dry: torch.Tensor, sample_rate: int, generator: torch.Generator,
+            config: DegradationConfig = DegradationConfig()) -> tuple[torch.Tensor, dict]:
+    """Degrade ``dry`` ``(B, 1, T)`` by known random processing; returns the audio and what was done."""
+    c = config
+    b = dry.shape[0]
+
+    def uni(lo, hi, shape=(b,)):
+        return lo + (hi - lo) * torch.rand(shape, generator=generator)
+
+    def logu(lo, hi, shape=(b,)):
+        return torch.exp(uni(math.log(lo), math.log(hi), shape))
+
+    n_bands = c.resonances + 2
+    freqs = torch.cat([torch.full((b, 1), 200.0), logu(*c.resonance_hz, (b, c.resonances)), torch.full((b, 1), 4000.0)], 1)
+    gains = torch.cat([uni(-c.tilt_db, c.tilt_db, (b, 1)), uni(-c.resonance_gain_db, c.resonance_gain_db, (b, c.resonances)),
+                       uni(-c.tilt_db, c.tilt_db, (b, 1))], 1)
+    qs = torch.cat([torch.full((b, 1), 0.7), logu(*c.resonance_q, (b, c.resonances)), torch.full((b, 1), 0.7)], 1)
+    types = torch.tensor([FILTER_TYPES["low_shelf"]] + [FILTER_TYPES["peak"]] * c.resonances
+                         + [FILTER_TYPES["high_shelf"]]).expand(b, n_bands)
+    with torch.no_grad():
+        x = multi_eq(dry, sample_rate, freqs, gains, qs, types)
+        k = uni(*c.expansion)
+        env = _envelope_db(x, sample_rate)
+        x = x * torch.pow(10.0, (k[:, None, None] * (env - env.amax(dim=-1, keepdim=True))) / 20.0)
+        room = torch.rand(b, generator=generator) < c.room_probability
+        rt, wet = uni(*c.room_time_s), uni(*c.room_wet_pct)
+        if bool(room.any()):
+            idx = torch.nonzero(room).flatten()
+            y = fdn_reverb(x[idx], sample_rate, 10.0, rt[idx], 100.0, 0.5, 0.0, 2000.0, 0.5, -10.0,
+                           wet[idx] / 100.0, 0.0, fdn_lines=16)
+            x = x.clone()
+            x[idx] = y.mean(dim=1, keepdim=True)
+        g = uni(*c.gain_db)
+        x = x * torch.pow(10.0, g / 20.0)[:, None, None]
+        peak = x.abs().amax(dim=(1, 2), keepdim=True)
+        x = torch.where(peak > 0.99, x * 0.99 / peak.clamp_min(1e-9), x)
+    record = {"eq_frequency_hz": freqs, "eq_gain_db": gains, "eq_q": qs, "expansion": k,
+              "room": room, "room_time_s": rt, "room_wet_pct": wet, "gain_db": g}
+    return x.float(), record
+
+
+def _envelope_db(x: torch.Tensor, sample_rate: int, window_s: float = 0.03) -> torch.Tensor:
+    """Level envelope (dB) of ``x`` ``(B, 1, T)``: RMS over a centred moving window, floored at -80 dB."""
+    win = max(1, int(window_s * sample_rate)) | 1
+    kernel = torch.full((1, 1, win), 1.0 / win, dtype=x.dtype)
+    ms = torch.nn.functional.conv1d(x ** 2, kernel, padding=win // 2)
+    return 10.0 * torch.log10(ms.clamp_min(1e-8))
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass
+class PairConfig:
+    n_pairs: int = 256
+    clip_seconds: float = 1.6
+    synthetic_vocals: int = 0
+    seed: int = 0
+    fdn_lines: int = 16
+    val_fraction: float = 0.125
+
+
+def _load_sources(dataset: str | os.PathLike, synthetic: int, seed: int) -> tuple[list[np.ndarray], list[dict]]:
+    """Dry vocals (mono, 44.1 kHz) from a folder of audio files and/or ``synthetic`` generated ones."""
+    from vocalmix.audio import load_audio
+
+    from .synthesis import synthetic_vocal
+
+    sources, records = [], []
+    text = str(dataset)
+    if text.startswith("synthetic:"):
+        try:
+            synthetic += int(text.split(":", 1)[1])
+        except ValueError:
+            raise InputError(f"{text}: expected synthetic:N with a whole number N") from None
+    else:
+        folder = Path(dataset)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: dataset folder not found (a folder of dry vocal files, or synthetic:N)")
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise InputError(f"{folder}: no audio files (dry vocals) found")
+        for path in files:
+            audio = load_audio(path, SAMPLE_RATE)
+            mono = audio.samples.mean(axis=0).astype(np.float32)
+            peak = float(np.abs(mono).max())
+            if peak <= 0:
+                continue
+            sources.append(mono / peak * 0.5)
+            records.append({"file": str(path.relative_to(folder)), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                            "seconds": round(len(mono) / SAMPLE_RATE, 3)})
+    rng = np.random.default_rng([seed, 7])
+    for i in range(synthetic):
+        sources.append(synthetic_vocal(8.0, SAMPLE_RATE, rng)[0])
+        records.append({"synthetic_vocal": i, "seconds": 8.0})
+    if not sources:
+        raise InputError(f"{dataset}: no usable (non-silent) vocals")
+    return sources, records
+
+
+def _active_starts(x: np.ndarray, n: int, floor_db: float = -12.0) -> np.ndarray:
+    """Start samples of ``n``-sample clips whose power is within ``floor_db`` of the loudest clip's."""
+    hop = SAMPLE_RATE // 20
+    if len(x) <= n:
+        return np.array([0])
+    csum = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
+    starts = np.arange(0, len(x) - n, hop)
+    power = (csum[starts + n] - csum[starts]) / n
+    keep = starts[power >= power.max() * 10 ** (floor_db / 10)]
+    return keep if len(keep) else starts
+
+
+def make_pairs(dataset: str | os.PathLike, config: PairConfig, progress=None) -> dict:
+    """Undo pairs as tensors: ``degraded`` (N, 1, T), ``backing`` (N, 2, T), ``target`` (N, 2, T),
+    ``target_settings`` {name: (N,)}, ``degradation`` {...}, ``manifest`` (a JSON-able dict)."""
+    from .synthesis import synthetic_backing
+
+    sources, records = _load_sources(dataset, config.synthetic_vocals, config.seed)
+    n = int(round(config.clip_seconds * SAMPLE_RATE))
+    rng = np.random.default_rng([config.seed, 11])
+    gen = torch.Generator().manual_seed(config.seed)
+    dry, backing = [], []
+    for i in range(config.n_pairs):
+        src = sources[int(rng.integers(len(sources)))]
+        starts = _active_starts(src, n)
+        s = int(starts[int(rng.integers(len(starts)))])
+        clip = np.zeros(n, dtype=np.float32)
+        seg = src[s: s + n]
+        clip[: len(seg)] = seg
+        dry.append(clip)
+        backing.append(synthetic_backing(config.clip_seconds + 0.05, SAMPLE_RATE, rng)[:, :n])
+    dry_t = torch.from_numpy(np.stack(dry))[:, None]
+    backing_t = torch.from_numpy(np.stack(backing).astype(np.float32))
+    targets, degraded, settings, degradations = [], [], [], []
+    chunk = 16
+    for start in range(0, config.n_pairs, chunk):
+        sl = slice(start, start + chunk)
+        phys = sample_prior(dry_t[sl].shape[0], gen)
+        with torch.no_grad():
+            target, _ = render(dry_t[sl], backing_t[sl], phys, SAMPLE_RATE, config.fdn_lines, training=False)
+        deg, record = degrade(dry_t[sl], SAMPLE_RATE, gen)
+        targets.append(target)
+        degraded.append(deg)
+        settings.append(phys)
+        degradations.append(record)
+        if progress:
+            progress(f"pairs {min(config.n_pairs, start + chunk)}/{config.n_pairs}")
+    manifest = {"kind": "cnn-e2e undo pairs", "sources": records, "config": asdict(config),
+                "target_prior": TARGET_PRIOR, "degradation": asdict(DegradationConfig())}
+    return {
+        "degraded": torch.cat(degraded), "backing": backing_t, "target": torch.cat(targets),
+        "target_settings": {k: torch.cat([s[k] for s in settings]) for k in P.NAMES},
+        "degradation": {k: torch.cat([d[k] for d in degradations]) for k in degradations[0]},
+        "manifest": manifest,
+    }
+
+
+def manifest_sha256(manifest: dict) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+# -- features and the predictor ----------------------------------------------------------------
+def clip_blocks(vocal: torch.Tensor, backing: torch.Tensor) -> torch.Tensor:
+    """The first mel block (no gate) of each clip: ``(B, 2, 128, 64)``, as the CNN takes it.
+
+    Training clips are chosen where the vocal sings, so the gate of :func:`song_features`
+    (used at inference) would keep nearly every frame anyway.
+    """
+    from .features import DEFAULT_FEATURES, _frontend, normalise_block
+
+    s = DEFAULT_FEATURES
+    b = vocal.shape[0]
+    mono = torch.cat([vocal.mean(dim=1), backing.mean(dim=1)], dim=0)
+    mel, _ = _frontend(s, vocal.device)(mono)
+    if mel.shape[-1] < s.block_frames:
+        raise ValueError(f"clips of {vocal.shape[-1]} samples are shorter than one feature block ({s.block_samples})")
+    mel = mel[..., : s.block_frames]
+    return normalise_block(torch.stack([mel[:b], mel[b:]], dim=1), s)
+
+
+def build_predictor(hidden: int = 64, dropout: float = 0.1) -> MixingCNN:
+    model = MixingCNN(ModelConfig(n_outputs=P.N_OUTPUTS, hidden=hidden, dropout=dropout, architecture="li-lerch-cnn"))
+    centre = P.to_unit(prior_centre()).clamp(1e-3, 1 - 1e-3)
+    model.set_output_bias(torch.log(centre / (1 - centre)))  # sigmoid(bias) = the prior centre
+    return model
+
+
+def init_from_parameter_cnn(model: MixingCNN, model_dir: str | os.PathLike) -> str:
+    """Copy the convolutional layers of a parameter-trained CNN's ``eq.pt``; returns its path."""
+    from .train import load_checkpoint
+
+    path = Path(model_dir) / "eq.pt"
+    payload = load_checkpoint(path)
+    state = {k[len("features."):]: v.float() for k, v in payload["state_dict"].items() if k.startswith("features.")}
+    try:
+        model.features.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"{path}: its convolutional layers do not fit the cnn-e2e predictor ({str(exc)[:120]})") from None
+    return str(path)
+
+
+def predict_units(model: MixingCNN, blocks: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(model(blocks))
+
+
+# -- loss -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LossWeights:
+    vocal_stft: float = 1.0
+    mix_stft: float = 0.5
+    loudness: float = 0.1
+    dynamics: float = 0.05
+    prior: float = 0.01
+
+
+def e2e_loss(rendered: torch.Tensor, target: torch.Tensor, backing: torch.Tensor, u: torch.Tensor,
+             stft: MultiResolutionSTFT, weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict]:
+    """Total loss (mean over the batch) and its terms (floats)."""
+    centre = P.to_unit(prior_centre())
+    terms = {
+        "vocal_stft": stft(rendered, target),
+        "mix_stft": stft(rendered + backing, target + backing),
+        "loudness": relative_loudness_loss(rendered, target, backing, SAMPLE_RATE),
+        "dynamics": dynamics_loss(rendered, target, SAMPLE_RATE),
+        "prior": settings_prior(u, centre),
+    }
+    total = sum(getattr(weights, k) * v.mean() for k, v in terms.items())
+    return total, {k: float(v.detach().mean()) for k, v in terms.items()}
+
+
+# -- training ---------------------------------------------------------------------------------------
+@dataclass
+class E2EConfig:
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 3e-4
+    seed: int = 0
+    val_every: int = 50
+    n_pairs: int = 256
+    clip_seconds: float = 1.6
+    synthetic_vocals: int = 0
+    fdn_lines: int = 16
+    hidden: int = 64
+
+
+@dataclass
+class E2EResult:
+    checkpoint: Path
+    steps_run: int
+    best_step: int
+    best_val: float
+    start_val: float
+    examples_per_second: float
+
+
+def _write_atomic_bytes(path: Path, data: bytes) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def _payload(model: MixingCNN, manifest_hash: str, config: E2EConfig, extra: dict | None = None) -> dict:
+    from vocalmix.settings import SCHEMA_VERSION
+
+    from .train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, feature_settings_record
+
+    return {
+        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "task": TASK,
+        "model_config": model.config.to_dict(), "state_dict": model.state_dict(),
+        "target_names": list(P.NAMES), "settings_schema_version": SCHEMA_VERSION,
+        "search_ranges": [[d.low, d.high, d.scale] for d in P.DECIDED],
+        "feature_settings": feature_settings_record(), "dataset_manifest_sha256": manifest_hash,
+        "train_config": asdict(config), **(extra or {}),
+    }
+
+
+def _validate(model, balance, data, idx, stft, fdn_lines) -> float:
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(idx), 16):
+            sel = idx[start: start + 16]
+            blocks = clip_blocks(data["degraded"][sel], data["backing"][sel])
+            u = predict_units(model, blocks)
+            out, _ = render(data["degraded"][sel], data["backing"][sel], P.to_physical(u), SAMPLE_RATE, fdn_lines)
+            losses.append(stft(out, data["target"][sel], per_item=True))
+    model.train()
+    return float(torch.cat(losses).mean())
+
+
+def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2EConfig = E2EConfig(),
+              init: str | os.PathLike | None = None, device: str = "cpu", max_minutes: float | None = None,
+              progress: bool = True) -> E2EResult:
+    """Fine-tune the predictor end to end; resumable from ``out_dir/cnn_e2e.last.pt``.
+
+    Writes ``cnn_e2e.pt`` (best validation MR-STFT), ``cnn_e2e.last.pt`` (resume state),
+    ``cnn_e2e.log.csv`` and ``pairs.pt`` (the undo pairs, built once from ``dataset``).
+    """
+    from .train import load_checkpoint, resolve_device, save_checkpoint, set_determinism
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = (lambda m: print(f"cnn-e2e: {m}", file=sys.stderr, flush=True)) if progress else (lambda m: None)
+    dev = resolve_device(device)
+    set_determinism(config.seed)
+
+    pair_config = PairConfig(n_pairs=config.n_pairs, clip_seconds=config.clip_seconds,
+                             synthetic_vocals=config.synthetic_vocals, seed=config.seed, fdn_lines=config.fdn_lines)
+    pairs_path = out / "pairs.pt"
+    data = None
+    if pairs_path.exists():
+        data = torch.load(pairs_path, weights_only=True)
+        if data["manifest"]["config"] != asdict(pair_config):
+            raise InputError(f"{pairs_path}: built with other settings ({data['manifest']['config']}); "
+                             "use another --out folder")
+    if data is None:
+        say(f"building {config.n_pairs} undo pairs from {dataset}")
+        data = make_pairs(dataset, pair_config, progress=say)
+        save_checkpoint(pairs_path, data)
+    manifest_hash = manifest_sha256(data["manifest"])
+    n_val = max(1, int(round(config.n_pairs * pair_config.val_fraction)))
+    val_idx = torch.arange(config.n_pairs - n_val, config.n_pairs)
+    n_train = config.n_pairs - n_val
+
+    model = build_predictor(config.hidden).to(dev)
+    init_path = None
+    if init is not None:
+        init_path = init_from_parameter_cnn(model, init)
+    balance = GroupGradientBalance(P.group_index()).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    stft = MultiResolutionSTFT()
+    last_path, best_path, log_path = out / "cnn_e2e.last.pt", out / CHECKPOINT_NAME, out / "cnn_e2e.log.csv"
+    step, best_val, best_step, start_val = 0, math.inf, 0, None
+    if last_path.exists():
+        state = load_checkpoint(last_path)
+        if state.get("dataset_manifest_sha256") != manifest_hash or state.get("train_config") != asdict(config):
+            raise InputError(f"{last_path}: from a run with other data or settings; use another --out folder")
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        balance.load_state_dict(state["balance"])
+        torch.set_rng_state(state["torch_rng"])
+        step, best_val, best_step, start_val = state["step"], state["best_val"], state["best_step"], state["start_val"]
+        say(f"resuming at step {step}")
+    else:
+        start_val = _validate(model, balance, data, val_idx, stft, config.fdn_lines)
+        say(f"validation MR-STFT at the start (mean settings{' + init' if init_path else ''}): {start_val:.4f}")
+        with open(log_path, "w", newline="") as fh:
+            csv.writer(fh).writerow(["step", "loss", "vocal_stft", "mix_stft", "loudness", "dynamics", "prior",
+                                     "val_vocal_stft", "seconds", "examples_per_s"])
+
+    model.train()
+    t0 = time.perf_counter()
+    steps_done_here, examples_time = 0, 0.0
+    deadline = None if max_minutes is None else t0 + 60.0 * max_minutes
+    while step < config.steps:
+        epoch, pos = divmod(step * config.batch_size, n_train)
+        order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+        sel = torch.from_numpy(np.resize(order, pos + config.batch_size)[pos: pos + config.batch_size].copy())
+        ts = time.perf_counter()
+        deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
+        u = balance(predict_units(model, clip_blocks(deg, bak)))
+        rendered, _ = render(deg, bak, P.to_physical(u), SAMPLE_RATE, config.fdn_lines)
+        loss, terms = e2e_loss(rendered, tgt, bak, u, stft)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        examples_time += time.perf_counter() - ts
+        step += 1
+        steps_done_here += 1
+        val = ""
+        if step % config.val_every == 0 or step == config.steps:
+            val_value = _validate(model, balance, data, val_idx, stft, config.fdn_lines)
+            val = f"{val_value:.5f}"
+            if val_value < best_val:
+                best_val, best_step = val_value, step
+                save_checkpoint(best_path, _payload(model, manifest_hash, config,
+                                                    {"step": step, "val_vocal_stft": val_value, "init": init_path}))
+            save_checkpoint(last_path, {**_payload(model, manifest_hash, config), "optimizer": optimizer.state_dict(),
+                                        "balance": balance.state_dict(), "torch_rng": torch.get_rng_state(),
+                                        "step": step, "best_val": best_val, "best_step": best_step,
+                                        "start_val": start_val})
+        rate = steps_done_here * config.batch_size / max(examples_time, 1e-9)
+        with open(log_path, "a", newline="") as fh:
+            csv.writer(fh).writerow([step, f"{float(loss):.5f}", *(f"{terms[k]:.5f}" for k in
+                                     ("vocal_stft", "mix_stft", "loudness", "dynamics", "prior")),
+                                     val, f"{time.perf_counter() - t0:.1f}", f"{rate:.2f}"])
+        if step % 10 == 0 or val:
+            say(f"step {step}/{config.steps} loss {float(loss):.4f} (vocal {terms['vocal_stft']:.4f})"
+                + (f" val {val}" if val else "") + f" {rate:.2f} examples/s")
+        if deadline is not None and time.perf_counter() > deadline:
+            say(f"stopping at step {step}: --max-minutes reached (resume with the same command)")
+            break
+    if not best_path.exists():
+        raise InputError(f"{out}: no validation ran yet; train for at least {config.val_every} steps")
+    rate = steps_done_here * config.batch_size / max(examples_time, 1e-9) if steps_done_here else 0.0
+    return E2EResult(best_path, step, best_step, best_val, start_val, rate)
+
+
+def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_vocals=0, batch_size=None, lr=None,
+                      seed=0, device="cpu", resume=False, max_minutes=None, quiet=False) -> None:
+    """``vocalmix train cnn-e2e DATASET --out DIR``: checks, training, one summary line."""
+    import typer
+
+    out = Path(out)
+    if (out / "cnn_e2e.last.pt").exists() and not resume:
+        raise InputError(f"{out}: holds an earlier cnn-e2e run; pass --resume to continue it or choose another --out")
+    if init is not None and not Path(init).is_dir():
+        raise InputError(f"{init}: --init model folder not found")
+    config = E2EConfig(steps=steps, batch_size=batch_size or E2EConfig.batch_size, lr=lr or E2EConfig.lr, seed=seed,
+                       n_pairs=pairs, synthetic_vocals=synthetic_vocals)
+    result = train_e2e(dataset, out, config, init=init, device=device, max_minutes=max_minutes, progress=not quiet)
+    typer.echo(f"cnn-e2e: best step {result.best_step} of {result.steps_run}, validation MR-STFT "
+               f"{result.best_val:.4f} (start {result.start_val:.4f}); {result.examples_per_second:.2f} examples/s "
+               f"-> {result.checkpoint}")
+
+
+# -- inference -------------------------------------------------------------------------------------
+def default_model_dir() -> Path:
+    import vocalmix
+
+    return Path(vocalmix.__file__).resolve().parent / "models" / "cnn_e2e"
+
+
+def load_predictor(model_dir: str | os.PathLike | None = None) -> tuple[MixingCNN, dict, Path]:
+    from .train import load_checkpoint, model_from_checkpoint
+
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    path = folder / CHECKPOINT_NAME if folder.is_dir() or not folder.suffix else folder
+    if not folder.exists():
+        raise InputError(f"{folder}: model folder not found")
+    payload = load_checkpoint(path)
+    if payload["task"] != TASK or list(payload["target_names"]) != list(P.NAMES):
+        raise InputError(f"{path}: not a cnn-e2e checkpoint for this vocalmix's settings; retrain it")
+    if payload.get("search_ranges") != [[d.low, d.high, d.scale] for d in P.DECIDED]:
+        raise InputError(f"{path}: trained with other search ranges than this vocalmix uses; retrain it")
+    from vocalmix.settings import SCHEMA_VERSION
+
+    if payload.get("settings_schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{path}: trained for settings schema {payload.get('settings_schema_version')!r}; retrain it")
+    return model_from_checkpoint(payload, path), payload, path
+
+
+class CnnE2EMethod:
+    """``--method cnn-e2e``: every setting from one end-to-end trained predictor.
+
+    Outputs are averaged (in unit space) over the song's gated mel blocks; the threshold is
+    placed against the EQ'd vocal's sample peak and the level by the level rule at the
+    predicted relative loudness, then everything is snapped to the plug-ins' grids.
+    """
+
+    name = "cnn-e2e"
+
+    def __init__(self, model_dir: str | os.PathLike | None = None):
+        from .train import file_sha256
+
+        self.model, self.payload, self.path = load_predictor(model_dir)
+        self.sha256 = file_sha256(self.path)
+
+    @torch.no_grad()
+    def decide_units(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int) -> tuple[torch.Tensor, int]:
+        from .data import song_features
+        from .inference import FALLBACK_VOCAL_LUFS, _at_loudness
+
+        blocks = song_features(vocal, backing, sample_rate)
+        if blocks.shape[0] == 0:
+            louder = _at_loudness(vocal, sample_rate, FALLBACK_VOCAL_LUFS)
+            if louder is not None:
+                blocks = song_features(louder, backing, sample_rate)
+        if blocks.shape[0] == 0:
+            raise InputError("vocal: the cnn-e2e method needs at least 1.5 s of audible singing")
+        return predict_units(self.model, blocks.float()).mean(dim=0), int(blocks.shape[0])
+
+    def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int):
+        from vocalmix import analysis
+        from vocalmix.methods import Decision
+        from vocalmix.mixing import process_vocal
+        from vocalmix.rules.level import decide_level
+
+        vocal = np.asarray(vocal, dtype=np.float32)
+        backing = np.asarray(backing, dtype=np.float32)
+        u, n_blocks = self.decide_units(vocal, backing, sample_rate)
+        values = {k: float(v[0]) for k, v in P.to_physical(u[None].double()).items()}
+        return Decision(*settings_from_values(values, vocal, backing, sample_rate, report={
+            "method": self.name, "model": str(self.path.resolve()), "checkpoint_sha256": self.sha256,
+            "dataset_manifest_sha256": self.payload.get("dataset_manifest_sha256"), "n_blocks": n_blocks}))
+
+
+def settings_from_values(values: dict[str, float], vocal: np.ndarray, backing: np.ndarray, sample_rate: int,
+                         report: dict | None = None):
+    """(MixSettings snapped to the plug-in grids, report) from one row of physical e2e values."""
+    from vocalmix import analysis
+    from vocalmix.mixing import process_vocal
+    from vocalmix.rules.level import decide_level
+
+    report = dict(report or {})
+    draft = P.to_mix_settings(values, input_peak_db=0.0)
+    eq_out = process_vocal(vocal, sample_rate, draft, upto="eq")
+    peak_db = analysis.sample_peak(eq_out)
+    settings = P.to_mix_settings(values, input_peak_db=peak_db)
+    wet = process_vocal(eq_out, sample_rate, settings, start="compressor", upto="reverb")
+    level, level_report = decide_level(wet, backing, sample_rate, values["level.relative_loudness_lu"])
+    settings = P.to_mix_settings(values, input_peak_db=peak_db, vocal_gain_db=level.vocal_gain_db)
+    report.update({"predicted": values, "compressor_input_peak_db": peak_db, "level": level_report})
+    return settings, report

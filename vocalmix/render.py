@@ -7,6 +7,7 @@ is never overwritten.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,12 +25,13 @@ from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_ou
                     resample, to_mono, to_stereo, write_audio)
 from .errors import InputError
 from .export import reverb_tail_seconds, snap_to_plugin_grids
-from .methods import get_method
-from .mixing import fit_length, hold_ceiling_as_written, render_mix
+from .methods import check_audio_method_outputs, get_method
+from .mixing import Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix
 from .rules.compression import DEFAULT_TARGET_LRA_LU
 from .rules.level import DEFAULT_RELATIVE_LOUDNESS_LU
 from .rules.method import REVERB_MODES
-from .settings import LevelSettings, MixSettings, OutputSettings, spec_of, warn_about_settings, with_effective_fade_in
+from .settings import (SCHEMA_VERSION, LevelSettings, MixSettings, OutputSettings, spec_of, warn_about_settings,
+                       with_effective_fade_in)
 
 log = logging.getLogger("vocalmix")
 
@@ -141,6 +143,8 @@ def _tail_request(tail) -> Optional[float]:
 
 def _check_request(req: RenderRequest) -> dict[str, Path]:
     _check_options(req)
+    if req.settings_file is None:
+        check_audio_method_outputs(req.method or "rules", stems=req.stems, export=req.export_dir is not None)
     paths = output_paths(req.output, req.stems)
     inputs = tuple(p for p in (req.vocal_path, req.backing_path, req.settings_file) if p is not None)
     for kind, path in paths.items():
@@ -217,6 +221,7 @@ class _Decided:
     method: str
     report: dict
     level_target: Optional[float]
+    audio: Optional[np.ndarray] = None  # an audio method's mix (2, samples) at the working rate
 
 
 def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
@@ -249,6 +254,9 @@ def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
     method = get_method(method_name, **options)
     progress(f"deciding settings with the {method_name} method")
     decision = method.decide(vocal, backing, sr)
+    if decision.mix is not None:
+        output = OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)
+        return _Decided(replace(decision.settings, output=output), method_name, decision.report, None, decision.mix)
     # Put on the plug-ins' grids (so the presets reproduce this very render), with no fade-in
     # the plug-in would not play; the level is then decided last on this chain.
     settings = snap_to_plugin_grids(replace(
@@ -321,7 +329,15 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     length += int(round(tail_s * out_rate))
     backing_out = fit_length(backing_out, length)
     vocal_in = fit_length(vocal, int(math.ceil(length * sr / out_rate)) + 1)
-    mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target)
+    if decided.audio is not None:
+        # The network mixed already: its mix goes through the output stage alone (no vocal chain).
+        network_mix = fit_length(resample(decided.audio, sr, out_rate), length).astype(np.float64)
+        gain, stage = output_gain(network_mix, out_rate, settings.output.ceiling_dbtp,
+                                  settings.output.target_loudness_lufs)
+        no_stems = np.zeros((2, 0), np.float32)
+        mix = Mix((network_mix * gain).astype(np.float32), no_stems, no_stems, stage, settings, out_rate)
+    else:
+        mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target)
     mix = hold_ceiling_as_written(mix, OUTPUT_SUBTYPES[req.sample_format])
     settings = mix.settings
     report = dict(decided.report)
@@ -351,7 +367,11 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
                    "backing_sample_rate_hz": backing_audio.original_rate},
         "report": {**_jsonable(report), "output_stage": _jsonable(stage), "timings_s": timings},
     }
-    _write_text_atomic(paths["settings"], settings.to_json(**document))
+    if decided.audio is not None:
+        document = {"schema_version": SCHEMA_VERSION, **document, "settings": None, "effect_settings":
+                    f"none: the {decided.method} method outputs the mix itself; there is nothing to export or re-render"}
+    _write_text_atomic(paths["settings"], settings.to_json(**document) if decided.audio is None
+                       else json.dumps(document, indent=2))
     written.insert(1, paths["settings"])
     if req.export_dir is not None:
         from .export import export_settings

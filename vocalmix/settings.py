@@ -258,6 +258,10 @@ class MixSettings:
         version = doc.get("schema_version")
         if version != SCHEMA_VERSION:
             raise SettingsError(f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        if doc.get("settings") is None and "effect_settings" in doc:
+            # Written by an audio method (the Wave-U-Net): it mixed the audio itself.
+            raise SettingsError(f"{source}: made by the {doc.get('method')} method, which outputs the mix itself and "
+                                "has no effect settings to render or export")
         if "settings" not in doc:
             raise SettingsError(f"{source}: no 'settings' object")
         try:

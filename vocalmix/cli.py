@@ -239,8 +239,10 @@ def _register_optional_commands() -> None:
         app.command("train")(train_command)
         app.command("evaluate")(evaluate_command)
     from .compare import compare_command
+    from .listening.cli import listening_app
 
     app.command("compare")(compare_command)
+    app.add_typer(listening_app, name="listening-test")
 
 
 _register_optional_commands()

@@ -8,7 +8,7 @@ The plug-in's signal flow, per sample n and delay line ch (see
     y_ch[n] = w * v_ch[n] + (1 - w) * x_ch[n]    (only lines that are heard)
     s[n + L] = (H / sqrt(N)) (g * v[n])          (Sylvester Hadamard, natural order)
 
-with per-line decay gains ``g_ch = 10^(-3/T60)^(L_ch/fs)`` and shelf gains of
+with per-line decay gains ``g_ch = 10^(-3 L_ch / (fs T60))`` and shelf gains of
 ``lowGain``/``highGain`` dB per second scaled by the line's delay in seconds. The
 wet signal contains the input itself (filtered, delay 0). With a fade-in time a
 twin network with T60 = fadeInTime and dry/wet 1 is subtracted:
@@ -686,8 +686,11 @@ def _line_coefficients(
     """
     f64 = torch.float64
     rt = reverb_time_s.to(f64).clamp(min=1e-3).unsqueeze(1)
-    gamma = torch.pow(10.0, -3.0 / rt)  # amplitude gain per second
-    gains = torch.pow(gamma, seconds)
+    # 10^(-3 L / (fs T60)) in one power: the per-second factor 10^(-3/T60) underflows
+    # to 0 for T60 below ~1 ms (a short fade-in twin), and pow(0, L) has an inf x 0
+    # (NaN) gradient with respect to T60. Here the exponent stays finite, so a gain
+    # that underflows gets an exactly-zero gradient instead.
+    gains = torch.pow(10.0, -3.0 * seconds / rt)
 
     def shelf(design, cutoff, q, gain_db_per_s):
         # The plug-in clamps at fs/2, where a shelf degenerates into a double pole at

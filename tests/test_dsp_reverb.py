@@ -518,7 +518,9 @@ def test_guard_keeps_gradients_and_is_constant_for_autograd():
     (grad,) = torch.autograd.grad(guarded.sum(), rt, retain_graph=True)
     factor = (guarded / gains).detach()
     (expected,) = torch.autograd.grad((gains * factor).sum(), rt)
-    torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+    # The factor recovered as guarded / gains may differ from the guard's own by an ulp;
+    # a guard differentiated through would change the gradient at order 1.
+    torch.testing.assert_close(grad, expected, rtol=1e-14, atol=0)
 
 
 class _HostFloatReads:

@@ -94,3 +94,28 @@ def test_analyze_json_is_stable_and_reports_progress_for_many_files(tmp_path, ca
     assert [round(r["integrated_loudness_lufs"], 1) for r in rows] == [-6.0, -26.0]
     assert "measuring" in captured.err and "2 of 2" in captured.err
     assert main(["analyze", paths[0], "--rate", "100"]) == 2
+
+
+def _demo_pair(folder, seconds=4.0):
+    from vocalmix.demo import demo_backing, demo_vocal
+
+    vocal, backing = folder / "vocal.wav", folder / "backing.wav"
+    sf.write(vocal, demo_vocal(44100, seconds).T, 44100)
+    sf.write(backing, demo_backing(44100, seconds).T, 44100)
+    return vocal, backing
+
+
+def test_render_outputs_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    vocal, backing = _demo_pair(tmp_path)
+    out = tmp_path / "mix.wav"
+    old = os.umask(0o027)
+    try:
+        assert main(["render", str(vocal), str(backing), "-o", str(out), "--stems", "-q"]) == 0
+    finally:
+        os.umask(old)
+    written = [out, tmp_path / "mix.settings.json", tmp_path / "mix.vocal.wav", tmp_path / "mix.backing.wav"]
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o640" for p in written}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

@@ -33,6 +33,7 @@ import torch
 
 import vocalmix
 from vocalmix.errors import InputError, VocalmixError
+from vocalmix.files import write_atomic
 
 from . import targets as T
 from .data import FORMAT_VERSION, OCTAVE_CENTRES_HZ, REVERB_TARGETS, SPLITS, TASKS
@@ -284,15 +285,11 @@ def _run_ray(songs, config, address, jobs):
 # ---------------------------------------------------------------------------------------
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _write_json_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def _json_default(o):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +20,7 @@ import soundfile as sf
 from scipy import signal
 
 from .errors import AudioFileError, InputError
+from .files import write_atomic
 
 log = logging.getLogger("vocalmix")
 
@@ -153,7 +153,7 @@ def write_audio(
     force: bool = False,
     protected: tuple[str | os.PathLike, ...] = (),
 ) -> Path:
-    """Write ``(channels, samples)`` atomically: a temporary file in the same folder, then rename.
+    """Write ``(channels, samples)`` atomically with the user's umask (:func:`vocalmix.files.write_atomic`).
 
     ``protected`` lists input files that must never be overwritten, whatever ``force`` says.
     """
@@ -167,15 +167,8 @@ def write_audio(
     data = np.asarray(samples, dtype=np.float32)
     if not np.all(np.isfinite(data)):
         raise InputError(f"{path}: refusing to write NaN or infinite samples")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, data.T, sample_rate, subtype=OUTPUT_SUBTYPES[subtype], format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda tmp: sf.write(tmp, data.T, sample_rate, subtype=OUTPUT_SUBTYPES[subtype],
+                                                   format=fmt))
 
 
 def check_output_path(path: Path, force: bool = False, protected: tuple = ()) -> None:

@@ -24,6 +24,7 @@ from . import __version__, analysis
 from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, match_length,
                     resample, to_mono, to_stereo, write_audio)
 from .errors import InputError
+from .files import write_atomic
 from .export import reverb_tail_seconds, snap_to_plugin_grids
 from .methods import check_audio_method_outputs, get_method
 from .mixing import Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix
@@ -225,10 +226,10 @@ class _Decided:
 
 
 def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
-            progress: Callable[[str], None]) -> _Decided:
+            progress: Callable[[str], None], file_settings: Optional[MixSettings] = None) -> _Decided:
     if req.settings_file is not None:
-        progress(f"reading settings from {req.settings_file}")
-        settings = read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
+        progress(f"using the settings of {req.settings_file}")
+        settings = file_settings or read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
         warn_about_settings(settings, str(req.settings_file))
         output = settings.output
         settings = replace(settings, output=OutputSettings(
@@ -278,6 +279,21 @@ def read_settings_file(path: Path, fill_defaults: bool = False) -> MixSettings:
     return MixSettings.from_json(text, source=str(path), fill_defaults=fill_defaults)
 
 
+def _check_loudness_target(req: RenderRequest, file_settings: Optional[MixSettings]) -> None:
+    """Refuse a loudness target above the true-peak ceiling: only a full-scale square-like wave reaches
+    that, so limiting a song towards it ends far short of the target and badly distorted."""
+    output = file_settings.output if file_settings is not None else OutputSettings()
+    ceiling = output.ceiling_dbtp if req.ceiling is None else req.ceiling
+    target = output.target_loudness_lufs if req.loudness is None else req.loudness
+    if target is None or target <= ceiling:
+        return
+    what = f"--loudness {target:g} LUFS" if req.loudness is not None else \
+        f"{req.settings_file}: target_loudness_lufs {target:g} LUFS"
+    raise InputError(f"{what} is above the {ceiling:g} dBTP ceiling; no song reaches that loudness under "
+                     "that peak limit. Choose a target at or below the ceiling (about 8 LU below it keeps the "
+                     "limiting light)")
+
+
 def _check_vocal_level(vocal: np.ndarray, backing: np.ndarray, sr: int, target_lu: float, path: Path) -> None:
     """Refuse, before any work, a vocal that no fader position in range brings to the target."""
     gain_max = spec_of(LevelSettings, "vocal_gain_db").maximum
@@ -297,9 +313,11 @@ def _check_vocal_level(vocal: np.ndarray, backing: np.ndarray, sr: int, target_l
 def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: None) -> RenderResult:
     paths = _check_request(req)
     tail_request = _tail_request(req.tail)
+    file_settings = None
     if req.settings_file is not None:
         # A broken settings file is refused before the audio is read.
-        read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
+        file_settings = read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
+    _check_loudness_target(req, file_settings)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     progress(f"loading {req.vocal_path} and {req.backing_path}")
@@ -312,7 +330,7 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         _check_vocal_level(vocal, backing, sr, level_check, req.vocal_path)
 
     start = time.perf_counter()
-    decided = _decide(req, vocal, backing, sr, progress)
+    decided = _decide(req, vocal, backing, sr, progress, file_settings)
     settings = decided.settings
     timings["decide_s"] = time.perf_counter() - start
 
@@ -410,18 +428,4 @@ def _jsonable(obj):
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    write_atomic(path, text + "\n")

@@ -367,7 +367,8 @@ def e2e_loss(rendered: torch.Tensor, target: torch.Tensor, backing: torch.Tensor
     centre = P.to_unit(prior_centre())
     terms = {
         "vocal_stft": stft(rendered, target),
-        "mix_stft": stft(rendered + backing, target + backing),
+        # The mix term on the mid channel (L+R)/2: what a listener hears of the balance, at half the cost.
+        "mix_stft": stft((rendered + backing).mean(dim=1, keepdim=True), (target + backing).mean(dim=1, keepdim=True)),
         "loudness": relative_loudness_loss(rendered, target, backing, SAMPLE_RATE),
         "dynamics": dynamics_loss(rendered, target, SAMPLE_RATE),
         "prior": settings_prior(u, centre),
@@ -487,7 +488,9 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
     step, best_val, best_step, start_val = 0, math.inf, 0, None
     if last_path.exists():
         state = load_checkpoint(last_path)
-        if state.get("dataset_manifest_sha256") != manifest_hash or state.get("train_config") != asdict(config):
+        same = {k: v for k, v in asdict(config).items() if k != "steps"}
+        if state.get("dataset_manifest_sha256") != manifest_hash or \
+                {k: v for k, v in state.get("train_config", {}).items() if k != "steps"} != same:
             raise InputError(f"{last_path}: from a run with other data or settings; use another --out folder")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
@@ -535,11 +538,11 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
                                         "start_val": start_val})
         rate = steps_done_here * config.batch_size / max(examples_time, 1e-9)
         with open(log_path, "a", newline="") as fh:
-            csv.writer(fh).writerow([step, f"{float(loss):.5f}", *(f"{terms[k]:.5f}" for k in
+            csv.writer(fh).writerow([step, f"{loss.item():.5f}", *(f"{terms[k]:.5f}" for k in
                                      ("vocal_stft", "mix_stft", "loudness", "dynamics", "prior")),
                                      val, f"{time.perf_counter() - t0:.1f}", f"{rate:.2f}"])
         if step % 10 == 0 or val:
-            say(f"step {step}/{config.steps} loss {float(loss):.4f} (vocal {terms['vocal_stft']:.4f})"
+            say(f"step {step}/{config.steps} loss {loss.item():.4f} (vocal {terms['vocal_stft']:.4f})"
                 + (f" val {val}" if val else "") + f" {rate:.2f} examples/s")
         if deadline is not None and time.perf_counter() > deadline:
             say(f"stopping at step {step}: --max-minutes reached (resume with the same command)")

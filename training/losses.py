@@ -168,7 +168,9 @@ class MultiResolutionSTFT(torch.nn.Module):
         super().__init__()
         import auraloss
 
-        hop_sizes = hop_sizes or [n // 4 for n in fft_sizes]
+        # Half-window hops: a Hann window at 50 % overlap sums to a constant, so no sample is
+        # unweighted, at half the frames (and time) of auraloss's default quarter hops.
+        hop_sizes = hop_sizes or [n // 2 for n in fft_sizes]
         win_lengths = win_lengths or list(fft_sizes)
         self.loss = auraloss.freq.MultiResolutionSTFTLoss(
             fft_sizes=list(fft_sizes), hop_sizes=list(hop_sizes), win_lengths=list(win_lengths),

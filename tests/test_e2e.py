@@ -1,0 +1,209 @@
+"""cnn-e2e: parameterisation, gradients through every effect, training steps, the shipped model."""
+
+import csv
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vocalmix.settings import ParamSpec
+from vocalmix.training import e2e
+from vocalmix.training import e2e_params as P
+from vocalmix.training.losses import GroupGradientBalance, MultiResolutionSTFT, k_loudness
+
+SR = e2e.SAMPLE_RATE
+
+
+@pytest.fixture(scope="module")
+def tiny_pairs():
+    """Four undo pairs from one synthetic vocal (1.6 s clips, 16-line reverb)."""
+    torch.manual_seed(0)
+    return e2e.make_pairs("synthetic:1", e2e.PairConfig(n_pairs=4, seed=3))
+
+
+def _export_warnings(settings, tmp_path, caplog):
+    from vocalmix.export import export_settings
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vocalmix"):
+        export_settings(settings, tmp_path, force=True)
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_search_ranges_lie_inside_the_settings_schema_and_round_trip():
+    for d in P.DECIDED:
+        assert isinstance(d.spec, ParamSpec)
+        assert d.spec.minimum <= d.low < d.high <= d.spec.maximum, d.name
+        for value in (d.low, d.high, math.sqrt(d.low * d.high) if d.scale == "log" else (d.low + d.high) / 2):
+            u = d.to_unit(value)
+            assert float(d.from_unit(torch.tensor(u, dtype=torch.float64))) == pytest.approx(value, rel=1e-9)
+    # The floors that keep gradients alive are above the dead values.
+    assert P.DECIDED[P.INDEX["compressor.attack_ms"]].low > 0
+    assert P.DECIDED[P.INDEX["compressor.release_ms"]].low > 0
+    assert P.DECIDED[P.INDEX["compressor.knee_db"]].low > 0
+    assert P.DECIDED[P.INDEX["reverb.dry_wet_pct"]].low > 0
+    assert P.THRESHOLD_RELATIVE_DB[1] < 0
+
+
+def test_ratio_reaches_the_infinite_switch_only_at_inference():
+    u = torch.ones(1, P.N_OUTPUTS)
+    phys = P.to_physical(u)
+    assert float(phys["compressor.ratio"]) == pytest.approx(16.0)
+    train = P.chain_params(phys, torch.zeros(1), None, training=True)
+    infer = P.chain_params(phys, torch.zeros(1), None, training=False)
+    assert float(train["ratio"]) <= P.TRAINING_RATIO_CAP < float(infer["ratio"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_prediction_validates_and_exports_without_warnings(seed, tmp_path, caplog):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(6, P.N_OUTPUTS, generator=g)
+    u[0], u[1] = 0.0, 1.0  # both ends of every search range
+    u[2] = (u[2] > 0.5).float()
+    phys = P.to_physical(u.double())
+    for row in range(u.shape[0]):
+        values = {k: float(v[row]) for k, v in phys.items()}
+        peak = float(torch.empty(1).uniform_(-60, 3, generator=g))
+        gain = float(torch.empty(1).uniform_(-80, 60, generator=g))  # beyond the gain range on purpose
+        settings = P.to_mix_settings(values, input_peak_db=peak, vocal_gain_db=gain)
+        settings.validate()
+        assert _export_warnings(settings, tmp_path, caplog) == []
+
+
+def test_decided_settings_from_audio_validate_and_export(tiny_pairs, tmp_path, caplog):
+    vocal = tiny_pairs["degraded"][0].numpy()
+    backing = tiny_pairs["backing"][0].numpy()
+    for u in (torch.zeros(P.N_OUTPUTS), torch.ones(P.N_OUTPUTS)):
+        values = {k: float(v[0]) for k, v in P.to_physical(u[None].double()).items()}
+        settings, report = e2e.settings_from_values(values, vocal, backing, SR)
+        settings.validate()
+        assert _export_warnings(settings, tmp_path, caplog) == []
+        assert report["compressor_input_peak_db"] < 0
+
+
+def test_render_reaches_the_predicted_level_and_places_the_threshold_against_the_peak(tiny_pairs):
+    u = torch.rand(2, P.N_OUTPUTS, generator=torch.Generator().manual_seed(1))
+    phys = P.to_physical(u)
+    deg, bak = tiny_pairs["degraded"][:2], tiny_pairs["backing"][:2]
+    with torch.no_grad():
+        out, info = e2e.render(deg, bak, phys, SR, fdn_lines=16)
+    reached = k_loudness(out, SR) - k_loudness(bak, SR)
+    assert torch.allclose(reached, phys["level.relative_loudness_lu"], atol=0.01)
+    assert torch.all(info["input_peak_db"] < 0)
+
+
+def test_gradients_reach_the_network_through_each_effect(tiny_pairs):
+    torch.manual_seed(0)
+    model = e2e.build_predictor(dropout=0.0).train()
+    deg, bak, tgt = tiny_pairs["degraded"][:2], tiny_pairs["backing"][:2], tiny_pairs["target"][:2]
+    u = e2e.predict_units(model, e2e.clip_blocks(deg, bak))
+    u.retain_grad()
+    rendered, _ = e2e.render(deg, bak, P.to_physical(u), SR, fdn_lines=16)
+    loss, _ = e2e.e2e_loss(rendered, tgt, bak, u, MultiResolutionSTFT())
+    loss.backward()
+    out_grad = model.output_layer.weight.grad  # row i only hears setting i
+    for group in ("eq_filters", "eq_gains", "compressor", "reverb", "reverb_shelves", "level"):
+        rows = [i for i, d in enumerate(P.DECIDED) if d.group == group]
+        assert torch.isfinite(u.grad[:, rows]).all(), group
+        assert u.grad[:, rows].abs().amax(dim=0).min() > 0, f"{group}: a setting gets no gradient"
+        assert out_grad[rows].abs().sum() > 0, group
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_a_few_end_to_end_steps_lower_the_audio_loss_and_change_every_weight_group(tiny_pairs):
+    torch.manual_seed(0)
+    model = e2e.build_predictor(dropout=0.0).train()
+    balance = GroupGradientBalance(P.group_index()).train()
+    stft = MultiResolutionSTFT()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    deg, bak, tgt = tiny_pairs["degraded"][:2], tiny_pairs["backing"][:2], tiny_pairs["target"][:2]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def audio_loss():
+        with torch.no_grad():
+            u = e2e.predict_units(model, e2e.clip_blocks(deg, bak))
+            out, _ = e2e.render(deg, bak, P.to_physical(u), SR, fdn_lines=16)
+            return float(stft(out, tgt))
+
+    start = audio_loss()
+    for _ in range(3):
+        u = balance(e2e.predict_units(model, e2e.clip_blocks(deg, bak)))
+        out, _ = e2e.render(deg, bak, P.to_physical(u), SR, fdn_lines=16)
+        loss, _ = e2e.e2e_loss(out, tgt, bak, u, stft)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert audio_loss() < start
+    for name, p in model.named_parameters():
+        assert not torch.equal(p.detach(), before[name]), f"{name} did not change"
+
+
+def test_undo_pairs_are_deterministic_from_the_seed():
+    a = e2e.make_pairs("synthetic:1", e2e.PairConfig(n_pairs=2, seed=5))
+    b = e2e.make_pairs("synthetic:1", e2e.PairConfig(n_pairs=2, seed=5))
+    for key in ("degraded", "backing", "target"):
+        assert torch.equal(a[key], b[key])
+    assert e2e.manifest_sha256(a["manifest"]) == e2e.manifest_sha256(b["manifest"])
+
+
+def test_train_command_writes_a_log_resumes_and_its_checkpoint_decides(tmp_path):
+    from vocalmix.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "cnn-e2e", "synthetic:1", "--out", str(out), "--pairs", "8", "--batch-size", "2", "-q"]
+    assert main([*args, "--steps", "1"]) == 0
+    assert main([*args, "--steps", "2"]) == 2  # an earlier run is there: refused without --resume
+    assert main([*args, "--steps", "2", "--resume"]) == 0
+    rows = list(csv.DictReader(open(out / "cnn_e2e.log.csv")))
+    assert [r["step"] for r in rows] == ["1", "2"]
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+    method = e2e.CnnE2EMethod(out)
+    pairs = torch.load(out / "pairs.pt", weights_only=True)
+    decision = method.decide(_song_vocal(), _song_backing(), SR)
+    decision.settings.validate()
+    assert decision.report["dataset_manifest_sha256"] == e2e.manifest_sha256(pairs["manifest"])
+
+
+def _song_vocal():
+    from vocalmix.training.synthesis import synthetic_vocal
+
+    return synthetic_vocal(4.0, SR, np.random.default_rng(0))
+
+
+def _song_backing():
+    from vocalmix.training.synthesis import synthetic_backing
+
+    return synthetic_backing(4.0, SR, np.random.default_rng(1))[:, : int(4.0 * SR)]
+
+
+def test_shipped_checkpoint_loads_and_renders(tmp_path, caplog):
+    from vocalmix.methods import get_method
+    from vocalmix.mixing import render_mix
+
+    method = get_method("cnn-e2e")
+    vocal, backing = _song_vocal(), _song_backing()
+    decision = method.decide(vocal, backing, SR)
+    settings = decision.settings.validate()
+    assert decision.report["method"] == "cnn-e2e" and len(decision.report["checkpoint_sha256"]) == 64
+    assert decision.report["dataset_manifest_sha256"]
+    assert _export_warnings(settings, tmp_path, caplog) == []
+    mix = render_mix(vocal, backing, SR, settings)
+    assert np.isfinite(mix.mix).all() and np.abs(mix.vocal).max() > 0
+
+
+def test_render_help_lists_cnn_e2e(capsys):
+    from vocalmix.cli import main
+
+    assert main(["render", "--help"]) == 0
+    assert "cnn-e2e" in capsys.readouterr().out
+
+
+def test_a_missing_model_folder_is_one_clear_error(tmp_path):
+    from vocalmix.errors import InputError
+
+    with pytest.raises(InputError, match="not found"):
+        e2e.CnnE2EMethod(tmp_path / "nowhere")

@@ -165,7 +165,10 @@ class WaveUNet(nn.Module):
 
     @property
     def context(self) -> int:
-        """Input samples each output sample needs on each side (``(input - output) / 2``)."""
+        """Half the difference of input and output lengths: output sample ``p`` lines up with input sample
+        ``p + context`` (the centre crops are symmetric). Zeros padded in front of a signal by this much
+        align the output with it. (Through the interpolation, a single output sample may also depend on up
+        to ``2 ** layers`` samples more on one side, depending on its decimation phase.)"""
         n_in, n_out = lengths_for_output(self.config, 1)
         return (n_in - n_out) // 2
 

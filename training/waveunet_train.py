@@ -204,6 +204,16 @@ def validation_loss(model: WaveUNet, windows: Windows, spots, device, batch: int
     return total / max(count, 1)
 
 
+def train_step(model: WaveUNet, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One update on the L2 loss between ``model(x)`` and ``y``; returns the loss before the update."""
+    model.train()
+    loss = torch.mean((model(x) - y) ** 2)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def _writer(enabled: bool) -> Callable[[str], None]:
     def write(line: str) -> None:
         if enabled:
@@ -295,6 +305,10 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
     if not (resume and log_path.is_file() and history):
         with open(log_path, "w", newline="") as fh:
             csv.writer(fh).writerow(fields_)
+            if val_spots:  # the untrained network (with sum_init: vocal + backing) as the point of comparison
+                untrained = validation_loss(model, windows, val_spots, device)
+                csv.writer(fh).writerow(["untrained", 0, "", untrained, "", "", 0, 0])
+                write(f"untrained network: val {untrained:.3e}")
 
     while phase_index < len(phases):
         phase, lr, batch = phases[phase_index]
@@ -307,11 +321,7 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
             total = 0.0
             for _ in range(config.steps_per_epoch):
                 x, y = windows.random_batch(splits["train"], batch, rng, config.augment)
-                loss = torch.mean((model(x.to(device)) - y.to(device)) ** 2)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
+                total += train_step(model, optimizer, x.to(device), y.to(device))
             train_loss = total / config.steps_per_epoch
             val_loss = validation_loss(model, windows, val_spots, device) if val_spots else train_loss
             improved = val_loss < best_loss

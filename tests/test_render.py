@@ -141,7 +141,7 @@ def test_real_songs(shared_audio, tmp_path):
         vocal = sf.read(tmp_path / f"{song.name}.vocal.wav", dtype="float64")[0].T
         backing = sf.read(tmp_path / f"{song.name}.backing.wav", dtype="float64")[0].T
         relative = analysis.integrated_loudness(vocal, SR) - analysis.integrated_loudness(backing, SR)
-        assert relative == pytest.approx(-1.77, abs=0.5), song.name
+        assert relative == pytest.approx(-1.77, abs=0.1), song.name  # level decided last, on the snapped chain
         assert analysis.true_peak(sf.read(out, dtype="float64")[0].T, SR) <= -0.99
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import soundfile as sf
 
 from . import __version__, analysis
-from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, match_length,
-                    resample, to_mono, to_stereo, write_audio)
+from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, load_vocal,
+                    match_length, resample, to_stereo, write_audio)
 from .errors import InputError
 from .files import write_atomic
 from .export import reverb_tail_seconds, snap_to_plugin_grids
@@ -188,13 +188,11 @@ def load_pair(vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_R
               max_seconds: float = DEFAULT_MAX_SECONDS):
     """Vocal as mono ``(1, n)`` and backing as stereo ``(2, n)``, same length, at ``sample_rate``;
     and the backing as stereo at its own rate, untouched."""
-    vocal_audio = load_audio(vocal_path, sample_rate, max_seconds=max_seconds, allow_silent=False)
+    # Mono, without DC, at least 3 s long; a stereo take whose channels cancel gives its louder channel.
+    vocal_audio = load_vocal(vocal_path, sample_rate, max_seconds=max_seconds)
     backing_native = load_audio(backing_path, _file_rate(backing_path, sample_rate), max_seconds=max_seconds,
                                 allow_silent=False)
     vocal = vocal_audio.samples
-    if vocal.shape[0] > 1:
-        log.info("%s: %d channels folded to mono", vocal_path, vocal.shape[0])
-        vocal = to_mono(vocal)
     native = to_stereo(backing_native.samples, str(backing_path))
     backing = resample(native, backing_native.original_rate, sample_rate)
     n_vocal, n_backing = vocal.shape[-1], backing.shape[-1]

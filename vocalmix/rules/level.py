@@ -12,6 +12,8 @@ from ..settings import LevelSettings, spec_of
 DEFAULT_RELATIVE_LOUDNESS_LU = -1.77
 #: The value of the earlier study, offered as an alternative.
 EARLIER_RELATIVE_LOUDNESS_LU = -0.5
+LEVEL_PASSES = 4
+LEVEL_TOLERANCE_LU = 0.01
 
 
 def decide_level(
@@ -31,6 +33,14 @@ def decide_level(
     if backing_lufs <= analysis.SILENCE_LUFS:
         raise InputError("backing: too quiet to measure its loudness (below the -70 LUFS gate)")
     wanted = target_relative_lu - (vocal_lufs - backing_lufs)
+    # Gated loudness is not exactly scale-invariant (a gain moves quiet blocks across the
+    # -70 LUFS gate, which moves the relative gate), so the gain is refined on the vocal as raised.
+    for _ in range(LEVEL_PASSES):
+        raised = analysis.integrated_loudness(processed_vocal * 10 ** (wanted / 20), sample_rate)
+        error = target_relative_lu - (raised - backing_lufs)
+        if abs(error) < LEVEL_TOLERANCE_LU or raised <= analysis.SILENCE_LUFS:
+            break
+        wanted += error
     spec = spec_of(LevelSettings, "vocal_gain_db")
     gain_db = min(spec.maximum, max(spec.minimum, wanted))
     report = {

@@ -1,0 +1,274 @@
+"""`vocalmix render` does what it is asked: options honoured, the level hit after snapping,
+the backing untouched but for gain, the ceiling held in the file as written (issues 14 and 19).
+
+Every check measures the written files with vocalmix.analysis (BS.1770 loudness and
+true peak) or compares samples with the inputs; nothing is read back from the report alone.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vocalmix import analysis
+from vocalmix.cli import main
+from vocalmix.demo import demo_backing, demo_vocal
+from vocalmix.settings import MixSettings
+
+SR = 44100
+LOW_RATE = 16000
+
+
+def run(args, capsys):
+    """Exit code and stderr of ``vocalmix ARGS``."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def relative_loudness(stem_base):
+    """Vocal minus backing integrated loudness (LU) of the stems written next to ``stem_base`` (a .wav)."""
+    vocal, rate = sf.read(stem_base.with_suffix(".vocal.wav"), dtype="float64")
+    backing, rate_b = sf.read(stem_base.with_suffix(".backing.wav"), dtype="float64")
+    assert rate == rate_b
+    return analysis.integrated_loudness(vocal.T, rate) - analysis.integrated_loudness(backing.T, rate)
+
+
+def written(path):
+    data, rate = sf.read(path, dtype="float64", always_2d=True)
+    return data.T, rate
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("inputs")
+    paths = {"vocal": folder / "vocal.wav", "backing": folder / "backing.wav", "backing16": folder / "backing16.wav"}
+    sf.write(paths["vocal"], demo_vocal(SR, seconds=10.0).T, SR, subtype="PCM_24")
+    sf.write(paths["backing"], demo_backing(SR, seconds=10.0).T, SR, subtype="PCM_24")
+    # A 16 kHz backing with content up to its Nyquist frequency, loud enough that --loudness drives the limiter.
+    low = demo_backing(LOW_RATE, seconds=10.0)
+    rng = np.random.default_rng(3)
+    low = low + 0.05 * rng.standard_normal(low.shape).astype(np.float32)
+    sf.write(paths["backing16"], (0.9 * low / np.max(np.abs(low))).T, LOW_RATE, subtype="PCM_24")
+    return folder, paths
+
+
+@pytest.fixture(scope="module")
+def decided(inputs):
+    """A rules render whose settings file the --settings tests start from."""
+    folder, paths = inputs
+    out = folder / "rules.wav"
+    assert main(["render", str(paths["vocal"]), str(paths["backing"]), "-o", str(out), "--stems", "-q"]) == 0
+    return out, folder / "rules.settings.json"
+
+
+# -- item 14.2: the level is decided last, on the chain as snapped -------------------------------------
+SHARED_AUDIO = Path(__file__).resolve().parents[1].parent / "shared" / "audio"
+
+
+def _song_folders():
+    songs = SHARED_AUDIO / "songs"
+    return sorted(p.name for p in songs.iterdir()) if songs.is_dir() else []
+
+
+@pytest.mark.parametrize("method, song", [("rules", "demo"), ("cnn", "demo"),
+                                          *(("cnn", song) for song in _song_folders())])
+def test_level_hits_the_target_after_snapping(method, song, tmp_path, capsys):
+    """The full-length demo and the shared songs: the snapped compressor (ratio 3.5 -> 3.6, 4.1 -> 4.2)
+    used to leave the level 0.05-0.25 LU off."""
+    if song == "demo":
+        vocal, backing = tmp_path / "demo_vocal.wav", tmp_path / "demo_backing.wav"
+        sf.write(vocal, demo_vocal(SR).T, SR, subtype="PCM_24")
+        sf.write(backing, demo_backing(SR).T, SR, subtype="PCM_24")
+    else:
+        vocal, backing = SHARED_AUDIO / "songs" / song / "vocal.flac", SHARED_AUDIO / "songs" / song / "backing.flac"
+    out = tmp_path / "mix.wav"
+    code, err = run(["render", vocal, backing, "-o", out, "--method", method, "--stems", "-q"], capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "mix.settings.json").read_text())
+    target = doc["report"]["level"]["target_relative_lu"]
+    if method == "rules":
+        assert target == -1.77
+    # The issue asks for 0.1 LU; deciding the gain on the rendered chain gets within 0.02 (24-bit stems).
+    assert relative_loudness(out) == pytest.approx(target, abs=0.02)
+
+
+# -- item 14.1: --settings honours the output stage and refuses what would decide settings ----------------
+def test_settings_render_applies_loudness_and_ceiling(inputs, decided, tmp_path, capsys):
+    _, paths = inputs
+    _, settings_path = decided
+    out = tmp_path / "loud.wav"
+    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--settings", settings_path,
+                     "--loudness", "-14", "--ceiling", "-6", "-q"], capsys)
+    assert code == 0, err
+    mix, rate = written(out)
+    assert analysis.integrated_loudness(mix, rate) == pytest.approx(-14.0, abs=0.5)
+    assert analysis.true_peak(mix, rate) <= -6.0
+    recorded = MixSettings.from_json((tmp_path / "loud.settings.json").read_text())
+    assert recorded.output.target_loudness_lufs == -14.0 and recorded.output.ceiling_dbtp == -6.0
+
+
+@pytest.mark.parametrize("option", [["--method", "cnn"], ["--method", "rules"], ["--tempo", "100"],
+                                    ["--model", "models"], ["--relative-loudness", "0"], ["--target-lra", "10"],
+                                    ["--reverb-mode", "tempo"]])
+def test_settings_render_refuses_options_that_decide_settings(option, inputs, decided, tmp_path, capsys):
+    _, paths = inputs
+    _, settings_path = decided
+    out = tmp_path / "refused.wav"
+    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--settings", settings_path, *option,
+                     "-q"], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and option[0] in err and "--settings" in err
+    assert not out.exists()
+
+
+def test_relevel_decides_only_the_level_on_the_given_chain(inputs, decided, tmp_path, capsys):
+    _, paths = inputs
+    _, settings_path = decided
+    out = tmp_path / "relevel.wav"
+    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--settings", settings_path,
+                     "--relevel", "--relative-loudness", "0", "--stems", "-q"], capsys)
+    assert code == 0, err
+    assert relative_loudness(out) == pytest.approx(0.0, abs=0.1)
+    before = MixSettings.from_json(settings_path.read_text())
+    after = MixSettings.from_json((tmp_path / "relevel.settings.json").read_text())
+    assert (after.eq, after.compressor, after.reverb) == (before.eq, before.compressor, before.reverb)
+    assert after.level.vocal_gain_db == pytest.approx(before.level.vocal_gain_db + 1.77, abs=0.1)
+
+
+# -- item 14.4: the backing reaches the output changed in gain only, at its own rate ---------------------
+def test_low_rate_backing_is_only_gain_changed_and_lengths_match(inputs, tmp_path, capsys):
+    _, paths = inputs
+    out = tmp_path / "low.wav"
+    code, err = run(["render", paths["vocal"], paths["backing16"], "-o", out, "--stems", "--format", "float", "-q"],
+                    capsys)
+    assert code == 0, err
+    original, rate = written(paths["backing16"])
+    stem, stem_rate = written(tmp_path / "low.backing.wav")
+    mix, mix_rate = written(out)
+    assert rate == stem_rate == mix_rate == LOW_RATE
+    assert stem.shape == mix.shape == original.shape  # not one sample longer
+    gain = float(np.sum(stem * original) / np.sum(original * original))
+    # Float output: the only change is one gain (float32 rounding aside), so nothing between 7 and 8 kHz is lost.
+    assert np.max(np.abs(stem - gain * original)) < 1e-6
+
+
+# -- issue 19.1: the ceiling holds in the file as written --------------------------------------------------
+@pytest.mark.parametrize("ceiling, loudness, fmt", [("-1", "-9", "pcm24"), ("0", "-6", "pcm16")])
+def test_ceiling_holds_in_the_written_low_rate_file(ceiling, loudness, fmt, inputs, tmp_path, capsys):
+    _, paths = inputs
+    out = tmp_path / "loud.wav"
+    code, err = run(["render", paths["vocal"], paths["backing16"], "-o", out, "--loudness", loudness,
+                     "--ceiling", ceiling, "--format", fmt, "-q"], capsys)
+    assert code == 0, err
+    mix, rate = written(out)
+    assert rate == LOW_RATE
+    assert analysis.true_peak(mix, rate) <= float(ceiling)
+    if fmt == "pcm16":
+        assert np.max(np.abs(mix)) < 32767 / 32768  # not a single sample at full scale
+
+
+def test_ceiling_holds_on_a_karaoke_clip(shared_audio, tmp_path, capsys):
+    clip = shared_audio / "karaoke" / "amy_14_05"
+    out = tmp_path / "k.wav"
+    code, err = run(["render", clip / "vocal.flac", clip / "backing.flac", "-o", out, "--loudness", "-9", "-q"],
+                    capsys)
+    assert code == 0, err
+    mix, rate = written(out)
+    assert rate == LOW_RATE and mix.shape[-1] == sf.info(clip / "backing.flac").frames
+    assert analysis.true_peak(mix, rate) <= -1.0
+
+
+# -- issue 19.4: a missed loudness target is reported; an impossible one refused ---------------------------
+def test_missed_loudness_target_is_reported_with_what_was_reached(inputs, tmp_path, capsys):
+    _, paths = inputs
+    out = tmp_path / "hot.wav"
+    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--loudness", "-3", "-q"], capsys)
+    assert code == 0, err
+    mix, rate = written(out)
+    achieved = analysis.integrated_loudness(mix, rate)
+    doc = json.loads((tmp_path / "hot.settings.json").read_text())
+    limiting = doc["report"]["output_stage"]["max_gain_reduction_db"]
+    assert abs(achieved + 3) > 0.5 or limiting > 12  # the case the warning is for
+    assert "loudness target -3 LUFS" in err and f"{achieved:.1f} LUFS" in err and f"{limiting:.1f} dB" in err
+
+
+def test_loudness_target_above_the_ceiling_is_refused_before_work(inputs, tmp_path, capsys):
+    _, paths = inputs
+    out = tmp_path / "impossible.wav"
+    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--loudness", "0", "--ceiling", "-1"],
+                    capsys)
+    assert code == 2 and "--loudness 0" in err and "loading" not in err
+    assert not out.exists()
+
+
+# -- issue 19.5: a vocal too quiet for the level range is named, with its level ----------------------------
+def test_vocal_too_quiet_for_the_level_range_is_refused_by_name(inputs, tmp_path, capsys):
+    _, paths = inputs
+    vocal = demo_vocal(SR, seconds=10.0)
+    quiet = tmp_path / "whisper.wav"
+    sf.write(quiet, (vocal / np.max(np.abs(vocal)) * 10 ** (-60 / 20)).T, SR, subtype="PCM_24")
+    code, err = run(["render", quiet, paths["backing"], "-o", tmp_path / "q.wav", "-q"], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and str(quiet) in err and "too quiet" in err and "-60.0 dBFS" in err
+    assert "never active" not in err
+
+
+def test_quiet_vocal_within_the_range_is_mixed_to_the_target(inputs, tmp_path, capsys):
+    _, paths = inputs
+    vocal = demo_vocal(SR, seconds=10.0)
+    quiet = tmp_path / "soft.wav"
+    sf.write(quiet, (vocal / np.max(np.abs(vocal)) * 10 ** (-40 / 20)).T, SR, subtype="PCM_24")
+    out = tmp_path / "soft_mix.wav"
+    code, err = run(["render", quiet, paths["backing"], "-o", out, "--stems", "-q"], capsys)
+    assert code == 0, err
+    assert relative_loudness(out) == pytest.approx(-1.77, abs=0.1)
+
+
+# -- issue 19.7: an output folder that cannot be written is refused before any work -------------------------
+def _make_unwritable(folder):
+    """Make ``folder`` refuse new files (immutable for root, read-only otherwise); False if that fails."""
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            return False
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            return False
+    else:
+        folder.chmod(0o555)
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return True
+    (folder / "probe").unlink()
+    return False
+
+
+def _make_writable(folder):
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["mix", "export"])
+def test_unwritable_output_folder_is_refused_before_any_work(where, inputs, tmp_path, capsys):
+    _, paths = inputs
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if not _make_unwritable(locked):
+        pytest.skip("this file system lets this user write into any folder")
+    try:
+        out = locked / "mix.wav" if where == "mix" else tmp_path / "mix.wav"
+        extra = ["--export", locked / "presets"] if where == "export" else []
+        code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, *extra], capsys)
+    finally:
+        _make_writable(locked)
+    assert code == 2
+    assert "loading" not in err  # refused before the inputs were read
+    named = out if where == "mix" else locked
+    assert str(named) in err and "cannot write" in err
+    assert not (tmp_path / "mix.wav").exists()

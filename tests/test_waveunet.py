@@ -257,3 +257,14 @@ def test_shipped_checkpoint_loads_and_renders_a_short_input(tmp_path):
     level_db = 10 * np.log10(np.mean(decision.mix ** 2) / np.mean(plain ** 2))
     assert corr > 0.8 and abs(level_db) < 12
     assert decision.report["model"]["n_parameters"] == method.model.n_parameters()
+
+
+def test_package_data_ships_the_waveunet_folder():
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vocalmix"]
+    for name in ("waveunet.pt", "MODEL_CARD.md"):
+        assert any(fnmatch.fnmatch(f"models/waveunet/{name}", g) for g in globs), name

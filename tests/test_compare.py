@@ -68,10 +68,14 @@ def test_compare_two_songs_with_rules(tmp_path):
     for name in ("statistics.csv", "report.md", "plots/descriptors.png", "plots/ssm_one.png"):
         assert (out / name).stat().st_size > 0
     assert "descriptors.png" in (out / "report.md").read_text()
-    # A second run reuses the renders (nothing is rendered again, the inputs are untouched).
+    # A second run, in two worker processes, reuses the renders and describes them identically.
     before = (out / "one" / "rules.wav").stat().st_mtime_ns
-    run_compare(CompareRequest(songs, ["rules"], out, plots=False))
+    again = run_compare(CompareRequest(songs, ["rules"], out, jobs=2, plots=False))
     assert (out / "one" / "rules.wav").stat().st_mtime_ns == before
+    for row in again.rows:
+        first = rows[(row["song"], row["method"])]
+        for key in COLUMNS[2:-2]:
+            assert row[key] == pytest.approx(first[key], nan_ok=True), key
 
 
 def test_unavailable_method_is_reported_not_fatal(tmp_path, monkeypatch, capsys):

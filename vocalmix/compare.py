@@ -544,7 +544,7 @@ def plot_descriptors(rows: list[dict], descriptors: list[str], path: Path) -> Pa
     handles = [plt.Line2D([], [], marker=markers[i % len(markers)], linestyle="", color="#1f4e89", label=s)
                for i, s in enumerate(songs)]
     fig.legend(handles=handles, loc="lower right", fontsize=8, title="songs (red line: mean)", title_fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     try:
         return _save_figure(fig, path)
     finally:
@@ -555,17 +555,17 @@ def plot_ssms(song: str, by_method: dict, path: Path) -> Path:
     """The chroma SSMs of one song side by side (reference first), titled with their SSIM to the reference."""
     plt = pyplot()
     order = ([REFERENCE] if REFERENCE in by_method else []) + [m for m in by_method if m != REFERENCE]
-    fig, axes = plt.subplots(1, len(order), figsize=(3.2 * len(order), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(order), figsize=(3.2 * len(order), 3.9), squeeze=False)
     for ax, method in zip(axes[0], order):
         ssm, similarity = by_method[method]
         ax.imshow(ssm, cmap="gray", vmin=-1, vmax=1, origin="lower", interpolation="nearest")
-        label = method if method == REFERENCE or not _finite(similarity) else f"{method}\nSSIM {similarity:.2f}"
+        label = method if method == REFERENCE or not _finite(similarity) else f"{method} (SSIM {similarity:.2f})"
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("frame", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("frame", fontsize=8)
     fig.suptitle(f"{song}: chroma self-similarity (white = same chroma)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     try:
         return _save_figure(fig, path)
     finally:

@@ -203,9 +203,9 @@ def _db(power: float) -> float:
 def harmonic_descriptors(x: np.ndarray, sr: float) -> dict[str, float]:
     """Odd-to-even harmonic ratio, harmonic energy and noisiness, summarised over active frames.
 
-    * ``odd_even_ratio_db``: per voiced frame, 10 log10 of the energy of the odd harmonics
+    * ``odd_even_ratio_db``: per active frame, 10 log10 of the energy of the odd harmonics
       (1st, 3rd, ...) over that of the even ones (each floored at ODD_EVEN_FLOOR of the frame's
-      energy, so a pure tone reads +60 dB); the median over voiced frames. NaN if none is voiced.
+      energy, so a pure tone reads +60 dB); the median. NaN for silence.
     * ``harmonic_energy_db``: mean over active frames of the summed power of the harmonics
       (mean square, so a sine of amplitude A reads 20 log10(A/sqrt 2)); unvoiced frames add 0.
     * ``noisiness``: per active frame, the share of its energy outside the harmonics; the

@@ -9,7 +9,7 @@ Signal flow, per sample n (see ``shared/notes/iem-plugins.md``, OmniCompressor):
 3. Ballistics on ``G`` in dB: ``y[n] = y[n-1] + a_n * (G[n] - y[n-1])`` with
    ``a_n = alpha_attack`` if ``G[n] < y[n-1]`` else ``alpha_release``, ``y[-1] = 0``
    and ``alpha = 1 - exp(-1 / (fs * t))`` (``t = 0`` gives ``alpha = 1``).
-4. Optional lookahead of ``D = trunc(0.005 * fs)`` samples: the reduction gets a
+4. Optional lookahead of ``D = trunc(0.005f * fs)`` samples: the reduction gets a
    linear lead-in ``r[m] = min_{0<=k<D} y[m+k] * (1 - k/D)`` and is delayed by ``D``,
    together with every input channel. (The plug-in re-anchors its ramp at block
    edges; this is the block-free form.)
@@ -481,8 +481,9 @@ class _MinOfRampsTorch(torch.autograd.Function):
 
 
 def lookahead_samples(sr: float) -> int:
-    """Lookahead delay ``D = trunc(0.005 * fs)`` in samples (220 at 44.1 kHz, 240 at 48 kHz)."""
-    return int(_LOOKAHEAD_SECONDS * sr)
+    """Lookahead delay ``D = trunc(0.005f * fs)`` in samples: the plug-in's delay is the float32
+    constant 0.005f (a hair under 0.005) times the double rate, so 220 at 44.1 kHz, 239 at 48 kHz."""
+    return int(float(np.float32(_LOOKAHEAD_SECONDS)) * sr)
 
 
 def time_constant_to_alpha(time_ms: torch.Tensor, sr: float) -> torch.Tensor:

@@ -272,3 +272,30 @@ def test_unwritable_output_folder_is_refused_before_any_work(where, inputs, tmp_
     named = out if where == "mix" else locked
     assert str(named) in err and "cannot write" in err
     assert not (tmp_path / "mix.wav").exists()
+
+
+# -- item 14.5: the lookahead's latency is compensated in the mix, as a DAW does -----------------------------
+@pytest.mark.parametrize("rate", [SR, 48000])
+def test_lookahead_latency_is_compensated(rate, tmp_path, capsys):
+    from dataclasses import replace
+
+    from vocalmix.settings import CompressorSettings, ReverbSettings
+
+    rng = np.random.default_rng(7)
+    n = 3 * rate
+    vocal = (0.1 * rng.standard_normal(n) * np.exp(-np.arange(n) / rate)).astype(np.float32)
+    backing = (0.05 * rng.standard_normal((2, n))).astype(np.float32)
+    sf.write(tmp_path / "v.wav", vocal, rate, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", backing.T, rate, subtype="FLOAT")
+    # Lookahead on, otherwise transparent: no EQ, no gain reduction (threshold above every peak), dry reverb.
+    settings = replace(MixSettings(), compressor=CompressorSettings(threshold_db=10.0, lookahead=True),
+                       reverb=replace(ReverbSettings(), dry_wet_pct=0.0))
+    (tmp_path / "s.json").write_text(settings.to_json())
+    code, err = run(["render", tmp_path / "v.wav", tmp_path / "b.wav", "-o", tmp_path / "m.wav", "--settings",
+                     tmp_path / "s.json", "--stems", "--format", "float", "-q"], capsys)
+    assert code == 0, err
+    stem, stem_rate = written(tmp_path / "m.vocal.wav")
+    assert stem_rate == rate and stem.shape[-1] == n
+    lags = np.arange(-400, 401)
+    corr = [float(np.dot(stem[0, 400:-400], vocal[400 + k: n - 400 + k])) for k in lags]
+    assert lags[int(np.argmax(corr))] == 0  # not 220 (44.1 kHz) or 239 (48 kHz) samples late

@@ -78,22 +78,33 @@ def test_compare_two_songs_with_rules(tmp_path):
             assert row[key] == pytest.approx(first[key], nan_ok=True), key
 
 
-def test_unavailable_method_is_reported_not_fatal(tmp_path, monkeypatch, capsys):
-    from vocalmix import methods
+def test_unavailable_or_failing_methods_are_reported_not_fatal(tmp_path, monkeypatch, capsys):
+    from vocalmix import compare, methods
 
     def refuse(name, **options):
         if name == "cnn":
             raise ImportError("cnn weights missing in this test")
+        if name == "cnn-e2e":
+            return object()  # loads, then fails while rendering (below)
         return original(name, **options)
 
-    original = methods.get_method
+    def render(song, method, folder, force):
+        if method == "cnn-e2e":
+            raise RuntimeError("boom")
+        return original_render(song, method, folder, force)
+
+    original, original_render = methods.get_method, compare._render
     monkeypatch.setattr(methods, "get_method", refuse)
+    monkeypatch.setattr(compare, "_render", render)
     song = _song(tmp_path / "song", 2, seconds=3.0)
-    code = main(["compare", str(song), "--methods", "rules,cnn", "--out", str(tmp_path / "out"), "-q", "--no-plots"])
+    code = main(["compare", str(song), "--methods", "rules,cnn,cnn-e2e", "--out", str(tmp_path / "out"), "-q",
+                 "--no-plots"])
     out = capsys.readouterr().out
-    assert code == 0
+    assert code == 1  # a method failed on a song: reported, the others finished
     assert "not available: cnn (cnn weights missing in this test)" in out
+    assert "failed: song / cnn-e2e: internal error RuntimeError: boom" in out
     assert "rules" in out and not (tmp_path / "out" / "song" / "cnn.wav").exists()
+    assert (tmp_path / "out" / "song" / "rules.wav").is_file()
     assert json.loads((tmp_path / "out" / "compare.json").read_text())["unavailable"] == {
         "cnn": "cnn weights missing in this test"}
 

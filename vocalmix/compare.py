@@ -160,15 +160,18 @@ def _render(song: Song, method: str, folder: Path, force: bool) -> dict:
     if not force and mix_path.exists() and with_stems["settings"].exists():
         return {"mix": mix_path, "settings": with_stems["settings"], "reused": True,
                 **{k: with_stems[k] for k in ("vocal", "backing") if with_stems[k].exists()}}
-    request = RenderRequest(vocal_path=song.vocal, backing_path=song.backing, output=mix_path, method=method,
-                            stems=True, rate="working", force=True)
-    try:
-        run_render(request)
-        return {**with_stems, "reused": False}
-    except InputError as exc:
-        if "stem" not in str(exc).lower():
-            raise
-    # A method that outputs only the mix (waveunet) refuses stems: render the mix alone.
+    from . import methods
+
+    if method not in getattr(methods, "AUDIO_METHODS", {}):
+        request = RenderRequest(vocal_path=song.vocal, backing_path=song.backing, output=mix_path, method=method,
+                                stems=True, rate="working", force=True)
+        try:
+            run_render(request)
+            return {**with_stems, "reused": False}
+        except InputError as exc:
+            if "stem" not in str(exc).lower():
+                raise
+    # A method that outputs only the mix (waveunet) has no stems: render the mix alone.
     run_render(RenderRequest(vocal_path=song.vocal, backing_path=song.backing, output=mix_path, method=method,
                              stems=False, rate="working", force=True))
     plain = output_paths(mix_path, stems=False)
@@ -248,6 +251,8 @@ def _job(task: dict) -> dict:
         return {**described, "paths": {k: str(v) for k, v in paths.items()}, "reused": reused}
     except InputError as exc:
         return {"error": f"{song.name} / {task['method']}: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - one method failing on one song must not stop the others
+        return {"error": f"{song.name} / {task['method']}: internal error {type(exc).__name__}: {exc}"}
 
 
 def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m: None) -> CompareResult:
@@ -260,6 +265,11 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
     csv_path = req.csv_path or req.out_dir / "descriptors.csv"
     if not req.out_dir.parent.exists():
         raise InputError(f"{req.out_dir}: folder {req.out_dir.parent} does not exist")
+    if req.csv_path is not None:
+        if req.csv_path.suffix.lower() != ".csv":
+            raise InputError(f"--csv {req.csv_path}: the file name must end in .csv")
+        if not req.csv_path.parent.is_dir():
+            raise InputError(f"--csv {req.csv_path}: folder {req.csv_path.parent} does not exist")
     req.out_dir.mkdir(exist_ok=True)
     tasks, manifest_songs = [], []
     for song in songs:

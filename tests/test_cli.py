@@ -119,3 +119,42 @@ def test_render_outputs_follow_the_umask(tmp_path):
     written = [out, tmp_path / "mix.settings.json", tmp_path / "mix.vocal.wav", tmp_path / "mix.backing.wav"]
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {p.name: "0o640" for p in written}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_truncated_short_and_dc_only_vocals_are_one_line_errors(tmp_path, capsys):
+    vocal, backing = _demo_pair(tmp_path)
+    data = vocal.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[:60])  # the header and 8 samples: libsndfile alone reads it as an 8-sample file
+    short = tmp_path / "short.wav"
+    sf.write(short, sf.read(vocal)[0][:44100], 44100)
+    dc = tmp_path / "dc.wav"
+    sf.write(dc, np.full((44100 * 4, 1), 0.6), 44100)
+    for bad, problem in ((cut, "truncated"), (short, "is only 1.00 s long"), (dc, "DC")):
+        code = main(["render", str(bad), str(backing), "-o", str(tmp_path / "m.wav"), "-q"])
+        _assert_one_line_error(code, capsys.readouterr().err, 2, str(bad), problem)
+    assert not (tmp_path / "m.wav").exists()
+
+
+def test_stereo_vocal_in_opposite_polarity_with_dc_is_mixed_at_its_level(tmp_path, capsys):
+    from vocalmix import analysis
+    from vocalmix.demo import demo_backing, demo_vocal
+
+    voice = demo_vocal(44100, 6.0)[0]
+    vocal = tmp_path / "phase.wav"
+    sf.write(vocal, np.stack([voice + 0.3, -0.99 * voice + 0.3]).T, 44100, subtype="FLOAT")
+    backing = tmp_path / "backing.wav"
+    sf.write(backing, demo_backing(44100, 6.0).T, 44100, subtype="FLOAT")
+    out = tmp_path / "mix.wav"
+    assert main(["render", str(vocal), str(backing), "-o", str(out), "--stems", "--format", "float", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"{vocal}: its channels cancel when folded" in err and "left channel" in err
+    assert f"{vocal}: DC offset" in err
+    vocal_stem = sf.read(tmp_path / "mix.vocal.wav", always_2d=True)[0].T
+    backing_stem = sf.read(tmp_path / "mix.backing.wav", always_2d=True)[0].T
+    mix = sf.read(out, always_2d=True)[0].T
+    # The vocal sits at the default relative loudness (-1.77 LU), not 9 LU under with its gain at the cap.
+    relative = analysis.integrated_loudness(vocal_stem, 44100) - analysis.integrated_loudness(backing_stem, 44100)
+    assert abs(relative - (-1.77)) < 0.5
+    # No DC reaches the mix: its mean is the backing's (the input offset was 0.3).
+    assert np.max(np.abs(mix.mean(axis=1) - backing_stem.mean(axis=1))) < 1e-3

@@ -27,6 +27,9 @@ log = logging.getLogger("vocalmix")
 WORKING_RATE = 44100
 DEFAULT_MAX_SECONDS = 20 * 60.0
 SILENCE_DBFS = -80.0  # a file whose peak is below this is treated as silent
+MIN_VOCAL_SECONDS = 3.0  # the short-term loudness window: a shorter vocal cannot be measured
+DC_WARNING_DBFS = -40.0  # DC offsets above this are reported (smaller ones are common and harmless)
+FOLD_CANCEL_DB = 6.0  # stereo vocals losing more than this when averaged are not averaged
 
 OUTPUT_SUBTYPES = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
@@ -54,7 +57,37 @@ def load_audio(
     allow_silent: bool = True,
 ) -> Audio:
     """Read any file libsndfile reads (WAV, FLAC, OGG, MP3, ...), resampled to ``sample_rate``."""
+    samples, rate, channels = _read(Path(path), max_seconds, allow_silent)
+    if _looks_clipped(samples):
+        log.warning("%s: looks clipped (runs of samples at full scale); the mix will keep that distortion", path)
+    return _at_rate(samples, rate, sample_rate, path, channels)
+
+
+def load_vocal(
+    path: str | os.PathLike,
+    sample_rate: int = WORKING_RATE,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+) -> Audio:
+    """The lead vocal as mono ``(1, samples)`` without DC offset, ready to be measured.
+
+    Refuses vocals shorter than :data:`MIN_VOCAL_SECONDS` and vocals that hold only a
+    DC offset; folds stereo to mono, or takes the louder channel where the two cancel.
+    """
     path = Path(path)
+    samples, rate, channels = _read(path, max_seconds, allow_silent=False)
+    if samples.shape[-1] < MIN_VOCAL_SECONDS * rate:
+        raise AudioFileError(path, f"is only {samples.shape[-1] / rate:.2f} s long; a vocal needs at least "
+                                   f"{MIN_VOCAL_SECONDS:g} s (the short-term loudness window) to be measured")
+    if _looks_clipped(samples):
+        log.warning("%s: looks clipped (runs of samples at full scale); the mix will keep that distortion", path)
+    # Before resampling: a constant offset is exactly its mean here, with no filter edges.
+    samples = remove_dc(samples, path)
+    samples = fold_vocal(samples, path)
+    return _at_rate(samples, rate, sample_rate, path, channels)
+
+
+def _read(path: Path, max_seconds: float, allow_silent: bool) -> tuple[np.ndarray, int, int]:
+    """Checked samples ``(channels, samples)`` float32 at the file's own rate, the rate, the channel count."""
     if not path.exists():
         raise AudioFileError(path, "file not found")
     if path.is_dir():
@@ -71,6 +104,9 @@ def load_audio(
         raise AudioFileError(
             path, f"is {info.frames / info.samplerate / 60:.1f} min long; the limit is {max_seconds / 60:.1f} min"
         )
+    truncated = _wav_truncation(path, info.samplerate)
+    if truncated:
+        raise AudioFileError(path, truncated)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:
@@ -83,12 +119,50 @@ def load_audio(
     peak = float(np.max(np.abs(samples)))
     if not allow_silent and peak < 10 ** (SILENCE_DBFS / 20):
         raise AudioFileError(path, "is silent")
-    if _looks_clipped(samples):
-        log.warning("%s: looks clipped (runs of samples at full scale); the mix will keep that distortion", path)
+    return samples, rate, info.channels
+
+
+def _at_rate(samples: np.ndarray, rate: int, sample_rate: int, path, channels: int) -> Audio:
     if rate != sample_rate:
         samples = resample(samples, rate, sample_rate)
         log.info("%s: resampled from %d Hz to %d Hz", path, rate, sample_rate)
-    return Audio(samples.astype(np.float32, copy=False), sample_rate, str(path), rate, info.channels)
+    return Audio(samples.astype(np.float32, copy=False), sample_rate, str(path), rate, channels)
+
+
+def _wav_truncation(path: Path, sample_rate: int) -> str | None:
+    """Why a RIFF/WAVE file is cut short (its data chunk promises more bytes than follow), or None.
+
+    libsndfile silently reads what is there, so a half-copied file would pass as a short one.
+    Files that state no length (0 or 0xFFFFFFFF, as streaming writers leave it) and RF64 are not judged.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "little" if head[:4] == b"RIFF" else "big"
+            size = os.fstat(f.fileno()).st_size
+            position, block_align = 12, 0
+            while position + 8 <= size:
+                f.seek(position)
+                chunk = f.read(8)
+                chunk_id, length = chunk[:4], int.from_bytes(chunk[4:8], order)
+                if chunk_id == b"fmt ":
+                    fmt = f.read(14)
+                    block_align = int.from_bytes(fmt[12:14], order) if len(fmt) == 14 else 0
+                elif chunk_id == b"data":
+                    present = size - position - 8
+                    if length in (0, 0xFFFFFFFF) or present >= length:
+                        return None
+                    if block_align <= 0:
+                        return f"is truncated: its header promises {length} bytes of audio, the file holds {present}"
+                    rate = sample_rate or 1
+                    return (f"is truncated: its header promises {length // block_align / rate:.2f} s of audio, "
+                            f"the file holds {present // block_align / rate:.2f} s (an interrupted copy or download?)")
+                position += 8 + length + (length & 1)
+    except OSError:
+        return None  # reading it properly reports the problem
+    return None
 
 
 def _first_line(exc: Exception) -> str:
@@ -120,6 +194,47 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """Average all channels to one, ``(1, samples)``."""
     return samples.mean(axis=0, keepdims=True)
+
+
+def remove_dc(samples: np.ndarray, path: str | os.PathLike = "audio") -> np.ndarray:
+    """Subtract each channel's mean (as a vocal chain's high-pass would), refusing audio that is nothing else."""
+    offsets = samples.mean(axis=-1, dtype=np.float64, keepdims=True)
+    largest = float(np.max(np.abs(offsets)))
+    if largest == 0.0:
+        return samples
+    centred = (samples - offsets).astype(np.float32)
+    offset_db = 20 * np.log10(largest)
+    if float(np.max(np.abs(centred))) < 10 ** (SILENCE_DBFS / 20):
+        raise AudioFileError(path, f"holds only a constant (DC) offset of {offset_db:.1f} dBFS and no signal")
+    if offset_db > DC_WARNING_DBFS:
+        log.warning("%s: DC offset of %.1f dBFS removed before mixing", path, offset_db)
+    return centred
+
+
+def fold_vocal(samples: np.ndarray, path: str | os.PathLike = "vocal") -> np.ndarray:
+    """Fold a vocal to mono ``(1, samples)``; where the channels cancel, take the louder one and say so.
+
+    Averaging a stereo take whose channels are in opposite polarity (a wiring or
+    plug-in mistake) leaves almost nothing of the voice. When the average is more than
+    :data:`FOLD_CANCEL_DB` below the channels' mean power (equal channels with a
+    correlation under -0.5; uncorrelated ones lose 3 dB), the louder channel is used.
+    """
+    if samples.shape[0] == 1:
+        return samples
+    power = np.mean(np.square(samples, dtype=np.float64), axis=-1)
+    folded = to_mono(samples)
+    folded_power = float(np.mean(np.square(folded, dtype=np.float64)))
+    loss_db = 10 * np.log10(max(float(power.mean()), 1e-30) / max(folded_power, 1e-30))
+    if loss_db <= FOLD_CANCEL_DB:
+        log.info("%s: %d channels folded to mono", path, samples.shape[0])
+        return folded
+    # The first of the loudest channels (within 0.05 dB), so equal channels give the left one.
+    louder = int(np.flatnonzero(power >= power.max() * 10 ** (-0.005))[0])
+    name = ("left", "right")[louder] if samples.shape[0] == 2 else f"channel {louder + 1}"
+    fold = "silent" if folded_power == 0.0 else f"{loss_db:.0f} dB below them"
+    log.warning("%s: its channels cancel when folded to mono (the fold is %s; one channel is probably "
+                "polarity-inverted); using the %s channel alone", path, fold, name)
+    return samples[louder:louder + 1]
 
 
 def to_stereo(samples: np.ndarray, path: str = "audio") -> np.ndarray:

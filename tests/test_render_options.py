@@ -50,6 +50,9 @@ def inputs(tmp_path_factory):
     paths = {"vocal": folder / "vocal.wav", "backing": folder / "backing.wav", "backing16": folder / "backing16.wav"}
     sf.write(paths["vocal"], demo_vocal(SR, seconds=10.0).T, SR, subtype="PCM_24")
     sf.write(paths["backing"], demo_backing(SR, seconds=10.0).T, SR, subtype="PCM_24")
+    paths["short_vocal"], paths["short_backing"] = folder / "short_vocal.wav", folder / "short_backing.wav"
+    sf.write(paths["short_vocal"], demo_vocal(SR, seconds=4.0).T, SR, subtype="PCM_24")
+    sf.write(paths["short_backing"], demo_backing(SR, seconds=4.0).T, SR, subtype="PCM_24")
     # A 16 kHz backing with content up to its Nyquist frequency, loud enough that --loudness drives the limiter.
     low = demo_backing(LOW_RATE, seconds=10.0)
     rng = np.random.default_rng(3)
@@ -299,3 +302,42 @@ def test_lookahead_latency_is_compensated(rate, tmp_path, capsys):
     lags = np.arange(-400, 401)
     corr = [float(np.dot(stem[0, 400:-400], vocal[400 + k: n - 400 + k])) for k in lags]
     assert lags[int(np.argmax(corr))] == 0  # not 220 (44.1 kHz) or 239 (48 kHz) samples late
+
+
+# -- item 14.6: no fade-in the plug-in would not play ---------------------------------------------------------
+@pytest.mark.parametrize("predicted, kept", [(0.03, 0.0), (0.05, 0.08), (0.07, 0.08), (0.2, 0.2)])
+def test_decided_fade_in_is_zero_or_at_least_0_08_s(predicted, kept, inputs, tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    import vocalmix.render
+    from vocalmix.methods import Decision
+    from vocalmix.settings import ReverbSettings
+
+    class FadeMethod:  # a method that decides a short fade-in, as a model may
+        name = "fade"
+
+        def decide(self, vocal, backing, sample_rate):
+            settings = replace(MixSettings(), reverb=replace(ReverbSettings(), fade_in_s=predicted))
+            return Decision(settings, {"level": {"target_relative_lu": -1.77}})
+
+    monkeypatch.setattr(vocalmix.render, "get_method", lambda name, **options: FadeMethod())
+    _, paths = inputs
+    code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "f.wav", "--method", "fade", "-q"],
+                    capsys)
+    assert code == 0, err
+    rendered = MixSettings.from_json((tmp_path / "f.settings.json").read_text())
+    assert rendered.reverb.fade_in_s == kept
+
+
+def test_hand_edited_fade_in_below_0_08_s_is_named_in_a_warning(inputs, tmp_path, capsys):
+    from dataclasses import replace
+
+    from vocalmix.settings import ReverbSettings
+
+    _, paths = inputs
+    for fade, warned in ((0.05, True), (0.0, False), (0.08, False)):
+        (tmp_path / "s.json").write_text(replace(MixSettings(), reverb=replace(ReverbSettings(), fade_in_s=fade)).to_json())
+        code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / f"h{fade}.wav", "--settings",
+                         tmp_path / "s.json", "-q"], capsys)
+        assert code == 0, err
+        assert ("'reverb.fade_in_s' = 0.05 s" in err) == warned, err

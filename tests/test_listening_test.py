@@ -2,9 +2,9 @@
 and the page itself driven in a real headless Chromium."""
 
 import json
+import os
 import shutil
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -260,7 +260,7 @@ def test_page_in_headless_chromium(served, tmp_path):
         assert submit.is_enabled()
         submit.click()
         wait.until(lambda d: "stored" in d.find_element(By.ID, "status").text)
-        screenshot_copy = __import__("os").environ.get("VOCALMIX_SCREENSHOT")
+        screenshot_copy = os.environ.get("VOCALMIX_SCREENSHOT")  # keep a copy of the page for a report
         if screenshot_copy:
             shutil.copy(tmp_path / "page.png", screenshot_copy)
     finally:
@@ -273,3 +273,24 @@ def test_page_in_headless_chromium(served, tmp_path):
     assert {r["rating"] for r in document["ratings"]} <= {1, 2, 3, 4, 5}
     assert document["about"]["experience_years"] == 3
     assert [p["song"] for p in document["order"]] and document["test_id"] == test["test_id"]
+
+
+def test_serve_command_listens_on_loopback_and_stops_on_sigterm(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    compare = make_compare_dir(tmp_path, songs=("alpha",), methods=("rules",))
+    out = tmp_path / "test"
+    build_test(BuildRequest(compare, out, excerpt_seconds=3.0, seed=1))
+    proc = subprocess.Popen([sys.executable, "-m", "vocalmix", "listening-test", "serve", str(out), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        status, body, _ = _request(url + "test.json")
+        assert status == 200 and json.loads(body)["songs"][0]["id"] == "s1"
+    finally:
+        proc.terminate()
+        remaining, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "stopped" in remaining

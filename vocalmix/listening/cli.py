@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Optional
 
@@ -53,6 +54,11 @@ def serve_command(
     from .server import ListeningServer
 
     server = ListeningServer(test_dir, host, port, verbose)
+
+    def stop(signum, frame):  # SIGTERM stops as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     typer.echo(f"listening test at {server.url} (answers go to {test_dir / 'responses'}; Ctrl-C stops)")
     try:
         server.serve_forever()

@@ -20,6 +20,7 @@ import typer
 
 from . import __version__
 from .errors import InputError, VocalmixError
+from .interrupts import signals_as_interrupts
 
 log = logging.getLogger("vocalmix")
 
@@ -141,6 +142,7 @@ def render(
     rate: str = typer.Option("input", "--rate", help="Output sample rate: 'input' (the backing's) or 'working' (44.1 kHz)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (never the inputs)."),
     max_minutes: float = typer.Option(20.0, "--max-minutes", help="Refuse inputs longer than this (minutes)."),
+    engine: str = typer.Option("dsp", "--engine", help="What renders the vocal chain: dsp (vocalmix's models) or iem (the installed IEM plug-ins, package iem-plugin-suite-vst)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ):
     """Decide settings for VOCAL over BACKING, render the mix, and write it with its settings."""
@@ -152,6 +154,7 @@ def render(
         reverb_mode=reverb_mode, tempo=tempo, loudness=loudness, ceiling=ceiling, relevel=relevel,
         fill_defaults=fill_defaults, tail=tail, stems=stems,
         export_dir=export_dir, sample_format=sample_format, rate=rate, force=force, max_minutes=max_minutes,
+        engine=engine,
     )
     result = run_render(request, progress=_Progress(quiet))
     for path in result.written:
@@ -212,8 +215,17 @@ def settings_table(as_json: bool = typer.Option(False, "--json", help="Machine-r
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    def shown(value):
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else f"{value:g}" \
+            if isinstance(value, (int, float)) else str(value)
+
+    header = f"{'setting':<30} {'default':>10} {'unit':<5} {'range':<14} meaning; rule"
+    typer.echo(header)
+    typer.echo("-" * len(header))
     for r in rows:
-        typer.echo(f"{r['name']:<32} {r['default']:>9g} {r['unit']:<5} [{r['min']:g}, {r['max']:g}]  {r['description']}")
+        span = f"[{r['min']:g}, {r['max']:g}]" if r["min"] is not None else ""
+        rule = f"; {r['rule']}" if r["rule"] else ""
+        typer.echo(f"{r['name']:<30} {shown(r['default']):>10} {r['unit']:<5} {span:<14} {r['description']}{rule}")
 
 
 def _register_optional_commands() -> None:
@@ -251,9 +263,17 @@ _register_optional_commands()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn failures into one line and an exit code."""
     _configure_logging(logging.WARNING)
+    with signals_as_interrupts() as caught:  # SIGTERM cleans up like Ctrl-C
+        return _run_app(argv, caught)
+
+
+def _run_app(argv: list[str] | None, caught) -> int:
     try:
         app(args=argv, prog_name="vocalmix", standalone_mode=True)
     except SystemExit as exc:
+        if caught.signum is not None:  # typer turns an interrupt into exit code 130, silently
+            typer.echo(caught.message, err=True)
+            return caught.exit_code
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except VocalmixError as exc:
         if os.environ.get("VOCALMIX_DEBUG"):
@@ -261,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"vocalmix: error: {exc}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("vocalmix: interrupted", err=True)
-        return 130
+        typer.echo(caught.message, err=True)
+        return caught.exit_code
     except MemoryError:
         typer.echo("vocalmix: error: out of memory (try a shorter file)", err=True)
         return 1

@@ -64,19 +64,17 @@ def library_file(name: str) -> str:
 
 def find_plugin_dir() -> Path:
     """The folder with the three IEM VST2 libraries, or :class:`PluginsNotInstalled` naming the package."""
-    candidates = []
     override = os.environ.get(DIR_VARIABLE)
-    if override:
-        candidates.append(Path(override))
-    candidates.extend(Path(d) for d in SEARCH_DIRS)
+    # The variable, when set, is the only place looked at: it says which plug-ins to use.
+    candidates = [Path(override)] if override else [Path(d) for d in SEARCH_DIRS]
     for folder in candidates:
         if all((folder / library_file(n)).is_file() for n in PLUGIN_NAMES):
             return folder
-    where = f"{override} ({DIR_VARIABLE}) nor in " if override else ""
+    where = f"{override} ({DIR_VARIABLE})" if override else SEARCH_DIRS[0]
     raise PluginsNotInstalled(
-        f"the IEM plug-ins (MultiEQ, OmniCompressor, FdnReverb VST2) are not installed: not found in {where}"
-        f"{SEARCH_DIRS[0]}; install the package {PACKAGE} (e.g. sudo apt-get install {PACKAGE}) "
-        f"or set {DIR_VARIABLE}")
+        f"the IEM plug-ins (MultiEQ, OmniCompressor, FdnReverb VST2) are not installed: no "
+        f"{', '.join(library_file(n) for n in PLUGIN_NAMES)} in {where}; install the package {PACKAGE} "
+        f"(sudo apt-get install {PACKAGE}) or set {DIR_VARIABLE} to the folder that holds them")
 
 
 def plugins_available() -> Optional[str]:
@@ -178,3 +176,9 @@ def _quiet_states(settings: MixSettings) -> list[PluginState]:
     finally:
         log.disabled = previous
 
+
+
+def vocal_before_level_iem(vocal: np.ndarray, sample_rate: int, settings: MixSettings) -> np.ndarray:
+    """:func:`vocalmix.mixing.vocal_before_level` with the real plug-ins: EQ, compressor and reverb,
+    ``(2, samples)``, the lookahead latency compensated (the ``chain`` of ``render --engine iem``)."""
+    return process_vocal_iem(vocal, sample_rate, settings, upto="reverb")

@@ -127,7 +127,7 @@ def fit_length(x: np.ndarray, length: int) -> np.ndarray:
 
 
 def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, settings: MixSettings,
-               backing_rate: int | None = None, relevel_to: float | None = None) -> Mix:
+               backing_rate: int | None = None, relevel_to: float | None = None, chain=None) -> Mix:
     """Process ``vocal`` ``(1, samples)`` at ``sample_rate``, add ``backing`` ``(2, samples)``, apply the output stage.
 
     The chain runs at ``sample_rate``; the processed vocal is then brought to
@@ -135,11 +135,13 @@ def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, setting
     reaches the mix changed in gain only. The mix is as long as ``backing``.
     ``relevel_to`` (LU) decides the vocal level last, on the rendered vocal at the
     backing's rate, so vocal minus backing loudness is that target in the output.
+    ``chain`` renders EQ, compressor and reverb, like (and by default)
+    :func:`vocal_before_level`; ``render --engine iem`` passes the real plug-ins'.
     """
     from .audio import resample  # audio I/O is only needed here, not by the batch renderers
 
     backing_rate = backing_rate or sample_rate
-    wet = vocal_before_level(vocal, sample_rate, settings)
+    wet = (chain or vocal_before_level)(vocal, sample_rate, settings)
     wet = fit_length(resample(wet, sample_rate, backing_rate), backing.shape[-1]).astype(np.float64)
     backing = backing.astype(np.float64)
     report: dict = {}

@@ -65,6 +65,7 @@ class RenderRequest:
     rate: str = "input"
     force: bool = False
     max_minutes: float = DEFAULT_MAX_SECONDS / 60
+    engine: str = "dsp"  # "iem": the real IEM plug-ins render the chain (vocalmix/iem_engine.py)
 
 
 @dataclass
@@ -125,6 +126,15 @@ def _check_options(req: RenderRequest) -> None:
     if req.tempo is not None and not (20.0 <= req.tempo <= 400.0):
         raise InputError(f"--tempo {req.tempo:g} BPM is outside [20, 400]")
     _tail_request(req.tail)
+    if req.engine not in ("dsp", "iem"):
+        raise InputError(f"--engine {req.engine!r}: choose 'dsp' or 'iem'")
+    if req.engine == "iem":
+        from .iem_engine import find_plugin_dir
+        from .methods import AUDIO_METHODS
+
+        if req.method in AUDIO_METHODS:
+            raise InputError(f"--engine iem renders the effect chain; --method {req.method} mixes the audio itself")
+        find_plugin_dir()  # a missing plug-in package is reported before any work
 
 
 def _tail_request(tail) -> Optional[float]:
@@ -353,10 +363,15 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         no_stems = np.zeros((2, 0), np.float32)
         mix = Mix((network_mix * gain).astype(np.float32), no_stems, no_stems, stage, settings, out_rate)
     else:
-        mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target)
+        chain = None
+        if req.engine == "iem":
+            from .iem_engine import vocal_before_level_iem as chain
+        mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target,
+                         chain=chain)
     mix = hold_ceiling_as_written(mix, OUTPUT_SUBTYPES[req.sample_format])
     settings = mix.settings
     report = dict(decided.report)
+    report["engine"] = req.engine
     stage = dict(mix.report)
     if "level" in stage:
         report["level"] = {**stage.pop("level"), "decided_on": f"the rendered chain at {out_rate} Hz"}

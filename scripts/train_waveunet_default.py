@@ -58,7 +58,7 @@ CC_BY_DRY = {
 #: The shipped network and the changes to the research's recipe the ~15-min CPU budget forces.
 SHIPPED = {
     "layers": 10,  # the research's depth, kept
-    "filters_per_layer": 8,  # research: 24 (6.2 M parameters); 8 gives 0.69 M, 1.4 MB in float16
+    "filters_per_layer": 4,  # research: 24 (6.2 M parameters); 4 gives 0.17 M, 0.35 MB in float16
     "output_window": 4096,  # research (Wave-U-Net): 16389; the 32 k-sample context dominates a step anyway
     "lr": 1e-3,  # research: 1e-4, far too slow for the few hundred steps the budget allows
     "finetune_lr": 1e-4,  # research: 1e-5 (the same tenfold drop)
@@ -153,7 +153,7 @@ def measure(audio: Path, model_dir: Path) -> dict:
     clips = [("song", d) for d in sorted((audio / "songs").iterdir()) if d.is_dir()]
     clips += [("karaoke", d) for d in sorted((audio / "karaoke").iterdir()) if d.is_dir()]
     for kind, d in clips:
-        vocal, backing, _, _ = load_pair(d / "vocal.flac", d / "backing.flac")
+        vocal, backing = load_pair(d / "vocal.flac", d / "backing.flac")[:2]
         mixes, rel = {}, {}
         # rules: settings decided and rendered as `vocalmix render` does; stems give the balance.
         decision = rules.decide(vocal, backing, SR)
@@ -167,7 +167,7 @@ def measure(audio: Path, model_dir: Path) -> dict:
         rel["waveunet"] = rel_lu(full - alone, alone)
         # plain sum of the stems as given
         mixes["sum"], _ = finish(np.repeat(vocal, 2, axis=0) + backing)
-        rel["sum"] = rel_lu(vocal, backing)
+        rel["sum"] = rel_lu(np.repeat(vocal, 2, axis=0), backing)  # the mono vocal as it sits in the mix
         row = {"clip": d.name, "kind": kind, "seconds": round(vocal.shape[-1] / SR, 2),
                "relative_vocal_loudness_lu": rel}
         if kind == "song":
@@ -234,6 +234,154 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def _fmt(v, digits=2):
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
+
+
+def write_card(evaluation: dict, out: Path) -> Path:
+    """MODEL_CARD.md from the measurements (every number in it comes from ``evaluation.json``)."""
+    t = evaluation["training"]
+    cfg, tc, metrics = t["model_config"], t["train_config"], t["metrics"]
+    songs = [r for r in evaluation["clips"] if r["kind"] == "song"]
+    karaoke = [r for r in evaluation["clips"] if r["kind"] == "karaoke"]
+    methods = ("waveunet", "rules", "sum")
+
+    def mean(rows, key, m):
+        return float(np.mean([r[key][m] for r in rows]))
+
+    lines = [
+        "# Default Wave-U-Net mixer (`--method waveunet`)",
+        "",
+        "A Wave-U-Net (Stoller et al. 2018) that mixes a lead vocal (mono) and a backing (stereo) into a stereo mix",
+        "directly, with no effect settings, as the end-to-end system of Koszewski et al. (2023).",
+        "**It imitates vocalmix's rules mixer**: the only material whose licence allows shipping weights has no",
+        "reference mixes, so its training targets are mixes rendered by `vocalmix render --method rules` (render",
+        "defaults). It is a small, working default and a baseline for comparisons, not a professional mixer; train",
+        "your own on songs with reference mixes (`vocalmix train waveunet /data/musdb18hq --out DIR`).",
+        "",
+        "## Network",
+        "",
+        f"- {cfg['layers']} U-Net levels, down-sampling convolutions of {cfg['down_kernel']} taps, up-sampling "
+        f"convolutions of {cfg['up_kernel']}, linear up-sampling, linear 1x1 output layer, valid convolutions, "
+        f"LeakyReLU 0.2 (the research's settings); **{cfg['filters_per_layer']} filters per level** "
+        "(research: 24) to fit the training budget.",
+        f"- {t['n_parameters']:,} parameters; `waveunet.pt` {evaluation['checkpoint_bytes'] / 1024:.0f} KB "
+        "(float16 weights).",
+        f"- Training windows: {t['input_length']} input samples for {t['output_length']} output samples "
+        f"(context {(t['input_length'] - t['output_length']) // 2} samples = "
+        f"{(t['input_length'] - t['output_length']) / 2 / SR * 1000:.0f} ms on each side, at 44.1 kHz).",
+        "",
+        "## Training data (all redistributable)",
+        "",
+        f"The CC BY 4.0 dry vocals below, cut into {SEGMENT_SECONDS:g}-s pieces, each paired with "
+        f"{BACKINGS_PER_VOCAL} synthetic backings (drums, bass, chords; `vocalmix.training.synthesis`) at a random "
+        f"vocal gain of {VOCAL_GAIN_DB[0]:+g} to {VOCAL_GAIN_DB[1]:+g} dB: {len(t['train_songs'])} training songs and "
+        f"{len(t['val_songs'])} validation songs (all pieces of `{VAL_CLIP}`; no singer clip is in both).",
+        "",
+        *[f"- {credit}" for credit in CC_BY_DRY.values()],
+        "",
+        "## Training",
+        "",
+        "L2 loss, Adam (beta1 0.9, beta2 0.999), early stopping on the validation loss, then a fine-tuning step",
+        "(doubled batch, learning rate / 10) from the best model; the model with the lowest validation loss is kept.",
+        "The ~15-minute single-core budget forces these departures from the research's recipe:",
+        "",
+        "| setting | research | shipped |",
+        "|---|---|---|",
+        f"| filters per level | 24 | {tc['filters_per_layer']} |",
+        f"| output samples per window | 16389 | {t['output_length']} |",
+        f"| learning rate (fine-tuning) | 1e-4 (1e-5) | {tc['lr']:g} ({tc['finetune_lr']:g}) |",
+        f"| update steps per epoch | 200 | {tc['steps_per_epoch']} |",
+        f"| early-stopping patience | 20 | {tc['patience']} |",
+        f"| wall-time cap per step | none | {tc['max_minutes']:g} min |",
+        f"| batch (fine-tuning) | 16 (32) | {tc['batch_size']} ({tc['finetune_batch_size']}) |",
+        "",
+        f"Best model: {metrics['phase']} epoch {metrics['epoch']}, validation L2 {metrics['val_loss']:.3g} "
+        f"(the untrained network, which outputs vocal + backing, scores {evaluation['untrained_val_loss']:.3g} "
+        "on the same validation windows).",
+        "",
+        "## Measured on clips never trained on",
+        "",
+        "`songs/` of the project's test audio (MUSDB18 excerpts with their released mixes; research use only, never",
+        "trained on). *waveunet* is this network, *rules* is `vocalmix render` with the rules method, *sum* is vocal +",
+        "backing unprocessed; each mix goes through the render's output stage (-1 dBTP ceiling). L2 is the mean squared",
+        "sample difference to the released mix; MR-STFT is auraloss's multi-resolution STFT loss (FFT 1024/2048/512,",
+        "spectral convergence + log-magnitude L1) on the signals as they are. Relative vocal loudness is vocal minus",
+        "backing integrated loudness (BS.1770): for the reference, of its vocal and backing stems; for rules, of its",
+        "processed vocal and backing; for waveunet, of (network(vocal, backing) - network(0, backing)) and",
+        "network(0, backing). Note that these stems are already mixed stems of the released mix, so the plain sum is",
+        "almost the reference itself (the stems sum to the mix up to coding noise).",
+        "",
+        "| clip | L2 waveunet | L2 rules | L2 sum | MR-STFT waveunet | MR-STFT rules | MR-STFT sum | rel. LU waveunet |"
+        " rel. LU rules | rel. LU reference |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in songs:
+        lines.append(f"| {r['clip']} | " + " | ".join(f"{r['l2_to_reference'][m]:.2e}" for m in methods) + " | "
+                     + " | ".join(_fmt(r["mrstft_to_reference"][m]) for m in methods) + " | "
+                     + " | ".join(_fmt(r["relative_vocal_loudness_lu"][m], 1) for m in ("waveunet", "rules"))
+                     + f" | {_fmt(r['reference_relative_vocal_loudness_lu'], 1)} |")
+    if songs:
+        lines.append("| **mean** | " + " | ".join(f"{mean(songs, 'l2_to_reference', m):.2e}" for m in methods) + " | "
+                     + " | ".join(_fmt(mean(songs, "mrstft_to_reference", m)) for m in methods) + " | "
+                     + " | ".join(_fmt(mean(songs, "relative_vocal_loudness_lu", m), 1) for m in ("waveunet", "rules"))
+                     + f" | {_fmt(float(np.mean([r['reference_relative_vocal_loudness_lu'] for r in songs])), 1)} |")
+    lines += [
+        "",
+        "MIR-1K karaoke clips (no released mix; research use only, never trained on): how closely the network",
+        "imitates the rules mixer it was trained to imitate, and the balances.",
+        "",
+        "| clip | L2 waveunet vs rules | MR-STFT waveunet vs rules | rel. LU waveunet | rel. LU rules | rel. LU sum |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in karaoke:
+        rel = r["relative_vocal_loudness_lu"]
+        lines.append(f"| {r['clip']} | {r['l2_waveunet_to_rules']:.2e} | {_fmt(r['mrstft_waveunet_to_rules'])} | "
+                     f"{_fmt(rel['waveunet'], 1)} | {_fmt(rel['rules'], 1)} | {_fmt(rel['sum'], 1)} |")
+    lines += [
+        "",
+        "## Speed and memory (this project's 2-core machine, shared with other jobs while measured)",
+        "",
+        f"- Network alone, one thread: {evaluation['network_seconds_per_minute']:.1f} s per minute of audio.",
+        f"- `vocalmix render --method waveunet` of a 5-minute song, start to exit: "
+        f"{evaluation['render_5min_waveunet_seconds']:g} s, peak memory {evaluation['render_5min_waveunet_peak_rss_mb']:g} MB "
+        f"(rules, same song and run: {evaluation['render_5min_rules_seconds']:g} s, "
+        f"{evaluation['render_5min_rules_peak_rss_mb']:g} MB). Songs are processed in windows of 2^17 output samples, "
+        "so memory does not grow with the network's work, only with the audio held.",
+        "",
+        "## Limitations",
+        "",
+        "- Trained on 4 singers' dry takes over synthetic backings for minutes of CPU time: it learns a balance and",
+        "  a little colouring of the rules' mixes, not the rules' song-level decisions (level from integrated",
+        "  loudness, compression from the loudness range, reverb from the tempo): its receptive field is "
+        f"{(t['input_length'] - t['output_length']) / SR:.2f} s.",
+        "- No effect settings: nothing to export to plug-ins, no stems.",
+        "",
+        f"Measured {evaluation['measured']}. Reproduce: `OMP_NUM_THREADS=1 python scripts/train_waveunet_default.py "
+        "--audio ../shared/audio` (measurements only: add `--evaluate-only`); numbers in `evaluation.json`.",
+        "",
+    ]
+    path = out / "MODEL_CARD.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def untrained_val_loss(work: Path) -> float:
+    """Validation L2 of vocal + backing (what the untrained, sum-initialised network outputs)."""
+    from vocalmix.training.waveunet import WaveUNet, WaveUNetConfig, lengths_for_output
+    from vocalmix.training.waveunet_train import Windows, init_as_sum, validation_loss
+    from vocalmix.training.waveunet_data import SongCache, discover_mix_songs, prepare_songs
+
+    manifest = json.loads((work / "run" / "manifest.json").read_text())
+    items = [i for i in discover_mix_songs(work / "songs.csv", target="rules") if i.id in manifest["splits"]["val"]]
+    cache = SongCache(prepare_songs(items, work / "run" / "audio"))
+    model = WaveUNet(WaveUNetConfig(layers=SHIPPED["layers"], filters_per_layer=SHIPPED["filters_per_layer"]))
+    init_as_sum(model)
+    n_in, n_out = lengths_for_output(model.config, SHIPPED["output_window"])
+    windows = Windows(cache, n_in, n_out, model.context)
+    return validation_loss(model, windows, windows.fixed(manifest["splits"]["val"], 64), "cpu")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio")
@@ -262,8 +410,10 @@ def main() -> int:
     payload = load_waveunet_checkpoint(args.out / "waveunet.pt")
     evaluation["training"] = {k: payload.get(k) for k in ("model_config", "train_config", "metrics", "n_parameters",
                                                          "input_length", "output_length", "train_songs", "val_songs")}
+    evaluation["untrained_val_loss"] = untrained_val_loss(args.work)
     (args.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     log(f"wrote {args.out / 'evaluation.json'}")
+    log(f"wrote {write_card(evaluation, args.out)}")
     return 0
 
 

@@ -254,6 +254,20 @@ def test_each_state_form_imports_alone(tmp_path, suffix):
     assert imported.level == defaults.level and imported.output == defaults.output
 
 
+def test_import_names_the_settings_taken_from_defaults(tmp_path, warnings_log):
+    settings = on_grid_settings()
+    export_settings(settings, tmp_path, formats=["iem", "vstpreset"])
+    import_settings([tmp_path / f"{p}.vstpreset" for p in NOTES_PARAMS])
+    (warning,) = [r.getMessage() for r in warnings_log.records]
+    # No plug-in preset holds the vocal fader or the output stage; the user is told, and how to decide the level.
+    assert "level.vocal_gain_db" in warning and "output.*" in warning and "--relevel" in warning
+    assert "compressor" not in warning and "reverb" not in warning and "eq." not in warning
+    warnings_log.clear()
+    import_settings(tmp_path / "OmniCompressor.xml")
+    (warning,) = [r.getMessage() for r in warnings_log.records]
+    assert "reverb.*" in warning and "eq.bands[3].*" in warning and "compressor" not in warning
+
+
 def test_one_plugin_state_leaves_the_rest_at_defaults(tmp_path):
     settings = on_grid_settings()
     export_settings(settings, tmp_path, formats=["iem"])

@@ -321,6 +321,7 @@ def test_decided_fade_in_is_zero_or_at_least_0_08_s(predicted, kept, inputs, tmp
             return Decision(settings, {"level": {"target_relative_lu": -1.77}})
 
     monkeypatch.setattr(vocalmix.render, "get_method", lambda name, **options: FadeMethod())
+    monkeypatch.setattr(vocalmix.render, "available", lambda: ["fade"])
     _, paths = inputs
     code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "f.wav", "--method", "fade", "-q"],
                     capsys)
@@ -341,3 +342,25 @@ def test_hand_edited_fade_in_below_0_08_s_is_named_in_a_warning(inputs, tmp_path
                          tmp_path / "s.json", "-q"], capsys)
         assert code == 0, err
         assert ("'reverb.fade_in_s' = 0.05 s" in err) == warned, err
+
+
+# -- item 14.3: a settings file with fields missing is refused by name unless defaults are asked for ------------
+def test_settings_file_with_missing_fields_is_refused_unless_filled(inputs, decided, tmp_path, capsys):
+    _, paths = inputs
+    _, settings_path = decided
+    doc = json.loads(settings_path.read_text())
+    del doc["settings"]["level"], doc["settings"]["compressor"]["knee_db"]
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(doc))
+    args = ["render", paths["short_vocal"], paths["short_backing"], "--settings", partial, "-q"]
+    code, err = run([*args, "-o", tmp_path / "a.wav"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert str(partial) in err and "compressor.knee_db" in err and "level" in err and "--fill-defaults" in err
+    code, err = run([*args, "-o", tmp_path / "b.wav", "--fill-defaults", "--relevel"], capsys)
+    assert code == 0, err
+    assert "compressor.knee_db" in err and "level" in err  # named in the warning
+    assert relative_loudness_of_mix_settings(tmp_path / "b.settings.json") == -1.77
+
+
+def relative_loudness_of_mix_settings(path):
+    return json.loads(path.read_text())["report"]["level"]["target_relative_lu"]

@@ -96,10 +96,75 @@ def test_normalisation_round_trips_and_is_monotonic():
     assert log_spec.denormalise(0.5) == pytest.approx(632.455, rel=1e-4)  # geometric mean of 20 and 20000
 
 
-def test_describe_lists_every_numeric_field_with_unit_and_range():
+def _leaf_names(node, prefix=""):
+    """Dotted names of every value in a settings dict, as a settings file spells them."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaf_names(value, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _leaf_names(value, f"{prefix}[{i}]")
+    else:
+        yield prefix
+
+
+def test_describe_lists_every_field_of_a_settings_file():
     rows = describe()
-    names = {r["name"] for r in rows}
-    assert "compressor.attack_ms" in names and "reverb.dry_wet_pct" in names and "eq.bands[5].gain_db" in names
-    numeric_fields = sum(1 for _ in iter_numeric(MixSettings()))
-    assert len(rows) == numeric_fields
-    assert all(r["min"] <= r["default"] <= r["max"] for r in rows)
+    # Every field a settings file holds, numeric or not (band types and switches, lookahead, FDN size,
+    # loudness target), once each and in file order.
+    assert [r["name"] for r in rows] == list(_leaf_names(MixSettings().to_dict()))
+    numbers = [r for r in rows if r["kind"] == "number"]
+    assert len(numbers) == sum(1 for _ in iter_numeric(MixSettings()))
+    assert all(r["min"] <= r["default"] <= r["max"] for r in numbers)
+    by_name = {r["name"]: r for r in rows}
+    assert "whole number" in by_name["reverb.room_size"]["rule"]
+    assert by_name["eq.bands[0].type"]["choices"] == list(BAND_FILTER_TYPES[0])
+    assert by_name["reverb.fdn_lines"]["choices"] == [16, 32, 64, 128, 256]
+    assert by_name["output.target_loudness_lufs"]["default"] is None
+
+
+def test_settings_command_prints_a_header_and_every_field(capsys):
+    from vocalmix.cli import main
+
+    assert main(["settings"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["setting", "default", "unit", "range"]
+    listed = [line.split()[0] for line in lines[2:] if line.strip()]
+    for name in _leaf_names(MixSettings().to_dict()):
+        assert name in listed
+    room = next(line for line in lines if line.startswith("reverb.room_size"))
+    assert "whole number" in room
+
+
+def test_misspelt_field_gets_a_suggestion():
+    with pytest.raises(SettingsError, match=r"'compressor.treshold_db' is not a known field; did you mean "
+                                            r"'threshold_db'\?"):
+        MixSettings.from_json(_doc(**{"compressor.treshold_db": -20}).replace(
+            '"threshold_db": 0.0,', ""), source="my.json")
+
+
+def test_broken_json_names_line_and_column():
+    text = MixSettings().to_json().replace('"ratio": 1.0,', '"ratio": 1.0,,')
+    line = next(i for i, row in enumerate(text.splitlines(), start=1) if ",," in row)
+    column = text.splitlines()[line - 1].index(",,") + 2
+    with pytest.raises(SettingsError, match=f"at line {line}, column {column}"):
+        MixSettings.from_json(text, source="my.json")
+
+
+def test_missing_fields_are_named_unless_defaults_are_asked_for(caplog):
+    import logging
+
+    doc = json.loads(MixSettings().to_json())
+    del doc["settings"]["level"]
+    del doc["settings"]["reverb"]["fade_in_s"]
+    with pytest.raises(SettingsError) as err:
+        MixSettings.from_json(json.dumps(doc), source="my.json")
+    assert "reverb.fade_in_s" in str(err.value) and "level" in str(err.value) and "--fill-defaults" in str(err.value)
+    logger = logging.getLogger("vocalmix")
+    logger.addHandler(caplog.handler)  # the CLI stops propagation to the root logger
+    try:
+        filled = MixSettings.from_json(json.dumps(doc), source="my.json", fill_defaults=True)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert filled == MixSettings()
+    assert "reverb.fade_in_s" in caplog.text and "level" in caplog.text

@@ -40,7 +40,7 @@ import typer
 from .errors import InputError, SettingsError
 from .preset_formats import (COMPONENT_CHUNK, STATE_MAGIC, VSTPRESET_MAGIC, juce_double_text, juce_vst3_class_id,
                              pack_state, pack_vstpreset, parse_state_xml, state_xml, unpack_state, unpack_vstpreset)
-from .settings import FDN_LINE_COUNTS, FILTER_TYPES, N_EQ_BANDS, MixSettings, ParamSpec, iter_numeric
+from .settings import FDN_LINE_COUNTS, FILTER_TYPES, N_EQ_BANDS, MixSettings, ParamSpec, describe, iter_numeric
 
 log = logging.getLogger("vocalmix")
 
@@ -922,10 +922,32 @@ def import_settings(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os
     data = MixSettings().to_dict()
     for setting, (value, _) in values.items():
         _set(data, setting, value)
+    defaulted = [row["name"] for row in describe() if row["name"] not in values]
+    if defaulted:
+        relevel = " (no plug-in preset holds the vocal level: render with --settings FILE --relevel to decide it)" \
+            if "level.vocal_gain_db" in defaulted else ""
+        log.warning("%d settings are not in the imported files and keep their defaults: %s%s", len(defaulted),
+                    _grouped(defaulted), relevel)
     try:
         return MixSettings.from_dict(data)
     except SettingsError as exc:  # pragma: no cover - every value was mapped into range above
         raise InputError(f"imported settings are invalid: {exc}") from None
+
+
+def _grouped(names: list[str]) -> str:
+    """Setting names, with a whole section or EQ band written as ``section.*`` when all of it is listed."""
+    groups: dict[str, list[str]] = {}
+    for row in describe():
+        name = row["name"]
+        key = name.rsplit(".", 1)[0] if name.startswith("eq.") else name.split(".", 1)[0]
+        groups.setdefault(key, []).append(name)
+    wanted, shown = set(names), []
+    for key, members in groups.items():
+        if all(m in wanted for m in members) and len(members) > 1:
+            shown.append(f"{key}.*")
+        else:
+            shown.extend(m for m in members if m in wanted)
+    return ", ".join(shown)
 
 
 def _expand(paths_or_dir) -> list[Path]:

@@ -26,7 +26,7 @@ from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_ou
 from .errors import InputError
 from .files import write_atomic
 from .export import reverb_tail_seconds, snap_to_plugin_grids
-from .methods import check_audio_method_outputs, get_method
+from .methods import available, check_audio_method_outputs, get_method
 from .mixing import Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix
 from .rules.compression import DEFAULT_TARGET_LRA_LU
 from .rules.level import DEFAULT_RELATIVE_LOUDNESS_LU
@@ -106,6 +106,8 @@ def _check_options(req: RenderRequest) -> None:
                              "level is always decided last")
         if req.fill_defaults:
             raise InputError("--fill-defaults completes a --settings file; it needs --settings")
+        if req.method is not None and req.method not in available():
+            get_method(req.method)  # the registry's one-line error (unknown, or planned but not built)
     if req.sample_format not in OUTPUT_SUBTYPES:
         raise InputError(f"--format {req.sample_format!r}: choose one of {', '.join(OUTPUT_SUBTYPES)}")
     if req.rate not in ("input", "working"):

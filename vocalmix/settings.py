@@ -354,11 +354,46 @@ def spec_of(section: type, name: str) -> ParamSpec:
 
 
 def describe() -> list[dict]:
-    """Every numeric setting with unit, range, default and meaning (for docs and ``--help``)."""
+    """Every setting of a settings file, in file order, with unit, range or choices, default, rule and meaning.
+
+    Numbers have ``min``/``max``; flags and menus have ``min``/``max`` None and their
+    ``choices``; ``rule`` says what else a value must be (a whole number, one of a list).
+    """
     rows = []
-    for name, value, spec in iter_numeric(MixSettings()):
-        rows.append({"name": name, "unit": spec.unit, "min": spec.minimum, "max": spec.maximum,
-                     "default": value, "description": spec.description})
+    defaults = MixSettings()
+
+    def number(name, value, spec, rule=""):
+        rows.append({"name": name, "kind": "number", "unit": spec.unit, "min": spec.minimum, "max": spec.maximum,
+                     "default": value, "choices": None,
+                     "rule": rule or ("whole number" if spec.integer else ""), "description": spec.description})
+
+    def other(name, kind, default, choices, rule, description, unit=""):
+        rows.append({"name": name, "kind": kind, "unit": unit, "min": None, "max": None, "default": default,
+                     "choices": choices, "rule": rule, "description": description})
+
+    for i, band in enumerate(defaults.eq.bands):
+        prefix = f"eq.bands[{i}]"
+        other(f"{prefix}.enabled", "flag", band.enabled, [False, True], "true or false", "band switched on")
+        other(f"{prefix}.type", "choice", band.type, list(BAND_FILTER_TYPES[i]),
+              "one of " + ", ".join(BAND_FILTER_TYPES[i]), f"filter type of band {i}")
+        for name, value, spec in _numeric_fields(band, prefix):
+            number(name, value, spec)
+    for section in ("compressor", "reverb", "level"):
+        obj = getattr(defaults, section)
+        for name, value, spec in _numeric_fields(obj, section):
+            number(name, value, spec, "whole number (the plug-in's delay-length steps)"
+                   if name == "reverb.room_size" else "")
+        if section == "compressor":
+            other("compressor.lookahead", "flag", obj.lookahead, [False, True], "true or false",
+                  "5 ms lookahead (its latency is compensated in the mix)")
+        if section == "reverb":
+            other("reverb.fdn_lines", "choice", obj.fdn_lines, list(FDN_LINE_COUNTS),
+                  "one of " + ", ".join(str(n) for n in FDN_LINE_COUNTS), "size of the delay network (FDN size)")
+    for name, value, spec in _numeric_fields(defaults.output, "output"):
+        number(name, value, spec)
+    rows.append({"name": "output.target_loudness_lufs", "kind": "number or null", "unit": _TARGET_LOUDNESS.unit,
+                 "min": _TARGET_LOUDNESS.minimum, "max": _TARGET_LOUDNESS.maximum, "default": None, "choices": None,
+                 "rule": "null = no loudness normalisation", "description": _TARGET_LOUDNESS.description})
     return rows
 
 

@@ -364,3 +364,28 @@ def test_settings_file_with_missing_fields_is_refused_unless_filled(inputs, deci
 
 def relative_loudness_of_mix_settings(path):
     return json.loads(path.read_text())["report"]["level"]["target_relative_lu"]
+
+
+# -- item 14.14: --tail keeps the reverb tail past the end of the inputs ----------------------------------------
+def test_tail_extends_the_output_by_the_reverb_tail(inputs, decided, tmp_path, capsys):
+    from vocalmix.export import reverb_tail_seconds
+
+    _, paths = inputs
+    _, settings_path = decided
+    n = sf.info(paths["short_backing"]).frames
+    settings = MixSettings.from_json(settings_path.read_text())
+    for tail, seconds in (("1.5", 1.5), ("auto", reverb_tail_seconds(settings))):
+        out = tmp_path / f"tail_{tail}.wav"
+        code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", out, "--settings",
+                         settings_path, "--tail", tail, "--stems", "-q"], capsys)
+        assert code == 0, err
+        mix, rate = written(out)
+        assert mix.shape[-1] == n + round(seconds * rate)
+        vocal, _ = written(out.with_suffix(".vocal.wav"))
+        after = vocal[:, n:]
+        # The reverb rings on past the end of the input and decays there.
+        first, last = (float(np.sqrt(np.mean(b ** 2))) for b in (after[:, :rate // 10], after[:, -rate // 10:]))
+        assert first > 1e-4 and last < first / 10
+    code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "bad.wav",
+                     "--tail", "long", "-q"], capsys)
+    assert code == 2 and "--tail" in err

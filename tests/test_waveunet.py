@@ -269,3 +269,20 @@ def test_package_data_ships_the_waveunet_folder():
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vocalmix"]
     for name in ("waveunet.pt", "MODEL_CARD.md"):
         assert any(fnmatch.fnmatch(f"models/waveunet/{name}", g) for g in globs), name
+
+
+def test_interrupted_training_resumes_on_the_uninterrupted_path(tmp_path):
+    from vocalmix.training.waveunet_train import WaveUNetTrainConfig, train_waveunet
+
+    src = _write_song_folders(tmp_path / "songs", n_songs=3, seconds=0.2)
+    config = dict(layers=2, filters_per_layer=2, output_window=128, steps_per_epoch=2, batch_size=3, lr=1e-3,
+                  finetune=False, val_windows=4)
+    train_waveunet(src, tmp_path / "straight", WaveUNetTrainConfig(**config, max_epochs=2), progress=False)
+    train_waveunet(src, tmp_path / "cut", WaveUNetTrainConfig(**config, max_epochs=1), progress=False)
+    train_waveunet(src, tmp_path / "cut", WaveUNetTrainConfig(**config, max_epochs=2), resume=True, progress=False)
+    a = load_waveunet_checkpoint(tmp_path / "straight" / "waveunet.last.pt")
+    b = load_waveunet_checkpoint(tmp_path / "cut" / "waveunet.last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]

@@ -158,3 +158,30 @@ def test_stereo_vocal_in_opposite_polarity_with_dc_is_mixed_at_its_level(tmp_pat
     assert abs(relative - (-1.77)) < 0.5
     # No DC reaches the mix: its mean is the backing's (the input offset was 0.3).
     assert np.max(np.abs(mix.mean(axis=1) - backing_stem.mean(axis=1))) < 1e-3
+
+
+def test_analyze_reports_silence_as_null_and_finishes_a_batch_with_a_missing_file(tmp_path, capsys):
+    t = np.arange(44100 * 4) / 44100
+    tone, silent, missing = tmp_path / "tone.wav", tmp_path / "silent.wav", tmp_path / "missing.wav"
+    sf.write(tone, np.stack([0.5 * np.sin(2 * np.pi * 1000 * t)] * 2).T, 44100, subtype="FLOAT")
+    sf.write(silent, np.zeros((t.size, 2)), 44100)
+    files = [str(silent), str(missing), str(tone)]
+
+    assert main(["analyze", *files, "--json", "-q"]) == 2
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    rows = {r["file"]: r for r in document["files"]}
+    assert list(rows) == [str(silent), str(tone)]  # the file after the missing one was measured too
+    for field in ("integrated_loudness_lufs", "loudness_range_lu", "true_peak_dbtp", "sample_peak_dbfs", "tempo_bpm"):
+        assert rows[str(silent)][field] is None, field
+    assert round(rows[str(tone)]["integrated_loudness_lufs"], 1) == -6.0  # BS.1770: stereo 1 kHz sine at 0.5
+    assert document["errors"] == [{"file": str(missing), "error": "file not found"}]
+    assert [line for line in captured.err.splitlines() if "error" in line] == \
+        [f"vocalmix: error: {missing}: file not found"]
+
+    assert main(["analyze", *files, "-q"]) == 2
+    table = capsys.readouterr().out.splitlines()
+    silent_row = next(line for line in table if "silent.wav" in line)
+    assert silent_row.split()[-4:] == ["silent", "silent", "-inf", "-"]
+    assert "-200" not in "\n".join(table)
+    assert any("-6.0" in line for line in table)

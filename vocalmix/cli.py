@@ -70,9 +70,9 @@ def _configure_logging(level: int) -> None:
     log.propagate = False
 
 
-def _fmt(value: float, digits: int = 1) -> str:
+def _fmt(value: float, digits: int = 1, none: str = "-") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
+        return none
     return f"{value:.{digits}f}"
 
 
@@ -86,37 +86,58 @@ def analyze(
     """Measure loudness (LUFS), loudness range (LU), true peak (dBTP) and tempo (BPM) of audio files."""
     from . import analysis
     from .audio import load_audio
+    from .errors import AudioFileError
 
     if not 8000 <= sample_rate <= 192000:
         raise InputError(f"--rate {sample_rate} Hz is outside 8000-192000 Hz")
     progress = _Progress(quiet or len(files) == 1)
-    rows = []
+    rows, errors = [], []
     for number, path in enumerate(files, start=1):
         progress(f"measuring {path} ({number} of {len(files)})")
-        audio = load_audio(path, sample_rate)
+        try:
+            audio = load_audio(path, sample_rate)
+        except AudioFileError as exc:  # report it, measure the rest, exit 2 at the end
+            typer.echo(f"vocalmix: error: {exc}", err=True)
+            errors.append({"file": str(path), "error": exc.problem})
+            continue
         x = audio.samples
         tempo = analysis.estimate_tempo(x, sample_rate)
+        loudness = analysis.integrated_loudness(x, sample_rate)
+        gated = loudness <= analysis.SILENCE_LUFS  # silent, or entirely below the -70 LUFS gate
         rows.append({
             "file": str(path),
             "duration_s": round(audio.duration_s, 3),
             "sample_rate_hz": audio.original_rate,
             "channels": audio.original_channels,
-            "integrated_loudness_lufs": analysis.integrated_loudness(x, sample_rate),
-            "loudness_range_lu": analysis.loudness_range(x, sample_rate),
-            "true_peak_dbtp": analysis.true_peak(x, sample_rate),
-            "sample_peak_dbfs": analysis.sample_peak(x),
+            # None (JSON null) where there is nothing to measure, never the internal -200 floor.
+            "integrated_loudness_lufs": None if gated else loudness,
+            "loudness_range_lu": None if gated else analysis.loudness_range(x, sample_rate),
+            "true_peak_dbtp": _level_or_none(analysis.true_peak(x, sample_rate)),
+            "sample_peak_dbfs": _level_or_none(analysis.sample_peak(x)),
             "tempo_bpm": tempo if math.isfinite(tempo) else None,
         })
     if as_json:
-        typer.echo(json.dumps({"vocalmix_version": __version__, "files": rows}, indent=2))
-        return
-    header = f"{'file':<40} {'dur s':>7} {'LUFS':>7} {'LRA LU':>7} {'dBTP':>7} {'BPM':>7}"
-    typer.echo(header)
-    typer.echo("-" * len(header))
-    for r in rows:
-        name = r["file"] if len(r["file"]) <= 40 else "..." + r["file"][-37:]
-        typer.echo(f"{name:<40} {r['duration_s']:>7.2f} {_fmt(r['integrated_loudness_lufs']):>7} "
-                   f"{_fmt(r['loudness_range_lu']):>7} {_fmt(r['true_peak_dbtp']):>7} {_fmt(r['tempo_bpm']):>7}")
+        document = {"vocalmix_version": __version__, "files": rows}
+        if errors:
+            document["errors"] = errors
+        typer.echo(json.dumps(document, indent=2))
+    elif rows:
+        header = f"{'file':<40} {'dur s':>7} {'LUFS':>7} {'LRA LU':>7} {'dBTP':>7} {'BPM':>7}"
+        typer.echo(header)
+        typer.echo("-" * len(header))
+        for r in rows:
+            name = r["file"] if len(r["file"]) <= 40 else "..." + r["file"][-37:]
+            typer.echo(f"{name:<40} {r['duration_s']:>7.2f} {_fmt(r['integrated_loudness_lufs'], none='silent'):>7} "
+                       f"{_fmt(r['loudness_range_lu'], none='silent'):>7} {_fmt(r['true_peak_dbtp'], none='-inf'):>7} "
+                       f"{_fmt(r['tempo_bpm']):>7}")
+    if errors:
+        raise typer.Exit(2)
+
+
+def _level_or_none(db: float):
+    from .analysis import SILENCE_DB
+
+    return None if db <= SILENCE_DB else db
 
 
 @app.command()

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from vocalmix.errors import InputError
-from vocalmix.export import (FORMATS, PLUGINS, export_files, export_paths, export_settings, import_settings,
-                             pedalboard_name, python_parameter_name)
+from vocalmix.export import (FORMATS, PLUGINS, SCRIPT_FILE, export_files, export_paths, export_settings,
+                             import_settings, pedalboard_name, plugin_states, python_parameter_name,
+                             snap_to_plugin_grids)
 from vocalmix.preset_formats import juce_double_text
 from vocalmix.settings import MixSettings
 
@@ -365,7 +366,7 @@ def test_hand_edited_values_are_snapped_and_clamped_with_warnings(tmp_path, warn
     imported = import_settings(path)
     assert imported.compressor.threshold_db == -12.3 and imported.compressor.ratio == 16.0
     assert imported.compressor.attack_ms == 5.0
-    messages = [r.getMessage() for r in warnings_log.records]
+    messages = [r.getMessage() for r in warnings_log.records if "keep their defaults" not in r.getMessage()]
     assert len(messages) == 2
     assert any("comp.xml" in m and "'threshold'" in m and "grid" in m for m in messages)
     assert any("comp.xml" in m and "'ratio'" in m and "outside" in m for m in messages)
@@ -377,7 +378,8 @@ def test_state_with_juce_trailer_and_float_noise_imports(tmp_path, warnings_log)
     trailer = struct.pack("<q", 0) + b"JUCEPrivateData\0" + struct.pack("<q", 16) + b"JUCEPrivateData"
     (tmp_path / "rev.bin").write_bytes(files["FdnReverb.bin"] + trailer)
     assert import_settings(tmp_path / "rev.bin").reverb == on_grid_settings().reverb
-    assert not warnings_log.records
+    # Only the note that the other plug-ins' settings keep their defaults; nothing about the state itself.
+    assert [r.getMessage() for r in warnings_log.records if "keep their defaults" not in r.getMessage()] == []
 
 
 def test_unsupported_reverb_controls_warn_on_import(tmp_path, warnings_log):
@@ -635,6 +637,55 @@ def test_script_drives_the_plugins_by_name(tmp_path, monkeypatch, capsys, versio
     expected = vocal.mean(axis=1) * 10 ** (-2.75 / 20)
     assert np.allclose(out[: rate // 2, 0], expected, atol=1e-6) and np.allclose(out[:, 0], out[:, 1])
     assert not out[rate // 2:].any()
+
+
+@pytest.mark.parametrize("folder", ["missing", "file", "bad_bundle"])
+def test_script_reports_a_bad_plugin_folder_in_one_line(tmp_path, folder):
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    export_settings(on_grid_settings(), tmp_path, formats=["pedalboard"])
+    sf.write(tmp_path / "vocal.wav", np.zeros(4800, dtype=np.float32), 48000)
+    plugins = tmp_path / "plugins"
+    if folder == "file":
+        plugins.write_text("not a folder")
+    elif folder == "bad_bundle":  # a folder that holds something named like the plug-in, but no plug-in
+        plugins.mkdir()
+        for plugin in PLUGINS:
+            (plugins / f"{plugin.name}.vst3").write_text("not a VST3 bundle")
+    run = subprocess.run([sys.executable, str(tmp_path / SCRIPT_FILE), str(tmp_path / "vocal.wav"),
+                          str(tmp_path / "out.wav"), str(plugins)], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in run.stderr, run.stderr
+    assert str(plugins) in lines[0] or "pedalboard" in lines[0]
+
+
+def test_quiet_snapping_does_not_touch_the_logger(warnings_log):
+    settings = off_grid_settings()
+    logger = logging.getLogger("vocalmix")
+    states = plugin_states(settings, warn=False)
+    assert not warnings_log.records and not logger.disabled
+    assert [s.values for s in states] == [s.values for s in plugin_states(settings)]
+    assert warnings_log.records, "the default still warns about every snapped value"
+    warnings_log.clear()
+    snap_to_plugin_grids(settings)
+    assert not warnings_log.records and not logger.disabled
+
+
+def test_refused_export_prints_its_snapping_warnings_once(tmp_path, capsys):
+    from vocalmix.cli import main
+
+    settings_path = tmp_path / "off.settings.json"
+    settings_path.write_text(off_grid_settings().to_json(method="test", report={}))
+    assert main(["export", str(settings_path), "--to", str(tmp_path / "out")]) == 0
+    first = capsys.readouterr().err
+    assert "not on" in first  # the snapping warnings, once
+    assert main(["export", str(settings_path), "--to", str(tmp_path / "out")]) == 2
+    again = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(again) == 1 and "already exists" in again[0]
 
 
 # -- command-line functions ---------------------------------------------------------------------

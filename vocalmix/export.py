@@ -355,8 +355,10 @@ class PluginState:
         return self.plugin.param(param_id).display(self.values[param_id])
 
 
-def plugin_states(settings: MixSettings) -> list[PluginState]:
-    """Map settings onto the three plug-ins, snapping to their grids; each change is logged as a warning."""
+def plugin_states(settings: MixSettings, warn: bool = True) -> list[PluginState]:
+    """Map settings onto the three plug-ins, snapping to their grids; with ``warn`` each change is logged
+    as a warning (off where the caller asked for the snapping)."""
+    say = log.warning if warn else _quiet
     data = settings.to_dict()
     specs: dict[str, ParamSpec] = {name: spec for name, _, spec in iter_numeric(settings)}
     states = []
@@ -375,20 +377,20 @@ def plugin_states(settings: MixSettings) -> list[PluginState]:
             elif binding.kind == "fdn_lines":
                 values[param.id] = float(FDN_LINE_COUNTS.index(setting))
                 if setting not in FDN_LINES_V114:
-                    log.warning("setting '%s' = %d lines needs FdnReverb v1.15; FdnReverb v1.14 offers at most %d "
+                    say("setting '%s' = %d lines needs FdnReverb v1.15; FdnReverb v1.14 offers at most %d "
                                 "lines and will use %d", binding.setting, setting, FDN_LINES_V114[-1],
                                 FDN_LINES_V114[-1])
             else:
-                values[param.id] = _snap(plugin, param, binding, float(setting), specs[binding.setting].unit)
+                values[param.id] = _snap(plugin, param, binding, float(setting), specs[binding.setting].unit, say)
         states.append(PluginState(plugin, values))
     for i, band in enumerate(settings.eq.bands):
         q = states[0].values[f"filterQ{i}"]
         if band.enabled and band.type in ("highpass_lr", "lowpass_lr") and q != LR_DEFAULT_Q:
-            log.warning("setting 'eq.bands[%d].q' = %g shapes the 24 dB/oct filter only in MultiEQ v1.14; "
+            say("setting 'eq.bands[%d].q' = %g shapes the 24 dB/oct filter only in MultiEQ v1.14; "
                         "MultiEQ v1.15 always uses Q 0.707 for that type", i, q)
     rev_time = states[2].values["revTime"]
     if rev_time == FDN_DEFAULT_REV_TIME_S:
-        log.warning("setting 'reverb.reverb_time_s' = %g s equals FdnReverb's default, which a fresh FdnReverb "
+        say("setting 'reverb.reverb_time_s' = %g s equals FdnReverb's default, which a fresh FdnReverb "
                     "does not apply when a preset loads (it keeps a 3 s decay): after loading, move Reverberation "
                     "Time away and back", rev_time)
     return states
@@ -408,28 +410,28 @@ def snap_to_plugin_grids(settings: MixSettings) -> MixSettings:
 
     Unlike :func:`export_settings` this is silent: the caller asked for the snapping.
     """
-    previous = log.disabled
-    log.disabled = True
-    try:
-        return exported_settings(settings, plugin_states(settings))
-    finally:
-        log.disabled = previous
+    return exported_settings(settings, plugin_states(settings, warn=False))
 
 
-def _snap(plugin: PluginDef, param: ParamDef, binding: Binding, setting: float, unit: str) -> float:
-    """The grid value nearest ``setting`` (in plug-in units), warning when it differs."""
+def _quiet(*args, **kwargs) -> None:
+    """A warning nobody asked for."""
+
+
+def _snap(plugin: PluginDef, param: ParamDef, binding: Binding, setting: float, unit: str,
+          say: Callable[..., None] = log.warning) -> float:
+    """The grid value nearest ``setting`` (in plug-in units), telling ``say`` when it differs."""
     wanted = setting * binding.scale
     k, clamped = param.grid_index(wanted)
     value = param.grid_value(k)
     back = round(value / binding.scale, 9) + 0.0
     if clamped:
         low, high = round(param.start / binding.scale, 9), round(param.end / binding.scale, 9)
-        log.warning("setting '%s' = %s is outside the range %s can store (%s to %s); exported as %s",
+        say("setting '%s' = %s is outside the range %s can store (%s to %s); exported as %s",
                     binding.setting, _with_unit(setting, unit), plugin.name, f"{low:g}", _with_unit(high, unit),
                     _with_unit(back, unit))
     elif abs(value - wanted) > 1e-9 * max(1.0, abs(wanted)):
         step = round(param.interval / binding.scale, 9)
-        log.warning("setting '%s' = %s is not on %s's %s grid; exported as %s", binding.setting,
+        say("setting '%s' = %s is not on %s's %s grid; exported as %s", binding.setting,
                     _with_unit(setting, unit), plugin.name, _with_unit(step, unit), _with_unit(back, unit))
     return value
 
@@ -539,8 +541,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pedalboard
-from pedalboard.io import AudioFile
 
 CHAIN = json.loads(r"""
 __CHAIN_JSON__
@@ -555,6 +555,8 @@ def python_name(text):
 
 
 def find_plugin_file(folder, file_name):
+    if not folder.is_dir():
+        sys.exit(f"error: {folder}: not a folder; pass the folder that holds the IEM Plug-in Suite VST3s")
     direct = folder / file_name
     if direct.exists():
         return direct
@@ -644,6 +646,14 @@ def main(argv=None):
     parser.add_argument("--no-tail", action="store_true", help="cut the result to the input length")
     parser.add_argument("--presets", type=Path, help="load <Plugin>.vstpreset from this folder instead")
     args = parser.parse_args(argv)
+    if not args.plugin_folder.is_dir():
+        sys.exit(f"error: {args.plugin_folder}: not a folder; pass the folder that holds MultiEQ.vst3, "
+                 "OmniCompressor.vst3 and FdnReverb.vst3")
+    try:
+        import pedalboard
+        from pedalboard.io import AudioFile
+    except ImportError:
+        sys.exit("error: this script needs pedalboard (pip install pedalboard)")
 
     with AudioFile(str(args.vocal)) as f:
         sample_rate = f.samplerate
@@ -655,7 +665,12 @@ def main(argv=None):
     signal = np.concatenate([vocal, np.zeros((1, tail), dtype=np.float32)], axis=1)
 
     for stage in CHAIN["chain"]:
-        plugin = pedalboard.load_plugin(str(find_plugin_file(args.plugin_folder, stage["vst3_file"])))
+        plugin_file = find_plugin_file(args.plugin_folder, stage["vst3_file"])
+        try:
+            plugin = pedalboard.load_plugin(str(plugin_file))
+        except Exception as exc:  # pedalboard raises ImportError, ValueError or RuntimeError for a bad bundle
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            sys.exit(f"error: {plugin_file}: not a loadable VST3 plug-in ({message})")
         if args.presets is not None:
             plugin.load_preset(str(args.presets / f"{stage['plugin']}.vstpreset"))
         else:
@@ -864,14 +879,15 @@ def export_settings(settings: MixSettings, out_dir: Union[str, os.PathLike], for
     temporary name in the folder and renamed, so no half-written file is left.
     """
     out_dir = Path(out_dir)
-    files = export_files(settings, formats)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
-    targets = [out_dir / name for name in files]
-    existing = [p for p in targets if p.exists()]
+    # Refused before the files are made, so a refused export says only why.
+    existing = [p for p in export_paths(out_dir, formats) if p.exists()]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise InputError(f"{existing[0]}: already exists{more} (use --force to overwrite)")
+    files = export_files(settings, formats)
+    targets = [out_dir / name for name in files]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +28,10 @@ def _song(folder, seed, with_mix=True, seconds=4.0):
     return folder
 
 
-def test_compare_two_songs_with_rules(tmp_path):
+def test_compare_two_songs_with_rules(tmp_path, monkeypatch):
     songs = [_song(tmp_path / "in" / "one", 0), _song(tmp_path / "in" / "two", 1, with_mix=False)]
-    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    out = Path("out")  # relative: compare.json must still hold absolute paths
     result = run_compare(CompareRequest(songs, ["rules"], out))
     rows = {(r["song"], r["method"]): r for r in result.rows}
     assert set(rows) == {("one", "rules"), ("one", "reference"), ("two", "rules")}
@@ -64,7 +66,9 @@ def test_compare_two_songs_with_rules(tmp_path):
     measured = analysis.integrated_loudness(sf.read(out / "one" / "rules.wav", always_2d=True)[0].T, SR)
     assert float(written["integrated_lufs"]) == pytest.approx(measured, abs=1e-3)
     manifest = json.loads((out / "compare.json").read_text())
-    assert manifest["methods"] == ["rules"] and manifest["songs"][0]["mixes"]["rules"]["mix"].endswith("rules.wav")
+    assert manifest["methods"] == ["rules"]
+    written_mix = Path(manifest["songs"][0]["mixes"]["rules"]["mix"])
+    assert written_mix.is_absolute() and written_mix == (out / "one" / "rules.wav").resolve()
     for name in ("statistics.csv", "report.md", "plots/descriptors.png", "plots/ssm_one.png"):
         assert (out / name).stat().st_size > 0
     assert "descriptors.png" in (out / "report.md").read_text()

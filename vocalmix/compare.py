@@ -273,7 +273,7 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
     req.out_dir.mkdir(exist_ok=True)
     tasks, manifest_songs = [], []
     for song in songs:
-        folder = req.out_dir / song.name
+        folder = (req.out_dir / song.name).resolve()  # absolute: compare.json is read from other folders
         folder.mkdir(exist_ok=True)
         reference_info = _link_reference(song, folder)
         song_info = {"name": song.name, "folder": str(song.folder.resolve()), "vocal": str(song.vocal.resolve()),

@@ -178,21 +178,29 @@ def harmonic_frames(x: np.ndarray, sr: float, n_harmonics: int = N_HARMONICS) ->
     bin_hz = spec.freqs[1]
     n_bins = spec.power.shape[1]
     harmonic_power = np.zeros((len(f0), n_harmonics))
-    for i in np.nonzero(np.isfinite(f0))[0]:
-        claimed = np.zeros(n_bins, dtype=bool)
-        row = spec.power[i]
-        for h in range(1, n_harmonics + 1):
-            centre = h * f0[i] / bin_hz
-            reach = max(MAIN_LOBE_BINS, HARMONIC_TOLERANCE * centre)
-            lo, hi = int(math.floor(centre - reach)), int(math.ceil(centre + reach)) + 1
-            if lo >= n_bins - 1:
-                break
-            lo, hi = max(lo, 1), min(hi, n_bins)
-            peak = lo + int(np.argmax(row[lo:hi]))
-            lobe = np.arange(max(peak - MAIN_LOBE_BINS, 0), min(peak + MAIN_LOBE_BINS + 1, n_bins))
-            lobe = lobe[~claimed[lobe]]
-            claimed[lobe] = True
-            harmonic_power[i, h - 1] = row[lobe].sum()
+    voiced = np.nonzero(np.isfinite(f0))[0]
+    power = spec.power[voiced]
+    rows = np.arange(len(voiced))[:, None]
+    claimed = np.zeros(power.shape, dtype=bool)
+    lobe_offsets = np.arange(-MAIN_LOBE_BINS, MAIN_LOBE_BINS + 1)
+    # Harmonic by harmonic, all frames at once; a bin already in a lower harmonic's lobe is not counted again.
+    for h in range(1, n_harmonics + 1):
+        centre = h * f0[voiced] / bin_hz
+        reach = np.maximum(MAIN_LOBE_BINS, HARMONIC_TOLERANCE * centre)
+        lo = np.floor(centre - reach).astype(int)
+        hi = np.ceil(centre + reach).astype(int) + 1
+        below_nyquist = lo < n_bins - 1
+        if not below_nyquist.any():
+            break
+        lo, hi = np.maximum(lo, 1), np.minimum(hi, n_bins)
+        search = lo[:, None] + np.arange(max(1, int((hi - lo).max())))
+        candidates = np.where(search < hi[:, None], power[rows, np.minimum(search, n_bins - 1)], -np.inf)
+        peak = lo + np.argmax(candidates, axis=1)
+        lobe = peak[:, None] + lobe_offsets
+        lobe_bins = np.clip(lobe, 0, n_bins - 1)
+        take = (lobe >= 0) & (lobe < n_bins) & below_nyquist[:, None] & ~claimed[rows, lobe_bins]
+        harmonic_power[voiced, h - 1] = np.sum(np.where(take, power[rows, lobe_bins], 0.0), axis=1)
+        claimed[np.broadcast_to(rows, take.shape)[take], lobe_bins[take]] = True
     return HarmonicFrames(f0, harmonic_power, spec.frame_power, spec.active())
 
 

@@ -10,7 +10,8 @@ vocal and the backing, decides settings, and its render (the plug-in-grid ``MixS
 * MR-STFT distance (auraloss, the training loss's resolutions) to the target vocal;
 * per-setting errors against the target chain: EQ response error (RMS over 100 Hz-10 kHz,
   dB, of the method's EQ times the degradation's EQ against the target's EQ), compressor
-  ratio, reverb time (octaves), dry/wet (%), and the reached vocal-to-backing loudness (LU);
+  ratio, reverb time (octaves), dry/wet (%), and the reached vocal-to-backing loudness (LU,
+  BS.1770 integrated, the measure the level rule uses; the target is levelled by it too);
 * whether every decision validates and exports to the plug-ins without a warning.
 
 Methods: mean settings (the target prior's centre, threshold and level placed as cnn-e2e
@@ -55,6 +56,12 @@ def eq_response_db(settings_list, sr: int, n_fft: int = 8192) -> np.ndarray:
     return 20 * np.log10(np.abs(h.numpy()) + 1e-12)
 
 
+def _relative(vocal: np.ndarray, backing: np.ndarray, sr: int) -> float:
+    from vocalmix import analysis
+
+    return analysis.integrated_loudness(vocal, sr) - analysis.integrated_loudness(backing, sr)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="cnn-e2e model folder (default: shipped)")
@@ -72,7 +79,7 @@ def main(argv=None) -> int:
     from vocalmix.settings import FILTER_TYPES
     from vocalmix.training import e2e
     from vocalmix.training import e2e_params as P
-    from vocalmix.training.losses import MultiResolutionSTFT, k_loudness
+    from vocalmix.training.losses import MultiResolutionSTFT
 
     if not SONGS.is_dir():
         print(f"{SONGS}: held-out songs not found", file=sys.stderr)
@@ -105,6 +112,11 @@ def main(argv=None) -> int:
             phys = e2e.sample_prior(1, gen)
             with torch.no_grad():
                 target, _ = e2e.render(clean, bak, phys, sr, fdn_lines=64, training=False)
+            # Methods set the level by BS.1770 integrated (gated) loudness, as `vocalmix render`
+            # does; the target is put at its drawn relative loudness by the same measure (the
+            # training clips' ungated measure differs by several LU on songs with pauses).
+            rel_target = phys["level.relative_loudness_lu"].item()
+            target = target * 10 ** ((rel_target - _relative(target[0].numpy(), backing, sr)) / 20)
             degraded, record = e2e.degrade(clean, sr, gen)
             target_values = {k: float(v[0]) for k, v in phys.items()}
             target_settings = P.to_mix_settings(target_values, 0.0, snap=False)
@@ -142,8 +154,7 @@ def main(argv=None) -> int:
                 dist = float(stft(out, target, per_item=True)[0])
                 method_db = eq_response_db([settings], sr, n_fft)[0]
                 eq_err = float(np.sqrt(np.mean((method_db + deg_db - target_db)[grid] ** 2)))
-                rel = float((k_loudness(out, sr) - k_loudness(bak, sr))[0])
-                rel_target = float((k_loudness(target, sr) - k_loudness(bak, sr))[0])
+                rel = _relative(out[0].numpy(), backing, sr)
                 c, r = settings.compressor, settings.reverb
                 rows[name].append({
                     "song": song.name, "case": case, "mr_stft": dist, "eq_response_db": eq_err,

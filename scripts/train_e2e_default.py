@@ -1,0 +1,55 @@
+"""Train the shipped cnn-e2e checkpoint (vocalmix/models/cnn_e2e/cnn_e2e.pt).
+
+Data whose licence allows shipping weights only: the CC BY dry vocals in
+``shared/audio/dry`` (vocadito, VocalSet) plus synthetic vocals, synthetic backings, undo
+pairs made from them (see ``vocalmix.training.e2e``). Starts from the shipped
+parameter-trained CNN (``--init vocalmix/models/cnn``), trains with the same command a user
+runs, is resumable (run it again to continue), and finally copies the best checkpoint as
+float16 into the package.
+
+    OMP_NUM_THREADS=1 python scripts/train_e2e_default.py [--work DIR] [--steps N] [--max-minutes M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DRY = ROOT.parent / "shared" / "audio" / "dry"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=Path("e2e-default-run"))
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--pairs", type=int, default=320)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--synthetic-vocals", type=int, default=8)
+    ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from vocalmix.training.e2e import CHECKPOINT_NAME, train_e2e_command
+    from vocalmix.training.train import shrink_checkpoint
+
+    torch.set_num_threads(1)
+    if not DRY.is_dir():
+        print(f"{DRY}: the CC BY dry vocals are not here", file=sys.stderr)
+        return 2
+    resume = (args.work / "cnn_e2e.last.pt").exists()
+    train_e2e_command(DRY, args.work, init=ROOT / "vocalmix" / "models" / "cnn", steps=args.steps, pairs=args.pairs,
+                      synthetic_vocals=args.synthetic_vocals, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      resume=resume, max_minutes=args.max_minutes)
+    dst = ROOT / "vocalmix" / "models" / "cnn_e2e" / CHECKPOINT_NAME
+    shrink_checkpoint(args.work / CHECKPOINT_NAME, dst)
+    print(f"shipped {dst} ({dst.stat().st_size / 1024:.0f} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -389,3 +389,39 @@ def test_tail_extends_the_output_by_the_reverb_tail(inputs, decided, tmp_path, c
     code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "bad.wav",
                      "--tail", "long", "-q"], capsys)
     assert code == 2 and "--tail" in err
+
+
+# -- issue 19.10: the reverb's impulse-response limit is an option, and a cut tail is reported ------------------
+def test_reverb_ir_limit_is_an_option_and_a_cut_tail_is_reported(tmp_path, capsys):
+    from dataclasses import replace
+
+    from vocalmix.settings import ReverbSettings
+
+    rate = SR
+    n = int(3.5 * rate)
+    vocal = np.zeros(n, dtype=np.float32)
+    burst = np.hanning(441) * np.sin(2 * np.pi * 1000 * np.arange(441) / rate)  # 10 ms of 1 kHz, no DC
+    vocal[rate // 10: rate // 10 + 441] = 0.5 * (burst - burst.mean())
+    backing = (0.01 * np.random.default_rng(2).standard_normal((2, n))).astype(np.float32)
+    sf.write(tmp_path / "v.wav", vocal, rate, subtype="FLOAT")
+    sf.write(tmp_path / "b.wav", backing.T, rate, subtype="FLOAT")
+    # 9 s with a +6 dB/s low shelf: the low band decays at 60/9 - 6 = 0.67 dB/s, 13 dB in the default 20 s.
+    slow = replace(MixSettings(), reverb=replace(ReverbSettings(), reverb_time_s=9.0, low_gain_db_per_s=6.0,
+                                                 dry_wet_pct=100.0))
+    (tmp_path / "slow.json").write_text(slow.to_json())
+    tails = {}
+    for limit in ("1.5", "3"):
+        out = tmp_path / f"ir{limit}.wav"
+        code, err = run(["render", tmp_path / "v.wav", tmp_path / "b.wav", "-o", out, "--settings",
+                         tmp_path / "slow.json", "--reverb-ir-max", limit, "--format", "float", "--stems", "-q"],
+                        capsys)
+        assert code == 0, err
+        assert f"when its {limit} s impulse response is cut" in err and "reverb_time_s 9 s" in err
+        stem, _ = written(out.with_suffix(".vocal.wav"))
+        tails[limit] = stem[:, int(1.8 * rate):]  # from 1.7 s after the burst on
+    assert np.max(np.abs(tails["1.5"])) < 1e-6  # the 1.5 s impulse response has ended there (FFT noise aside)
+    assert np.sqrt(np.mean(tails["3"] ** 2)) > 1e-4  # the 3 s one still rings
+    (tmp_path / "plain.json").write_text(MixSettings().to_json())
+    code, err = run(["render", tmp_path / "v.wav", tmp_path / "b.wav", "-o", tmp_path / "plain.wav", "--settings",
+                     tmp_path / "plain.json", "-q"], capsys)
+    assert code == 0 and "impulse response is cut" not in err

@@ -156,6 +156,7 @@ def render(
     tempo: Optional[float] = typer.Option(None, "--tempo", help="Tempo in BPM instead of estimating it from the backing."),
     loudness: Optional[float] = typer.Option(None, "--loudness", help="Normalise the mix to this integrated loudness (LUFS), with a true-peak limiter."),
     ceiling: Optional[float] = typer.Option(None, "--ceiling", help="Highest true peak of the mix as written, dBTP [default: -1, or the settings file's]."),
+    reverb_ir_max: Optional[float] = typer.Option(None, "--reverb-ir-max", help="Longest reverb impulse response, seconds [default: 20]; a warning says when a setting's decay is cut by it."),
     tail: Optional[str] = typer.Option(None, "--tail", help="Keep the reverb tail past the end of the inputs: 'auto' (until it has decayed by 60 dB, at most 30 s) or seconds. Off by default, so the output is as long as the input."),
     stems: bool = typer.Option(False, "--stems", help="Also write <out>.vocal.wav and <out>.backing.wav, which sum to the mix."),
     export_dir: Optional[Path] = typer.Option(None, "--export", help="Also export the settings as plug-in presets to this folder."),
@@ -173,7 +174,7 @@ def render(
         vocal_path=vocal_path, backing_path=backing_path, output=output, method=method,
         settings_file=settings_file, model=model, relative_loudness=relative_loudness, target_lra=target_lra,
         reverb_mode=reverb_mode, tempo=tempo, loudness=loudness, ceiling=ceiling, relevel=relevel,
-        fill_defaults=fill_defaults, tail=tail, stems=stems,
+        fill_defaults=fill_defaults, tail=tail, reverb_ir_max=reverb_ir_max, stems=stems,
         export_dir=export_dir, sample_format=sample_format, rate=rate, force=force, max_minutes=max_minutes,
         engine=engine,
     )

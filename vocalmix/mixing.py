@@ -9,6 +9,7 @@ is the gain to the target followed by a true-peak limiter.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from scipy import ndimage, signal
 
 from . import analysis
 from .dsp.chain import vocal_chain
+from .dsp import reverb as dsp_reverb
 from .dsp.compressor import lookahead_samples
 from .settings import FILTER_TYPES, MixSettings
 
@@ -126,8 +128,36 @@ def fit_length(x: np.ndarray, length: int) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, length - n)))
 
 
+@contextlib.contextmanager
+def reverb_ir_limit(seconds: float | None):
+    """Within the block FdnReverb's impulse responses are cut at ``seconds`` (None: the dsp default, 20 s)."""
+    if seconds is None:
+        yield
+        return
+    previous = dsp_reverb.IR_MAX_SECONDS
+    dsp_reverb.IR_MAX_SECONDS = float(seconds)
+    try:
+        yield
+    finally:
+        dsp_reverb.IR_MAX_SECONDS = previous
+
+
+def reverb_decay_left_db(settings: MixSettings, ir_seconds: float | None = None) -> float:
+    """How far (dB) the slowest band of the reverb has decayed when its impulse response is cut.
+
+    FdnReverb's shelves add their gain in dB per second to the decay of 60/T60 dB/s in
+    their bands, so the slowest band decays at 60/T60 - max(0, low, high gain) dB/s
+    (never slower than the stability guard's minimum rate).
+    """
+    r = settings.reverb
+    seconds = dsp_reverb.IR_MAX_SECONDS if ir_seconds is None else ir_seconds
+    rate = 60.0 / r.reverb_time_s - max(0.0, r.low_gain_db_per_s, r.high_gain_db_per_s)
+    return max(rate, dsp_reverb.MIN_DECAY_DB_PER_S) * seconds
+
+
 def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, settings: MixSettings,
-               backing_rate: int | None = None, relevel_to: float | None = None, chain=None) -> Mix:
+               backing_rate: int | None = None, relevel_to: float | None = None, chain=None,
+               reverb_ir_max_s: float | None = None) -> Mix:
     """Process ``vocal`` ``(1, samples)`` at ``sample_rate``, add ``backing`` ``(2, samples)``, apply the output stage.
 
     The chain runs at ``sample_rate``; the processed vocal is then brought to
@@ -137,11 +167,13 @@ def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, setting
     backing's rate, so vocal minus backing loudness is that target in the output.
     ``chain`` renders EQ, compressor and reverb, like (and by default)
     :func:`vocal_before_level`; ``render --engine iem`` passes the real plug-ins'.
+    ``reverb_ir_max_s`` cuts the reverb's impulse response there (default 20 s).
     """
     from .audio import resample  # audio I/O is only needed here, not by the batch renderers
 
     backing_rate = backing_rate or sample_rate
-    wet = (chain or vocal_before_level)(vocal, sample_rate, settings)
+    with reverb_ir_limit(reverb_ir_max_s):
+        wet = (chain or vocal_before_level)(vocal, sample_rate, settings)
     wet = fit_length(resample(wet, sample_rate, backing_rate), backing.shape[-1]).astype(np.float64)
     backing = backing.astype(np.float64)
     report: dict = {}

@@ -27,7 +27,8 @@ from .errors import InputError
 from .files import write_atomic
 from .export import reverb_tail_seconds, snap_to_plugin_grids
 from .methods import available, check_audio_method_outputs, get_method
-from .mixing import Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix
+from .dsp.reverb import IR_MAX_SECONDS as DEFAULT_REVERB_IR_SECONDS
+from .mixing import Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix, reverb_decay_left_db
 from .rules.compression import DEFAULT_TARGET_LRA_LU
 from .rules.level import DEFAULT_RELATIVE_LOUDNESS_LU
 from .rules.method import REVERB_MODES
@@ -59,6 +60,7 @@ class RenderRequest:
     relevel: bool = False
     fill_defaults: bool = False
     tail: Optional[str] = None
+    reverb_ir_max: Optional[float] = None
     stems: bool = False
     export_dir: Optional[Path] = None
     sample_format: str = "pcm24"
@@ -80,6 +82,9 @@ DECIDING_OPTIONS = (("method", "--method"), ("model", "--model"), ("tempo", "--t
                     ("target_lra", "--target-lra"), ("reverb_mode", "--reverb-mode"),
                     ("relative_loudness", "--relative-loudness"))
 MAX_TAIL_SECONDS = 60.0
+MAX_REVERB_IR_SECONDS = 120.0
+#: A reverb tail still above -60 dB where its impulse response is cut is reported.
+REVERB_CUT_WARN_DB = 60.0
 
 
 def output_paths(output: Path, stems: bool) -> dict[str, Path]:
@@ -128,6 +133,8 @@ def _check_options(req: RenderRequest) -> None:
     if req.tempo is not None and not (20.0 <= req.tempo <= 400.0):
         raise InputError(f"--tempo {req.tempo:g} BPM is outside [20, 400]")
     _tail_request(req.tail)
+    if req.reverb_ir_max is not None and not (1.0 <= req.reverb_ir_max <= MAX_REVERB_IR_SECONDS):
+        raise InputError(f"--reverb-ir-max {req.reverb_ir_max:g} s is outside [1, {MAX_REVERB_IR_SECONDS:g}] s")
     if req.engine not in ("dsp", "iem"):
         raise InputError(f"--engine {req.engine!r}: choose 'dsp' or 'iem'")
     if req.engine == "iem":
@@ -368,8 +375,10 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         chain = None
         if req.engine == "iem":
             from .iem_engine import vocal_before_level_iem as chain
+        else:
+            _warn_if_reverb_cut(settings, req.reverb_ir_max)
         mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target,
-                         chain=chain)
+                         chain=chain, reverb_ir_max_s=req.reverb_ir_max)
     mix = hold_ceiling_as_written(mix, OUTPUT_SUBTYPES[req.sample_format])
     settings = mix.settings
     report = dict(decided.report)
@@ -413,6 +422,18 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         written.extend(export_settings(settings, req.export_dir, force=req.force))
     progress("done")
     return RenderResult(settings, document["report"], written)
+
+
+def _warn_if_reverb_cut(settings: MixSettings, ir_seconds: Optional[float]) -> None:
+    if settings.reverb.dry_wet_pct <= 0:
+        return
+    limit = DEFAULT_REVERB_IR_SECONDS if ir_seconds is None else ir_seconds
+    decayed = reverb_decay_left_db(settings, limit)
+    if decayed < REVERB_CUT_WARN_DB:
+        log.warning("reverb: with reverb_time_s %g s, low_gain_db_per_s %g and high_gain_db_per_s %g dB/s the tail "
+                    "has decayed only %.0f dB when its %g s impulse response is cut; a longer --reverb-ir-max keeps "
+                    "more of it", settings.reverb.reverb_time_s, settings.reverb.low_gain_db_per_s,
+                    settings.reverb.high_gain_db_per_s, decayed, limit)
 
 
 def _check_level_range(level: dict, vocal_path: Path) -> None:

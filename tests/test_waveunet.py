@@ -203,11 +203,14 @@ def test_tiny_model_trains_resumes_and_renders_through_the_cli(tmp_path, capsys)
         assert len(list(csv.DictReader(fh))) == 5
 
     mix = tmp_path / "mix.wav"
-    song = src / "song0"
+    # render measures loudness, which needs a vocal of at least 3 s
+    (song := tmp_path / "long").mkdir()
+    _write_song_folders(song, n_songs=1, seconds=3.5)
+    song = song / "song0"
     assert main(["render", str(song / "vocals.wav"), str(song / "accompaniment.wav"), "-o", str(mix),
                  "--method", "waveunet", "--model", str(out), "-q"]) == 0
     audio, rate = sf.read(mix, always_2d=True)
-    assert rate == SR and audio.shape == (int(0.6 * SR), 2) and np.all(np.isfinite(audio))
+    assert rate == SR and audio.shape == (int(3.5 * SR), 2) and np.all(np.isfinite(audio))
     doc = json.loads((tmp_path / "mix.settings.json").read_text())
     assert doc["method"] == "waveunet" and doc["settings"] is None and doc["effect_settings"].startswith("none")
     assert doc["report"]["model"]["path"] == str(out / "waveunet.pt")

@@ -425,3 +425,19 @@ def test_reverb_ir_limit_is_an_option_and_a_cut_tail_is_reported(tmp_path, capsy
     code, err = run(["render", tmp_path / "v.wav", tmp_path / "b.wav", "-o", tmp_path / "plain.wav", "--settings",
                      tmp_path / "plain.json", "-q"], capsys)
     assert code == 0 and "impulse response is cut" not in err
+
+
+def test_imported_presets_render_with_a_level_warning_and_relevel_decides_it(inputs, decided, tmp_path, capsys):
+    _, paths = inputs
+    _, settings_path = decided
+    presets = tmp_path / "presets"
+    assert main(["export", str(settings_path), "--to", str(presets), "-f", "vstpreset"]) == 0
+    imported = tmp_path / "imported.json"
+    code, err = run(["import", *sorted(presets.glob("*.vstpreset")), "-o", imported], capsys)
+    assert code == 0 and "level.vocal_gain_db" in err and "--relevel" in err
+    args = ["render", paths["short_vocal"], paths["short_backing"], "--settings", imported, "--stems", "-q"]
+    code, err = run([*args, "-o", tmp_path / "plain.wav"], capsys)
+    assert code == 0 and "vocal level was not in the imported presets" in err and "--relevel" in err
+    code, err = run([*args, "-o", tmp_path / "relevel.wav", "--relevel"], capsys)
+    assert code == 0 and "imported presets" not in err
+    assert relative_loudness(tmp_path / "relevel.wav") == pytest.approx(-1.77, abs=0.02)

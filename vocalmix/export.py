@@ -919,7 +919,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 _STATE_SUFFIXES = (".xml", ".bin", ".vstpreset")
 
 
-def import_settings(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]]) -> MixSettings:
+def import_settings(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]],
+                    defaulted: Optional[list[str]] = None) -> MixSettings:
     """Read plug-in states (``.xml``, ``.bin`` blob, ``.vstpreset``) and ``vocal_chain.json`` into settings.
 
     A folder stands for the files an export writes into it. Settings no file
@@ -938,12 +939,14 @@ def import_settings(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os
     data = MixSettings().to_dict()
     for setting, (value, _) in values.items():
         _set(data, setting, value)
-    defaulted = [row["name"] for row in describe() if row["name"] not in values]
-    if defaulted:
+    missing = [row["name"] for row in describe() if row["name"] not in values]
+    if defaulted is not None:
+        defaulted.extend(missing)
+    if missing:
         relevel = " (no plug-in preset holds the vocal level: render with --settings FILE --relevel to decide it)" \
-            if "level.vocal_gain_db" in defaulted else ""
-        log.warning("%d settings are not in the imported files and keep their defaults: %s%s", len(defaulted),
-                    _grouped(defaulted), relevel)
+            if "level.vocal_gain_db" in missing else ""
+        log.warning("%d settings are not in the imported files and keep their defaults: %s%s", len(missing),
+                    _grouped(missing), relevel)
     try:
         return MixSettings.from_dict(data)
     except SettingsError as exc:  # pragma: no cover - every value was mapped into range above
@@ -1176,9 +1179,12 @@ def export_command(
         help="What to write: iem (plug-in states .xml/.bin), vstpreset, pedalboard (script + JSON), "
              "sheet (Markdown), or all. Repeat or separate with commas.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist.")] = False,
+    fill_defaults: Annotated[bool, typer.Option(
+        "--fill-defaults", help="Take settings the file leaves out from the defaults (named in a warning) "
+                                "instead of refusing it.")] = False,
 ) -> None:
     """Export settings as IEM plug-in presets, a pedalboard script and a mix sheet."""
-    settings = _load_settings_json(settings_json)
+    settings = _load_settings_json(settings_json, fill_defaults)
     written = export_settings(settings, to, formats=format or ["all"], force=force)
     for path in written:
         typer.echo(str(path))
@@ -1202,13 +1208,15 @@ def import_command(
         raise InputError(f"{output}: already exists (use --force to overwrite)")
     if not output.parent.exists():
         raise InputError(f"{output}: folder {output.parent} does not exist")
-    settings = import_settings(sources)
-    text = settings.to_json(method="import", report={"imported_from": [str(p) for p in sources]})
+    defaulted: list[str] = []
+    settings = import_settings(sources, defaulted=defaulted)
+    text = settings.to_json(method="import", report={"imported_from": [str(p) for p in sources],
+                                                     "taken_from_defaults": defaulted})
     _write_atomic(output, (text + "\n").encode("utf-8"))
     typer.echo(str(output))
 
 
-def _load_settings_json(path: Path) -> MixSettings:
+def _load_settings_json(path: Path, fill_defaults: bool = False) -> MixSettings:
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.is_dir():
@@ -1217,4 +1225,4 @@ def _load_settings_json(path: Path) -> MixSettings:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    return MixSettings.from_json(text, source=str(path))
+    return MixSettings.from_json(text, source=str(path), fill_defaults=fill_defaults)

@@ -253,6 +253,9 @@ def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
             ceiling_dbtp=output.ceiling_dbtp if req.ceiling is None else req.ceiling,
             target_loudness_lufs=output.target_loudness_lufs if req.loudness is None else req.loudness))
         target = None
+        if not req.relevel and "level.vocal_gain_db" in _taken_from_defaults(req.settings_file):
+            log.warning("%s: the vocal level was not in the imported presets (%+g dB is the default); add --relevel "
+                        "to decide it", req.settings_file, settings.level.vocal_gain_db)
         if req.relevel:
             target = DEFAULT_RELATIVE_LOUDNESS_LU if req.relative_loudness is None else req.relative_loudness
         return _Decided(settings, "settings-file", {"settings_file": str(req.settings_file)}, target)
@@ -286,6 +289,16 @@ def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
 
 def _or(value, default):
     return default if value is None else value
+
+
+def _taken_from_defaults(path: Path) -> list:
+    """The settings ``vocalmix import`` filled from defaults, as its report lists them."""
+    try:
+        report = json.loads(Path(path).read_text(encoding="utf-8")).get("report") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    names = report.get("taken_from_defaults") if isinstance(report, dict) else None
+    return names if isinstance(names, list) else []
 
 
 def read_settings_file(path: Path, fill_defaults: bool = False) -> MixSettings:

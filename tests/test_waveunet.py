@@ -260,6 +260,9 @@ def test_shipped_checkpoint_loads_and_renders_a_short_input(tmp_path):
     level_db = 10 * np.log10(np.mean(decision.mix ** 2) / np.mean(plain ** 2))
     assert corr > 0.8 and abs(level_db) < 12
     assert decision.report["model"]["n_parameters"] == method.model.n_parameters()
+    # At the shipped depth (10 levels, 2 x 16375 samples of context) small windows still join exactly.
+    np.testing.assert_allclose(mix_windowed(method.model, vocal, backing, window_output=3000),
+                               mix_one_shot(method.model, vocal, backing), rtol=0, atol=1e-6)
 
 
 def test_package_data_ships_the_waveunet_folder():

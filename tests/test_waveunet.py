@@ -152,6 +152,13 @@ def test_reference_mixes_are_found_and_missing_ones_need_a_rendered_target(tmp_p
         w.writerow(["songs/song0/vocals.wav", "songs/song0/accompaniment.wav", "songs/song0/mix.wav"])
     (item,) = discover_mix_songs(table)
     assert item.reference == str(tmp_path / "songs/song0/mix.wav")
+    # MUSDB18-HQ: the target is mixture.wav, the backing drums + bass + other.
+    song = tmp_path / "musdb" / "train" / "A - B"
+    song.mkdir(parents=True)
+    for name in ("vocals", "drums", "bass", "other", "mixture"):
+        sf.write(song / f"{name}.wav", np.full((4410, 2), 0.1, np.float32), SR, subtype="FLOAT")
+    (item,) = discover_mix_songs(tmp_path / "musdb")
+    assert item.id == "train/A - B" and item.reference == str(song / "mixture.wav")
 
 
 def test_prepared_windows_are_the_song_with_zeros_outside(tmp_path):
@@ -214,6 +221,15 @@ def test_tiny_model_trains_resumes_and_renders_through_the_cli(tmp_path, capsys)
     doc = json.loads((tmp_path / "mix.settings.json").read_text())
     assert doc["method"] == "waveunet" and doc["settings"] is None and doc["effect_settings"].startswith("none")
     assert doc["report"]["model"]["path"] == str(out / "waveunet.pt")
+    # The network's mix goes through the same output stage: loudness target and true-peak ceiling.
+    from vocalmix import analysis
+
+    loud = tmp_path / "loud.wav"
+    assert main(["render", str(song / "vocals.wav"), str(song / "accompaniment.wav"), "-o", str(loud),
+                 "--method", "waveunet", "--model", str(out), "--loudness", "-20", "--ceiling", "-2", "-q"]) == 0
+    audio, _ = sf.read(loud, always_2d=True, dtype="float32")
+    assert abs(analysis.integrated_loudness(audio.T, SR) + 20) < 0.5
+    assert analysis.true_peak(audio.T, SR) <= -2 + 1e-3
 
 
 def _one_line_error(capsys, code, *fragments):

@@ -228,6 +228,44 @@ def batch(
         raise typer.Exit(code)
 
 
+@app.command("verify")
+def verify(
+    preset_dir: Path = typer.Argument(..., metavar="PRESET_DIR", help="A folder written by vocalmix export (or render --export)."),
+    vocal_path: Path = typer.Argument(..., metavar="VOCAL", help="A vocal to render both ways (folded to mono, 44.1 kHz)."),
+    tolerance: float = typer.Option(-60.0, "--tolerance", help="Largest difference (dB re the signal) a stage may show."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
+):
+    """Render VOCAL through the presets in PRESET_DIR with the installed IEM plug-ins and with vocalmix, and print
+    the difference per stage (needs the package iem-plugin-suite-vst)."""
+    from .iem_engine import find_plugin_dir, verify_presets
+    from .audio import WORKING_RATE, load_audio, to_mono
+
+    find_plugin_dir()
+    progress = _Progress(quiet)
+    progress(f"loading {vocal_path}")
+    vocal = to_mono(load_audio(vocal_path, WORKING_RATE, allow_silent=False).samples)
+    rows = verify_presets(preset_dir, vocal, WORKING_RATE, progress=progress)
+    failed = [r for r in rows if r["stage_db"] > tolerance or r["chain_db"] > tolerance]
+    if as_json:
+        typer.echo(json.dumps({"vocalmix_version": __version__, "preset_dir": str(preset_dir), "vocal": str(vocal_path),
+                               "tolerance_db": tolerance, "ok": not failed,
+                               # -inf (sample-identical) is not JSON: null stands for it
+                               "stages": [{k: (None if v == float("-inf") else v) for k, v in r.items()} for r in rows]},
+                              indent=2))
+    else:
+        typer.echo(f"{'stage':<11} {'plug-in':<15} {'stage dB':>9} {'chain dB':>9}")
+        for r in rows:
+            mark = "  differs" if r in failed else ""
+            shown = ["same" if v == float("-inf") else _fmt(v) for v in (r["stage_db"], r["chain_db"])]
+            typer.echo(f"{r['stage']:<11} {r['plugin']:<15} {shown[0]:>9} {shown[1]:>9}{mark}")
+        typer.echo(f"difference of vocalmix from the plug-ins, dB relative to the signal (same: sample-identical); "
+                   f"tolerance {tolerance:g} dB")
+    if failed:
+        typer.echo(f"vocalmix: {', '.join(r['plugin'] for r in failed)} differ by more than {tolerance:g} dB", err=True)
+        raise typer.Exit(1)
+
+
 @app.command("settings")
 def settings_table(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """List every setting with its unit, range and default."""

@@ -182,3 +182,96 @@ def vocal_before_level_iem(vocal: np.ndarray, sample_rate: int, settings: MixSet
     """:func:`vocalmix.mixing.vocal_before_level` with the real plug-ins: EQ, compressor and reverb,
     ``(2, samples)``, the lookahead latency compensated (the ``chain`` of ``render --engine iem``)."""
     return process_vocal_iem(vocal, sample_rate, settings, upto="reverb")
+
+
+# -- vocalmix verify --------------------------------------------------------------------------------
+#: A stage passes ``verify`` when its difference is at most this (the parity tests' bound).
+VERIFY_TOLERANCE_DB = -60.0
+#: Below this many dB under the stage's input, a difference is measured against that level instead
+#: of the (tiny) output: there both sides are float32 rounding.
+QUIET_OUTPUT_FLOOR_DB = -40.0
+VERIFY_MAX_TAIL_S = 5.0
+
+
+def difference_db(ours: np.ndarray, theirs: np.ndarray, source: np.ndarray) -> float:
+    """Energy of ``ours - theirs`` relative to ``theirs`` (or to ``source`` - 40 dB if that is more), in dB."""
+    ours, theirs, source = (np.asarray(a, np.float64) for a in (ours, theirs, source))
+    reference = max(np.sum(theirs ** 2),
+                    np.sum(source ** 2) * theirs.shape[0] / source.shape[0] * 10 ** (QUIET_OUTPUT_FLOOR_DB / 10))
+    difference = np.sum((ours - theirs) ** 2)
+    if difference == 0.0:
+        return float("-inf")  # sample-identical
+    if reference == 0.0:
+        return float("inf")
+    return float(10 * np.log10(difference / reference))
+
+
+def read_preset_blobs(preset_dir: Path) -> dict[str, bytes]:
+    """The state blob of each plug-in in an exported folder: ``<Plugin>.bin``, else ``.vstpreset``, else ``.xml``."""
+    from .errors import InputError
+    from .preset_formats import COMPONENT_CHUNK, STATE_MAGIC, pack_state, unpack_vstpreset
+
+    preset_dir = Path(preset_dir)
+    if not preset_dir.is_dir():
+        raise InputError(f"{preset_dir}: not a folder (give the folder vocalmix export wrote)")
+    blobs = {}
+    for name in PLUGIN_NAMES:
+        bin_path, preset_path, xml_path = (preset_dir / f"{name}{s}" for s in (".bin", ".vstpreset", ".xml"))
+        try:
+            if bin_path.is_file():
+                blob = bin_path.read_bytes()
+                if not blob.startswith(STATE_MAGIC):
+                    raise InputError(f"{bin_path}: not a plug-in state (no 'VC2!' header)")
+            elif preset_path.is_file():
+                preset = unpack_vstpreset(preset_path.read_bytes(), str(preset_path))
+                if COMPONENT_CHUNK not in preset.chunks:
+                    raise InputError(f"{preset_path}: .vstpreset has no component state ('Comp' chunk)")
+                blob = preset.chunks[COMPONENT_CHUNK]
+            elif xml_path.is_file():
+                blob = pack_state(xml_path.read_text(encoding="utf-8"))
+            else:
+                raise InputError(f"{preset_dir}: no {name}.bin, {name}.vstpreset or {name}.xml here")
+        except OSError as exc:
+            raise InputError(f"{preset_dir}: cannot read the {name} preset ({exc.strerror})") from None
+        blobs[name] = blob
+    return blobs
+
+
+def _dsp_stage(x: np.ndarray, sample_rate: int, settings: MixSettings, stage: str) -> np.ndarray:
+    """One stage of vocalmix's chain, with the compressor's lookahead delay removed as a DAW would."""
+    from .dsp.compressor import lookahead_samples
+    from .mixing import process_vocal
+
+    delay = lookahead_samples(sample_rate) if stage == "compressor" and settings.compressor.lookahead else 0
+    y = process_vocal(np.pad(x, ((0, 0), (0, delay))), sample_rate, settings, upto=stage, start=stage)
+    return y[:, delay:]
+
+
+def verify_presets(preset_dir: Path, vocal: np.ndarray, sample_rate: int, block_size: int = BLOCK_SIZE,
+                   progress=lambda message: None) -> list[dict]:
+    """Render ``vocal`` ``(1, samples)`` through the presets in the real plug-ins and through vocalmix.
+
+    Per stage: ``stage_db`` feeds both the same input (vocalmix's output of the
+    stages before), so it isolates that stage; ``chain_db`` compares the two chains
+    up to and including the stage. Both are :func:`difference_db`.
+    """
+    from .export import import_settings, reverb_tail_seconds
+
+    blobs = read_preset_blobs(preset_dir)
+    settings = import_settings(preset_dir)
+    plugin_dir = find_plugin_dir()
+    tail = int(round(min(reverb_tail_seconds(settings), VERIFY_MAX_TAIL_S) * sample_rate))
+    x = np.pad(np.asarray(vocal, np.float32), ((0, 0), (0, tail)))
+    ours, theirs, rows = x, x, []  # the same object until the first stage has rendered
+    for stage in ("eq", "compressor", "reverb"):
+        name = STAGE_PLUGIN[stage]
+        progress(f"{name}: rendering with the plug-in and with vocalmix")
+        ours_next = _dsp_stage(ours, sample_rate, settings, stage)
+        isolated = render_stage(name, blobs[name], ours, sample_rate, block_size, plugin_dir)
+        # Until the chains part, the chain's input is the same array and its render is the isolated one.
+        theirs = isolated if theirs is ours else render_stage(name, blobs[name], theirs, sample_rate, block_size,
+                                                              plugin_dir)
+        rows.append({"stage": stage, "plugin": name, "stage_db": difference_db(ours_next, isolated, ours),
+                     "chain_db": difference_db(ours_next, theirs, x)})
+        ours = ours_next
+    return rows

@@ -130,11 +130,13 @@ def _render_target(vocal: np.ndarray, backing: np.ndarray, method_name: str) -> 
     from vocalmix.export import snap_to_plugin_grids
     from vocalmix.methods import get_method
     from vocalmix.mixing import render_mix
-    from vocalmix.settings import OutputSettings
+    from vocalmix.settings import OutputSettings, with_effective_fade_in
 
     decision = get_method(method_name).decide(vocal, backing, WORKING_RATE)
-    settings = snap_to_plugin_grids(replace(decision.settings, output=OutputSettings()))
-    return render_mix(vocal, backing, WORKING_RATE, settings).mix
+    # As vocalmix.render: snapped to the plug-ins' grids, then the level decided last on that chain.
+    settings = snap_to_plugin_grids(replace(with_effective_fade_in(decision.settings), output=OutputSettings()))
+    level_target = (decision.report.get("level") or {}).get("target_relative_lu")
+    return render_mix(vocal, backing, WORKING_RATE, settings, relevel_to=level_target).mix
 
 
 def load_song_arrays(item: MixSong) -> np.ndarray:

@@ -51,7 +51,13 @@ TASKS = ("level", "compression", "eq", "reverb")
 CC_BY_DRY = {
     "vocadito_1": "vocadito track 1 (Bittner et al., ISMIR LBD 2021), CC BY 4.0",
     "vocalset_male1_vibrato": "VocalSet, singer male1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
+    "vocalset_male1_spoken": "VocalSet, singer male1, spoken (Wilkins et al., ISMIR 2018), CC BY 4.0",
+    "vocalset_female1_straight": "VocalSet, singer female1, straight (Wilkins et al., ISMIR 2018), CC BY 4.0",
+    "vocalset_female1_vibrato": "VocalSet, singer female1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
 }
+
+#: Share of each dry vocal (its start) whose EQ examples train; the rest validates.
+EQ_TRAIN_SHARE = 0.75
 
 
 def log(message: str) -> None:
@@ -86,6 +92,49 @@ def dry_vocal_songs(audio_dir: Path, work: Path, seed: int):
         songs.append(Song(id=f"dry/{name}", kind="stems", vocal=str(folder / f"{name}-vocal.flac"),
                           backing=(str(folder / f"{name}-backing.flac"),), split="train",
                           extra={"credit": credit}))
+    return songs
+
+
+def _load_dry(path: Path) -> np.ndarray:
+    from vocalmix.audio import load_audio
+    from vocalmix.training.targets import integrated_loudness
+
+    vocal = load_audio(path).samples[:1]
+    return vocal * 10 ** ((-20.0 - integrated_loudness(vocal, 44100)) / 20)
+
+
+def eq_variation_songs(audio_dir: Path, work: Path, seed: int, variations: int):
+    """EQ-only songs: each CC BY dry vocal as ``variations`` recordings (see ``recording_variation``).
+
+    The first ``EQ_TRAIN_SHARE`` of every vocal trains, the rest validates (split by
+    time, so no validation sample is heard in training), each over a synthetic backing.
+    """
+    from vocalmix.training.datasets import Song
+    from vocalmix.training.synthesis import recording_variation, synthetic_backing
+
+    songs = []
+    folder = work / f"eq-songs-{variations}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(CC_BY_DRY):
+        path = audio_dir / "dry" / f"{name}.flac"
+        if not path.is_file():
+            log(f"skipping {path}: not found")
+            continue
+        vocal = _load_dry(path)[0]
+        cut = int(EQ_TRAIN_SHARE * vocal.shape[-1])
+        for split, part in (("train", vocal[:cut]), ("val", vocal[cut:])):
+            for k in range(variations if split == "train" else max(2, variations // 4)):
+                rng = np.random.default_rng([seed, i, k, split == "val"])
+                stem = folder / f"{name}-{split}-{k:02d}"
+                if not Path(f"{stem}-backing.flac").is_file():
+                    coloured = recording_variation(part, 44100, rng)
+                    coloured = coloured / max(1.0, float(np.abs(coloured).max()) / 0.99)
+                    backing = synthetic_backing(part.shape[-1] / 44100, 44100, rng)[:, :part.shape[-1]]
+                    sf.write(f"{stem}-vocal.flac", coloured.astype(np.float32), 44100, subtype="PCM_24")
+                    sf.write(f"{stem}-backing.flac", (backing * 0.5).T.astype(np.float32), 44100, subtype="PCM_24")
+                songs.append(Song(id=f"eq/{name}/{split}-{k:02d}", kind="stems", vocal=f"{stem}-vocal.flac",
+                                  backing=(f"{stem}-backing.flac",), split=split,
+                                  extra={"credit": CC_BY_DRY[name]}))
     return songs
 
 
@@ -130,7 +179,15 @@ def main(argv=None) -> int:
     p.add_argument("--gain-augment-db", type=float, default=3.0)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--reverb-lr", type=float, default=None, help="override the published 1e-5")
+    p.add_argument("--reverb-lr", type=float, default=1e-3,
+                   help="reverb learning rate (published: 1e-5, with which the model never leaves its start)")
+    p.add_argument("--eq-variations", type=int, default=12,
+                   help="recordings made of each CC BY dry vocal for the EQ task (recording_variation)")
+    p.add_argument("--eq-examples-per-variation", type=int, default=100)
+    p.add_argument("--eq-loss", choices=("paper", "l1"), default="l1")
+    p.add_argument("--eq-epochs", type=int, default=12)
+    p.add_argument("--real-eq-per-song", type=int, default=200,
+                   help="EQ degradations per real vocal in the real-clip test (as evaluate_real_clips.py)")
     p.add_argument("--real-cv", type=int, default=0,
                    help="folds of cross-validation trained on the real clips (research use only; 0: skip)")
     p.add_argument("--seed", type=int, default=0)
@@ -159,6 +216,11 @@ def main(argv=None) -> int:
         songs += real_clip_songs(args.audio, None)
     train_dir = build(songs, work / f"data-{args.sources}", args.seed, args.eq_per_song, TASKS,
                       (0.8, 0.1, 0.1), args.jobs, args.gain_augment_db)
+    # The EQ model learns from the dry vocals as many recordings, not from synthetic vocals
+    # (whose spectra it would take as every vocal's; see the model card).
+    eq_dir = build(eq_variation_songs(args.audio, work, args.seed, args.eq_variations),
+                   work / f"data-eq-{args.eq_variations}x{args.eq_examples_per_variation}", args.seed,
+                   args.eq_examples_per_variation, ("eq",), (0.8, 0.1, 0.1), args.jobs, args.gain_augment_db)
 
     # 2. training
     models_dir = work / f"models-{args.sources}"
@@ -173,7 +235,11 @@ def main(argv=None) -> int:
             results[task] = {"best_epoch": done["epoch"], "val_mae": done["metrics"]["val_mae"], "reused": True}
             log(f"{task}: reusing {models_dir / (task + '.pt')}")
             continue
-        r = train(task, train_dir, models_dir, epochs=args.epochs, seed=args.seed, patience=args.patience, lr=lr)
+        if task == "eq":
+            r = train(task, eq_dir, models_dir, epochs=args.eq_epochs, seed=args.seed, patience=args.patience,
+                      loss=args.eq_loss)
+        else:
+            r = train(task, train_dir, models_dir, epochs=args.epochs, seed=args.seed, patience=args.patience, lr=lr)
         results[task] = {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "val_mae": r.val_mae,
                          "minutes": round((time.monotonic() - t0) / 60, 2)}
         log(f"{task}: best epoch {r.best_epoch}/{r.epochs_run} in {results[task]['minutes']} min")
@@ -185,23 +251,20 @@ def main(argv=None) -> int:
     print(synthetic_eval.format_table())
     synthetic_eval.to_csv(work / "mae-synthetic-test.csv")
     evaluation["synthetic_test"] = {"table": _table(synthetic_eval), "per_target": synthetic_eval.per_target()}
-    if have_real and args.sources == "redistributable":
-        real_dir = build(real_clip_songs(args.audio, "test"), work / "data-real-test", args.seed, args.eq_per_song,
-                         ("level", "compression", "eq"), (0.0, 0.0, 1.0), args.jobs, 0.0)
-        real_eval = evaluate(real_dir, models_dir)
-        print("\nReal songs and karaoke clips (held out; level, LRA, EQ only):")
-        print(real_eval.format_table())
-        real_eval.to_csv(work / "mae-real-test.csv")
-        evaluation["real_test"] = {"table": _table(real_eval), "per_target": real_eval.per_target()}
-        if args.real_cv >= 2:
-            cv = cross_validate(real_dir, folds=args.real_cv, tasks=["level", "compression", "eq"],
-                                epochs=args.epochs, seed=args.seed, patience=args.patience)
-            print(f"\n{args.real_cv}-fold cross-validation by song on the real clips alone:")
-            print(cv.format_table())
-            cv.to_csv(work / "mae-real-cv.csv")
-            evaluation["real_cv"] = {"folds": args.real_cv, "table": _table(cv), "per_target": cv.per_target()}
+    real_cv_dir = None
+    if have_real and args.sources == "redistributable" and args.real_cv >= 2:
+        real_cv_dir = real_clips_module().build_real_test(args.audio, work / "data-real-cv", args.seed,
+                                                          args.real_eq_per_song, args.jobs)
+        cv = cross_validate(real_cv_dir, folds=args.real_cv, tasks=["level", "compression", "eq"],
+                            epochs=args.epochs, seed=args.seed, patience=args.patience)
+        print(f"\n{args.real_cv}-fold cross-validation by song on the real clips alone:")
+        print(cv.format_table())
+        cv.to_csv(work / "mae-real-cv.csv")
+        evaluation["real_cv"] = {"folds": args.real_cv, "table": _table(cv), "per_target": cv.per_target()}
 
-    # 4. shipping
+    # 4. shipping, then the real clips scored with the shipped (float16) weights, exactly as
+    # `python scripts/evaluate_real_clips.py` scores them.
+    scored_dir = models_dir
     if not args.no_ship:
         if args.sources != "redistributable":
             log("not shipping: --sources all includes material that may not be redistributed")
@@ -209,19 +272,39 @@ def main(argv=None) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
             for task in TASKS:
                 shrink_checkpoint(models_dir / f"{task}.pt", args.out / f"{task}.pt")
-            # The options that determine the weights (paths and --reuse-models do not).
-            evaluation["command"] = (
-                f"python scripts/train_default_models.py --synthetic-songs {args.synthetic_songs} "
-                f"--seconds {args.seconds:g} --eq-per-song {args.eq_per_song} --gain-augment-db "
-                f"{args.gain_augment_db:g} --epochs {args.epochs} --patience {args.patience} --seed {args.seed}"
-                + (f" --reverb-lr {args.reverb_lr:g}" if args.reverb_lr is not None else ""))
-            evaluation["minutes"] = round((time.monotonic() - started) / 60, 1)
-            (args.out / "evaluation.json").write_text(json.dumps(_clean(evaluation), indent=1) + "\n")
-            (args.out / "MODEL_CARD.md").write_text(model_card(evaluation, args))
-            total = sum(p.stat().st_size for p in args.out.glob("*.pt"))
-            log(f"wrote {args.out} ({total / 1024:.0f} KB of checkpoints)")
+            scored_dir = args.out
+    if have_real and args.sources == "redistributable":
+        module = real_clips_module()
+        summary = module.evaluate_real(scored_dir, args.audio, module.DEFAULT_WORK, args.seed,
+                                       args.real_eq_per_song, args.jobs)
+        print("\nReal songs and karaoke clips (held out; level, LRA, EQ only):")
+        print(module.format_summary(summary))
+        evaluation["real_test"] = {k: v for k, v in summary.items() if k not in ("dataset", "models")}
+    if scored_dir == args.out:
+        # The options that determine the weights (paths and --reuse-models do not).
+        evaluation["command"] = (
+            f"python scripts/train_default_models.py --synthetic-songs {args.synthetic_songs} "
+            f"--seconds {args.seconds:g} --eq-per-song {args.eq_per_song} --gain-augment-db "
+            f"{args.gain_augment_db:g} --epochs {args.epochs} --patience {args.patience} --seed {args.seed} "
+            f"--reverb-lr {args.reverb_lr:g} --eq-variations {args.eq_variations} --eq-examples-per-variation "
+            f"{args.eq_examples_per_variation} --eq-loss {args.eq_loss} --eq-epochs {args.eq_epochs}")
+        evaluation["minutes"] = round((time.monotonic() - started) / 60, 1)
+        (args.out / "evaluation.json").write_text(json.dumps(_clean(evaluation), indent=1) + "\n")
+        (args.out / "MODEL_CARD.md").write_text(model_card(evaluation, args))
+        total = sum(p.stat().st_size for p in args.out.glob("*.pt"))
+        log(f"wrote {args.out} ({total / 1024:.0f} KB of checkpoints)")
     log(f"done in {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+def real_clips_module():
+    """``scripts/evaluate_real_clips.py`` (the one definition of the real-clip test)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("evaluate_real_clips", REPO / "scripts" / "evaluate_real_clips.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _table(result) -> dict:
@@ -303,50 +386,83 @@ def reverb_prior_section(evaluation: dict, reverb_lr: float | None = None) -> li
     return lines
 
 
+def _real_section(real: dict) -> list[str]:
+    t = real["targets"]
+    lines = ["| target | CNN MAE | mean MAE | CNN / mean | songs (items) |", "|---|---|---|---|---|"]
+    units = {"Level": "LU", "LRA": "LU", "EQ gain": "dB"}
+    for label, row in t.items():
+        lines.append(f"| {label} ({units[label]}) | {row['cnn']:.2f} | {row['mean']:.2f} | {row['ratio']:.2f} | "
+                     f"{row['songs']} ({row['items']}) |")
+    if "eq_bands" in real:
+        lines += ["", "EQ error per octave band on the real clips (dB; CNN / mean):", "",
+                  "| " + " | ".join(n.replace("gain_", "").replace("hz", " Hz") for n in real["eq_bands"]) + " |",
+                  "|---" * len(real["eq_bands"]) + "|",
+                  "| " + " | ".join(f"{b['cnn']:.2f} / {b['mean']:.2f}" for b in real["eq_bands"].values()) + " |",
+                  "", "By source: " + "; ".join(f"{p} {b['cnn']:.2f} / {b['mean']:.2f} dB ({b['items']} items)"
+                                                for p, b in real["eq_by_source"].items()) + "."]
+    return lines
+
+
 def model_card(evaluation: dict, args) -> str:
+    real = evaluation.get("real_test")
     parts = [
         "# Default CNN checkpoints (`--method cnn`)",
         "",
         "Four regressors with the architecture of Li & Lerch (see `vocalmix/training/models.py`), "
         "float16 weights, made by `scripts/train_default_models.py` "
-        f"(`{evaluation['command']}`, {evaluation['minutes']} min on a shared 2-core CPU).",
+        f"(`{evaluation['command']}`, {evaluation['minutes']} min on a shared 2-core CPU). "
+        "The real-clip numbers below come from `python scripts/evaluate_real_clips.py` "
+        f"(EQ: {args.real_eq_per_song} seeded degradations per real vocal).",
         "",
         "## Training data",
-        f"- {args.synthetic_songs} synthetic songs of {args.seconds:g} s (generated by vocalmix; no third-party audio), "
-        "80/10/10 split by song;",
-        "- dry vocals under CC BY 4.0, each paired with a synthetic backing (training split only): "
-        + "; ".join(CC_BY_DRY.values()) + ". Changes: loudness-normalised to -20 LUFS, mixed with "
-        "synthetic backing, degraded by random EQ; only the trained weights are distributed.",
+        f"- {args.synthetic_songs} synthetic songs of {args.seconds:g} s (generated by vocalmix; no third-party "
+        "audio), 80/10/10 split by song: level, compression and reverb models;",
+        "- dry vocals under CC BY 4.0: " + "; ".join(CC_BY_DRY.values()) + ". Each is paired with a "
+        "synthetic backing at a random balance (level and compression models, training split), and, for "
+        f"the EQ model, made into {args.eq_variations} recordings each (`recording_variation`: random "
+        "high-pass, band limit, low and high shelves, noise floor) of which "
+        f"{args.eq_examples_per_variation} random 3-s stretches are degraded by random 4-band EQ; the first "
+        f"{EQ_TRAIN_SHARE:.0%} of each vocal trains, the rest validates. Changes: loudness-normalised to "
+        "-20 LUFS, filtered and mixed as described; only the trained weights are distributed.",
         "",
-        "No real mixes were used: the real songs available to the project are licensed for research "
-        "and testing only, so they serve here as held-out test material and nothing derived from them "
-        "ships. These models are a working default, not a strong mixer; train on MUSDB18-HQ for a "
-        "stronger one (`vocalmix dataset build`, then `vocalmix train all DATASET --out DIR` and "
-        "`vocalmix render --method cnn --model DIR`).",
+        "No real mixes were used: the real songs and karaoke clips available to the project are licensed "
+        "for research and testing only, so they are held-out test material and nothing derived from them "
+        "ships. Train on MUSDB18-HQ for models that learn level, compression and reverb decisions "
+        "(`vocalmix dataset build`, `vocalmix train all DATASET --out DIR`, `vocalmix render --method cnn "
+        "--model DIR`).",
         "",
-        "## Measured errors",
-        "",
-        "Mean absolute error in physical units, one value per held-out song (outputs averaged over its "
-        "blocks, as inference does). *mean*: predicting the training-set mean. *start*: the untrained "
-        "network, whose output is the training mean in normalised space (for log-scaled settings such as "
-        "cutoff frequencies and reverb time that is the geometric mean, which alone beats the arithmetic "
-        "mean); only a CNN error below *start* was learned.",
-        "",
-        "Held-out synthetic test songs:",
-        "",
-        _md_table(evaluation["synthetic_test"]["table"]),
     ]
-    if "real_test" in evaluation:
-        parts += ["", "Real songs and karaoke clips from the project's test audio (never trained on):", "",
-                  _md_table(evaluation["real_test"]["table"])]
+    if real:
+        parts += ["## Measured errors on real recordings never seen", "",
+                  "Real songs (3 MUSDB18 excerpts) and karaoke clips (6 MIR-1K clips at 16 kHz), as "
+                  "`vocalmix dataset build` (song folders, all in the test split) and `vocalmix evaluate` "
+                  "score them: one value per song for level and LRA (outputs averaged over the song's blocks), "
+                  "one per degraded example for EQ. *mean*: the training-set mean of each target.", "",
+                  *_real_section(real), ""]
+    parts += CAUSES_SECTION + [""]
+    parts += ["## Held-out synthetic test songs", "",
+              "Mean absolute error in physical units, one value per held-out song. *start*: the untrained "
+              "network, whose output is the training mean in normalised space (for log-scaled settings the "
+              "geometric mean); only a CNN error below *start* was learned. The EQ row scores synthetic vocals, "
+              "which the EQ model no longer trains on.", "",
+              _md_table(evaluation["synthetic_test"]["table"])]
     if "real_cv" in evaluation:
         parts += ["", f"For comparison, {evaluation['real_cv']['folds']}-fold cross-validation by song with "
                   "models trained on those real clips alone (not shipped):", "",
                   _md_table(evaluation["real_cv"]["table"])]
     parts += ["", *reverb_prior_section(evaluation, args.reverb_lr)]
-    parts += ["", "Published figures (Li & Lerch; CNN / mean): level 1.64 / 2.13 dB, LRA 2.63 / 2.88 dB, "
+    parts += ["", "Published figures (Li & Lerch; CNN / mean): level 1.64 / 2.13 LU, LRA 2.63 / 2.88 LU, "
               "EQ gain 4.48 / 3.33 dB, dry/wet 6.13 / 7.16 %, reverb time 1.006 / 1.007 s.", ""]
     return "\n".join(parts)
+
+
+#: Why the models before this recipe failed on real songs, and what each change did
+#: (measured; the commands are in the text).
+CAUSES_SECTION = [
+    "## What was wrong, and what changed (measured)",
+    "",
+    "TO BE FILLED",
+]
 
 
 if __name__ == "__main__":

@@ -122,6 +122,22 @@ def test_losses_follow_the_paper():
 
 
 # -- training --------------------------------------------------------------------------
+def test_l1_loss_is_the_mean_absolute_error():
+    pred = torch.tensor([[0.1, 0.5, 0.9], [0.2, 0.2, 0.2]])
+    target = torch.tensor([[0.0, 0.5, 0.6], [0.4, 0.2, 0.0]])
+    expected = (0.1 + 0.0 + 0.3 + 0.2 + 0.0 + 0.2) / 6
+    assert float(task_loss("level", ["a", "b", "c"], pred, target, kind="l1")) == pytest.approx(expected)
+    # EQ: no changed/unchanged split with l1 (every band counts as the evaluation counts it).
+    changed = torch.tensor([[True, False, False], [False, False, True]])
+    assert float(task_loss("eq", ["a", "b", "c"], pred, target, changed, kind="l1")) == pytest.approx(expected)
+    # Reverb: the published weights (dry/wet 10, reverb time 5, room size 5, others 1), normalised.
+    names = ["dry_wet_pct", "low_q", "reverb_time_s"]
+    weighted = (10 * 0.1 + 0 + 5 * 0.3 + 10 * 0.2 + 0 + 5 * 0.2) / 2 / 16
+    assert float(task_loss("reverb", names, pred, target, kind="l1")) == pytest.approx(weighted)
+    with pytest.raises(ValueError, match="unknown loss"):
+        task_loss("level", ["a"], pred[:, :1], target[:, :1], kind="huber")
+
+
 def test_training_loss_falls(tmp_path):
     rng = np.random.default_rng(1)
     data = _learnable_examples("eq", [f"s{i}" for i in range(8)], 2, rng)
@@ -323,3 +339,32 @@ def test_cli_task_names_match_the_models():
     from vocalmix.training.models import TASK_OUTPUTS
 
     assert _TASK_NAMES == tuple(TASK_OUTPUTS)
+
+
+def _band_db(x: np.ndarray, lo: float, hi: float, sr: int = 44100) -> float:
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(x.size, 1 / sr)
+    return 10 * np.log10(spectrum[(f >= lo) & (f < hi)].mean())
+
+
+def test_recording_variation_stays_within_its_documented_ranges():
+    from vocalmix.training.synthesis import RECORDING_VARIATION, recording_variation
+
+    white = np.random.default_rng(0).standard_normal(44100 * 2).astype(np.float32) * 0.1
+    a = recording_variation(white, 44100, np.random.default_rng(5))
+    assert np.array_equal(a, recording_variation(white, 44100, np.random.default_rng(5)))  # seeded
+    shelf = RECORDING_VARIATION["shelf_gain_db"][1]
+    lowpassed = 0
+    for seed in range(12):
+        y = recording_variation(white, 44100, np.random.default_rng(seed))
+        assert y.dtype == np.float32 and y.shape == white.shape
+        # Between the shelves' corners (400 Hz-2 kHz) only the shelves' skirts act: the
+        # level moves by less than both shelves' full gain.
+        change = _band_db(y, 700, 1100) - _band_db(white, 700, 1100)
+        assert abs(change) < 2 * shelf, (seed, change)
+        # No boost anywhere beyond the two shelves together.
+        for lo, hi in ((50, 200), (3000, 6000), (19500, 22000)):
+            assert _band_db(y, lo, hi) - _band_db(white, lo, hi) < 2 * shelf + 0.5, (seed, lo)
+        # A band limit (drawn in about half the calls, corner <= 19 kHz) removes the top.
+        lowpassed += _band_db(y, 20500, 22000) - _band_db(white, 20500, 22000) < -20
+    assert 2 <= lowpassed <= 10

@@ -59,6 +59,9 @@ TASK_HYPERPARAMETERS: dict[str, dict[str, float]] = {
 REVERB_LOSS_WEIGHTS = {"dry_wet_pct": 10.0, "reverb_time_s": 5.0, "room_size": 5.0}
 EQ_UNCHANGED_WEIGHT = 0.1
 
+#: Loss choices: "paper" (MSE; EQ changed/unchanged split; reverb weights) or "l1".
+LOSS_KINDS = ("paper", "l1")
+
 
 # -- data ------------------------------------------------------------------------------
 @dataclass
@@ -177,8 +180,22 @@ def _plain(value: Any) -> Any:
 
 # -- loss ------------------------------------------------------------------------------
 def task_loss(task: str, names: Sequence[str], prediction: torch.Tensor, target: torch.Tensor,
-              changed: torch.Tensor | None = None) -> torch.Tensor:
-    """The paper's loss for ``task`` on normalised ``(batch, k)`` predictions and targets."""
+              changed: torch.Tensor | None = None, kind: str = "paper") -> torch.Tensor:
+    """The loss for ``task`` on normalised ``(batch, k)`` predictions and targets.
+
+    ``kind="paper"``: the published losses (module docstring). ``kind="l1"``: mean
+    absolute error over every target, weighted as the paper weights reverb targets,
+    with no changed/unchanged split for EQ (see :data:`LOSS_KINDS`).
+    """
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown loss {kind!r}; use one of {', '.join(LOSS_KINDS)}")
+    if kind == "l1":
+        absolute = (prediction - target).abs()
+        if task == "reverb":
+            weights = torch.tensor([REVERB_LOSS_WEIGHTS.get(n, 1.0) for n in names], dtype=absolute.dtype,
+                                   device=absolute.device)
+            return (absolute * weights).sum(dim=1).mean() / weights.sum()
+        return absolute.mean()
     squared = (prediction - target) ** 2
     if task == "eq":
         if changed is None:
@@ -216,6 +233,7 @@ class TrainConfig:
     dropout: float = 0.3
     init_at_mean: bool = True
     max_minutes: float | None = None
+    loss: str = "paper"
 
     def resolved(self) -> "TrainConfig":
         hp = TASK_HYPERPARAMETERS[self.task]
@@ -367,11 +385,12 @@ def predict_normalised(model: MixingCNN, features: np.ndarray, device: torch.dev
     return np.concatenate(out).astype(np.float32)
 
 
-def _evaluate_loss(task, names, model, data: Arrays, u_targets: np.ndarray, device) -> tuple[float, dict[str, float]]:
+def _evaluate_loss(task, names, model, data: Arrays, u_targets: np.ndarray, device,
+                   loss_kind: str = "paper") -> tuple[float, dict[str, float]]:
     u_pred = predict_normalised(model, data.features, device)
     with torch.no_grad():
         changed = None if data.changed is None else torch.from_numpy(data.changed)
-        loss = float(task_loss(task, names, torch.from_numpy(u_pred), torch.from_numpy(u_targets), changed))
+        loss = float(task_loss(task, names, torch.from_numpy(u_pred), torch.from_numpy(u_targets), changed, loss_kind))
     physical = denormalise(task, u_pred)
     mae = np.abs(physical - data.targets).mean(axis=0)
     return loss, {n: float(v) for n, v in zip(names, mae)}
@@ -477,7 +496,7 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
             x = torch.from_numpy(train_data.features[idx]).to(device)
             y = torch.from_numpy(u_train[idx]).to(device)
             changed = None if train_data.changed is None else torch.from_numpy(train_data.changed[idx]).to(device)
-            loss = task_loss(task, names, model(x), y, changed)
+            loss = task_loss(task, names, model(x), y, changed, config.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -486,7 +505,7 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
         train_loss = total / max(count, 1)
 
         if has_val:
-            val_loss, val_mae = _evaluate_loss(task, names, model, val_data, u_val, device)
+            val_loss, val_mae = _evaluate_loss(task, names, model, val_data, u_val, device, config.loss)
         else:
             val_loss, val_mae = train_loss, {n: float("nan") for n in names}
         improved = val_loss < best_loss - 1e-12
@@ -533,7 +552,8 @@ def _schema_version() -> int:
 def train(task: str, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, epochs: int = 60, seed: int = 0,
           device: str = "cpu", resume: bool = False, patience: int = 10, batch_size: int | None = None,
           lr: float | None = None, weight_decay: float | None = None, hidden: int = 64,
-          init_at_mean: bool = True, max_minutes: float | None = None, progress: bool = True) -> TrainResult:
+          init_at_mean: bool = True, max_minutes: float | None = None, progress: bool = True,
+          loss: str = "paper") -> TrainResult:
     """Train ``task`` on the dataset's train split, validating on its val split (different songs).
 
     Returns a :class:`TrainResult`; the best checkpoint is ``out_dir/<task>.pt``.
@@ -549,7 +569,7 @@ def train(task: str, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
         raise InputError(f"{dataset_dir}: songs in both train and val splits ({sorted(overlap)[0]}, ...)")
     config = TrainConfig(task=task, epochs=epochs, seed=seed, device=device, patience=patience,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, hidden=hidden,
-                         init_at_mean=init_at_mean, max_minutes=max_minutes)
+                         init_at_mean=init_at_mean, max_minutes=max_minutes, loss=loss)
     metadata = {"dataset_dir": str(Path(dataset_dir).resolve()), "data_manifest_sha256": manifest_sha256(dataset_dir),
                 "train_songs": sorted(set(train_data.songs)), "val_songs": sorted(set(val_data.songs))}
     return fit(config, train_data, val_data, out_dir, resume=resume, metadata=metadata, progress=progress)

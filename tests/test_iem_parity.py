@@ -62,7 +62,7 @@ from vocalmix import cli, iem_engine
 from vocalmix.demo import demo_vocal
 from vocalmix.dsp.biquads import design
 from vocalmix.dsp.compressor import lookahead_samples
-from vocalmix.export import plugin_states, snap_to_plugin_grids
+from vocalmix.export import export_settings, plugin_states, snap_to_plugin_grids
 from vocalmix.mixing import process_vocal
 from vocalmix.settings import BAND_FILTER_TYPES, FDN_LINE_COUNTS, FILTER_TYPES, EQBand, MixSettings
 
@@ -489,3 +489,25 @@ def test_exported_preset_folder_renders_like_vocalmix_render(tmp_path, vocal):
     backing, _ = sf.read(tmp_path / "mix.backing.wav", dtype="float32", always_2d=True)
     assert residual_db(stem, iem_stem, vocal.T) <= REVERB_TOLERANCE_DB
     np.testing.assert_array_equal(backing, iem_backing)  # the same output stage
+
+
+def test_verify_reports_each_stage_and_flags_a_difference(tmp_path, capsys):
+    """verify on an exported folder: every stage within -60 dB; a 0.05-s fade-in (the v1.14 underflow) differs."""
+    vocal = np.concatenate([demo_vocal(SR, seconds=3.0, seed=9), np.zeros((1, SR // 4), np.float32)], axis=1)
+    vocal_path = tmp_path / "vocal.wav"
+    sf.write(vocal_path, vocal[0], SR, subtype="FLOAT")
+    settings = vocal_chain_settings(np.random.default_rng(1607))
+    settings.compressor = replace(settings.compressor, lookahead=False)
+    export_settings(settings, tmp_path / "good", formats=["iem", "pedalboard"])
+    assert cli.main(["verify", str(tmp_path / "good"), str(vocal_path), "--json", "-q"]) == 0
+    rows = json.loads(capsys.readouterr().out)["stages"]
+    assert [r["plugin"] for r in rows] == list(iem_engine.PLUGIN_NAMES)
+    assert all(r["stage_db"] is None or r["stage_db"] <= -60.0 for r in rows), rows
+
+    underflow = replace(settings, reverb=replace(settings.reverb, fade_in_s=0.05, dry_wet_pct=100.0))
+    export_settings(underflow, tmp_path / "fade", formats=["vstpreset"])  # read from .vstpreset this time
+    assert cli.main(["verify", str(tmp_path / "fade"), str(vocal_path), "-q"]) == 1
+    captured = capsys.readouterr()
+    assert "FdnReverb differ by more than -60 dB" in captured.err
+    reverb_line = next(line for line in captured.out.splitlines() if line.startswith("reverb"))
+    assert reverb_line.endswith("differs")

@@ -240,6 +240,9 @@ def test_page_in_headless_chromium(served, tmp_path):
         assert muted() == [i != 1 for i in range(len(audios))]
         times = driver.execute_script("return window.vocalmixListening.audios().map(a => a.currentTime)")
         assert max(times) - min(times) < 0.1  # all mixes play in sync, so switching is seamless
+        driver.find_element(By.TAG_NAME, "body").send_keys(str(len(audios)))  # keys 1-9 switch too
+        assert muted() == [i != len(audios) - 1 for i in range(len(audios))]
+        assert driver.execute_script("return window.vocalmixListening.audios().every(a => !a.paused)")
 
         # A reload keeps the answers given so far.
         driver.find_elements(By.CSS_SELECTOR, "#ratings input[value='4']")[0].click()

@@ -250,6 +250,18 @@ async function start() {
     renderPage();
   });
   el("submit").addEventListener("click", submit);
+  document.addEventListener("keydown", (event) => {
+    // Keys 1-9 switch mixes and space plays/pauses, except while typing in the questionnaire.
+    if (event.target.matches("input[type=number], select") || event.ctrlKey || event.metaKey || event.altKey) return;
+    const number = Number(event.key);
+    if (Number.isInteger(number) && number >= 1 && number <= audios.length) {
+      select(number - 1);
+      event.preventDefault();
+    } else if (event.key === " " && audios.length) {
+      togglePlay();
+      event.preventDefault();
+    }
+  });
   renderPage();
   if (state.submitted) status("Your answers were submitted already. Thank you.", "done");
 }

@@ -69,6 +69,12 @@ def test_compare_two_songs_with_rules(tmp_path, monkeypatch):
     assert manifest["methods"] == ["rules"]
     written_mix = Path(manifest["songs"][0]["mixes"]["rules"]["mix"])
     assert written_mix.is_absolute() and written_mix == (out / "one" / "rules.wav").resolve()
+    with open(out / "statistics_per_song.csv") as handle:
+        per_song = list(csv.DictReader(handle))
+    anova = [r for r in per_song if r["song"] == "one" and r["test"] == "anova"]
+    assert {r["descriptor"] for r in anova} == {"rms_envelope_db", "odd_even_ratio_db", "harmonic_energy_db",
+                                                 "noisiness"}
+    assert all(int(r["n"]) > 30 and 0 <= float(r["p_value"]) <= 1 for r in anova)  # 4 s of 46 ms frames
     for name in ("statistics.csv", "report.md", "plots/descriptors.png", "plots/ssm_one.png"):
         assert (out / name).stat().st_size > 0
     assert "descriptors.png" in (out / "report.md").read_text()
@@ -151,3 +157,20 @@ def test_statistics_match_scipy_and_skip_what_cannot_be_tested():
     assert tukey[("rules", "cnn")]["mean_difference"] == pytest.approx(np.mean(a) - np.mean(b))
     constant = next(s for s in out if s["descriptor"] == "integrated_lufs")
     assert constant["note"] == "no variation within methods"
+
+
+def test_per_song_frame_statistics_match_scipy():
+    from scipy import stats
+
+    from vocalmix.compare import frame_statistics
+
+    rng = np.random.default_rng(1)
+    values = {"rules": rng.normal(-20, 1, 50), "cnn": rng.normal(-17, 1, 60), "reference": rng.normal(-20, 1, 55)}
+    frames = {"song": {m: {"harmonic_energy_db": v, "noisiness": np.full(v.size, 0.2)} for m, v in values.items()}}
+    out = frame_statistics(frames)
+    anova = next(r for r in out if r["descriptor"] == "harmonic_energy_db" and r["test"] == "anova")
+    assert anova["statistic"] == pytest.approx(stats.f_oneway(*values.values()).statistic)
+    pairs = {(r["group_a"], r["group_b"]): r for r in out if r["descriptor"] == "harmonic_energy_db"
+             and r["test"] == "tukey"}
+    assert pairs[("rules", "cnn")]["p_value"] < 1e-6 and pairs[("rules", "reference")]["p_value"] > 0.05
+    assert next(r for r in out if r["descriptor"] == "noisiness")["note"] == "no variation within methods"

@@ -208,7 +208,8 @@ def describe_mix(song: dict, method: str, paths: dict) -> dict:
 
     mix = _load(Path(paths["mix"]))
     row: dict = {"song": song["name"], "method": method, "mix_path": str(paths["mix"])}
-    row.update(d.mix_descriptors(mix, SAMPLE_RATE))
+    summary, frames = d.mix_descriptors_and_frames(mix, SAMPLE_RATE)
+    row.update(summary)
     nan = float("nan")
     if paths.get("vocal") and paths.get("backing"):
         row.update(d.vocal_descriptors(_load(Path(paths["vocal"])), _load(Path(paths["backing"])), SAMPLE_RATE))
@@ -231,7 +232,7 @@ def describe_mix(song: dict, method: str, paths: dict) -> dict:
     else:
         row.update(mrstft_to_reference=nan, ssm_similarity=nan, ssm_rmse=nan)
         ssm = d.self_similarity(d.chromagram(mix, SAMPLE_RATE))
-    return {"row": row, "ssm": ssm}
+    return {"row": row, "ssm": ssm, "frames": frames}
 
 
 def _job(task: dict) -> dict:
@@ -297,7 +298,7 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
                 progress(f"{task['song']['name']}: {task['method']} done ({number} of {len(tasks)})")
                 results.append(result)
 
-    rows, failures, ssms = [], [], {}
+    rows, failures, ssms, frames = [], [], {}, {}
     for task, result in zip(tasks, results):
         if "error" in result:
             failures.append(result["error"])
@@ -305,11 +306,14 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
             continue
         rows.append(result["row"])
         ssms.setdefault(task["song"]["name"], {})[task["method"]] = (result["ssm"], result["row"]["ssm_similarity"])
+        frames.setdefault(task["song"]["name"], {})[task["method"]] = result["frames"]
         entry = next(s for s in manifest_songs if s["name"] == task["song"]["name"])
         entry["mixes"][task["method"]] = result["paths"]
     statistics = descriptor_statistics(rows)
+    per_song = frame_statistics(frames)
     written = [_write_csv_atomic(csv_path, rows, COLUMNS)]
     written.append(_write_csv_atomic(req.out_dir / "statistics.csv", statistics, STAT_COLUMNS))
+    written.append(_write_csv_atomic(req.out_dir / "statistics_per_song.csv", per_song, ["song", *STAT_COLUMNS]))
     manifest = {"vocalmix_version": __version__, "sample_rate_hz": SAMPLE_RATE, "methods": usable,
                 "unavailable": unavailable, "failures": failures, "songs": manifest_songs,
                 "descriptors_csv": str(csv_path.resolve())}
@@ -327,13 +331,58 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
         written += [plot_files["descriptors"], *plot_files["ssm"].values()]
     report = req.out_dir / "report.md"
     _write_text_atomic(report, markdown_report(rows, statistics, unavailable, failures, plot_files, req.out_dir,
-                                               csv_path))
+                                               csv_path, per_song))
     written.append(report)
     return CompareResult(rows, statistics, unavailable, failures, written)
 
 
-STAT_COLUMNS = ["descriptor", "test", "group_a", "group_b", "n_songs", "statistic", "mean_difference", "ci_low",
+STAT_COLUMNS = ["descriptor", "test", "group_a", "group_b", "n", "statistic", "mean_difference", "ci_low",
                 "ci_high", "p_value", "note"]
+
+
+def _anova_and_tukey(descriptor: str, groups: dict, alpha: float) -> list[dict]:
+    """One-way ANOVA over ``groups`` (name -> values) and Tukey-Kramer pairs; a note where untestable."""
+    from scipy import stats
+
+    base = {"descriptor": descriptor, "test": "anova", "group_a": "", "group_b": "", "n": "", "statistic": "",
+            "mean_difference": "", "ci_low": "", "ci_high": "", "p_value": "", "note": ""}
+    if len(groups) < 2:
+        return [{**base, "note": "fewer than two methods with two or more values"}]
+    if all(np.ptp(g) == 0 for g in groups.values()):
+        return [{**base, "note": "no variation within methods"}]
+    anova = stats.f_oneway(*groups.values())
+    out = [{**base, "n": min(len(g) for g in groups.values()), "statistic": float(anova.statistic),
+            "p_value": float(anova.pvalue)}]
+    tukey = stats.tukey_hsd(*groups.values())
+    ci = tukey.confidence_interval(1 - alpha)
+    names = list(groups)
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            out.append({**base, "test": "tukey", "group_a": names[i], "group_b": names[j],
+                        "n": min(len(groups[names[i]]), len(groups[names[j]])),
+                        "statistic": float(tukey.statistic[i, j]), "mean_difference": float(tukey.statistic[i, j]),
+                        "ci_low": float(ci.low[i, j]), "ci_high": float(ci.high[i, j]),
+                        "p_value": float(tukey.pvalue[i, j])})
+    return out
+
+
+def frame_statistics(frames: dict, alpha: float = 0.05) -> list[dict]:
+    """The paper's per-song analysis (its Table 3): for each song and frame-wise descriptor, one-way
+    ANOVA and Tukey-Kramer across the mixes with the analysis frames as observations.
+
+    Frames overlap and music is autocorrelated, so the frames are not independent and these
+    p-values are optimistic; they reproduce the paper's procedure, the across-song test is the
+    conservative one."""
+    from .descriptors import FRAME_DESCRIPTORS
+
+    out = []
+    for song, by_method in frames.items():
+        for descriptor in FRAME_DESCRIPTORS:
+            groups = {m: np.asarray(v[descriptor], float) for m, v in by_method.items()
+                      if descriptor in v and np.asarray(v[descriptor]).size >= 2}
+            groups = {m: g[np.isfinite(g)] for m, g in groups.items()}
+            out += [{"song": song, **r} for r in _anova_and_tukey(descriptor, groups, alpha)]
+    return out
 
 
 def descriptor_statistics(rows: list[dict], alpha: float = 0.05) -> list[dict]:
@@ -341,9 +390,7 @@ def descriptor_statistics(rows: list[dict], alpha: float = 0.05) -> list[dict]:
 
     As Koszewski et al.: ``scipy.stats.f_oneway`` then ``scipy.stats.tukey_hsd`` (Tukey-Kramer for
     unequal group sizes). A descriptor is skipped, with a note, where fewer than two methods have
-    two finite values each or every value is equal."""
-    from scipy import stats
-
+    two finite values each or no method's values vary."""
     out = []
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for descriptor in DESCRIPTORS:
@@ -354,28 +401,7 @@ def descriptor_statistics(rows: list[dict], alpha: float = 0.05) -> list[dict]:
             values = [float(r[descriptor]) for r in rows if r["method"] == method and _finite(r.get(descriptor))]
             if len(values) >= 2:
                 groups[method] = np.asarray(values)
-        base = {"descriptor": descriptor, "test": "anova", "group_a": "", "group_b": "", "n_songs": "",
-                "statistic": "", "mean_difference": "", "ci_low": "", "ci_high": "", "p_value": "", "note": ""}
-        if len(groups) < 2:
-            out.append({**base, "note": "fewer than two methods with two or more songs"})
-            continue
-        pooled = np.concatenate(list(groups.values()))
-        if np.ptp(pooled) == 0 or all(np.ptp(g) == 0 for g in groups.values()):
-            out.append({**base, "note": "no variation within methods"})
-            continue
-        anova = stats.f_oneway(*groups.values())
-        out.append({**base, "n_songs": min(len(g) for g in groups.values()), "statistic": float(anova.statistic),
-                    "p_value": float(anova.pvalue)})
-        tukey = stats.tukey_hsd(*groups.values())
-        ci = tukey.confidence_interval(1 - alpha)
-        names = list(groups)
-        for i in range(len(names)):
-            for j in range(i + 1, len(names)):
-                out.append({**base, "test": "tukey", "group_a": names[i], "group_b": names[j],
-                            "n_songs": min(len(groups[names[i]]), len(groups[names[j]])),
-                            "statistic": float(tukey.statistic[i, j]), "mean_difference": float(tukey.statistic[i, j]),
-                            "ci_low": float(ci.low[i, j]), "ci_high": float(ci.high[i, j]),
-                            "p_value": float(tukey.pvalue[i, j])})
+        out += _anova_and_tukey(descriptor, groups, alpha)
     return out
 
 
@@ -465,7 +491,8 @@ def _markdown_table(rows: list[dict], columns: list[tuple[str, str, int]]) -> st
     return "\n".join([head, rule, *body])
 
 
-def markdown_report(rows, statistics, unavailable, failures, plot_files, out_dir: Path, csv_path: Path) -> str:
+def markdown_report(rows, statistics, unavailable, failures, plot_files, out_dir: Path, csv_path: Path,
+                    per_song: list[dict] = ()) -> str:
     def rel(path: Path) -> str:
         return os.path.relpath(path, out_dir)
 
@@ -485,7 +512,7 @@ def markdown_report(rows, statistics, unavailable, failures, plot_files, out_dir
     parts += ["## Descriptors", "", _markdown_table(rows, columns), ""]
     anova = [s for s in statistics if s["test"] == "anova"]
     parts += ["## One-way ANOVA across songs (Tukey-Kramer pairs in statistics.csv)", "",
-              _markdown_table(anova, [("descriptor", "descriptor", None), ("n_songs", "songs per method", None),
+              _markdown_table(anova, [("descriptor", "descriptor", None), ("n", "songs per method", None),
                                       ("statistic", "F", 2), ("p_value", "p", -1), ("note", "note", None)]), ""]
     significant = [s for s in statistics if s["test"] == "tukey" and _finite(s["p_value"]) and s["p_value"] < 0.05]
     if significant:
@@ -493,6 +520,13 @@ def markdown_report(rows, statistics, unavailable, failures, plot_files, out_dir
         parts += [f"- {s['descriptor']}: {s['group_a']} vs {s['group_b']}, difference {s['mean_difference']:.3g} "
                   f"(95 % CI {s['ci_low']:.3g} to {s['ci_high']:.3g}), p = {s['p_value']:.3g}" for s in significant]
         parts.append("")
+    song_anova = [s for s in per_song if s["test"] == "anova"]
+    if song_anova:
+        parts += ["## Per song, frames as observations (the paper's Table 3; optimistic p-values, see docs)", "",
+                  _markdown_table(song_anova, [("song", "song", None), ("descriptor", "descriptor", None),
+                                               ("n", "frames (fewest)", None), ("statistic", "F", 2),
+                                               ("p_value", "p", -1), ("note", "note", None)]),
+                  "", "Tukey-Kramer pairs: [statistics_per_song.csv](statistics_per_song.csv).", ""]
     if plot_files:
         parts += ["## Plots", "", f"![descriptors per method]({rel(plot_files['descriptors'])})", ""]
         for song, path in plot_files["ssm"].items():

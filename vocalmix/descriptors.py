@@ -208,53 +208,74 @@ def _db(power: float) -> float:
     return float(10 * math.log10(power)) if power > 0 else analysis.SILENCE_DB
 
 
-def harmonic_descriptors(x: np.ndarray, sr: float) -> dict[str, float]:
+def harmonic_frame_values(x: np.ndarray, sr: float) -> dict[str, np.ndarray]:
+    """Per active frame: ``odd_even_ratio_db``, ``harmonic_power`` (mean square), ``harmonic_energy_db``,
+    ``noisiness`` (definitions in :func:`harmonic_descriptors`)."""
+    hf = harmonic_frames(x, sr)
+    active = hf.active & np.isfinite(hf.f0)
+    harmonic_total = hf.harmonic_power[active].sum(axis=1)
+    total = hf.total_power[active]
+    floor = ODD_EVEN_FLOOR * total
+    odd = np.maximum(hf.harmonic_power[active, 0::2].sum(axis=1), floor)
+    even = np.maximum(hf.harmonic_power[active, 1::2].sum(axis=1), floor)
+    with np.errstate(divide="ignore"):
+        energy_db = np.where(harmonic_total > 0, 10 * np.log10(harmonic_total), analysis.SILENCE_DB)
+    return {
+        "odd_even_ratio_db": 10 * np.log10(odd / even),
+        "harmonic_power": harmonic_total,
+        "harmonic_energy_db": energy_db,
+        "noisiness": 1.0 - np.clip(harmonic_total / total, 0.0, 1.0),
+    }
+
+
+def harmonic_descriptors(x: np.ndarray, sr: float, frames: dict | None = None) -> dict[str, float]:
     """Odd-to-even harmonic ratio, harmonic energy and noisiness, summarised over active frames.
 
     * ``odd_even_ratio_db``: per active frame, 10 log10 of the energy of the odd harmonics
       (1st, 3rd, ...) over that of the even ones (each floored at ODD_EVEN_FLOOR of the frame's
       energy, so a pure tone reads +60 dB); the median. NaN for silence.
     * ``harmonic_energy_db``: mean over active frames of the summed power of the harmonics
-      (mean square, so a sine of amplitude A reads 20 log10(A/sqrt 2)); unvoiced frames add 0.
+      (mean square, so a sine of amplitude A reads 20 log10(A/sqrt 2)), in dB.
     * ``noisiness``: per active frame, the share of its energy outside the harmonics; the
       median. 0 for a pure tone, about 0.9 for white noise (its harmonic windows still catch
       the largest noise peaks near the multiples of a spurious fundamental).
 
     Every frame gets a fundamental (YIN's global minimum where nothing is clearly periodic),
-    as the Timbre Toolbox measures harmonics of a mix against its estimated f0.
+    as the Timbre Toolbox measures harmonics of a mix against its estimated f0. ``frames``:
+    the result of :func:`harmonic_frame_values`, if already computed.
     """
-    hf = harmonic_frames(x, sr)
-    active = hf.active
-    if not active.any():
+    values = harmonic_frame_values(x, sr) if frames is None else frames
+    if values["noisiness"].size == 0:
         return {"odd_even_ratio_db": float("nan"), "harmonic_energy_db": analysis.SILENCE_DB, "noisiness": float("nan")}
-    harmonic_total = hf.harmonic_power.sum(axis=1)
-    voiced = active & np.isfinite(hf.f0)
-    floor = ODD_EVEN_FLOOR * hf.total_power
-    odd = np.maximum(hf.harmonic_power[:, 0::2].sum(axis=1), floor)
-    even = np.maximum(hf.harmonic_power[:, 1::2].sum(axis=1), floor)
-    ratio_db = 10 * np.log10(odd[voiced] / even[voiced]) if voiced.any() else np.array([np.nan])
-    noisiness = 1.0 - np.clip(harmonic_total[active] / hf.total_power[active], 0.0, 1.0)
     return {
-        "odd_even_ratio_db": float(np.median(ratio_db)),
-        "harmonic_energy_db": _db(float(np.mean(harmonic_total[active]))),
-        "noisiness": float(np.median(noisiness)),
+        "odd_even_ratio_db": float(np.median(values["odd_even_ratio_db"])),
+        "harmonic_energy_db": _db(float(np.mean(values["harmonic_power"]))),
+        "noisiness": float(np.median(values["noisiness"])),
     }
 
 
-def rms_envelope(x: np.ndarray, sr: float) -> dict[str, float]:
-    """RMS-energy envelope: frame RMS (all channels) in dBFS over non-overlapping frames of HOP_SECONDS;
-    its median and interquartile range over active frames (a steady sine: IQR 0)."""
+def rms_envelope_frames(x: np.ndarray, sr: float) -> np.ndarray:
+    """Frame RMS (all channels) in dBFS over non-overlapping frames of HOP_SECONDS, active frames only."""
     audio = np.atleast_2d(np.asarray(x, dtype=np.float64))
     hop = int(round(HOP_SECONDS * sr))
     n = audio.shape[-1] // hop
     if n == 0:
-        return {"rms_envelope_median_db": analysis.rms(audio), "rms_envelope_iqr_db": 0.0}
+        level = analysis.rms(audio)
+        return np.array([level]) if level > analysis.SILENCE_DB else np.array([])
     blocks = audio[:, :n * hop].reshape(audio.shape[0], n, hop)
     power = np.mean(blocks ** 2, axis=(0, 2))
     if power.max() <= 0:
-        return {"rms_envelope_median_db": analysis.SILENCE_DB, "rms_envelope_iqr_db": 0.0}
+        return np.array([])
     keep = power > max(power.max() * 10 ** (-ACTIVE_RANGE_DB / 10), 1e-12)
-    levels = 10 * np.log10(power[keep])
+    return 10 * np.log10(power[keep])
+
+
+def rms_envelope(x: np.ndarray, sr: float, levels: np.ndarray | None = None) -> dict[str, float]:
+    """RMS-energy envelope (:func:`rms_envelope_frames`): its median and interquartile range
+    (a steady sine: IQR 0)."""
+    levels = rms_envelope_frames(x, sr) if levels is None else levels
+    if levels.size == 0:
+        return {"rms_envelope_median_db": analysis.SILENCE_DB, "rms_envelope_iqr_db": 0.0}
     q25, q50, q75 = np.percentile(levels, [25, 50, 75])
     return {"rms_envelope_median_db": float(q50), "rms_envelope_iqr_db": float(q75 - q25)}
 
@@ -308,9 +329,22 @@ def level_descriptors(x: np.ndarray, sr: float) -> dict[str, float]:
     }
 
 
+#: The frame-wise descriptors (one value per analysis frame), for the paper's per-song statistics.
+FRAME_DESCRIPTORS = ("rms_envelope_db", "odd_even_ratio_db", "harmonic_energy_db", "noisiness")
+
+
+def mix_descriptors_and_frames(x: np.ndarray, sr: float) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Every descriptor of one mix that needs no other signal, and the FRAME_DESCRIPTORS frame by frame."""
+    harmonic = harmonic_frame_values(x, sr)
+    levels = rms_envelope_frames(x, sr)
+    summary = {**level_descriptors(x, sr), **rms_envelope(x, sr, levels), **harmonic_descriptors(x, sr, harmonic)}
+    frames = {"rms_envelope_db": levels, **{k: harmonic[k] for k in FRAME_DESCRIPTORS if k in harmonic}}
+    return summary, frames
+
+
 def mix_descriptors(x: np.ndarray, sr: float) -> dict[str, float]:
     """Every descriptor of one mix that needs no other signal."""
-    return {**level_descriptors(x, sr), **rms_envelope(x, sr), **harmonic_descriptors(x, sr)}
+    return mix_descriptors_and_frames(x, sr)[0]
 
 
 def vocal_descriptors(vocal: np.ndarray, backing: np.ndarray, sr: float) -> dict[str, float]:

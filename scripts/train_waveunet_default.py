@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -171,8 +171,6 @@ def measure(audio: Path, model_dir: Path) -> dict:
         row = {"clip": d.name, "kind": kind, "seconds": round(vocal.shape[-1] / SR, 2),
                "relative_vocal_loudness_lu": rel}
         if kind == "song":
-            import soundfile as _sf  # the reference mix as released, at its own rate (44.1 kHz here)
-
             from vocalmix.audio import load_audio
             ref = load_audio(d / "mix.flac", SR).samples
             ref = ref[:, :vocal.shape[-1]]
@@ -198,8 +196,9 @@ def speed_and_memory(model_dir: Path, work: Path) -> dict:
     rng = np.random.default_rng(0)
     method = get_method("waveunet", model_dir=model_dir)
     vocal, backing = synthetic_vocal(60, SR, rng), synthetic_backing(60, SR, rng)
-    best = min(_timed(lambda: method.decide(vocal, backing, SR)) for _ in range(2))
-    out = {"network_seconds_per_minute": best, "n_parameters": method.model.n_parameters(),
+    load_before = os.getloadavg()[0]
+    best = min(_timed(lambda: method.decide(vocal, backing, SR)) for _ in range(3))
+    out = {"network_seconds_per_minute": best, "load_average_1min": round(load_before, 1), "n_parameters": method.model.n_parameters(),
            "checkpoint_bytes": (model_dir / "waveunet.pt").stat().st_size}
     # 5-minute song through the CLI, peak resident memory of the child process, waveunet vs rules.
     long_dir = work / "five-minutes"
@@ -234,8 +233,6 @@ def speed_and_memory(model_dir: Path, work: Path) -> dict:
 
 
 def _env() -> dict:
-    import os
-
     return {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
 
 
@@ -354,7 +351,12 @@ def write_card(evaluation: dict, out: Path) -> Path:
         "",
         "## Speed and memory (this project's 2-core machine, shared with other jobs while measured)",
         "",
-        f"- Network alone, one thread: {evaluation['network_seconds_per_minute']:.1f} s per minute of audio.",
+        "`vocalmix render --method waveunet` processes the whole song through the network; the rules method, the",
+        "peer below, measures the song and renders the effect chain.",
+        "",
+        f"- Network alone, one thread: {evaluation['network_seconds_per_minute']:.1f} s per minute of audio (best of "
+        f"3; 1-minute load average {evaluation['load_average_1min']:g} on the 2 cores when measured, so an idle "
+        "machine is faster).",
         f"- `vocalmix render --method waveunet` of a 5-minute song, start to exit: "
         f"{evaluation['render_5min_waveunet_seconds']:g} s, peak memory {evaluation['render_5min_waveunet_peak_rss_mb']:g} MB "
         f"(rules, same song and run: {evaluation['render_5min_rules_seconds']:g} s, "

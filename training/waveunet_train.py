@@ -235,7 +235,6 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
     """Train on the songs of ``source`` (see :mod:`~vocalmix.training.waveunet_data`); returns the best model."""
     write = _writer(progress)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     best_path, last_path, log_path = out_dir / BEST, out_dir / LAST, out_dir / LOG
     if config.batch_size < 1 or config.steps_per_epoch < 1 or config.max_epochs < 1:
         raise InputError("batch size, steps per epoch and epochs must be at least 1")
@@ -244,6 +243,7 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
 
     items = discover_mix_songs(source, target=target, layout=layout, seed=config.seed)
     splits = song_splits(items, config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the songs are known to be usable
     manifest = manifest_record(source, items, splits, config.seed)
     manifest_path = out_dir / MANIFEST
     if resume and manifest_path.is_file():

@@ -18,9 +18,10 @@ Tolerances, and why:
   float64, the plug-in in float32, which moves high-Q and low-frequency poles.
 * OmniCompressor without lookahead -60 dB: the same per-sample recursion (vocalmix
   carries it in float64, the plug-in in float32).
-* OmniCompressor with lookahead -40 dB: the plug-in's lead-in ramp is greedy and
+* OmniCompressor with lookahead -60 dB: the plug-in's lead-in ramp is greedy and
   restarts per host block, vocalmix's is the exact min-of-ramps (dsp/compressor.py);
-  the ramps differ by up to ~1.4 dB on < 0.5 % of samples. Both sides are aligned as
+  the ramps differ by up to ~1.4 dB on < 0.5 % of samples, which over these draws
+  stays below -67 dB of the signal. Both sides are aligned as
   a DAW aligns them: the plug-in's reported latency and vocalmix's
   ``lookahead_samples`` are removed.
 * FdnReverb -60 dB: the same delay recipe, Hadamard matrix and shelves; vocalmix
@@ -72,7 +73,7 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"real IEM plug-ins n
 SR = 44100
 EQ_TOLERANCE_DB = -60.0
 COMPRESSOR_TOLERANCE_DB = -60.0
-LOOKAHEAD_TOLERANCE_DB = -40.0
+LOOKAHEAD_TOLERANCE_DB = -60.0
 REVERB_TOLERANCE_DB = -60.0
 FADE_LOW_CUTOFF_HZ = 200.0
 FADE_LOW_CUTOFF_TOLERANCE_DB = -35.0

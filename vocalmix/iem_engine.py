@@ -134,7 +134,12 @@ def render_stage(name: str, state: PluginState | bytes, audio: np.ndarray, sampl
         audio = np.repeat(audio, 2, axis=0)
     with open_plugin(name, sample_rate, block_size, plugin_dir) as plugin:
         load_state(plugin, blob)
-        return run_compensated(plugin, audio, audio.shape[0])
+        out = run_compensated(plugin, audio, audio.shape[0])
+    if not np.all(np.isfinite(out)):
+        # FdnReverb with shelf boosts above its decay rate grows without bound (vocalmix.dsp guards it).
+        raise VstError(f"{name}: the plug-in's output overflowed (not finite); with FdnReverb, lower the shelf "
+                       "gains or the reverberation time so the tail decays")
+    return out
 
 
 def process_vocal_iem(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level",

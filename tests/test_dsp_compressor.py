@@ -73,7 +73,7 @@ def reference_compressor(x, sr, threshold, ratio, knee, attack_ms, release_ms, m
         smoothed.append(state)
     source = x.astype(np.float64)
     if lookahead:
-        d = int(0.005 * sr)
+        d = int(float(np.float32(0.005)) * sr)  # the plug-in: trunc(0.005f * fs)
         padded = [0.0] * d + smoothed
         reduction = [min(padded[i + k] * (1 - k / d) for k in range(d)) for i in range(n)]
         source = np.concatenate([np.zeros((channels, d)), source[:, : n - d]], axis=1)

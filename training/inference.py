@@ -178,11 +178,10 @@ class CnnMethod:
 
     def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int) -> Decision:
         """Settings for ``vocal`` ``(1, T)`` float32 and ``backing`` ``(2, T)`` at ``sample_rate`` Hz."""
-        from vocalmix.export import snap_to_plugin_grids
         from vocalmix.mixing import process_vocal
         from vocalmix.rules.compression import decide_compression
         from vocalmix.rules.level import decide_level
-        from vocalmix.settings import with_effective_fade_in
+        from vocalmix.rules.method import on_plugin_grids
 
         vocal = np.asarray(vocal, dtype=np.float32)
         backing = np.asarray(backing, dtype=np.float32)
@@ -201,6 +200,9 @@ class CnnMethod:
         start = time.perf_counter()
         predictions["eq"] = self.models.predict("eq", vocal, backing, sample_rate)
         settings.eq, report["eq"] = eq_from_gains(predictions["eq"]["values"])
+        # Each stage goes on the plug-ins' grids as it is decided, so the later models (and the
+        # level, decided last) see the chain exactly as it is rendered.
+        settings = on_plugin_grids(settings)
         eq_out = process_vocal(vocal, sample_rate, settings, upto="eq")
         timings["eq"] = time.perf_counter() - start
 
@@ -215,8 +217,7 @@ class CnnMethod:
         predictions["reverb"] = self.models.predict("reverb", compressed, backing, sample_rate)
         settings.reverb = reverb_from_values(predictions["reverb"]["values"], settings.reverb)
         report["reverb"] = {"used_directly": True}
-        # The level is predicted and decided last, on the chain as the plug-ins will hold it.
-        settings = snap_to_plugin_grids(with_effective_fade_in(settings))
+        settings = on_plugin_grids(settings)
         reverb_out = process_vocal(vocal, sample_rate, settings, upto="reverb")
         timings["reverb"] = time.perf_counter() - start
 

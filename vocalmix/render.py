@@ -320,8 +320,7 @@ def _check_loudness_target(req: RenderRequest, file_settings: Optional[MixSettin
     what = f"--loudness {target:g} LUFS" if req.loudness is not None else \
         f"{req.settings_file}: target_loudness_lufs {target:g} LUFS"
     raise InputError(f"{what} is above the {ceiling:g} dBTP ceiling; no song reaches that loudness under "
-                     "that peak limit. Choose a target at or below the ceiling (about 8 LU below it keeps the "
-                     "limiting light)")
+                     "that peak limit; choose a target below the ceiling")
 
 
 def _check_vocal_level(vocal: np.ndarray, backing: np.ndarray, sr: int, target_lu: float, path: Path) -> None:
@@ -391,7 +390,7 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         else:
             _warn_if_reverb_cut(settings, req.reverb_ir_max)
         mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target,
-                         chain=chain, reverb_ir_max_s=req.reverb_ir_max)
+                         chain=chain, reverb_ir_max_s=req.reverb_ir_max, measure=False)
     mix = hold_ceiling_as_written(mix, OUTPUT_SUBTYPES[req.sample_format])
     settings = mix.settings
     report = dict(decided.report)

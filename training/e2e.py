@@ -435,13 +435,14 @@ def _payload(model: MixingCNN, manifest_hash: str, config: E2EConfig, extra: dic
 def _validate(model, balance, data, idx, stft, fdn_lines) -> float:
     model.eval()
     losses = []
+    dev = next(model.parameters()).device
     with torch.no_grad():
         for start in range(0, len(idx), 16):
             sel = idx[start: start + 16]
-            blocks = clip_blocks(data["degraded"][sel], data["backing"][sel])
-            u = predict_units(model, blocks)
-            out, _ = render(data["degraded"][sel], data["backing"][sel], P.to_physical(u), SAMPLE_RATE, fdn_lines)
-            losses.append(stft(out, data["target"][sel], per_item=True))
+            deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
+            u = predict_units(model, clip_blocks(deg, bak))
+            out, _ = render(deg, bak, P.to_physical(u), SAMPLE_RATE, fdn_lines)
+            losses.append(stft(out, tgt, per_item=True).cpu())
     model.train()
     return float(torch.cat(losses).mean())
 

@@ -9,8 +9,12 @@ The build is split so that it can be parallel, distributed and resumable:
    process pool, the default) or ``ray`` (one Ray task per song on an existing cluster or
    a local instance). Only the driver writes files.
 3. Each finished song is written to ``OUT/work/<song>.pt`` atomically (temporary file,
-   then rename); a song with a work file is never processed again, which is what makes a
-   killed build resumable. ``OUT/build.json`` records the settings, and a resume with
+   then rename), and each further part of its EQ examples to ``OUT/work/<song>.eqNNNN.pt``;
+   a part with a work file is never processed again, which is what makes a killed build
+   resumable. Memory stays bounded whatever the EQ count: parts are separate tasks, the
+   driver keeps only a few results in flight and packs the parts one at a time, and a
+   build whose estimated peak does not fit the available memory is refused before any
+   work (:func:`check_memory`). ``OUT/build.json`` records the settings, and a resume with
    different settings is refused.
 4. When every song is done, the work files are packed into
    ``OUT/shards/<task>-<split>-<NNNN>.pt`` (atomic, songs in sorted order) and
@@ -45,6 +49,12 @@ __all__ = ["BuildConfig", "process_song", "build_dataset", "build_synthetic", "d
 EXECUTORS = ("serial", "process", "ray")
 WORK_DIR = "work"
 SHARD_DIR = "shards"
+# EQ examples are made in parts of at most this many (BuildConfig.eq_part_examples), each its
+# own task and work file, so a worker's memory (and each result sent back to the driver)
+# does not grow with --eq-count.
+EQ_PART_EXAMPLES = 512
+# Inside a part, clips are cut and degraded this many at a time.
+EQ_BATCH = 64
 
 
 @dataclass
@@ -58,7 +68,8 @@ class BuildConfig:
     ``reverb_estimator``: the estimator's state (see
     :class:`vocalmix.training.reverb_estimation.ReverbEstimator`) used to label songs
     without known settings; without one, only songs with known settings (synthetic)
-    get reverb blocks.
+    get reverb blocks. ``eq_part_examples``: EQ examples per task; a song with more is
+    split into parts (see :func:`process_eq_part`), which bounds a worker's memory.
     """
 
     seed: int = 0
@@ -70,6 +81,7 @@ class BuildConfig:
     random_gain_db: float = 0.0
     shard_blocks: int = 2048
     reverb_estimator: dict | None = field(default=None, repr=False)
+    eq_part_examples: int = EQ_PART_EXAMPLES
 
     def fingerprint(self) -> dict:
         """What must match for a build to be resumed (JSON-able)."""
@@ -79,7 +91,23 @@ class BuildConfig:
         d["split_fractions"] = list(self.split_fractions)
         est = d.pop("reverb_estimator")
         d["reverb_estimator_sha1"] = _state_digest(est) if est is not None else None
+        if self.eq_parts <= 1:
+            d.pop("eq_part_examples")  # one part: the same build as before parts existed
         return d
+
+    @property
+    def eq_parts(self) -> int:
+        """Tasks per song: part 0 holds the song's blocks and its first EQ examples."""
+        if "eq" not in self.tasks or self.eq_per_song <= 0:
+            return 1
+        return math.ceil(self.eq_per_song / self.eq_part_examples)
+
+    def eq_range(self, part: int) -> tuple[int, int]:
+        """The EQ examples ``[start, stop)`` of one part."""
+        if "eq" not in self.tasks:
+            return 0, 0
+        start = part * self.eq_part_examples
+        return start, max(start, min(self.eq_per_song, start + self.eq_part_examples))
 
 
 def _state_digest(state: dict) -> str:
@@ -112,13 +140,18 @@ def _load(song: Song, sr: int):
 
 
 def _eq_examples(vocal_mono: np.ndarray, backing_mono: np.ndarray, config: BuildConfig,
-                 generator: torch.Generator):
-    """EQ blocks of one song: ``(features (n, 2, 128, 64), target_db (n, 9), changed (n, 9))``."""
+                 generator: torch.Generator, count: int):
+    """``count`` EQ blocks of one song: ``(features (n, 2, 128, 64) float16, target_db (n, 9), changed (n, 9))``.
+
+    Clips are cut and degraded :data:`EQ_BATCH` at a time, so memory does not grow with ``count``
+    beyond the float16 blocks returned.
+    """
     from .synthesis import BatchRenderer
 
     s = config.features
-    empty = (torch.zeros((0, *s.block_shape)), torch.zeros((0, 9)), torch.zeros((0, 9), dtype=torch.bool))
-    if config.eq_per_song <= 0:
+    empty = (torch.zeros((0, *s.block_shape), dtype=torch.float16), torch.zeros((0, 9)),
+             torch.zeros((0, 9), dtype=torch.bool))
+    if count <= 0:
         return empty
     frontend = MelFrontend(s)
     with torch.no_grad():
@@ -132,27 +165,26 @@ def _eq_examples(vocal_mono: np.ndarray, backing_mono: np.ndarray, config: Build
     starts = torch.nonzero(counts >= s.block_frames)[:, 0]
     if starts.numel() == 0:
         return empty
-    pick = starts[torch.randint(starts.numel(), (config.eq_per_song,), generator=generator)]
+    pick = starts[torch.randint(starts.numel(), (count,), generator=generator)]
     # A preroll lets the peak filters' start-up transient pass before the kept samples.
     preroll = 8192
     clip_len = s.n_fft + (window - 1) * s.hop
-    first = pick * s.hop
-    padded_v = np.pad(vocal_mono, (preroll, 0))
-    idx = first[:, None] + torch.arange(preroll + clip_len)[None, :]
-    clips = torch.from_numpy(padded_v)[idx][:, None, :]  # (n, 1, preroll + clip_len)
-    back = torch.from_numpy(backing_mono)[first[:, None] + torch.arange(clip_len)[None, :]]
+    padded_v = torch.from_numpy(np.pad(vocal_mono, (preroll, 0)))
+    backing = torch.from_numpy(backing_mono)
     renderer = BatchRenderer(s.sample_rate, device="cpu", seed=int(torch.randint(2**31, (1,), generator=generator)))
     feats, tgts, changed = [], [], []
-    batch = 64
-    for i in range(0, clips.shape[0], batch):
+    for i in range(0, count, EQ_BATCH):
+        first = pick[i:i + EQ_BATCH] * s.hop
+        clips = torch.stack([padded_v[f:f + preroll + clip_len] for f in first.tolist()])[:, None, :]
+        back = torch.stack([backing[f:f + clip_len] for f in first.tolist()])[:, None, :]
         with torch.no_grad():
-            degraded, d = renderer.eq_degrade(clips[i:i + batch])
-        blocks, owner = clip_features(degraded[:, :, preroll:], back[i:i + batch, None], s,
+            degraded, d = renderer.eq_degrade(clips)
+        blocks, owner = clip_features(degraded[:, :, preroll:], back, s,
                                       random_gain_db=config.random_gain_db, generator=generator, return_owner=True)
         # Keep the first block of each example.
         first_of_owner = torch.ones_like(owner, dtype=torch.bool)
         first_of_owner[1:] = owner[1:] != owner[:-1]
-        feats.append(blocks[first_of_owner])
+        feats.append(blocks[first_of_owner].to(torch.float16))
         tgts.append(d.target_db[owner[first_of_owner]])
         changed.append(d.changed[owner[first_of_owner]])
     return torch.cat(feats), torch.cat(tgts), torch.cat(changed)
@@ -218,45 +250,82 @@ def _process_song(song: Song, config: BuildConfig) -> dict:
             result["targets"]["reverb"] = torch.tensor([settings[k] for k in REVERB_TARGETS], dtype=torch.float32)
             result["measures"]["reverb"] = dict(settings, source=source)
     if "eq" in config.tasks:
-        f, t, c = _eq_examples(vocal_mono, backing_mono, config, generator)
+        start, stop = config.eq_range(0)
+        f, t, c = _eq_examples(vocal_mono, backing_mono, config, generator, stop - start)
         result["eq"] = {"features": f.to(torch.float16), "targets": t.to(torch.float32), "changed": c}
     return result
 
 
-def _process_in_worker(song: Song, config: BuildConfig) -> dict:
+def process_eq_part(song: Song, config: BuildConfig, part: int) -> dict:
+    """EQ examples of part ``part`` >= 1 of a song: ``{"id", "part", "eq": {...}}``.
+
+    Each part draws from its own generator (build seed, song id, part), so parts can run
+    anywhere, in any order, and the result is the same.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = config.features
+        generator = torch.Generator().manual_seed(song_seed(config.seed, f"{song.id}\0eq{part}"))
+        vocal, backing, _ = _load(song, s.sample_rate)
+        n = min(vocal.shape[-1], backing.shape[-1])
+        start, stop = config.eq_range(part)
+        f, t, c = _eq_examples(vocal[:, :n].mean(0).astype(np.float32), backing[:, :n].mean(0).astype(np.float32),
+                               config, generator, stop - start)
+        return {"id": song.id, "part": part,
+                "eq": {"features": f.to(torch.float16), "targets": t.to(torch.float32), "changed": c}}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_task(song: Song, config: BuildConfig, part: int) -> dict:
+    try:
+        result = process_song(song, config) if part == 0 else process_eq_part(song, config, part)
+    except VocalmixError as exc:
+        return {"id": song.id, "part": part, "error": str(exc)}
+    result["part"] = part
+    return result
+
+
+def _process_in_worker(song: Song, config: BuildConfig, part: int = 0) -> dict:
     # Each worker is one of several processes on the machine: one thread each avoids
     # oversubscribing the cores.
     torch.set_num_threads(1)
-    try:
-        return process_song(song, config)
-    except VocalmixError as exc:
-        return {"id": song.id, "error": str(exc)}
+    return _run_task(song, config, part)
 
 
 # ---------------------------------------------------------------------------------------
 # Executors
 # ---------------------------------------------------------------------------------------
 
-def _run_serial(songs, config):
-    for song in songs:
-        try:
-            yield process_song(song, config)
-        except VocalmixError as exc:
-            yield {"id": song.id, "error": str(exc)}
+def _run_serial(tasks, config):
+    for song, part in tasks:
+        yield _run_task(song, config, part)
 
 
-def _run_process_pool(songs, config, jobs):
+def _run_process_pool(tasks, config, jobs):
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     # "spawn" gives workers a clean interpreter (no inherited torch threads or locks).
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_process_in_worker, song, config) for song in songs]
-        for future in as_completed(futures):
-            yield future.result()
+        # A few tasks in flight per worker, not all of them: a finished future holds its
+        # result, so submitting everything at once would keep every result in the driver.
+        queue = iter(tasks)
+        pending = set()
+        while True:
+            for song, part in queue:
+                pending.add(pool.submit(_process_in_worker, song, config, part))
+                if len(pending) >= 2 * jobs:
+                    break
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
 
 
-def _run_ray(songs, config, address, jobs):
+def _run_ray(tasks, config, address, jobs):
     try:
         import ray
     except ImportError:
@@ -270,7 +339,7 @@ def _run_ray(songs, config, address, jobs):
     try:
         remote = ray.remote(num_cpus=1)(_process_in_worker)
         config_ref = ray.put(config)
-        pending = [remote.remote(song, config_ref) for song in songs]
+        pending = [remote.remote(song, config_ref, part) for song, part in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
@@ -377,6 +446,9 @@ def build_dataset(
     ids = [s.id for s in songs]
     if len(set(ids)) != len(ids):
         raise InputError("two songs have the same id; song ids must be unique")
+    jobs = jobs or os.cpu_count() or 1
+    remote = executor == "ray" and ray_address not in (None, "local")  # workers elsewhere: only the driver here
+    check_memory(songs, config, 0 if remote else jobs, executor)
     out = Path(out)
     if force and out.exists():
         import shutil
@@ -395,9 +467,12 @@ def build_dataset(
     # Leftover temporary files of a killed build are never read; remove them.
     for tmp in (out / WORK_DIR).glob(".*.part"):
         tmp.unlink(missing_ok=True)
-    todo = [by_id[i] for i in sorted(ids) if not work[i].exists()]
+    parts = config.eq_parts
+    todo = [(by_id[i], part) for i in sorted(ids) for part in range(parts)
+            if not _work_path(work[i], part).exists()]
     failed: dict[str, str] = {}
-    bar = _Progress(len(songs), len(songs) - len(todo), progress)
+    bar = _Progress(len(songs) * parts, len(songs) * parts - len(todo), progress,
+                    "songs" if parts == 1 else "song parts")
     jobs = jobs or os.cpu_count() or 1
     try:
         if not todo:
@@ -412,7 +487,8 @@ def build_dataset(
             if "error" in result:
                 failed[result["id"]] = result["error"]
             else:
-                _save_atomic(result, work[result["id"]])
+                _save_atomic(result, _work_path(work[result["id"]], result.get("part", 0)))
+            del result  # the driver keeps no result once it is on disk
             bar.advance()
     finally:
         bar.close()
@@ -420,13 +496,88 @@ def build_dataset(
     manifest = _pack(out, songs, config, failed, work, source_info, reverb_estimator_info)
     if not keep_work:
         for p in work.values():
-            p.unlink(missing_ok=True)
+            for part in range(parts):
+                _work_path(p, part).unlink(missing_ok=True)
     return manifest
+
+
+# Peak memory of one worker task (scripts/bench_dataset_memory.py: 1.14 GB for part 0 of a
+# 30 s song, 1.25 GB for 120 s, 1.14 GB for a later EQ part of 512 examples), rounded up:
+# the interpreter with torch, a part of EQ examples, and the whole-song features of part 0,
+# which grow with the song's length.
+WORKER_BASE_BYTES = 1.2e9
+WORKER_BYTES_PER_SONG_SECOND = 2e6
+# The driver holds up to one shard of blocks per task and split while packing (float16
+# blocks, plus the copy made when a shard is cut).
+BLOCK_BYTES = 2 * 2 * 128 * 64
+
+
+def estimated_memory(songs: list[Song], config: BuildConfig, jobs: int, executor: str) -> dict:
+    """Bytes a build needs at its peak: ``{"worker", "workers", "driver", "total", "longest_s"}``."""
+    longest = max((_song_seconds(s) for s in songs), default=0.0)
+    worker = WORKER_BASE_BYTES + WORKER_BYTES_PER_SONG_SECOND * longest
+    buffers = len(config.tasks) * len(SPLITS) * config.shard_blocks * BLOCK_BYTES * 2
+    local_workers = {"serial": 0, "process": jobs, "ray": jobs}[executor]
+    driver = (worker if executor == "serial" else WORKER_BASE_BYTES) + buffers
+    return {"worker": worker, "workers": local_workers, "driver": driver,
+            "total": driver + local_workers * worker, "longest_s": longest}
+
+
+def _song_seconds(song: Song) -> float:
+    if song.kind == "synthetic":
+        return song.seconds
+    import soundfile as sf
+
+    seconds = 0.0
+    for path in (song.vocal, *song.backing):
+        try:
+            info = sf.info(path)
+            seconds = max(seconds, info.frames / info.samplerate)
+        except Exception:  # noqa: BLE001 - loading the song reports what is wrong with it
+            continue
+    return seconds
+
+
+def available_memory() -> float | None:
+    """Bytes the system can give without swapping (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(songs: list[Song], config: BuildConfig, jobs: int, executor: str,
+                 available: float | None = None) -> dict:
+    """Refuse, before any work, a build whose estimated peak does not fit in the available memory."""
+    need = estimated_memory(songs, config, jobs, executor)
+    available = available_memory() if available is None else available
+    if available is not None and need["total"] > available:
+        fit = int((available - need["driver"]) // need["worker"]) if need["workers"] else 0
+        advice = f"use --jobs {fit}" if fit >= 1 else "use shorter songs or a smaller --shard-blocks"
+        raise InputError(
+            f"dataset build needs about {need['total'] / 1e9:.1f} GB ({need['workers']} worker(s) x "
+            f"{need['worker'] / 1e9:.1f} GB for songs up to {need['longest_s']:.0f} s, plus "
+            f"{need['driver'] / 1e9:.1f} GB for packing shards of {config.shard_blocks} blocks), more than the "
+            f"{available / 1e9:.1f} GB available; {advice}")
+    return need
+
+
+def _work_path(main: Path, part: int) -> Path:
+    """Work file of one part of a song: the song's own file for part 0, ``<stem>.eqNNNN.pt`` after."""
+    return main if part == 0 else main.with_name(f"{main.stem}.eq{part:04d}.pt")
 
 
 def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work: dict,
           source_info: dict | None, reverb_estimator_info: dict | None) -> dict:
-    done_ids = [s.id for s in songs if s.id not in failed and work[s.id].exists()]
+    done_ids = [s.id for s in songs if s.id not in failed
+                and all(_work_path(work[s.id], part).exists() for part in range(config.eq_parts))]
     splits = split_songs([s for s in songs if s.id in set(done_ids)], config.seed, config.split_fractions)
     split_of = {i: name for name, ids in splits.items() for i in ids}
     shard_dir = out / SHARD_DIR
@@ -481,12 +632,19 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
         blocks = result["blocks"]
         for task in config.tasks:
             if task == "eq":
-                eq = result["eq"]
-                n = eq["features"].shape[0]
-                if n:
-                    buffers[(task, split)].append({"features": eq["features"], "targets": eq["targets"],
-                                                   "changed": eq["changed"], "songs": [song_id] * n})
-                    counts[(task, split)] += n
+                total = 0
+                # Part 0 is in the song's own result; later parts are read one at a time.
+                for part in range(config.eq_parts):
+                    eq = result["eq"] if part == 0 else torch.load(
+                        _work_path(work[song_id], part), map_location="cpu", weights_only=False)["eq"]
+                    n = eq["features"].shape[0]
+                    if n:
+                        buffers[(task, split)].append({"features": eq["features"], "targets": eq["targets"],
+                                                       "changed": eq["changed"], "songs": [song_id] * n})
+                        counts[(task, split)] += n
+                        total += n
+                        flush(task, split)
+                if total:
                     song_counts[(task, split)] += 1
                 else:
                     dropped[task][song_id] = "no stretch of voiced frames long enough for a block"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -95,6 +96,10 @@ def build_command(
         songs = discover_songs(Path(source), layout)
         source_info = {"path": str(Path(source).resolve()), "layout": layout, "n_songs": len(songs)}
     eq_per_song = math.ceil(eq_count / len(songs)) if eq_count else 0
+    executor = "ray" if ray else ("serial" if serial else "process")
+    # A build that cannot fit in memory is refused before any work, a reverb estimator included.
+    B.check_memory(songs, B.BuildConfig(seed=seed, tasks=task_list, eq_per_song=eq_per_song, shard_blocks=shard_blocks),
+                   0 if ray_address not in (None, "local") else (1 if serial else jobs or os.cpu_count() or 1), executor)
 
     estimator_state, estimator_info = None, None
     needs_estimator = "reverb" in task_list and any(s.kind != "synthetic" for s in songs)
@@ -125,7 +130,6 @@ def build_command(
     config = B.BuildConfig(seed=seed, tasks=task_list, split_fractions=fractions, eq_per_song=eq_per_song,
                            random_gain_db=random_gain_db, shard_blocks=shard_blocks,
                            reverb_estimator=estimator_state)
-    executor = "ray" if ray else ("serial" if serial else "process")
     manifest = B.build_dataset(songs, out, config, executor=executor, jobs=jobs, ray_address=ray_address,
                                progress=progress, force=force, source_info=source_info,
                                reverb_estimator_info=estimator_info, keep_work=keep_work)

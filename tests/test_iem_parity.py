@@ -25,13 +25,13 @@ Tolerances, and why:
   a DAW aligns them: the plug-in's reported latency and vocalmix's
   ``lookahead_samples`` are removed.
 * FdnReverb -60 dB: the same delay recipe, Hadamard matrix and shelves; vocalmix
-  convolves with an IR computed in float64, the plug-in recurses in float32.
-  Measured deviation (see test_fade_in_with_a_low_shelf_cutoff_is_where_the_plugin_deviates):
-  a shelf cutoff near 20 Hz already gives -70 dB without fade-in, falling with the
-  cutoff as float32 rounding of a near-DC pole does; a fade-in subtracts a twin
-  network from the main one, and that cancellation lifts the same error to about
-  -39 dB of the (smaller) faded output. Draws with a fade-in and a shelf cutoff
-  below :data:`FADE_LOW_CUTOFF_HZ` are held to :data:`FADE_LOW_CUTOFF_TOLERANCE_DB`.
+  convolves with an IR computed in float64, the plug-in recurses in float32. Where
+  the plug-in's float32 rounding is itself above -60 dB (loop shelves near 20 Hz,
+  most of all with a fade-in, whose twin network cancels most of the main one), a
+  draw is held to that rounding + 6 dB instead. The rounding is measured by running
+  the same network per sample in float32 and in float64 (:func:`_fdn_run`, written
+  from the note, independent of vocalmix.dsp); the test of it shows the plug-in's
+  deviation is that size.
 
 Tested exceptions (behaviour of the v1.14 binary, listed in the note):
 
@@ -61,8 +61,9 @@ from scipy import signal
 
 from vocalmix import cli, iem_engine
 from vocalmix.demo import demo_vocal
-from vocalmix.dsp.biquads import design
+from vocalmix.dsp.biquads import design, high_shelf, low_shelf
 from vocalmix.dsp.compressor import lookahead_samples
+from vocalmix.dsp.reverb import fdn_delay_lengths
 from vocalmix.export import export_settings, plugin_states, snap_to_plugin_grids
 from vocalmix.mixing import process_vocal
 from vocalmix.settings import BAND_FILTER_TYPES, FDN_LINE_COUNTS, FILTER_TYPES, EQBand, MixSettings
@@ -75,8 +76,7 @@ EQ_TOLERANCE_DB = -60.0
 COMPRESSOR_TOLERANCE_DB = -60.0
 LOOKAHEAD_TOLERANCE_DB = -60.0
 REVERB_TOLERANCE_DB = -60.0
-FADE_LOW_CUTOFF_HZ = 200.0
-FADE_LOW_CUTOFF_TOLERANCE_DB = -35.0
+ROUNDING_MARGIN_DB = 6.0
 QUIET_OUTPUT_FLOOR_DB = -40.0
 N_EQ_PER_TYPE, N_EQ_CHAINS, N_COMPRESSOR, N_LOOKAHEAD, N_REVERB = 3, 12, 40, 24, 24
 
@@ -151,7 +151,7 @@ def test_multieq_every_type_on_every_band_matches_the_plugin(vocal):
     assert report("MultiEQ single bands", results) <= EQ_TOLERANCE_DB, results
 
 
-@numba.njit(cache=True)
+@numba.njit  # not cached: compiled per run, nothing written next to the tests
 def _float32_biquads(sections, x):
     """The bands in series as float32 transposed direct form II, the plug-ins' arithmetic."""
     y = x.astype(np.float32)
@@ -268,11 +268,78 @@ def random_reverb(rng, lines: int) -> MixSettings:
     return snap_to_plugin_grids(settings)
 
 
-def reverb_tolerance(settings: MixSettings) -> float:
+@numba.njit  # not cached: compiled per run, nothing written next to the tests
+def _fdn_run(x, delays, gains, high, low, dtype):
+    """FdnReverb's loop per sample in ``dtype`` (the note, section 2), lines 0 and 1 fed with ``x``.
+
+    Returns the wet signal v of lines 0 and 1, ``(2, samples)``; shelves are
+    (b0, b1, b2, a1, a2) per line in transposed direct form II, high then low.
+    """
+    lines, n = delays.shape[0], x.shape[0]
+    ring_length = delays.max() + 1
+    ring = np.zeros((lines, ring_length), dtype)
+    h1, h2 = np.zeros(lines, dtype), np.zeros(lines, dtype)
+    l1, l2 = np.zeros(lines, dtype), np.zeros(lines, dtype)
+    v = np.zeros(lines, dtype)
+    out = np.zeros((2, n), dtype)
+    scale = dtype(1.0 / np.sqrt(lines))
+    for k in range(n):
+        now = k % ring_length
+        for i in range(lines):
+            u = ring[i, now]
+            ring[i, now] = dtype(0.0)
+            if i < 2:
+                u = u + x[k]
+            w = high[i, 0] * u + h1[i]
+            h1[i] = high[i, 1] * u - high[i, 3] * w + h2[i]
+            h2[i] = high[i, 2] * u - high[i, 4] * w
+            y = low[i, 0] * w + l1[i]
+            l1[i] = low[i, 1] * w - low[i, 3] * y + l2[i]
+            l2[i] = low[i, 2] * w - low[i, 4] * y
+            v[i] = y
+        out[0, k], out[1, k] = v[0], v[1]
+        t = v * gains
+        half = 1
+        while half < lines:  # Sylvester Hadamard, natural order
+            for start in range(0, lines, 2 * half):
+                for j in range(start, start + half):
+                    a, b = t[j], t[j + half]
+                    t[j], t[j + half] = a + b, a - b
+            half *= 2
+        for i in range(lines):
+            ring[i, (k + delays[i]) % ring_length] = t[i] * scale
+    return out
+
+
+def _fdn_render(x: np.ndarray, settings: MixSettings, dtype) -> np.ndarray:
+    """The whole FdnReverb (dry/wet, fade-in twin) on mono ``x`` in ``dtype``, from the note's formulas."""
     r = settings.reverb
-    if r.fade_in_s > 0 and min(r.low_cutoff_hz, r.high_cutoff_hz) < FADE_LOW_CUTOFF_HZ:
-        return FADE_LOW_CUTOFF_TOLERANCE_DB
-    return REVERB_TOLERANCE_DB
+    delays = fdn_delay_lengths(int(r.room_size), min(r.fdn_lines, 64), SR).astype(np.int64)
+    seconds = torch.tensor(delays / SR, dtype=torch.float64)
+
+    def shelf(design_fn, cutoff, q, gain_db_per_s):
+        b, a = design_fn(torch.full_like(seconds, cutoff), gain_db_per_s * seconds, torch.full_like(seconds, q),
+                         float(SR))
+        return torch.cat([b, a[:, 1:]], dim=1).numpy().astype(dtype)
+
+    high = shelf(high_shelf, r.high_cutoff_hz, r.high_q, r.high_gain_db_per_s)
+    low = shelf(low_shelf, r.low_cutoff_hz, r.low_q, r.low_gain_db_per_s)
+    w = dtype(r.dry_wet_pct / 100.0)
+    signal_in = x[0].astype(dtype)
+
+    def wet(t60):
+        gains = (10.0 ** (-3.0 * delays / (SR * t60))).astype(dtype)
+        return _fdn_run(signal_in, delays, gains, high, low, dtype)
+
+    y = w * wet(r.reverb_time_s) + (dtype(1.0) - w) * signal_in
+    if r.fade_in_s > 0:
+        y = y - w * wet(r.fade_in_s)
+    return y
+
+
+def float32_reverb_rounding_db(x: np.ndarray, settings: MixSettings) -> float:
+    """How far a float32 run of this network is from the same network in float64 (residual_db's measure)."""
+    return residual_db(_fdn_render(x, settings, np.float32), _fdn_render(x, settings, np.float64), x)
 
 
 def plugin_reverb(plugin, x, settings):
@@ -301,17 +368,23 @@ def test_reused_reverb_instance_renders_as_a_fresh_one(vocal, reverbs):
 
 def test_fdnreverb_matches_the_plugin_over_random_settings(vocal, reverbs):
     rng = np.random.default_rng(1603)
-    results, special = [], []
+    results, rounding_bound = [], []
     for case in range(N_REVERB):
         settings = random_reverb(rng, FDN_LINE_COUNTS[case % 3])
         ours = process_vocal(vocal, SR, settings, upto="reverb", start="reverb")
         theirs = plugin_reverb(reverbs[settings.reverb.fdn_lines], vocal, settings)
-        tolerance = reverb_tolerance(settings)
-        (results if tolerance == REVERB_TOLERANCE_DB else special).append(
-            (residual_db(ours, theirs, vocal), settings.reverb))
-    assert report("FdnReverb", results) <= REVERB_TOLERANCE_DB, results
-    if special:
-        assert report("FdnReverb, fade-in with a low shelf cutoff", special) <= FADE_LOW_CUTOFF_TOLERANCE_DB, special
+        residual = residual_db(ours, theirs, vocal)
+        if residual > REVERB_TOLERANCE_DB:
+            bound = max(REVERB_TOLERANCE_DB, float32_reverb_rounding_db(vocal, settings) + ROUNDING_MARGIN_DB)
+            rounding_bound.append((residual - bound, residual, settings.reverb))
+        else:
+            results.append((residual, settings.reverb))
+    print(f"\nFdnReverb: {len(results)} of {N_REVERB} draws within {REVERB_TOLERANCE_DB:g} dB, worst "
+          f"{max(r[0] for r in results):.1f} dB; {len(rounding_bound)} held to float32 rounding + "
+          f"{ROUNDING_MARGIN_DB:g} dB: {[(round(r[1], 1), round(r[0], 1)) for r in rounding_bound]} "
+          "(residual, residual - bound)")
+    assert len(results) >= N_REVERB * 3 // 4  # the rounding bound stays the exception
+    assert all(r[0] <= 0.0 for r in rounding_bound), rounding_bound
 
 
 def test_fdnreverb_room_size_extremes_and_default_reverb_time(vocal, reverbs):
@@ -323,23 +396,30 @@ def test_fdnreverb_room_size_extremes_and_default_reverb_time(vocal, reverbs):
         assert residual_db(ours, plugin_reverb(reverbs[64], vocal, settings)) <= REVERB_TOLERANCE_DB, (room, rt)
 
 
-def test_fade_in_with_a_low_shelf_cutoff_is_where_the_plugin_deviates(vocal, reverbs):
-    """The measured deviation the tolerance above allows for, so a change in it is seen.
+def test_where_the_reverb_deviates_it_is_float32_rounding(vocal, reverbs):
+    """The plug-in's deviation, where it exceeds -60 dB, is the size of float32 rounding of the same network.
 
-    High shelf at 21 Hz, -40 dB/s, RT 1 s, fully wet: without fade-in -60 dB or better;
-    with a 0.25-s fade-in the residual rises above -60 dB but stays below -35 dB; at a
-    cutoff of 1 kHz the same fade-in is back under -60 dB.
+    High shelf at 21 Hz, -40 dB/s, RT 1 s, fully wet, 0.25-s fade-in (16 lines): the
+    plug-in differs from vocalmix by more than -60 dB; an independent per-sample run of
+    the network in float64 equals vocalmix (so the model is the plug-in's), and the
+    same run in float32 deviates from it by as much as the plug-in does (within 3 dB).
+    At a 1-kHz cutoff everything is back under -60 dB.
     """
-    def residual(cutoff, fade):
+    def measure(cutoff):
         settings = MixSettings()
-        settings.reverb = replace(settings.reverb, reverb_time_s=1.0, high_cutoff_hz=cutoff,
-                                  high_gain_db_per_s=-40.0, dry_wet_pct=100.0, fade_in_s=fade)
+        settings.reverb = replace(settings.reverb, reverb_time_s=1.0, high_cutoff_hz=cutoff, fdn_lines=16,
+                                  high_gain_db_per_s=-40.0, dry_wet_pct=100.0, fade_in_s=0.25)
         ours = process_vocal(vocal, SR, settings, upto="reverb", start="reverb")
-        return residual_db(ours, plugin_reverb(reverbs[64], vocal, settings), vocal)
+        theirs = plugin_reverb(reverbs[16], vocal, settings)
+        exact = _fdn_render(vocal, settings, np.float64)
+        return (residual_db(ours, theirs, vocal), residual_db(exact, ours, vocal),
+                residual_db(_fdn_render(vocal, settings, np.float32), exact, vocal))
 
-    assert residual(21.0, 0.0) <= REVERB_TOLERANCE_DB
-    assert REVERB_TOLERANCE_DB < residual(21.0, 0.25) <= FADE_LOW_CUTOFF_TOLERANCE_DB
-    assert residual(1000.0, 0.25) <= REVERB_TOLERANCE_DB
+    plugin_vs_ours, exact_vs_ours, float32_vs_exact = measure(21.0)
+    assert plugin_vs_ours > REVERB_TOLERANCE_DB
+    assert exact_vs_ours <= -100.0
+    assert abs(plugin_vs_ours - float32_vs_exact) <= 3.0
+    assert measure(1000.0)[0] <= REVERB_TOLERANCE_DB
 
 
 def test_v115_fdn_sizes_render_as_64_lines_in_v114(vocal, reverbs):

@@ -608,3 +608,22 @@ def test_verify_reports_each_stage_and_flags_a_difference(tmp_path, capsys):
     assert "FdnReverb differ by more than -60 dB" in captured.err
     reverb_line = next(line for line in captured.out.splitlines() if line.startswith("reverb"))
     assert reverb_line.endswith("differs")
+
+
+def test_engine_iem_and_verify_on_a_shared_song(shared_audio, tmp_path, capsys):
+    """A real song: rules render with presets, the same settings with --engine iem, then verify."""
+    song = shared_audio / "songs" / "easton-ellises-falcon-69"
+    if not song.is_dir():
+        pytest.skip(f"{song} is absent")
+    vocal, backing = song / "vocal.flac", song / "backing.flac"
+    _vocalmix("render", vocal, backing, "-o", tmp_path / "dsp.wav", "--stems", "--format", "float",
+              "--export", tmp_path / "presets", "-q")
+    _vocalmix("render", vocal, backing, "-o", tmp_path / "iem.wav", "--stems", "--format", "float",
+              "--settings", tmp_path / "dsp.settings.json", "--engine", "iem", "-q")
+    ours, _ = sf.read(tmp_path / "dsp.vocal.wav", dtype="float32", always_2d=True)
+    theirs, _ = sf.read(tmp_path / "iem.vocal.wav", dtype="float32", always_2d=True)
+    assert residual_db(ours, theirs) <= REVERB_TOLERANCE_DB
+    capsys.readouterr()
+    assert cli.main(["verify", str(tmp_path / "presets"), str(vocal), "--json", "-q"]) == 0
+    rows = json.loads(capsys.readouterr().out)["stages"]
+    assert all(v is None or v <= -60.0 for r in rows for v in (r["stage_db"], r["chain_db"])), rows

@@ -37,7 +37,7 @@ from .settings import MixSettings
 from .vst_host import VstError, VstPlugin
 
 PACKAGE = "iem-plugin-suite-vst"
-#: A folder holding libMultiEQ.so, libOmniCompressor.so and libFdnReverb.so, searched first.
+#: A folder holding libMultiEQ.so, libOmniCompressor.so and libFdnReverb.so; when set, the only one used.
 DIR_VARIABLE = "VOCALMIX_IEM_VST_DIR"
 #: Where Debian and Ubuntu install the VST2 plug-ins (multiarch paths first).
 SEARCH_DIRS = (
@@ -159,6 +159,12 @@ def process_vocal_iem(vocal: np.ndarray, sample_rate: int, settings: MixSettings
     if plugin_dir is None:
         plugin_dir = find_plugin_dir()
     states = {state.plugin.name: state for state in _quiet_states(settings)}
+    if "reverb" in STAGES[first:last + 1] and settings.reverb.fdn_lines > 64:
+        import logging
+
+        logging.getLogger("vocalmix").warning(
+            "setting 'reverb.fdn_lines' = %d needs FdnReverb v1.15; the installed plug-in (v1.14) renders 64 lines",
+            settings.reverb.fdn_lines)
     y = np.ascontiguousarray(vocal, dtype=np.float32)
     for stage in STAGES[first:last + 1]:
         if stage == "level":

@@ -277,10 +277,9 @@ class _FitProgress:
 
 def _write_fitted_settings(path: Path, result: dict, ir: Path) -> None:
     """Default settings with the fitted reverb, validated, written atomically with the user's umask."""
-    import os
-    import tempfile
     from dataclasses import replace
 
+    from vocalmix.files import write_atomic
     from vocalmix.settings import MixSettings
 
     from .inference import reverb_from_values
@@ -289,14 +288,4 @@ def _write_fitted_settings(path: Path, result: dict, ir: Path) -> None:
     settings.reverb = reverb_from_values(result["settings"], replace(settings.reverb))
     text = settings.validate().to_json(method="fit-ir", impulse_response=str(ir.resolve()),
                                        spectrogram_distance=float(result["loss"]))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text + "\n")

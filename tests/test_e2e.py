@@ -207,3 +207,12 @@ def test_a_missing_model_folder_is_one_clear_error(tmp_path):
 
     with pytest.raises(InputError, match="not found"):
         e2e.CnnE2EMethod(tmp_path / "nowhere")
+
+
+def test_training_is_deterministic_given_the_seed(tmp_path):
+    config = e2e.E2EConfig(steps=1, batch_size=2, n_pairs=8, seed=4, val_every=1)
+    runs = [e2e.train_e2e("synthetic:1", tmp_path / name, config, progress=False) for name in ("a", "b")]
+    states = [torch.load(r.checkpoint, weights_only=True)["state_dict"] for r in runs]
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+    assert runs[0].best_val == runs[1].best_val

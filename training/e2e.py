@@ -195,9 +195,12 @@ def degrade(dry: torch.Tensor, sample_rate: int, generator: torch.Generator,
 def _envelope_db(x: torch.Tensor, sample_rate: int, window_s: float = 0.03) -> torch.Tensor:
     """Level envelope (dB) of ``x`` ``(B, 1, T)``: RMS over a centred moving window, floored at -80 dB."""
     win = max(1, int(window_s * sample_rate)) | 1
-    kernel = torch.full((1, 1, win), 1.0 / win, dtype=x.dtype)
-    ms = torch.nn.functional.conv1d(x ** 2, kernel, padding=win // 2)
-    return 10.0 * torch.log10(ms.clamp_min(1e-8))
+    half = win // 2
+    # Centred moving average of x² by a running sum (zero-padded ends), float64 against drift.
+    padded = torch.nn.functional.pad(x.double() ** 2, (half + 1, half))
+    csum = torch.cumsum(padded, dim=-1)
+    ms = (csum[..., win:] - csum[..., :-win]) / win
+    return 10.0 * torch.log10(ms.clamp_min(1e-8)).to(x.dtype)
 
 
 # -- data ------------------------------------------------------------------------------------------

@@ -566,6 +566,8 @@ def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_v
     import typer
 
     out = Path(out)
+    if not str(dataset).startswith("synthetic:") and not Path(dataset).is_dir():
+        raise InputError(f"{dataset}: dataset folder not found (a folder of dry vocal files, or synthetic:N)")
     if (out / "cnn_e2e.last.pt").exists() and not resume:
         raise InputError(f"{out}: holds an earlier cnn-e2e run; pass --resume to continue it or choose another --out")
     if init is not None and not Path(init).is_dir():

@@ -129,6 +129,8 @@ __all__ = [
     "FDN_SIZES",
     "IR_MAX_SECONDS",
     "IR_FLOOR_DB",
+    "TRAINING_IR_FLOOR_DB",
+    "IR_METHODS",
     "MIN_DECAY_DB_PER_S",
     "fdn_delay_lengths",
     "fdn_ir_length",
@@ -141,6 +143,11 @@ __all__ = [
 FDN_SIZES = (16, 32, 64, 128, 256)
 IR_MAX_SECONDS = 20.0
 IR_FLOOR_DB = 90.0
+#: How the IRs are computed: the sample recursion (numba or torch backend) or the
+#: transfer function on an FFT grid (:func:`_fdn_impulse_responses_spectral`).
+IR_METHODS = ("recursion", "spectral")
+#: Decay floor of the training-time reverb (``fdn_reverb(..., training=True)``).
+TRAINING_IR_FLOOR_DB = 80.0
 MIN_DECAY_DB_PER_S = 0.5
 
 # Frequency grid (fractions of Nyquist) for the worst-case loop gain, log-spaced
@@ -486,18 +493,32 @@ class _FdnImpulseResponses(torch.autograd.Function):
     def forward(ctx, gains, hs, ls, delays, excite, lengths, store_dtype):
         n_jobs, n_lines = delays.shape
         needs_grad = any(ctx.needs_input_grad[:3])
-        outs = [np.zeros((2, n)) for n in lengths]
-        u_store = [np.zeros((n + 2, n_lines) if needs_grad else (1, 1), dtype=store_dtype) for n in lengths]
         g_np = np.ascontiguousarray(gains.detach().cpu().numpy())
         hs_np = np.ascontiguousarray(hs.detach().cpu().numpy())
         ls_np = np.ascontiguousarray(ls.detach().cpu().numpy())
+        # Jobs with identical networks (a batch that repeats a setting) run once and share
+        # their IR and stored line inputs; each keeps its own adjoint in the backward.
+        first_of = {}
+        source = []
+        for j in range(n_jobs):
+            key = (lengths[j], delays[j].tobytes(), g_np[j].tobytes(), hs_np[j].tobytes(),
+                   ls_np[j].tobytes(), np.asarray(excite[j]).tobytes())
+            source.append(first_of.setdefault(key, j))
+        unique = sorted(first_of.values())
+        outs = [None] * n_jobs
+        u_store = [None] * n_jobs
+        for j in unique:
+            outs[j] = np.zeros((2, lengths[j]))
+            u_store[j] = np.zeros((lengths[j] + 2, n_lines) if needs_grad else (1, 1), dtype=store_dtype)
         _run_jobs(
             _fdn_forward_kernel,
             [
                 (delays[j], g_np[j], hs_np[j], ls_np[j], excite[j], outs[j], u_store[j], needs_grad)
-                for j in _longest_first(lengths)
+                for j in _longest_first(lengths) if source[j] == j
             ],
         )
+        outs = [outs[source[j]] for j in range(n_jobs)]
+        u_store = [u_store[source[j]] for j in range(n_jobs)]
         if needs_grad:
             ctx.save_for_backward(gains, hs, ls)
             ctx.fdn = (delays, u_store, lengths)
@@ -714,6 +735,71 @@ class _ChunkedFdn(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------
+# Spectral IRs (any device): the network's transfer function on an FFT grid
+# ---------------------------------------------------------------------------
+
+#: Frequency bins per batched solve of the spectral path (bounds its memory).
+SPECTRAL_BINS_PER_SOLVE = 2048
+#: Time-aliasing suppression of the spectral path: r^-K for the exponential window.
+_SPECTRAL_ALIAS = 1e-7
+
+
+def _biquad_on_circle(c: torch.Tensor, zinv: torch.Tensor) -> torch.Tensor:
+    """(b0 + b1 z^-1 + b2 z^-2) / (1 + a1 z^-1 + a2 z^-2) for c (..., 5) at zinv (K,)."""
+    b0, b1, b2, a1, a2 = (t[..., None] for t in c.unbind(-1))
+    return (b0 + zinv * (b1 + zinv * b2)) / (1.0 + zinv * (a1 + zinv * a2))
+
+
+def _spectral_block(gains, hs, ls, lengths, excite, zinv, hadamard):
+    """Heard-line spectra (J, 2, k) at the points ``zinv`` (k,) (z^-1 values)."""
+    n_lines = gains.shape[1]
+    shelves = _biquad_on_circle(hs, zinv) * _biquad_on_circle(ls, zinv)  # (J, N, k)
+    delay = torch.exp(lengths[..., None] * torch.log(zinv))  # z^-L, (J, N, k)
+    # u = e + D H (g / sqrt(N) F u)  ->  (I - D H diag(g F / sqrt(N))) u = e, per bin.
+    column = (gains.to(shelves.dtype)[..., None] * shelves / math.sqrt(n_lines)).permute(0, 2, 1)  # (J, k, N)
+    row = delay.permute(0, 2, 1)  # (J, k, N)
+    system = torch.eye(n_lines, dtype=shelves.dtype, device=shelves.device) - row[..., :, None] * hadamard * column[..., None, :]
+    rhs = excite.to(shelves.dtype)[:, None, :, None].expand(-1, zinv.shape[0], -1, 1)
+    u = torch.linalg.solve(system, rhs)[..., 0]  # (J, k, N)
+    return (u[..., :2] * shelves[:, :2].permute(0, 2, 1)).permute(0, 2, 1)  # v = F u on lines 0, 1
+
+
+def _fdn_impulse_responses_spectral(gains, hs, ls, delays, excite, n_samples: int) -> torch.Tensor:
+    """The IRs of :class:`_FdnImpulseResponses` from the transfer function, (J, 2, n_samples).
+
+    Per bin of a K-point grid (K >= n_samples, a power of two) the network is a linear
+    system ``(I - D(z) H diag(g F(z)) / sqrt(N)) u = e`` (D the delays, H the unnormalised
+    Hadamard, F the shelf cascade per line), solved by ``torch.linalg.solve`` in
+    complex128; the heard lines are ``F u``. The grid lies on the circle |z| = r with
+    r^-K = 1e-7 (an exponential window), so the inverse FFT gives h[n] r^-n with the
+    time-aliased tail attenuated by 140 dB; multiplying by r^n restores h. No sample
+    loop: a few dozen batched ops per block of :data:`SPECTRAL_BINS_PER_SOLVE` bins, on
+    any device, differentiable by autograd (blocks are recomputed in the backward, so
+    memory stays at one block). Cost is O(K N^3) per network: cheap for few lines or
+    short IRs, a GPU's work for N = 64 and seconds-long IRs.
+    """
+    f64, c128 = torch.float64, torch.complex128
+    device = gains.device
+    n_fft = 1 << max(1, int(math.ceil(math.log2(max(n_samples, 2)))))
+    log_r = -math.log(_SPECTRAL_ALIAS) / n_fft
+    omega = 2.0 * math.pi * torch.arange(n_fft // 2 + 1, dtype=f64, device=device) / n_fft
+    zinv = torch.polar(torch.full_like(omega, math.exp(-log_r)), -omega)
+    hadamard = (_hadamard(gains.shape[1], f64, device) * math.sqrt(gains.shape[1])).to(c128)
+    lengths = torch.as_tensor(delays, dtype=f64, device=device).to(c128)
+    excite = torch.as_tensor(excite, dtype=f64, device=device)
+    blocks = []
+    for start in range(0, zinv.shape[0], SPECTRAL_BINS_PER_SOLVE):
+        args = (gains.to(f64), hs.to(f64), ls.to(f64), lengths, excite, zinv[start : start + SPECTRAL_BINS_PER_SOLVE],
+                hadamard)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in args[:3]):
+            blocks.append(torch.utils.checkpoint.checkpoint(_spectral_block, *args, use_reentrant=False))
+        else:
+            blocks.append(_spectral_block(*args))
+    windowed = torch.fft.irfft(torch.cat(blocks, dim=-1), n=n_fft)[..., :n_samples]
+    return windowed * torch.exp(log_r * torch.arange(n_samples, dtype=f64, device=device))
+
+
+# ---------------------------------------------------------------------------
 # Parameters -> per-line gains and shelves
 # ---------------------------------------------------------------------------
 
@@ -792,14 +878,13 @@ def _grid_cosines(sr: float, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cos(omega), torch.cos(2.0 * omega)
 
 
-def _loop_decay_rates(gains, hs, ls, seconds, sr) -> torch.Tensor:
-    """Slowest decay over lines and frequency, dB per second, (B,) float64 (no grad).
+def _shelf_peak_db(hs, ls, sr) -> torch.Tensor:
+    """Peak over frequency of |HS_i LS_i| in dB per line, (B, N) float64 (no grad).
 
-    Per line the loop gain is g_i |HS_i LS_i|, spent over L_i / fs seconds. ``gains``
-    and ``seconds`` (B, N), ``hs`` and ``ls`` (B, N, 5) are torch tensors on one
-    device; everything is computed there (both backends use this function).
+    Evaluated on the loop-gain grid (:func:`_grid_cosines`); the costly part of
+    :func:`_loop_decay_rates`, shared by a network and its fade-in twin.
     """
-    cos1, cos2 = _grid_cosines(sr, gains.device)
+    cos1, cos2 = _grid_cosines(sr, hs.device)
 
     def power(c0, c1, c2):
         # |c0 + c1 z + c2 z^2|^2 on the unit circle, written with real cosines.
@@ -809,7 +894,18 @@ def _loop_decay_rates(gains, hs, ls, seconds, sr) -> torch.Tensor:
         b0, b1, b2, a1, a2 = c.detach().to(torch.float64)[..., None].unbind(-2)
         return power(b0, b1, b2) / power(1.0, a1, a2).clamp(min=1e-300)
 
-    loop_db = 10.0 * torch.log10(torch.amax(shelf_power(hs) * shelf_power(ls), dim=-1))  # (B, N)
+    return 10.0 * torch.log10(torch.amax(shelf_power(hs) * shelf_power(ls), dim=-1))
+
+
+def _loop_decay_rates(gains, hs, ls, seconds, sr, shelf_db=None) -> torch.Tensor:
+    """Slowest decay over lines and frequency, dB per second, (B,) float64 (no grad).
+
+    Per line the loop gain is g_i |HS_i LS_i|, spent over L_i / fs seconds. ``gains``
+    and ``seconds`` (B, N), ``hs`` and ``ls`` (B, N, 5) are torch tensors on one
+    device; everything is computed there (both backends use this function).
+    ``shelf_db``: :func:`_shelf_peak_db` of ``hs`` and ``ls`` if already computed.
+    """
+    loop_db = _shelf_peak_db(hs, ls, sr) if shelf_db is None else shelf_db  # (B, N)
     loop_db = loop_db + 20.0 * torch.log10(gains.detach().to(torch.float64).clamp(min=1e-300))
     return torch.amin(-loop_db / seconds, dim=-1)
 
@@ -877,6 +973,7 @@ def fdn_impulse_response(
     n_samples: int | None = None,
     mono_input: bool = False,
     backend: str = "auto",
+    ir_method: str = "recursion",
 ) -> torch.Tensor:
     """Wet impulse responses of the network (the signal v heard at lines 0 and 1).
 
@@ -896,7 +993,7 @@ def fdn_impulse_response(
     h = _impulse_responses(
         sr, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
         high_cutoff_hz, high_q, high_gain_db_per_s, fade_in_s, fdn_lines, n_samples, mono_input,
-        backend=backend,
+        backend=backend, ir_method=ir_method,
     )
     return h[:, 0] if mono_input else h
 
@@ -904,14 +1001,17 @@ def fdn_impulse_response(
 def _impulse_responses(
     sr, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
     high_cutoff_hz, high_q, high_gain_db_per_s, fade_in_s, fdn_lines, n_samples, mono_input,
-    max_samples=None, backend="auto",
+    max_samples=None, backend="auto", ir_floor_db=IR_FLOOR_DB, ir_method="recursion",
 ):
     """Wet IRs (B, E, 2, n), E = 1 (mono feed) or 2 fed lines.
 
-    ``max_samples`` caps the automatic length (the input length in :func:`fdn_reverb`).
+    ``max_samples`` caps the automatic length (the input length in :func:`fdn_reverb`);
+    ``ir_floor_db`` is the decay at which the automatic length ends.
     """
     if fdn_lines not in FDN_SIZES:
         raise ValueError(f"fdn_lines must be one of {FDN_SIZES}, got {fdn_lines}")
+    if ir_method not in IR_METHODS:
+        raise ValueError(f"ir_method must be one of {IR_METHODS}, got {ir_method!r}")
     rt = torch.as_tensor(reverb_time_s)
     if not torch.is_floating_point(rt):
         rt = rt.to(torch.float32)
@@ -944,11 +1044,12 @@ def _impulse_responses(
         # The twin shares delays and shelves; only its T60 differs.
         fade_gains, _, _ = _line_coefficients(seconds, sr, fade, *p[1:])
 
-    rates = _loop_decay_rates(gains, hs, ls, seconds, sr)
+    shelf_db = _shelf_peak_db(hs, ls, sr)  # the twin shares the shelves
+    rates = _loop_decay_rates(gains, hs, ls, seconds, sr, shelf_db)
     gains = _guard(gains, rates, seconds)
     slowest = rates
     if fade_items:
-        fade_rates = _loop_decay_rates(fade_gains, hs, ls, seconds, sr)
+        fade_rates = _loop_decay_rates(fade_gains, hs, ls, seconds, sr, shelf_db)
         fade_gains = _guard(fade_gains, fade_rates, seconds)
         slowest = torch.cat([rates, fade_rates[fade_items]])
     job_lengths = None
@@ -957,7 +1058,8 @@ def _impulse_responses(
         # least the minimum), so a batch item's IR is the one it gets when rendered alone
         # and short reverbs and fade-in twins cost their own length, not the batch's
         # longest. The lengths are integers computed on the device.
-        job_lengths = _item_ir_lengths(slowest, delays[list(range(batch)) + fade_items], sr, max_samples)
+        job_lengths = _item_ir_lengths(slowest, delays[list(range(batch)) + fade_items], sr, max_samples,
+                                       ir_floor_db)
         n_samples = int(job_lengths.max())  # an integer to the host: it sets the shape
     n_samples = int(n_samples)
 
@@ -974,7 +1076,12 @@ def _impulse_responses(
     excite[:, :2] = torch.tensor(feeds, dtype=torch.float64, device=job_gains.device).repeat(len(job_items), 1)
     if job_lengths is not None:
         job_lengths = job_lengths.repeat_interleave(n_feeds)
-    if select_backend(job_gains.device, backend) == "torch":
+    if ir_method == "spectral":
+        out = _fdn_impulse_responses_spectral(job_gains, job_hs, job_ls, job_delays, excite, n_samples)
+        if job_lengths is not None:
+            keep = torch.arange(n_samples, device=out.device) < job_lengths[:, None, None]
+            out = out * keep
+    elif select_backend(job_gains.device, backend) == "torch":
         out = _fdn_impulse_responses_torch(job_gains, job_hs, job_ls, job_delays, excite, n_samples)
         if job_lengths is not None:
             # The recursion runs in lockstep to the longest; later samples are cut as the
@@ -1044,6 +1151,8 @@ def fdn_reverb(
     fade_in_s,
     fdn_lines: int = 64,
     backend: str = "auto",
+    training: bool = False,
+    ir_method: str = "recursion",
 ) -> torch.Tensor:
     """FdnReverb on ``x`` (batch, 1 or 2, samples) -> (batch, 2, samples).
 
@@ -1055,6 +1164,19 @@ def fdn_reverb(
     Differentiable in every parameter except ``room_size`` and ``fdn_lines``.
     ``backend`` selects the IR recursion: ``"auto"`` (numba for CPU tensors, torch
     on other devices), ``"numba"`` or ``"torch"``.
+
+    ``training=True`` (the training-time reverb) ends each IR where its slowest decay
+    reaches :data:`TRAINING_IR_FLOOR_DB` (80 dB) instead of :data:`IR_FLOOR_DB` (90 dB):
+    the tail left out is below -80 dB of the wet energy, and the recursion and its
+    adjoint, which dominate a training step, are that much shorter. Everything else
+    (delays, lines, coefficients) is the render's. For a network with fewer lines
+    (cheaper, but a different sound: other delays) pass a smaller ``fdn_lines``.
+
+    ``ir_method="spectral"`` computes the IRs from the network's transfer function on
+    an FFT grid (batched linear solves, no sample loop; see
+    :func:`_fdn_impulse_responses_spectral`) instead of the recursion: the same IRs to
+    about -140 dB, for GPUs, where the recursion's thousands of sequential steps are
+    bound by kernel launches.
     """
     if x.dim() != 3 or x.shape[1] not in (1, 2):
         raise ValueError(f"x must be (batch, 1 or 2, samples), got {tuple(x.shape)}")
@@ -1065,6 +1187,8 @@ def fdn_reverb(
         high_cutoff_hz, high_q, high_gain_db_per_s, fade_in_s, fdn_lines, None, channels == 1,
         max_samples=n_in,  # later IR samples never reach the output
         backend=select_backend(x.device, backend),
+        ir_floor_db=TRAINING_IR_FLOOR_DB if training else IR_FLOOR_DB,
+        ir_method=ir_method,
     )
     w = _as_batch(dry_wet, batch, like=x).to(x.dtype).clamp(0.0, 1.0).view(batch, 1, 1, 1)
     # The dry path is a unit impulse from channel e to output e (both outputs for a
@@ -1082,8 +1206,9 @@ def fdn_reverb(
 class FdnReverb(torch.nn.Module):
     """Module wrapper of :func:`fdn_reverb` with a fixed sample rate and FDN size."""
 
-    def __init__(self, sample_rate: float, fdn_lines: int = 64, backend: str = "auto"):
+    def __init__(self, sample_rate: float, fdn_lines: int = 64, backend: str = "auto", training: bool = False):
         super().__init__()
+        self.training_reverb = bool(training)
         select_backend("cpu", backend)  # validate early
         self.backend = backend
         if fdn_lines not in FDN_SIZES:
@@ -1108,5 +1233,5 @@ class FdnReverb(torch.nn.Module):
         return fdn_reverb(
             x, self.sample_rate, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
             high_cutoff_hz, high_q, high_gain_db_per_s, dry_wet, fade_in_s, self.fdn_lines,
-            self.backend,
+            self.backend, self.training_reverb,
         )

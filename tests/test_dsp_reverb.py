@@ -615,3 +615,83 @@ def test_batch_items_get_their_own_ir_length(backend):
     assert abs(both.shape[-1] - long_expected) <= 1 and both.shape[-1] > 2 * expected
     torch.testing.assert_close(both[0, :, :expected], short[0], rtol=1e-12, atol=1e-15)
     assert torch.count_nonzero(both[0, :, expected:]) == 0
+
+
+def test_repeated_settings_share_one_recursion_and_keep_their_own_gradients(monkeypatch):
+    """A batch that repeats a setting runs its recursion once; each item still gets the
+    gradient of its own output."""
+    calls = []
+    kernel = reverb._fdn_forward_kernel
+
+    def counting(*args):
+        calls.append(1)
+        return kernel(*args)
+
+    monkeypatch.setattr(reverb, "_fdn_forward_kernel", counting)
+    sr = 16000
+    x = torch.randn(3, 1, 3000, generator=torch.Generator().manual_seed(5))
+    rt = torch.tensor([0.8, 1.5, 0.8], requires_grad=True)
+    y = fdn_reverb(x, sr, 12, rt, 100.0, 0.5, 0.0, 2000.0, 0.5, -5.0, 0.5, 0.0, fdn_lines=16, backend="numba")
+    assert len(calls) == 2
+    torch.testing.assert_close(y[2], fdn_reverb(x[2:], sr, 12, 0.8, 100.0, 0.5, 0.0, 2000.0, 0.5, -5.0, 0.5, 0.0,
+                                                  fdn_lines=16)[0])
+    y[0].square().sum().backward()
+    assert rt.grad[0] != 0 and rt.grad[1] == 0 and rt.grad[2] == 0
+
+
+def test_training_reverb_matches_render_to_minus_80_db():
+    """training=True ends the IRs 80 dB down instead of 90: a different (shorter) result,
+    whose error against the render stays below -80 dB of the wet signal's energy."""
+    sr = 16000
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 1, 4 * sr, generator=g) * torch.linspace(1.0, 0.0, 4 * sr) ** 4  # decaying noise
+    args = (sr, torch.tensor([20.0, 9.0]), torch.tensor([1.5, 0.6]), 100.0, 0.5, 2.0, 3000.0, 0.5, -6.0, 1.0,
+            torch.tensor([0.0, 0.2]))
+    exact = fdn_reverb(x, *args, fdn_lines=32)
+    fast = fdn_reverb(x, *args, fdn_lines=32, training=True)
+    err_db = 10 * torch.log10((fast - exact).square().sum((1, 2)) / exact.square().sum((1, 2)))
+    assert (err_db < -80).all(), err_db
+    assert not torch.equal(fast, exact)
+
+
+@pytest.mark.parametrize("mono", [True, False])
+def test_spectral_impulse_responses_match_numba_recursion(mono, monkeypatch):
+    """The transfer function on an FFT grid gives the recursion's IRs (several bin
+    blocks, automatic per-item lengths, a fade-in twin, boosting and cutting shelves)."""
+    monkeypatch.setattr(reverb, "SPECTRAL_BINS_PER_SOLVE", 1000)
+    kwargs = dict(sr=16000, room_size=torch.tensor([7.0, 20.0]),
+                  reverb_time_s=torch.tensor([0.5, 1.1], dtype=torch.float64),
+                  low_cutoff_hz=torch.tensor([150.0, 400.0]), low_q=torch.tensor([0.5, 0.9]),
+                  low_gain_db_per_s=torch.tensor([3.0, -10.0]), high_cutoff_hz=torch.tensor([3000.0, 1500.0]),
+                  high_q=torch.tensor([0.7, 0.3]), high_gain_db_per_s=torch.tensor([-8.0, 2.0]),
+                  fade_in_s=torch.tensor([0.0, 0.05]), fdn_lines=16, mono_input=mono)
+    expected = fdn_impulse_response(**kwargs, backend="numba")
+    got = fdn_impulse_response(**kwargs, ir_method="spectral")
+    assert got.shape == expected.shape and got.dtype == torch.float64
+    # Relative to each item's peak: far below the -80 dB the training path needs.
+    peak = expected.abs().flatten(1).amax(1)
+    err = (got - expected).abs().flatten(1).amax(1)
+    assert (err < 1e-7 * peak).all(), err / peak  # -140 dB
+
+
+def test_spectral_reverb_gradients_match_numba_recursion():
+    g = torch.Generator().manual_seed(41)
+    x = torch.randn(2, 1, 5000, generator=g, dtype=torch.float64) * 0.2
+    values = [[0.9, 0.4], [300.0, 150.0], [0.5, 0.7], [2.0, -4.0], [4000.0, 2500.0], [0.5, 0.6], [-6.0, 1.0],
+              [0.4, 0.7], [0.0, 0.02]]
+
+    def run(method):
+        params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
+        y = fdn_reverb(x, 16000, torch.tensor([14, 9]), *params, fdn_lines=16, ir_method=method)
+        (y * torch.linspace(-1, 1, y.shape[-1], dtype=torch.float64)).sum().backward()
+        return y.detach(), [p.grad for p in params]
+
+    expected, got = run("recursion"), run("spectral")
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-6, atol=1e-8)
+    for a, b in zip(got[1], expected[1]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_unknown_ir_method_is_refused():
+    with pytest.raises(ValueError, match="ir_method"):
+        fdn_impulse_response(16000, 10, 1.0, 100.0, 0.5, 0.0, 2000.0, 0.5, 0.0, fdn_lines=16, ir_method="fft")

@@ -132,7 +132,7 @@ def measure(audio: Path, model_dir: Path) -> dict:
     from dataclasses import replace
 
     from vocalmix import analysis
-    from vocalmix.export import snap_to_plugin_grids
+    from vocalmix.plugins import snap_to_plugin_grids
     from vocalmix.methods import get_method
     from vocalmix.mixing import output_gain, render_mix
     from vocalmix.render import load_pair

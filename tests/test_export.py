@@ -2,7 +2,7 @@
 
 The expected IDs, ranges, defaults, enum values, class IDs and byte layouts are
 written out here from ``shared/notes/iem-plugins.md`` (sections 1 and 3) rather
-than taken from ``vocalmix.export``, so the tests check the code against the notes.
+than taken from ``vocalmix.plugins``, so the tests check the code against the notes.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from vocalmix.errors import InputError
-from vocalmix.export import (FORMATS, PLUGINS, SCRIPT_FILE, export_files, export_paths, export_settings,
-                             import_settings, pedalboard_name, plugin_states, python_parameter_name,
-                             snap_to_plugin_grids)
+from vocalmix.export import FORMATS, export_files, export_paths, export_settings
+from vocalmix.pedalboard_script import SCRIPT_FILE, pedalboard_name, python_parameter_name
+from vocalmix.plugins import PLUGINS, plugin_states, snap_to_plugin_grids
+from vocalmix.preset_import import import_settings
 from vocalmix.preset_formats import juce_double_text
 from vocalmix.settings import MixSettings
 

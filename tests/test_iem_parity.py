@@ -64,7 +64,8 @@ from vocalmix.demo import demo_vocal
 from vocalmix.dsp.biquads import design, high_shelf, low_shelf
 from vocalmix.dsp.compressor import lookahead_samples
 from vocalmix.dsp.reverb import fdn_delay_lengths
-from vocalmix.export import export_settings, plugin_states, snap_to_plugin_grids
+from vocalmix.export import export_settings
+from vocalmix.plugins import plugin_states, snap_to_plugin_grids
 from vocalmix.mixing import process_vocal
 from vocalmix.settings import BAND_FILTER_TYPES, FDN_LINE_COUNTS, FILTER_TYPES, EQBand, MixSettings
 

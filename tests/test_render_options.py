@@ -368,7 +368,7 @@ def relative_loudness_of_mix_settings(path):
 
 # -- item 14.14: --tail keeps the reverb tail past the end of the inputs ----------------------------------------
 def test_tail_extends_the_output_by_the_reverb_tail(inputs, decided, tmp_path, capsys):
-    from vocalmix.export import reverb_tail_seconds
+    from vocalmix.plugins import reverb_tail_seconds
 
     _, paths = inputs
     _, settings_path = decided

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vocalmix import cli, iem_engine
-from vocalmix.export import PLUGINS_BY_NAME, plugin_states
+from vocalmix.plugins import PLUGINS_BY_NAME, plugin_states
 from vocalmix.settings import MixSettings
 from vocalmix.vst_host import VstError, VstPlugin
 

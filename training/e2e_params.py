@@ -238,7 +238,7 @@ def to_mix_settings(values: dict[str, float], input_peak_db: float, vocal_gain_d
 
     ``input_peak_db`` is the compressor input's sample peak (dBFS) that the relative
     threshold refers to; ``vocal_gain_db`` the level stage's gain. With ``snap`` the
-    result is put on the plug-ins' grids (:func:`vocalmix.export.snap_to_plugin_grids`),
+    result is put on the plug-ins' grids (:func:`vocalmix.plugins.snap_to_plugin_grids`),
     so exporting it moves nothing and warns about nothing.
     """
     settings = replace(base) if base is not None else MixSettings()
@@ -280,7 +280,7 @@ def to_mix_settings(values: dict[str, float], input_peak_db: float, vocal_gain_d
             setattr(section, name, min(spec.maximum, max(spec.minimum, float(getattr(section, name)))))
     settings.validate()
     if snap:
-        from vocalmix.export import snap_to_plugin_grids
+        from vocalmix.plugins import snap_to_plugin_grids
 
         settings = snap_to_plugin_grids(settings).validate()
     return settings

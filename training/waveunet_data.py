@@ -127,7 +127,7 @@ def discover_mix_songs(source: str | os.PathLike, target: str = "reference", lay
 
 def _render_target(vocal: np.ndarray, backing: np.ndarray, method_name: str) -> np.ndarray:
     """The mix ``vocalmix render --method <method_name>`` writes with its default options."""
-    from vocalmix.export import snap_to_plugin_grids
+    from vocalmix.plugins import snap_to_plugin_grids
     from vocalmix.methods import get_method
     from vocalmix.mixing import render_mix
     from vocalmix.settings import OutputSettings, with_effective_fade_in

@@ -291,7 +291,7 @@ def settings_table(as_json: bool = typer.Option(False, "--json", help="Machine-r
 def _register_optional_commands() -> None:
     """Commands whose code lives in other parts of the package."""
     try:
-        from .export import export_command, import_command
+        from .cli_export import export_command, import_command
     except ImportError:  # pragma: no cover - part not installed yet
         pass
     else:

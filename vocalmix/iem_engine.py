@@ -2,7 +2,7 @@
 
 The same settings that :func:`vocalmix.mixing.process_vocal` renders with
 :mod:`vocalmix.dsp` are exported as the plug-ins' own state blobs
-(:func:`vocalmix.export.plugin_states`, the bytes ``vocalmix export`` writes as
+(:func:`vocalmix.plugins.plugin_states`, the bytes ``vocalmix export`` writes as
 ``<Plugin>.bin``) and loaded into fresh instances of Debian's
 ``iem-plugin-suite-vst`` (v1.14, VST2) through :mod:`vocalmix.vst_host`. Each
 stage is run the way a DAW would run it on a mono vocal track:
@@ -32,7 +32,7 @@ from typing import Optional
 
 import numpy as np
 
-from .export import PLUGINS_BY_NAME, PluginState, plugin_states
+from .plugins import PLUGINS_BY_NAME, PluginState, plugin_states
 from .settings import MixSettings
 from .vst_host import VstError, VstPlugin
 
@@ -266,7 +266,8 @@ def verify_presets(preset_dir: Path, vocal: np.ndarray, sample_rate: int, block_
     stages before), so it isolates that stage; ``chain_db`` compares the two chains
     up to and including the stage. Both are :func:`difference_db`.
     """
-    from .export import import_settings, reverb_tail_seconds
+    from .plugins import reverb_tail_seconds
+    from .preset_import import import_settings
 
     blobs = read_preset_blobs(preset_dir)
     settings = import_settings(preset_dir)

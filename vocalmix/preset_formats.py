@@ -1,6 +1,6 @@
 """Byte-level formats of JUCE plug-in state: the APVTS XML, the "VC2!" blob and ``.vstpreset``.
 
-This module knows nothing about vocalmix settings; :mod:`vocalmix.export` maps
+This module knows nothing about vocalmix settings; :mod:`vocalmix.plugins` maps
 settings onto plug-in parameters and uses these functions to write and read the
 files. Everything here follows ``shared/notes/iem-plugins.md`` section 3 and
 the JUCE code it cites:

@@ -25,7 +25,7 @@ from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_ou
                     match_length, resample, to_stereo, write_audio)
 from .errors import InputError
 from .files import write_atomic
-from .export import reverb_tail_seconds, snap_to_plugin_grids
+from .plugins import reverb_tail_seconds, snap_to_plugin_grids
 from .methods import available, check_audio_method_outputs, get_method
 from .dsp.reverb import IR_MAX_SECONDS as DEFAULT_REVERB_IR_SECONDS
 from .mixing import Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix, reverb_decay_left_db

@@ -44,7 +44,7 @@ SEARCH_THREADS = 2
 
 def on_compressor_grid(param_id: str, value: float) -> float:
     """``value`` on OmniCompressor's grid for ``param_id`` (ratio in 0.2 steps, threshold and times in 0.1)."""
-    from ..export import PLUGINS_BY_NAME
+    from ..plugins import PLUGINS_BY_NAME
 
     param = PLUGINS_BY_NAME["OmniCompressor"].param(param_id)
     return param.grid_value(param.grid_index(float(value))[0])

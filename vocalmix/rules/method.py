@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..export import snap_to_plugin_grids
+from ..plugins import snap_to_plugin_grids
 from ..methods import Decision
 from ..mixing import process_vocal
 from ..settings import MixSettings, with_effective_fade_in

@@ -24,7 +24,7 @@ from vocalmix.pedalboard_script import SCRIPT_FILE, pedalboard_name, python_para
 from vocalmix.plugins import PLUGINS, plugin_states, snap_to_plugin_grids
 from vocalmix.preset_import import import_settings
 from vocalmix.preset_formats import juce_double_text
-from vocalmix.settings import MixSettings
+from vocalmix.settings import MixSettings, describe
 
 # -- the notes, section 1: id -> (min, max, step, default) ------------------------------------
 MULTIEQ = {"inputChannelsSetting": (0, 64, 1, 0)}
@@ -151,6 +151,52 @@ def test_state_xml_has_every_parameter_on_grid_in_range(tmp_path, plugin):
     values = {pid: float(v) for pid, v in params}
     for pid in UNCONTROLLED[plugin]:
         assert values[pid] == pytest.approx(expected[pid][3], abs=1e-6), f"{pid} keeps the plug-in default"
+
+
+def test_plugin_tables_match_the_notes():
+    for plugin in PLUGINS:
+        notes = NOTES_PARAMS[plugin.name]
+        assert [p.id for p in plugin.params if p.id in notes] == [p.id for p in plugin.params]
+        for param in plugin.params:
+            low, high, step, _ = notes[param.id]
+            assert (param.start, param.end, param.interval) == pytest.approx((low, high, step)), param.id
+
+
+def test_each_setting_range_is_the_plugin_range_it_binds_to():
+    """A setting's range (settings schema) is the range of the plug-in parameter it maps onto, read
+    from the notes, so neither can drift: one range, one place, checked against the plug-ins."""
+    rows = {row["name"]: row for row in describe()}
+    bound: dict[str, list[str]] = {}
+    for plugin in PLUGINS:
+        notes = NOTES_PARAMS[plugin.name]
+        for param_id, binding in plugin.bindings.items():
+            bound.setdefault(binding.setting, []).append(f"{plugin.name}.{param_id}")
+            if binding.kind != "number":
+                continue
+            row = rows[binding.setting]
+            low, high, step, _ = notes[param_id]
+            assert (row["min"] * binding.scale, row["max"] * binding.scale) == pytest.approx((low, high)), \
+                f"{binding.setting} vs {plugin.name}.{param_id}"
+            if row["rule"].startswith("whole number"):  # the plug-in must hold every whole number in range
+                assert step == 1 and binding.scale == 1, binding.setting
+    chain_settings = [name for name in rows if name.split(".")[0] in ("eq", "compressor", "reverb")]
+    assert sorted(bound) == sorted(chain_settings), "every effect setting has one plug-in control"
+    assert all(len(params) == 1 for params in bound.values()), bound
+
+
+def test_plugin_menus_offer_the_settings_choices():
+    rows = {row["name"]: row for row in describe()}
+    multieq, _, fdnreverb = PLUGINS
+    for i in range(6):
+        param = multieq.param(f"filterType{i}")
+        shown = {param.display(k) for k in range(param.steps)}
+        # The notes' display texts per type; band 1 is high-pass or low shelf, band 6 low-pass or high shelf.
+        texts = {"highpass1": "HP (6dB/oct)", "highpass2": "HP (12dB/oct)", "highpass_lr": "HP (24dB/oct)",
+                 "low_shelf": "Low-shelf", "peak": "Peak", "high_shelf": "High-shelf", "lowpass1": "LP (6dB/Oct)",
+                 "lowpass2": "LP (12dB/oct)", "lowpass_lr": "LP (24dB/oct)"}
+        assert shown == {texts[name] for name in rows[f"eq.bands[{i}].type"]["choices"]}, i
+    size = fdnreverb.param("fdnSize")
+    assert [size.display(k) for k in range(size.steps)] == [str(n) for n in rows["reverb.fdn_lines"]["choices"]]
 
 
 def test_state_values_follow_the_settings():

@@ -120,8 +120,10 @@ def _check_options(req: RenderRequest) -> None:
     ceiling_spec = spec_of(OutputSettings, "ceiling_dbtp")
     if req.ceiling is not None and not (ceiling_spec.minimum <= req.ceiling <= ceiling_spec.maximum):
         raise InputError(f"--ceiling {req.ceiling:g} dBTP is outside [{ceiling_spec.minimum:g}, {ceiling_spec.maximum:g}]")
-    if req.loudness is not None and not (-60.0 <= req.loudness <= 0.0):
-        raise InputError(f"--loudness {req.loudness:g} LUFS is outside [-60, 0]")
+    loudness_spec = spec_of(OutputSettings, "target_loudness_lufs")
+    if req.loudness is not None and not (loudness_spec.minimum <= req.loudness <= loudness_spec.maximum):
+        raise InputError(f"--loudness {req.loudness:g} LUFS is outside [{loudness_spec.minimum:g}, "
+                         f"{loudness_spec.maximum:g}]")
     if req.relative_loudness is not None and not (-30.0 <= req.relative_loudness <= 30.0):
         raise InputError(f"--relative-loudness {req.relative_loudness:g} LU is outside [-30, 30]")
     if req.target_lra is not None and not (1.0 <= req.target_lra <= 40.0):

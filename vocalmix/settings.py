@@ -180,10 +180,10 @@ class OutputSettings:
     """Output stage on the sum of vocal and backing."""
 
     ceiling_dbtp: float = _param(-1.0, "dBTP", -20.0, 0.0, "highest true peak the mix may reach")
-    target_loudness_lufs: float | None = None
-
-
-_TARGET_LOUDNESS = ParamSpec("LUFS", -60.0, 0.0, "integrated loudness the mix is normalised to")
+    # Optional (None = no normalisation), so its spec sits under its own key: iter_numeric yields only
+    # the settings that always hold a number.
+    target_loudness_lufs: float | None = field(default=None, metadata={"optional_spec": ParamSpec(
+        "LUFS", -60.0, 0.0, "integrated loudness the mix is normalised to")})
 
 
 @dataclass
@@ -346,11 +346,17 @@ def _numeric_fields(obj, prefix: str):
 
 
 def spec_of(section: type, name: str) -> ParamSpec:
-    """The :class:`ParamSpec` of ``section.name``, e.g. ``spec_of(ReverbSettings, "dry_wet_pct")``."""
+    """The :class:`ParamSpec` of ``section.name``, e.g. ``spec_of(ReverbSettings, "dry_wet_pct")``; optional
+    numbers (``OutputSettings.target_loudness_lufs``) included."""
     for f in dataclasses.fields(section):
-        if f.name == name and "spec" in f.metadata:
-            return f.metadata["spec"]
+        if f.name == name:
+            spec = f.metadata.get("spec") or f.metadata.get("optional_spec")
+            if spec is not None:
+                return spec
     raise KeyError(f"{section.__name__}.{name} has no spec")
+
+
+_TARGET_LOUDNESS = spec_of(OutputSettings, "target_loudness_lufs")
 
 
 def describe() -> list[dict]:

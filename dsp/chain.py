@@ -32,9 +32,10 @@ def vocal_chain(vocal: torch.Tensor, sample_rate: int, params: dict, upto: str =
     and ``(batch, 2, samples)`` from it on. Starting later than ``"eq"`` lets a caller
     that already holds the output of the earlier stages avoid rendering them again.
 
-    ``training=True`` selects the training-time effects (see :func:`.reverb.fdn_reverb`:
-    the reverb's IR ends 80 instead of 90 dB down; the output differs from a render by
-    less than -80 dB). ``backend`` (``"auto"``, ``"numba"``, ``"torch"``) is passed to
+    ``training=True`` selects the training-time effects: the reverb's IR ends 80 instead
+    of 90 dB down (:func:`.reverb.fdn_reverb`; the output differs from a render by less
+    than -80 dB), and the compressor renders exactly but gives its settings surrogate
+    gradients without dead zones (:func:`.compressor.compressor`). ``backend`` (``"auto"``, ``"numba"``, ``"torch"``) is passed to
     the compressor and the reverb.
     """
     for name in (start, upto):
@@ -61,7 +62,7 @@ def _eq_stage(y, sample_rate, params, training, backend):
 def _compressor_stage(y, sample_rate, params, training, backend):
     return compressor(y, sample_rate, params["threshold_db"], params["ratio"], params["knee_db"],
                       params["attack_ms"], params["release_ms"], params["makeup_db"], params["lookahead"],
-                      backend=backend)
+                      backend=backend, training=training)
 
 
 def _reverb_stage(y, sample_rate, params, training, backend):

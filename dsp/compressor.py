@@ -97,6 +97,9 @@ __all__ = [
 
 #: Ratios strictly above this value are treated as infinite (limiting), as in the plug-in.
 INFINITE_RATIO_ABOVE = 15.9
+#: Extra width (dB) of the softplus whose gradient stands in for the gain computer's in
+#: training (``compressor(..., training=True)``).
+SURROGATE_SOFTNESS_DB = 6.0
 #: Floor of the detector level and the gain below which the output is muted, in dB.
 LEVEL_FLOOR_DB = -100.0
 
@@ -601,7 +604,26 @@ def _needs_grad(*tensors) -> bool:
     )
 
 
-def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend="auto"):
+def _straight_through(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """``exact``'s value with ``surrogate``'s gradient."""
+    return exact + (surrogate - surrogate.detach())
+
+
+def _surrogate_gain_db(level_db, threshold_db, ratio, knee_db):
+    """A smooth stand-in for :func:`static_gain_db`, used only for its gradient in training.
+
+    The slope ``1/R - 1`` continues through the infinite-ratio switch (R > 15.9), and the
+    hinge ``max(u - K, 0) + K/2 phi^2`` is replaced by a softplus of width
+    ``K/2 + SURROGATE_SOFTNESS_DB``, so a threshold above every level still feels the peaks.
+    """
+    nd = level_db.dim()
+    slope = _column(1.0 / torch.clamp(ratio, min=1.0) - 1.0, nd)
+    width = _column(0.5 * torch.clamp(knee_db, min=0.0) + SURROGATE_SOFTNESS_DB, nd)
+    return slope * width * torch.nn.functional.softplus((level_db - _column(threshold_db, nd)) / width)
+
+
+def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend="auto",
+               training=False):
     """Gain reduction in dB aligned with the output, and the normalised lookahead mask."""
     use_torch = select_backend(x.device, backend) == "torch"
     ballistics = _BallisticsTorch if use_torch else _Ballistics
@@ -613,10 +635,22 @@ def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, looka
         _per_item(p, batch, x) for p in (threshold_db, ratio, knee_db, attack_ms, release_ms)
     )
     level = detector_level_db(x, in_place=in_place)
-    target = static_gain_db(level, threshold_db, ratio, knee_db, in_place=in_place)
-    reduction = ballistics.apply(
-        target, time_constant_to_alpha(attack_ms, sr), time_constant_to_alpha(release_ms, sr)
-    )
+    surrogate = training and not in_place
+    if surrogate:
+        # The exact curve carries the value and the gradient to the level (so to the
+        # input); the settings get the surrogate's gradient instead.
+        exact = static_gain_db(level, threshold_db.detach(), ratio.detach(), knee_db.detach())
+        target = _straight_through(exact, _surrogate_gain_db(level.detach(), threshold_db, ratio, knee_db))
+    else:
+        target = static_gain_db(level, threshold_db, ratio, knee_db, in_place=in_place)
+    alpha_attack = time_constant_to_alpha(attack_ms, sr)
+    alpha_release = time_constant_to_alpha(release_ms, sr)
+    if surrogate:
+        # alpha is flat at t = 0; one sample period added gives the surrogate a slope there.
+        one_sample_ms = 1000.0 / sr
+        alpha_attack = _straight_through(alpha_attack, time_constant_to_alpha(attack_ms + one_sample_ms, sr))
+        alpha_release = _straight_through(alpha_release, time_constant_to_alpha(release_ms + one_sample_ms, sr))
+    reduction = ballistics.apply(target, alpha_attack, alpha_release)
     mask = _lookahead_mask(lookahead, batch, x.device)
     ramp = lookahead_samples(sr)
     if mask is False or ramp < 1:
@@ -666,6 +700,7 @@ def compressor(
     makeup_db: Param,
     lookahead: LookaheadArg = False,
     backend: str = "auto",
+    training: bool = False,
 ) -> torch.Tensor:
     """OmniCompressor on a batch of signals.
 
@@ -682,6 +717,14 @@ def compressor(
             heard (pad the input if they matter).
         backend: ``"auto"`` (numba on the CPU, torch on other devices), ``"numba"``
             or ``"torch"``; see :func:`select_backend`. Both agree to float32 rounding.
+        training: render exactly the same output, but give the settings surrogate
+            gradients that have no dead zones (straight-through): the gain computer's
+            gradient comes from a softplus curve (:data:`SURROGATE_SOFTNESS_DB` wider than
+            the knee, slope 1/R - 1 also above R = 15.9), so a threshold above the signal,
+            a hard knee and the infinite ratio still get gradients; attack and release get
+            the slope of ``alpha`` at the time plus one sample, so 0 ms is not flat. The
+            input's gradient stays exact. For training parameterisations that start in
+            those zones (issue 18); a render never needs it.
 
     Returns:
         (batch, channels, samples) tensor with the dtype and device of ``x``.
@@ -689,7 +732,7 @@ def compressor(
     params = (threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db)
     in_place = not _needs_grad(x, *params)
     reduction, mask = _reduction(
-        x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend
+        x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend, training
     )
     makeup_neper = _column(_per_item(makeup_db, x.shape[0], x) * _DB_TO_NEPER, 2)
     # gain = 10^((reduction + makeup) / 20), muted at or below -100 dB like JUCE's

@@ -105,12 +105,12 @@ COMPRESSOR_SWEEPS = {name: sweep(spec) for name, spec in specs(CompressorSetting
 COMPRESSOR_SWEEPS["ratio"] = sweep(specs(CompressorSettings)["ratio"], extra=(15.9, 15.95))
 
 
-@pytest.mark.parametrize("lookahead", [False, True])
+@pytest.mark.parametrize("lookahead,training", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("name", sorted(COMPRESSOR_SWEEPS))
-def test_compressor_sweep_is_finite(name, lookahead):
+def test_compressor_sweep_is_finite(name, lookahead, training):
     def render(x, p):
         kw = dict(COMPRESSOR, **{name: p})
-        return compressor(x, SR, lookahead=lookahead, **kw)
+        return compressor(x, SR, lookahead=lookahead, training=training, **kw)
 
     assert_finite(render, COMPRESSOR_SWEEPS[name], name)
 

@@ -74,9 +74,9 @@ def main(argv=None) -> int:
     from vocalmix.audio import load_audio
     from vocalmix.dsp.eq import multi_eq_response
     from vocalmix.export import export_files
-    from vocalmix.plugins import plugin_states, snap_to_plugin_grids
     from vocalmix.methods import get_method
     from vocalmix.mixing import process_vocal
+    from vocalmix.plugins import plugin_states, snap_to_plugin_grids
     from vocalmix.settings import FILTER_TYPES
     from vocalmix.training import e2e
     from vocalmix.training import e2e_params as P

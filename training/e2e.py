@@ -44,7 +44,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -56,8 +55,14 @@ from vocalmix.errors import InputError
 from vocalmix.settings import FILTER_TYPES, LevelSettings, spec_of
 
 from . import e2e_params as P
-from .losses import (GroupGradientBalance, MultiResolutionSTFT, dynamics_loss, k_loudness, relative_loudness_loss,
-                     settings_prior)
+from .losses import (
+    GroupGradientBalance,
+    MultiResolutionSTFT,
+    dynamics_loss,
+    k_loudness,
+    relative_loudness_loss,
+    settings_prior,
+)
 from .models import MixingCNN, ModelConfig
 
 TASK = "cnn-e2e"
@@ -166,8 +171,9 @@ def degrade(dry: torch.Tensor, sample_rate: int, generator: torch.Generator,
         return torch.exp(uni(math.log(lo), math.log(hi), shape))
 
     n_bands = c.resonances + 2
-    freqs = torch.cat([torch.full((b, 1), 200.0), logu(*c.resonance_hz, (b, c.resonances)), torch.full((b, 1), 4000.0)], 1)
-    gains = torch.cat([uni(-c.tilt_db, c.tilt_db, (b, 1)), uni(-c.resonance_gain_db, c.resonance_gain_db, (b, c.resonances)),
+    n_res = c.resonances
+    freqs = torch.cat([torch.full((b, 1), 200.0), logu(*c.resonance_hz, (b, n_res)), torch.full((b, 1), 4000.0)], 1)
+    gains = torch.cat([uni(-c.tilt_db, c.tilt_db, (b, 1)), uni(-c.resonance_gain_db, c.resonance_gain_db, (b, n_res)),
                        uni(-c.tilt_db, c.tilt_db, (b, 1))], 1)
     qs = torch.cat([torch.full((b, 1), 0.7), logu(*c.resonance_q, (b, c.resonances)), torch.full((b, 1), 0.7)], 1)
     types = torch.tensor([FILTER_TYPES["low_shelf"]] + [FILTER_TYPES["peak"]] * c.resonances
@@ -243,7 +249,8 @@ def _load_sources(dataset: str | os.PathLike, synthetic: int, seed: int) -> tupl
             if peak <= 0:
                 continue
             sources.append(mono / peak * 0.5)
-            records.append({"file": str(path.relative_to(folder)), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            records.append({"file": str(path.relative_to(folder)), "sha256": digest,
                             "seconds": round(len(mono) / SAMPLE_RATE, 3)})
     rng = np.random.default_rng([seed, 7])
     for i in range(synthetic):
@@ -276,7 +283,7 @@ def make_pairs(dataset: str | os.PathLike, config: PairConfig, progress=None) ->
     rng = np.random.default_rng([config.seed, 11])
     gen = torch.Generator().manual_seed(config.seed)
     dry, backing = [], []
-    for i in range(config.n_pairs):
+    for _ in range(config.n_pairs):
         src = sources[int(rng.integers(len(sources)))]
         starts = _active_starts(src, n)
         s = int(starts[int(rng.integers(len(starts)))])
@@ -351,7 +358,8 @@ def init_from_parameter_cnn(model: MixingCNN, model_dir: str | os.PathLike) -> s
     try:
         model.features.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: its convolutional layers do not fit the cnn-e2e predictor ({str(exc)[:120]})") from None
+        reason = str(exc)[:120]
+        raise InputError(f"{path}: its convolutional layers do not fit the cnn-e2e predictor ({reason})") from None
     return str(path)
 
 
@@ -639,10 +647,7 @@ class CnnE2EMethod:
         return predict_units(self.model, blocks.float()).mean(dim=0), int(blocks.shape[0])
 
     def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int):
-        from vocalmix import analysis
         from vocalmix.methods import Decision
-        from vocalmix.mixing import process_vocal
-        from vocalmix.rules.level import decide_level
 
         vocal = np.asarray(vocal, dtype=np.float32)
         backing = np.asarray(backing, dtype=np.float32)

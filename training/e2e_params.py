@@ -51,8 +51,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from vocalmix.settings import (CompressorSettings, EQBand, LevelSettings, MixSettings, ParamSpec, ReverbSettings,
-                               spec_of)
+from vocalmix.settings import CompressorSettings, EQBand, LevelSettings, MixSettings, ParamSpec, ReverbSettings, spec_of
 
 from .targets import LEVEL_RANGE_LU
 

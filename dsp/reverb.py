@@ -84,6 +84,32 @@ FFTs (overlap-save for long inputs).
   decay at least that fast are untouched. The guard is not differentiated
   through (its factor is a constant).
 
+Training (``scripts/bench_train_step.py``)
+------------------------------------------
+* **Repeated settings** in a batch share one recursion (and its stored line inputs);
+  each item keeps its own adjoint, so its gradient is its own.
+* ``training=True`` ends each IR 80 dB down (:data:`TRAINING_IR_FLOOR_DB`) instead of
+  90; the output stays within -80 dB of the render (measured -118 dB on the benchmark
+  batch). It buys little when IRs are already cut at the clip length.
+* **Spectral IRs** (``ir_method="spectral"``, any device): the transfer function
+  ``(I - D(z) H diag(g F(z)) / sqrt(N))^-1`` solved per bin of an exponentially windowed
+  FFT grid (:func:`_fdn_impulse_responses_spectral`), the recursion's IRs to about
+  -140 dB, gradients by autograd with bin blocks recomputed. No sequential loop: the
+  work is O(K N^3) per network in batched solves, where the chunked torch recursion
+  runs ~7,350 dependent chunks each way for a 5-s IR at 44.1 kHz, whatever the batch.
+  Measured on this CPU (one thread): N = 64, 16,384 samples: 4.0 s forward, 12 s
+  backward (numba: 0.05 s / 0.03 s); N = 16, 1 s: 2.3 s / 0.9 s. So on a CPU it is a
+  reference, not a speed-up.
+* **GPU design figure (estimated, not measured):** batch 16 x 5 s at N = 64 is 16
+  networks (+ fade twins) x 131,073 bins of 64 x 64 complex LU solves, about 1.5e12
+  real flop forward and 3x that with the backward (6e12 per step). At 25-50 % of an
+  A100's 9.7 TFLOP/s in float64 that is 1.2-2.5 s a step, about what the chunked
+  recursion costs in kernel launches (7,350 chunks x ~8 launches x 2 passes x ~10 us =
+  1.2 s; issue 18 estimated about 2 s), so neither is "seconds-free" at N = 64. With
+  ``fdn_lines=16`` the spectral path needs 64x fewer flops (~0.02-0.04 s); at N = 64
+  the better GPU plan is float32 solves (2x, 4x with TF32; the loop gain near 1 limits
+  them to roughly -75 dB) or fewer bins (an IR cut at the decay floor, not the clip).
+
 Measured decay (48 kHz, N = 64, room 20, flat shelves): the T30 of the 500 Hz,
 1 kHz and 2 kHz octaves is within 3% of RT for 2..9 s and within 10% for
 0.3..1 s. At RT = 0.1 s the longest delays (0.53 s) are far longer than the
@@ -974,6 +1000,7 @@ def fdn_impulse_response(
     mono_input: bool = False,
     backend: str = "auto",
     ir_method: str = "recursion",
+    max_samples: int | None = None,
 ) -> torch.Tensor:
     """Wet impulse responses of the network (the signal v heard at lines 0 and 1).
 
@@ -988,12 +1015,15 @@ def fdn_impulse_response(
     are fed the same signal and the result is ``(batch, 2 heard lines, n)``.
     The plug-in's output is ``w * (x conv IR) + (1 - w) * x`` (see :func:`fdn_reverb`).
     ``backend``: ``"auto"`` (numba recursion for CPU tensors, torch elsewhere),
-    ``"numba"`` or ``"torch"``; the device is the reverb time's.
+    ``"numba"`` or ``"torch"``; the device is the reverb time's. ``max_samples`` caps
+    the automatic length as :func:`fdn_reverb` caps it at its input's length, so
+    ``reverb_with_ir(x, h[:, None], w)`` with ``max_samples=x.shape[-1]`` is
+    ``fdn_reverb(x, ...)`` bit for bit (mono ``x``).
     """
     h = _impulse_responses(
         sr, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
         high_cutoff_hz, high_q, high_gain_db_per_s, fade_in_s, fdn_lines, n_samples, mono_input,
-        backend=backend, ir_method=ir_method,
+        max_samples=max_samples, backend=backend, ir_method=ir_method,
     )
     return h[:, 0] if mono_input else h
 
@@ -1222,6 +1252,19 @@ def fdn_reverb(
         ir_floor_db=TRAINING_IR_FLOOR_DB if training else IR_FLOOR_DB,
         ir_method=ir_method,
     )
+    return reverb_with_ir(x, h, dry_wet)
+
+
+def reverb_with_ir(x: torch.Tensor, h: torch.Tensor, dry_wet) -> torch.Tensor:
+    """The plug-in's output ``w * (x conv h) + (1 - w) * x`` for wet IRs already computed.
+
+    ``x`` (batch, E, samples), ``h`` (batch, E, 2, n) as :func:`fdn_impulse_response`
+    returns them (add the fed-line axis for a mono feed), ``dry_wet`` a fraction 0..1
+    (``(batch,)`` or scalar) -> (batch, 2, samples). :func:`fdn_reverb` is the IRs
+    followed by this; a caller that renders many items with the same reverb settings
+    (the training-data renderer) computes each IR once and calls this.
+    """
+    batch, channels = x.shape[:2]
     w = _as_batch(dry_wet, batch, like=x).to(x.dtype).clamp(0.0, 1.0).view(batch, 1, 1, 1)
     # The dry path is a unit impulse from channel e to output e (both outputs for a
     # mono input); folding it into the IR saves a pass over the whole output.

@@ -209,6 +209,35 @@ def test_renderer_is_deterministic_with_a_seed():
     assert not torch.equal(other.applied_db, da.applied_db)
 
 
+def test_reverb_bank_renders_the_chain_bit_for_bit_with_one_ir_per_setting(monkeypatch):
+    # A renderer with a bank of 3 reverb settings: every draw is one of the 3 (fixed by the
+    # seed, whatever was drawn before), each distinct setting's IR is computed once, and
+    # the chain it renders from cached IRs is vocal_chain's output bit for bit.
+    from vocalmix.dsp import reverb as reverb_module
+    from vocalmix.dsp.chain import vocal_chain
+
+    calls = []
+    original = reverb_module.fdn_impulse_response
+    monkeypatch.setattr(reverb_module, "fdn_impulse_response",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    rng = np.random.default_rng(5)
+    clips = torch.from_numpy(np.stack([synthetic_vocal(0.5, SR, rng) for _ in range(6)]))
+    r = BatchRenderer(device="cpu", seed=21, reverb_bank=3)
+    seen = set()
+    with torch.no_grad():
+        for _ in range(3):
+            params = r.sample_chain_params(6)
+            seen |= set(params["reverb_time_s"].tolist())
+            ours, _ = r.render_chain(clips, params)
+            torch.testing.assert_close(ours, vocal_chain(clips, SR, params), rtol=0, atol=0)
+    assert len(seen) == 3 and len(calls) == 3
+    late = BatchRenderer(device="cpu", seed=21, reverb_bank=3)
+    late.sample_eq_degradation(7)  # other draws first: the bank is the same
+    assert set(late.sample_reverb_settings(50)["reverb_time_s"].tolist()) == seen
+    with pytest.raises(ValueError, match="reverb_bank"):
+        BatchRenderer(device="cpu", reverb_bank=0)
+
+
 def test_reverb_settings_are_in_range_and_render_stereo():
     from vocalmix.settings import ReverbSettings, spec_of
 

@@ -58,6 +58,9 @@ EQ_Q = 1.0
 #: Share of synthetic reverbs with no fade-in (see :data:`VOCAL_REVERB_PRIOR`).
 FADE_IN_ZERO_SHARE = 0.8
 
+#: Offset of the reverb bank's seed from the renderer's (``BatchRenderer(reverb_bank=...)``).
+REVERB_BANK_SEED_OFFSET = 7919
+
 #: The prior of the synthetic reverb settings: ``name -> (kind, low, high)`` in the units
 #: of ``ReverbSettings``. ``kind`` is "uniform", "log" (log-uniform), "int" (uniform whole
 #: numbers) or "zero_or_uniform" (0 with probability :data:`FADE_IN_ZERO_SHARE`, else
@@ -323,12 +326,23 @@ class BatchRenderer:
     """
 
     def __init__(self, sample_rate: int = 44100, device: str | torch.device | None = None, seed: int = 0,
-                 fdn_lines: int = 64):
+                 fdn_lines: int = 64, reverb_bank: int | None = None):
         self.sample_rate = sample_rate
         self.device = torch.device(device) if device is not None else default_device()
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.fdn_lines = fdn_lines
         self.centres = torch.tensor(OCTAVE_CENTRES_HZ, dtype=torch.float32)
+        if reverb_bank is not None and reverb_bank < 1:
+            raise ValueError(f"reverb_bank must be at least 1, got {reverb_bank}")
+        # With a bank, reverb settings are drawn from ``reverb_bank`` settings fixed by the
+        # seed (their own generator, so the bank does not depend on the calls made before)
+        # and each distinct setting's impulse responses are computed once per renderer:
+        # the FDN recursion, most of a chain render's cost, is then paid per bank entry
+        # instead of per clip. The cache holds at most one IR per bank entry and clip length.
+        self.reverb_bank = reverb_bank
+        self._bank = None
+        self._bank_seed = seed + REVERB_BANK_SEED_OFFSET
+        self._irs: dict[tuple, torch.Tensor] = {}
 
     def _rand(self, *shape) -> torch.Tensor:
         return torch.rand(shape, generator=self.generator)
@@ -425,11 +439,23 @@ class BatchRenderer:
         a seed fixes every value. The prior only narrows what is *drawn*: the targets'
         normalisation (``TARGET_RANGES``, the plug-in's whole ranges) is unchanged, so a
         model trained on these settings still denormalises (and clips) over the full ranges.
+        With ``reverb_bank`` set, each item is one of the bank's settings, chosen uniformly
+        (one integer per item from the renderer's generator).
         """
+        if self.reverb_bank is not None:
+            if self._bank is None:
+                bank_generator = torch.Generator(device="cpu").manual_seed(self._bank_seed)
+                self._bank = self._draw_reverb_settings(self.reverb_bank, lambda k: torch.rand(k, generator=bank_generator))
+            pick = torch.randint(self.reverb_bank, (n,), generator=self.generator)
+            return {name: value[pick] for name, value in self._bank.items()}
+        return self._draw_reverb_settings(n, self._rand)
+
+    @staticmethod
+    def _draw_reverb_settings(n: int, rand) -> dict[str, torch.Tensor]:
         out = {}
         for name in REVERB_TARGETS:
             kind, lo, hi = VOCAL_REVERB_PRIOR[name]
-            u = self._rand(n)
+            u = rand(n)
             if kind == "int":
                 value = torch.floor(lo + u * (hi - lo + 1)).clamp(max=hi)
             elif kind == "log":
@@ -501,10 +527,40 @@ class BatchRenderer:
     def render_chain(self, clips: torch.Tensor, params: dict | None = None):
         """Mono ``clips`` ``(B, 1, T)`` through the whole vocal chain; returns ``((B, 2, T), params)``."""
         from vocalmix.dsp.chain import vocal_chain
+        from vocalmix.dsp.reverb import reverb_with_ir
 
         params = params or self.sample_chain_params(clips.shape[0])
         on_device = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
-        return vocal_chain(clips.to(self.device), self.sample_rate, on_device), params
+        clips = clips.to(self.device)
+        if self.reverb_bank is None:
+            return vocal_chain(clips, self.sample_rate, on_device), params
+        # The same stages as vocal_chain, with the reverb's IRs taken from the cache: the
+        # output is vocal_chain's bit for bit (tests/test_training_data.py).
+        y = vocal_chain(clips, self.sample_rate, on_device, upto="compressor")
+        y = reverb_with_ir(y, self._cached_irs(on_device, y.shape[-1]), on_device["dry_wet"])
+        return vocal_chain(y, self.sample_rate, on_device, start="level"), params
+
+    def _cached_irs(self, params: dict, n_samples: int) -> torch.Tensor:
+        """Mono-feed wet IRs ``(B, 1, 2, n)`` of the items' reverb settings, each distinct
+        setting computed once per renderer (as :func:`fdn_reverb` computes it for
+        ``n_samples``-long input) and the batch's zero-padded to its longest, as fdn_reverb pads."""
+        from vocalmix.dsp.reverb import fdn_impulse_response
+
+        names = ("room_size", "reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s",
+                 "high_cutoff_hz", "high_q", "high_gain_db_per_s", "fade_in_s")
+        fdn_lines = params.get("fdn_lines", self.fdn_lines)
+        rows = torch.stack([params[k].detach().to(torch.float64).cpu() for k in names], dim=1).tolist()
+        keys = [(fdn_lines, n_samples, *row) for row in rows]
+        for i, key in enumerate(keys):
+            if key not in self._irs:
+                # One setting per call, so the IR has exactly its own length (its decay
+                # floor or the clip length), which fixes the batch's padding and FFT size.
+                self._irs[key] = fdn_impulse_response(
+                    self.sample_rate, *(params[k][i:i + 1] for k in names), fdn_lines=fdn_lines,
+                    mono_input=True, max_samples=n_samples)[0]
+        irs = [self._irs[key] for key in keys]
+        longest = max(ir.shape[-1] for ir in irs)
+        return torch.stack([torch.nn.functional.pad(ir, (0, longest - ir.shape[-1])) for ir in irs])[:, None]
 
 
 # ---------------------------------------------------------------------------------------

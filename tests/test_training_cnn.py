@@ -368,3 +368,30 @@ def test_recording_variation_stays_within_its_documented_ranges():
         # A band limit (drawn in about half the calls, corner <= 19 kHz) removes the top.
         lowpassed += _band_db(y, 20500, 22000) - _band_db(white, 20500, 22000) < -20
     assert 2 <= lowpassed <= 10
+
+
+@pytest.mark.skipif(not (SHIPPED / "level.pt").is_file(), reason="no shipped checkpoints in vocalmix/models/cnn")
+def test_shipped_level_model_is_the_training_mean_as_its_card_says():
+    """The synthetic balances hold no level decision, so the default level model is left at
+    its start, which outputs the training mean whatever the song (model card, cause 5)."""
+    from vocalmix.training.inference import CnnModels
+
+    models = CnnModels()
+    payload = models.payloads["level"]
+    assert payload["train_config"]["lr"] == 0.0
+    mean = payload["train_mean"][0]
+    for seed in range(3):
+        vocal, backing, sr = _song(seconds=4.0, seed=seed)
+        for gain in (0.3, 1.0):
+            value = models.predict("level", vocal * gain, backing, sr)["values"]["relative_loudness_lu"]
+            assert value == pytest.approx(mean, abs=0.3)
+
+
+@pytest.mark.skipif(not (SHIPPED / "eq.pt").is_file(), reason="no shipped checkpoints in vocalmix/models/cnn")
+def test_shipped_eq_model_was_trained_on_the_cc_by_dry_vocals_only():
+    from vocalmix.training.inference import CnnModels
+
+    payload = CnnModels().payloads["eq"]
+    songs = payload["train_songs"] + payload["val_songs"]
+    assert songs and all(s.startswith("eq/vocadito_") or s.startswith("eq/vocalset_") for s in songs)
+    assert payload["train_config"]["loss"] == "mse"

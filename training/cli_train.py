@@ -48,8 +48,8 @@ def train_command(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop a task after this much wall time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines on stderr."),
     loss: str = typer.Option("paper", "--loss",
-                             help="paper: the published losses (MSE; EQ weights unchanged bands 0.1); l1: mean "
-                                  "absolute error on every target (what evaluate scores; the default models' EQ)."),
+                             help="paper: the published losses (MSE; EQ weights unchanged bands 0.1); mse: plain MSE "
+                                  "on every target (the default models' EQ); l1: mean absolute error."),
     init: Optional[Path] = typer.Option(None, "--init", help="cnn-e2e: start from this parameter-trained CNN "
                                         "folder (its eq.pt convolutional layers)."),
     steps: int = typer.Option(600, "--steps", min=1, help="cnn-e2e: optimiser steps."),
@@ -90,8 +90,8 @@ def train_command(
         raise InputError(f"unknown task '{task}'; use one of {_TASKS_HELP} or all")
     if not dataset.exists():
         raise InputError(f"{dataset}: dataset folder not found")
-    if loss not in ("paper", "l1"):
-        raise InputError(f"--loss {loss!r}: choose paper or l1")
+    if loss not in ("paper", "mse", "l1"):
+        raise InputError(f"--loss {loss!r}: choose paper, mse or l1")
     for t in tasks:
         result = train(t, dataset, out, epochs=epochs, seed=seed, device=device, resume=resume, patience=patience,
                        batch_size=batch_size, lr=lr, weight_decay=weight_decay, hidden=hidden,

@@ -59,8 +59,9 @@ TASK_HYPERPARAMETERS: dict[str, dict[str, float]] = {
 REVERB_LOSS_WEIGHTS = {"dry_wet_pct": 10.0, "reverb_time_s": 5.0, "room_size": 5.0}
 EQ_UNCHANGED_WEIGHT = 0.1
 
-#: Loss choices: "paper" (MSE; EQ changed/unchanged split; reverb weights) or "l1".
-LOSS_KINDS = ("paper", "l1")
+#: Loss choices: "paper" (MSE; EQ changed/unchanged split; reverb weights), "mse" (plain
+#: MSE over every target, reverb weights kept) or "l1".
+LOSS_KINDS = ("paper", "mse", "l1")
 
 
 # -- data ------------------------------------------------------------------------------
@@ -183,12 +184,15 @@ def task_loss(task: str, names: Sequence[str], prediction: torch.Tensor, target:
               changed: torch.Tensor | None = None, kind: str = "paper") -> torch.Tensor:
     """The loss for ``task`` on normalised ``(batch, k)`` predictions and targets.
 
-    ``kind="paper"``: the published losses (module docstring). ``kind="l1"``: mean
-    absolute error over every target, weighted as the paper weights reverb targets,
-    with no changed/unchanged split for EQ (see :data:`LOSS_KINDS`).
+    ``kind="paper"``: the published losses (module docstring). ``kind="mse"``: plain
+    mean squared error over every target, with no changed/unchanged split for EQ (its
+    optimum for a band the model cannot judge is the mean, 0 dB, not a guess). ``kind="l1"``:
+    mean absolute error over every target, reverb targets weighted as the paper weights them.
     """
     if kind not in LOSS_KINDS:
         raise ValueError(f"unknown loss {kind!r}; use one of {', '.join(LOSS_KINDS)}")
+    if kind == "mse" and task != "reverb":
+        return ((prediction - target) ** 2).mean()
     if kind == "l1":
         absolute = (prediction - target).abs()
         if task == "reverb":

@@ -3,11 +3,15 @@
 Usage::
 
     python scripts/bench_render.py [--clips 64] [--seconds 5] [--workers 2] [--batch 16] [--repeats 3]
-                                   [--kinds eq,chain] [--json out.json]
+                                   [--kinds eq,chain] [--reverb-bank N] [--json out.json]
 
 Both renderers process the *same* clips (synthetic vocals, mono, 44.1 kHz) with the *same*
 random settings, drawn once by :class:`vocalmix.training.synthesis.BatchRenderer`, with the
-same number of worker processes (one torch/numba thread each), in the same run:
+same number of worker processes (one torch/numba thread each), in the same run.
+With ``--reverb-bank N`` the reverb settings are drawn from a seeded bank of N (as a
+data-set build with ``BatchRenderer(reverb_bank=N)`` draws them) and our renderer computes
+each distinct setting's impulse responses once per timed pass (a new renderer, so an
+empty cache, every pass); pedalboard renders the same settings:
 
 - ``eq``: 4 random peak filters (4 of the 9 octave centres, ±15 dB, Q 1) per clip: our
   batched MultiEQ versus four ``pedalboard.PeakFilter`` in a ``Pedalboard``.
@@ -73,13 +77,13 @@ def _clips(first: int, count: int, seconds: float, seed: int) -> np.ndarray:
     return np.stack([synthetic_vocal(seconds, SR, np.random.default_rng(seed + i)) for i in range(first, first + count)])
 
 
-def _settings(n: int, seed: int) -> dict:
+def _settings(n: int, seed: int, reverb_bank: int | None = None) -> dict:
     """Every random draw, made once in the parent and shared by both renderers."""
     import torch
 
     from vocalmix.training.synthesis import BatchRenderer
 
-    r = BatchRenderer(SR, device="cpu", seed=seed)
+    r = BatchRenderer(SR, device="cpu", seed=seed, reverb_bank=reverb_bank)
     d = r.sample_eq_degradation(n)
     chain = r.sample_chain_params(n)
     return {
@@ -88,12 +92,12 @@ def _settings(n: int, seed: int) -> dict:
     }
 
 
-def _ours(kind, clips, settings, batch):
+def _ours(kind, clips, settings, batch, reverb_bank=None):
     import torch
 
     from vocalmix.training.synthesis import BatchRenderer, EqDegradation
 
-    r = BatchRenderer(SR, device="cpu")
+    r = BatchRenderer(SR, device="cpu", reverb_bank=reverb_bank)
     out = []
     with torch.no_grad():
         for i in range(0, clips.shape[0], batch):
@@ -110,7 +114,7 @@ def _ours(kind, clips, settings, batch):
     return out
 
 
-def _pedalboard(kind, clips, settings, batch):
+def _pedalboard(kind, clips, settings, batch, reverb_bank=None):
     import pedalboard as pb
 
     from vocalmix.training.data import OCTAVE_CENTRES_HZ
@@ -137,7 +141,7 @@ def _pedalboard(kind, clips, settings, batch):
     return out
 
 
-def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats, barrier, queue):
+def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats, barrier, queue, reverb_bank):
     import torch
 
     torch.set_num_threads(1)
@@ -146,25 +150,26 @@ def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats,
     part = {k: (v[first:first + count] if isinstance(v, np.ndarray) else v) for k, v in settings[kind].items()}
     render = _ours if method == "vocalmix" else _pedalboard
     warm = {k: (v[:1] if isinstance(v, np.ndarray) else v) for k, v in part.items()}
-    render(kind, clips[:1, :, : SR // 2], warm, batch)  # compile / warm caches
+    render(kind, clips[:1, :, : SR // 2], warm, batch, reverb_bank)  # compile / warm caches
     passes = []
     for _ in range(repeats):
         barrier.wait()
         t0, c0 = time.time(), time.process_time()
-        out = render(kind, clips, part, batch)
+        out = render(kind, clips, part, batch, reverb_bank)
         passes.append((t0, time.time(), time.process_time() - c0))
     sample = np.asarray(out[0] if method == "pedalboard" else out[0][0])
     queue.put((first, passes, sample))
 
 
-def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=1):
+def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=1, reverb_bank=None):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
     queue = ctx.Queue()
     share = [n_clips // workers + (1 if w < n_clips % workers else 0) for w in range(workers)]
     starts = np.cumsum([0] + share[:-1])
     procs = [ctx.Process(target=_worker,
-                         args=(method, kind, int(s), c, seconds, seed, settings, batch, repeats, barrier, queue))
+                         args=(method, kind, int(s), c, seconds, seed, settings, batch, repeats, barrier, queue,
+                               reverb_bank))
              for s, c in zip(starts, share)]
     for p in procs:
         p.start()
@@ -191,14 +196,19 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed passes; the best is reported")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", default="eq,chain")
+    ap.add_argument("--reverb-bank", type=int, default=None,
+                    help="draw reverb settings from a seeded bank of this many (IRs computed once per setting)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
-    settings = _settings(args.clips, args.seed)
+    settings = _settings(args.clips, args.seed, args.reverb_bank)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min); best of {args.repeats} passes", flush=True)
+    bank = f"a bank of {args.reverb_bank} reverb settings" if args.reverb_bank else "every reverb setting drawn anew"
+    print(f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min); best of {args.repeats} passes; {bank}",
+          flush=True)
     rows = []
     for kind in args.kinds.split(","):
-        res = {m: run(m, kind, args.clips, args.seconds, args.workers, args.seed, settings, args.batch, args.repeats)
+        res = {m: run(m, kind, args.clips, args.seconds, args.workers, args.seed, settings, args.batch, args.repeats,
+                      args.reverb_bank)
                for m in ("vocalmix", "pedalboard")}
         for m, r in res.items():
             rows.append({k: v for k, v in r.items() if k != "first_clip"})

@@ -128,7 +128,7 @@ def _reverb_spread(models_dir: Path, audio_dir: Path) -> dict | None:
 def evaluate_real(models_dir: Path, audio_dir: Path, work: Path, seed: int = 0, eq_per_song: int = 200,
                   jobs: int = 1) -> dict:
     """Everything the script prints, as a dict (also what the model card quotes)."""
-    from vocalmix.training.evaluate import evaluate, group_predictions
+    from vocalmix.training.evaluate import evaluate
     from vocalmix.training.train import denormalise, load_arrays, load_checkpoint, model_from_checkpoint
     from vocalmix.training.train import predict_normalised
 

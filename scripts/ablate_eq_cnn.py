@@ -14,8 +14,8 @@ The model card's last two EQ rows (recording variations with L1 and with MSE) we
 measured on the default models' own EQ dataset instead (``vocalmix train eq
 <work>/data-eq-12x100 --loss l1|mse``, then ``scripts/evaluate_real_clips.py --models``).
 The first rows were measured with a draft of this script whose per-source generators
-were seeded by Python's salted ``hash``; reruns draw other degradations and land within
-a few hundredths of a dB to a few tenths of the quoted MAEs.
+were seeded by Python's salted ``hash``; reruns draw other degradations, so their MAEs
+differ somewhat from the quoted ones (not re-measured).
 
 Examples are cached in ``--work`` (default ``/tmp/vocalmix-eq-ablation``).
 """

@@ -22,8 +22,8 @@ from vocalmix.errors import InputError
 from vocalmix.export import FORMATS, export_files, export_paths, export_settings
 from vocalmix.pedalboard_script import SCRIPT_FILE, pedalboard_name, python_parameter_name
 from vocalmix.plugins import PLUGINS, plugin_states, snap_to_plugin_grids
-from vocalmix.preset_import import import_settings
 from vocalmix.preset_formats import juce_double_text
+from vocalmix.preset_import import import_settings
 from vocalmix.settings import MixSettings, describe
 
 # -- the notes, section 1: id -> (min, max, step, default) ------------------------------------

@@ -423,7 +423,8 @@ def _interpolated_peak(channel: np.ndarray, factor: int, known_peak: float) -> f
     # Small products stay under OpenBLAS's threading threshold; threaded ones
     # are no faster here and collapse when the cores are busy elsewhere.
     chunk_rows = 512
-    n_chunks = -(-(-(-(n + lead + taps) // taps)) // chunk_rows)
+    rows_needed = -(-(n + lead + taps) // taps)  # ceiling divisions
+    n_chunks = -(-rows_needed // chunk_rows)
     n_rows = n_chunks * chunk_rows + 1  # one spare row: each chunk also reads the next row
     padded = np.zeros(n_rows * taps, dtype=np.float32)
     padded[lead : lead + n] = channel

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -78,7 +78,7 @@ def _fmt(value: float, digits: int = 1, none: str = "-") -> str:
 
 @app.command()
 def analyze(
-    files: List[Path] = typer.Argument(..., help="Audio files to measure."),
+    files: list[Path] = typer.Argument(..., help="Audio files to measure."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
     sample_rate: int = typer.Option(44100, "--rate", help="Working sample rate in Hz (files are resampled to it)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
@@ -145,26 +145,49 @@ def render(
     vocal_path: Path = typer.Argument(..., metavar="VOCAL", help="The raw lead vocal (any format libsndfile reads)."),
     backing_path: Path = typer.Argument(..., metavar="BACKING", help="The finished backing track."),
     output: Path = typer.Option(..., "--output", "-o", help="Mix to write (.wav or .flac)."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="How settings are decided: rules (default), cnn or cnn-e2e; or waveunet (the network mixes the audio itself, no settings)."),
-    settings_file: Optional[Path] = typer.Option(None, "--settings", help="Render these settings (JSON) instead of deciding them; --loudness and --ceiling still apply."),
-    relevel: bool = typer.Option(False, "--relevel", help="With --settings: decide the vocal level again on that chain (to --relative-loudness)."),
-    fill_defaults: bool = typer.Option(False, "--fill-defaults", help="With --settings: take settings the file leaves out from the defaults (named in a warning) instead of refusing it."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model folder for --method cnn, cnn-e2e or waveunet (default: the shipped models)."),
-    relative_loudness: Optional[float] = typer.Option(None, "--relative-loudness", help="Vocal minus backing loudness, LU [default: -1.77; the earlier study used -0.5]."),
-    target_lra: Optional[float] = typer.Option(None, "--target-lra", help="Vocal loudness range the compressor aims below, LU [default: 16.36]."),
-    reverb_mode: Optional[str] = typer.Option(None, "--reverb-mode", help="tempo (default): reverb time from tempo; return-level: also set dry/wet so the reverb sits 14 LU below the mix."),
-    tempo: Optional[float] = typer.Option(None, "--tempo", help="Tempo in BPM instead of estimating it from the backing."),
-    loudness: Optional[float] = typer.Option(None, "--loudness", help="Normalise the mix to this integrated loudness (LUFS), with a true-peak limiter."),
-    ceiling: Optional[float] = typer.Option(None, "--ceiling", help="Highest true peak of the mix as written, dBTP [default: -1, or the settings file's]."),
-    reverb_ir_max: Optional[float] = typer.Option(None, "--reverb-ir-max", help="Longest reverb impulse response, seconds [default: 20]; a warning says when a setting's decay is cut by it."),
-    tail: Optional[str] = typer.Option(None, "--tail", help="Keep the reverb tail past the end of the inputs: 'auto' (until it has decayed by 60 dB, at most 30 s) or seconds. Off by default, so the output is as long as the input."),
-    stems: bool = typer.Option(False, "--stems", help="Also write <out>.vocal.wav and <out>.backing.wav, which sum to the mix."),
-    export_dir: Optional[Path] = typer.Option(None, "--export", help="Also export the settings as plug-in presets to this folder."),
+    method: Optional[str] = typer.Option(None, "--method", "-m",
+        help="How settings are decided: rules (default), cnn or cnn-e2e; or waveunet (the network mixes the audio "
+             "itself, no settings)."),
+    settings_file: Optional[Path] = typer.Option(None, "--settings",
+        help="Render these settings (JSON) instead of deciding them; --loudness and --ceiling still apply."),
+    relevel: bool = typer.Option(False, "--relevel",
+        help="With --settings: decide the vocal level again on that chain (to --relative-loudness)."),
+    fill_defaults: bool = typer.Option(False, "--fill-defaults",
+        help="With --settings: take settings the file leaves out from the defaults (named in a warning) instead of "
+             "refusing it."),
+    model: Optional[Path] = typer.Option(None, "--model",
+        help="Model folder for --method cnn, cnn-e2e or waveunet (default: the shipped models)."),
+    relative_loudness: Optional[float] = typer.Option(None, "--relative-loudness",
+        help="Vocal minus backing loudness, LU [default: -1.77; the earlier study used -0.5]."),
+    target_lra: Optional[float] = typer.Option(None, "--target-lra",
+        help="Vocal loudness range the compressor aims below, LU [default: 16.36]."),
+    reverb_mode: Optional[str] = typer.Option(None, "--reverb-mode",
+        help="tempo (default): reverb time from tempo; return-level: also set dry/wet so the reverb sits 14 LU below "
+             "the mix."),
+    tempo: Optional[float] = typer.Option(None, "--tempo",
+        help="Tempo in BPM instead of estimating it from the backing."),
+    loudness: Optional[float] = typer.Option(None, "--loudness",
+        help="Normalise the mix to this integrated loudness (LUFS), with a true-peak limiter."),
+    ceiling: Optional[float] = typer.Option(None, "--ceiling",
+        help="Highest true peak of the mix as written, dBTP [default: -1, or the settings file's]."),
+    reverb_ir_max: Optional[float] = typer.Option(None, "--reverb-ir-max",
+        help="Longest reverb impulse response, seconds [default: 20]; a warning says when a setting's decay is cut by "
+             "it."),
+    tail: Optional[str] = typer.Option(None, "--tail",
+        help="Keep the reverb tail past the end of the inputs: 'auto' (until it has decayed by 60 dB, at most 30 s) or "
+             "seconds. Off by default, so the output is as long as the input."),
+    stems: bool = typer.Option(False, "--stems",
+        help="Also write <out>.vocal.wav and <out>.backing.wav, which sum to the mix."),
+    export_dir: Optional[Path] = typer.Option(None, "--export",
+        help="Also export the settings as plug-in presets to this folder."),
     sample_format: str = typer.Option("pcm24", "--format", help="Sample format: pcm16, pcm24 or float (WAV only)."),
-    rate: str = typer.Option("input", "--rate", help="Output sample rate: 'input' (the backing's) or 'working' (44.1 kHz)."),
+    rate: str = typer.Option("input", "--rate",
+        help="Output sample rate: 'input' (the backing's) or 'working' (44.1 kHz)."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite existing outputs (never the inputs)."),
     max_minutes: float = typer.Option(20.0, "--max-minutes", help="Refuse inputs longer than this (minutes)."),
-    engine: str = typer.Option("dsp", "--engine", help="What renders the vocal chain: dsp (vocalmix's models) or iem (the installed IEM plug-ins, package iem-plugin-suite-vst)."),
+    engine: str = typer.Option("dsp", "--engine",
+        help="What renders the vocal chain: dsp (vocalmix's models) or iem (the installed IEM plug-ins, package "
+             "iem-plugin-suite-vst)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ):
     """Decide settings for VOCAL over BACKING, render the mix, and write it with its settings."""
@@ -210,11 +233,13 @@ def demo(
 def batch(
     manifest: Path = typer.Argument(..., metavar="MANIFEST.csv",
                                     help="CSV with columns vocal, backing, optional output and per-song options."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the mixes, their settings and batch_summary.csv."),
+    out_dir: Path = typer.Option(..., "--out", "-o",
+        help="Folder for the mixes, their settings and batch_summary.csv."),
     workers: int = typer.Option(1, "--jobs", "-j", help="Worker processes (each pays the start-up once)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="Render on a Ray cluster at ADDR ('local' starts one here)."),
-    method: str = typer.Option("rules", "--method", "-m", help="How settings are decided, unless a row says otherwise."),
+    method: str = typer.Option("rules", "--method", "-m",
+        help="How settings are decided, unless a row says otherwise."),
     loudness: Optional[float] = typer.Option(None, "--loudness", help="Normalise every mix to this loudness (LUFS)."),
     ceiling: float = typer.Option(-1.0, "--ceiling", help="Highest true peak of every mix, dBTP."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
@@ -230,16 +255,19 @@ def batch(
 
 @app.command("verify")
 def verify(
-    preset_dir: Path = typer.Argument(..., metavar="PRESET_DIR", help="A folder written by vocalmix export (or render --export)."),
-    vocal_path: Path = typer.Argument(..., metavar="VOCAL", help="A vocal to render both ways (folded to mono, 44.1 kHz)."),
-    tolerance: float = typer.Option(-60.0, "--tolerance", help="Largest difference (dB re the signal) a stage may show."),
+    preset_dir: Path = typer.Argument(..., metavar="PRESET_DIR",
+        help="A folder written by vocalmix export (or render --export)."),
+    vocal_path: Path = typer.Argument(..., metavar="VOCAL",
+        help="A vocal to render both ways (folded to mono, 44.1 kHz)."),
+    tolerance: float = typer.Option(-60.0, "--tolerance",
+        help="Largest difference (dB re the signal) a stage may show."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ):
     """Render VOCAL through the presets in PRESET_DIR with the installed IEM plug-ins and with vocalmix, and print
     the difference per stage (needs the package iem-plugin-suite-vst)."""
-    from .iem_engine import find_plugin_dir, verify_presets
     from .audio import WORKING_RATE, load_audio, to_mono
+    from .iem_engine import find_plugin_dir, verify_presets
 
     find_plugin_dir()
     progress = _Progress(quiet)
@@ -251,7 +279,8 @@ def verify(
         typer.echo(json.dumps({"vocalmix_version": __version__, "preset_dir": str(preset_dir), "vocal": str(vocal_path),
                                "tolerance_db": tolerance, "ok": not failed,
                                # -inf (sample-identical) is not JSON: null stands for it
-                               "stages": [{k: (None if v == float("-inf") else v) for k, v in r.items()} for r in rows]},
+                               "stages": [{k: (None if v == float("-inf") else v) for k, v in r.items()}
+                                          for r in rows]},
                               indent=2))
     else:
         typer.echo(f"{'stage':<11} {'plug-in':<15} {'stage dB':>9} {'chain dB':>9}")
@@ -349,7 +378,8 @@ def _run_app(argv: list[str] | None, caught) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("VOCALMIX_DEBUG"):
             raise
-        typer.echo(f"vocalmix: internal error: {type(exc).__name__}: {exc} (set VOCALMIX_DEBUG=1 for details)", err=True)
+        typer.echo(f"vocalmix: internal error: {type(exc).__name__}: {exc} (set VOCALMIX_DEBUG=1 for details)",
+                   err=True)
         return 1
     return 0
 

@@ -21,10 +21,11 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Optional
 
 import numpy as np
 import typer
@@ -617,11 +618,13 @@ def plot_ssms(song: str, by_method: dict, path: Path) -> Path:
 
 
 def compare_command(
-    song_dirs: List[Path] = typer.Argument(..., metavar="SONG_DIR...",
-                                           help="Song folders, each with vocal.*, backing.* and optionally mix.* (the reference)."),
+    song_dirs: list[Path] = typer.Argument(..., metavar="SONG_DIR...",
+                                           help="Song folders, each with vocal.*, backing.* and optionally mix.* (the "
+                                                "reference)."),
     methods: str = typer.Option("rules,cnn", "--methods", "-m",
                                 help="Comma-separated methods to compare (unavailable ones are reported and skipped)."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the mixes, descriptors, statistics, plots and report."),
+    out_dir: Path = typer.Option(..., "--out", "-o",
+        help="Folder for the mixes, descriptors, statistics, plots and report."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Descriptor CSV (default DIR/descriptors.csv)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
     force: bool = typer.Option(False, "--force", "-f", help="Re-render mixes that an earlier run left in DIR."),

@@ -77,7 +77,8 @@ def demo_backing(sample_rate: int = 44100, seconds: float = DEMO_SECONDS, seed: 
     kick = np.sin(2 * np.pi * (50 * tk + 60 * (1 - np.exp(-tk * 30)) / 30)) * np.exp(-tk * 9)
     ts = np.arange(int(0.2 * sample_rate)) / sample_rate
     snare = (rng.normal(size=ts.size) * 0.6 + np.sin(2 * np.pi * 190 * ts)) * np.exp(-ts * 22)
-    hat_noise = signal.lfilter(*signal.butter(2, 7000, btype="high", fs=sample_rate), rng.normal(size=int(0.05 * sample_rate)))
+    hat_noise = signal.lfilter(*signal.butter(2, 7000, btype="high", fs=sample_rate),
+                               rng.normal(size=int(0.05 * sample_rate)))
     hat = hat_noise * np.exp(-np.arange(hat_noise.size) / sample_rate * 80)
 
     n_beats = int(seconds / beat)

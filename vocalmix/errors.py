@@ -18,7 +18,7 @@ class InputError(VocalmixError):
 class AudioFileError(InputError):
     """An audio file that cannot be used; the message names the file."""
 
-    def __init__(self, path, problem: str):
+    def __init__(self, path: object, problem: str) -> None:
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")

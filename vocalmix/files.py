@@ -23,8 +23,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 log = logging.getLogger("vocalmix")
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 

@@ -79,7 +79,7 @@ def chain_document(settings: MixSettings, states: list[PluginState]) -> dict:
     }
 
 
-def json_text(value, level: int = 0) -> str:
+def json_text(value: Any, level: int = 0) -> str:
     """JSON with one parameter per line: nested objects from the parameters down stay on one line."""
     pad, inner = "  " * level, "  " * (level + 1)
     if isinstance(value, dict) and value and level < 4:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Optional, Union
@@ -295,19 +295,23 @@ def _keys(path: str) -> list[Union[str, int]]:
     keys: list[Union[str, int]] = []
     for part in path.split("."):
         m = _PATH_PART.fullmatch(part)
+        if m is None:
+            raise ValueError(f"not a setting path: {path!r}")
         keys.append(m.group(1))
         if m.group(2) is not None:
             keys.append(int(m.group(2)))
     return keys
 
 
-def get_path(data: dict, path: str):
+def get_path(data: dict, path: str) -> Any:
+    """The value at a dotted setting name (``eq.bands[2].q``) of a settings dict."""
     for key in _keys(path):
         data = data[key]
     return data
 
 
-def set_path(data: dict, path: str, value) -> None:
+def set_path(data: dict, path: str, value: object) -> None:
+    """Set the value at a dotted setting name of a settings dict."""
     *head, last = _keys(path)
     for key in head:
         data = data[key]
@@ -400,7 +404,7 @@ def snap_to_plugin_grids(settings: MixSettings) -> MixSettings:
     return exported_settings(settings, plugin_states(settings, warn=False))
 
 
-def _quiet(*args, **kwargs) -> None:
+def _quiet(*args: object, **kwargs: object) -> None:
     """A warning nobody asked for."""
 
 
@@ -432,7 +436,8 @@ def reverb_tail_seconds(settings: MixSettings) -> float:
     return round(min(MAX_TAIL_S, tail + r.fade_in_s) + 0.05, 1)
 
 
-def read_number(value, source: str, name: str) -> float:
+def read_number(value: object, source: str, name: str) -> float:
+    """``value`` as a finite float, or a one-line error naming ``source`` and ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InputError(f"{source}: '{name}' has value {value!r}, not a number")
     try:
@@ -444,7 +449,7 @@ def read_number(value, source: str, name: str) -> float:
     return number
 
 
-def plugin_settings(plugin: PluginDef, raw: dict[str, object], source: str) -> dict[str, object]:
+def plugin_settings(plugin: PluginDef, raw: Mapping[str, object], source: str) -> dict[str, object]:
     """Map one plug-in's stored values onto settings, snapping like the plug-in does on load."""
     result: dict[str, object] = {}
     steps: dict[str, int] = {}

@@ -16,8 +16,14 @@ from typing import Optional, Union
 from .errors import InputError, SettingsError
 from .pedalboard_script import CHAIN_FILE, CHAIN_FORMAT, CHAIN_FORMAT_VERSION
 from .plugins import PLUGINS, PLUGINS_BY_CLASS_ID, PLUGINS_BY_NAME, PluginDef, plugin_settings, read_number, set_path
-from .preset_formats import COMPONENT_CHUNK, STATE_MAGIC, VSTPRESET_MAGIC, parse_state_xml, unpack_state, \
-    unpack_vstpreset
+from .preset_formats import (
+    COMPONENT_CHUNK,
+    STATE_MAGIC,
+    VSTPRESET_MAGIC,
+    parse_state_xml,
+    unpack_state,
+    unpack_vstpreset,
+)
 from .settings import MixSettings, describe
 
 log = logging.getLogger("vocalmix")
@@ -75,7 +81,8 @@ def _grouped(names: list[str]) -> str:
     return ", ".join(shown)
 
 
-def expand_import_paths(paths_or_dir) -> list[Path]:
+def expand_import_paths(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]]) -> list[Path]:
+    """The files to import: a folder stands for the plug-in states and chain file an export writes there."""
     items = [paths_or_dir] if isinstance(paths_or_dir, (str, os.PathLike)) else list(paths_or_dir)
     if not items:
         raise InputError("no files to import")

@@ -19,8 +19,9 @@ import difflib
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import SettingsError
 
@@ -110,7 +111,7 @@ class ParamSpec:
         return float(round(value)) if self.integer else value
 
 
-def _param(default: float, unit: str, lo: float, hi: float, description: str, **kw) -> Any:
+def _param(default: float, unit: str, lo: float, hi: float, description: str, **kw: Any) -> Any:
     return field(default=default, metadata={"spec": ParamSpec(unit, lo, hi, description, **kw)})
 
 
@@ -197,7 +198,7 @@ class MixSettings:
     output: OutputSettings = field(default_factory=OutputSettings)
 
     # -- validation -----------------------------------------------------------------
-    def validate(self) -> "MixSettings":
+    def validate(self) -> MixSettings:
         """Raise :class:`SettingsError` naming the first field that is wrong."""
         for name, value, spec in iter_numeric(self):
             spec.check(name, value)
@@ -226,7 +227,7 @@ class MixSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, fill_defaults: bool = True, source: str = "settings") -> "MixSettings":
+    def from_dict(cls, data: dict, fill_defaults: bool = True, source: str = "settings") -> MixSettings:
         """Build and validate settings; unknown or mistyped fields raise a named error.
 
         Fields ``data`` leaves out take their defaults when ``fill_defaults`` (with a
@@ -247,12 +248,13 @@ class MixSettings:
         return json.dumps({"schema_version": SCHEMA_VERSION, **extra, "settings": self.to_dict()}, indent=2)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "settings", fill_defaults: bool = False) -> "MixSettings":
+    def from_json(cls, text: str, source: str = "settings", fill_defaults: bool = False) -> MixSettings:
         """Settings from a settings JSON document; every field must be there unless ``fill_defaults``."""
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SettingsError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+            raise SettingsError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}, "
+                                f"column {exc.colno}") from None
         if not isinstance(doc, dict):
             raise SettingsError(f"{source}: expected a JSON object")
         version = doc.get("schema_version")
@@ -274,7 +276,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _build(cls, data: Any, path: str, missing: list[str]):
+def _build(cls: type, data: Any, path: str, missing: list[str]) -> Any:
     if not isinstance(data, dict):
         raise SettingsError(f"setting '{path or 'settings'}' must be an object")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -301,7 +303,7 @@ def _build(cls, data: Any, path: str, missing: list[str]):
     return cls(**kwargs)
 
 
-def _check_scalar_type(where: str, f: dataclasses.Field, value: Any):
+def _check_scalar_type(where: str, f: dataclasses.Field, value: Any) -> Any:
     if "spec" in f.metadata:
         return f.metadata["spec"].check(where, value)
     expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
@@ -339,7 +341,7 @@ def iter_numeric(settings: MixSettings) -> Iterator[tuple[str, float, ParamSpec]
             yield from _numeric_fields(obj, section.name)
 
 
-def _numeric_fields(obj, prefix: str):
+def _numeric_fields(obj: Any, prefix: str) -> Iterator[tuple[str, float, ParamSpec]]:
     for f in dataclasses.fields(obj):
         if "spec" in f.metadata:
             yield f"{prefix}.{f.name}", getattr(obj, f.name), f.metadata["spec"]
@@ -368,12 +370,13 @@ def describe() -> list[dict]:
     rows = []
     defaults = MixSettings()
 
-    def number(name, value, spec, rule=""):
+    def number(name: str, value: float, spec: ParamSpec, rule: str = "") -> None:
         rows.append({"name": name, "kind": "number", "unit": spec.unit, "min": spec.minimum, "max": spec.maximum,
                      "default": value, "choices": None,
                      "rule": rule or ("whole number" if spec.integer else ""), "description": spec.description})
 
-    def other(name, kind, default, choices, rule, description, unit=""):
+    def other(name: str, kind: str, default: object, choices: list, rule: str, description: str,
+              unit: str = "") -> None:
         rows.append({"name": name, "kind": kind, "unit": unit, "min": None, "max": None, "default": default,
                      "choices": choices, "rule": rule, "description": description})
 

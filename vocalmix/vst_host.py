@@ -391,7 +391,7 @@ class VstPlugin:
             self._closed = True
             _HOST_STATE.pop(self._address, None)
 
-    def __enter__(self) -> "VstPlugin":
+    def __enter__(self) -> VstPlugin:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -71,7 +71,8 @@ def summarise(rows: list[dict], categories: list[str]) -> list[dict]:
                 continue
             mean = float(values.mean())
             sd = float(values.std(ddof=1)) if values.size > 1 else float("nan")
-            half = float(stats.t.ppf(0.975, values.size - 1) * sd / math.sqrt(values.size)) if values.size > 1 else float("nan")
+            half = (float(stats.t.ppf(0.975, values.size - 1) * sd / math.sqrt(values.size)) if values.size > 1
+                    else float("nan"))
             out.append({"category": category, "method": method, "n": int(values.size), "mean": mean, "sd": sd,
                         "ci95_low": mean - half, "ci95_high": mean + half})
     return out
@@ -108,7 +109,8 @@ def hypothesis_tests(rows: list[dict], categories: list[str]) -> list[dict]:
             if diff.size and np.any(diff != 0):
                 result = stats.wilcoxon(blocks[:, i], blocks[:, j])
                 pairs.append({**blank, "category": category, "test": "wilcoxon", "group_a": a, "group_b": b,
-                              "n": int(diff.size), "statistic": float(result.statistic), "p_value": float(result.pvalue)})
+                              "n": int(diff.size), "statistic": float(result.statistic),
+                              "p_value": float(result.pvalue)})
             else:
                 pairs.append({**blank, "category": category, "test": "wilcoxon", "group_a": a, "group_b": b,
                               "n": int(diff.size), "p_value": 1.0, "note": "no differences"})

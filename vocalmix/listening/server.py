@@ -23,7 +23,8 @@ from ..errors import InputError
 
 MAX_SUBMISSION_BYTES = 1 << 20
 _STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
-           "/app.js": ("app.js", "text/javascript; charset=utf-8"), "/style.css": ("style.css", "text/css; charset=utf-8"),
+           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+           "/style.css": ("style.css", "text/css; charset=utf-8"),
            "/test.json": ("test.json", "application/json")}
 _AUDIO = re.compile(r"^/audio/([A-Za-z0-9_-]+\.wav)$")
 _LISTENER = re.compile(r"^[A-Za-z0-9-]{4,64}$")

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..plugins import snap_to_plugin_grids
 from ..methods import Decision
 from ..mixing import process_vocal
+from ..plugins import snap_to_plugin_grids
 from ..settings import MixSettings, with_effective_fade_in
 from .compression import DEFAULT_TARGET_LRA_LU, decide_compression
 from .eq import decide_eq

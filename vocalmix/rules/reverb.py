@@ -52,7 +52,8 @@ def decide_reverb(backing: np.ndarray, sample_rate: int, base: ReverbSettings | 
 
 
 def dry_wet_for_return_level(dry: np.ndarray, wet: np.ndarray, backing: np.ndarray, sample_rate: int,
-                             target_relative_lu: float, below_mix_lu: float = RETURN_BELOW_MIX_LU) -> tuple[float, dict]:
+                             target_relative_lu: float,
+                             below_mix_lu: float = RETURN_BELOW_MIX_LU) -> tuple[float, dict]:
     """Dry/wet (%) putting the reverb return ``below_mix_lu`` under the mix.
 
     ``dry`` is the compressed vocal as stereo ``(2, samples)``, ``wet`` the fully wet
@@ -66,7 +67,8 @@ def dry_wet_for_return_level(dry: np.ndarray, wet: np.ndarray, backing: np.ndarr
         vocal = w * wet + (1 - w) * dry
         gain = 10 ** ((target_relative_lu - (analysis.integrated_loudness(vocal, sample_rate) - backing_lufs)) / 20)
         mix = backing + gain * vocal
-        return analysis.integrated_loudness(mix, sample_rate) - analysis.integrated_loudness(gain * w * wet, sample_rate)
+        reverb_lufs = analysis.integrated_loudness(gain * w * wet, sample_rate)
+        return analysis.integrated_loudness(mix, sample_rate) - reverb_lufs
 
     lo, hi = 0.0, 1.0
     if distance(hi) >= below_mix_lu:

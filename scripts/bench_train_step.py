@@ -17,9 +17,12 @@ alone. Modes:
 
 - ``exact``: ``vocal_chain`` as a render uses it (the reference).
 - ``training``: the same chain with ``training=True`` (the training-time reverb of
-  :mod:`vocalmix.dsp.reverb`; it renders the same audio). The output and the gradients
-  are compared with the first mode's: the worst item's error energy relative to its
-  output energy, in dB.
+  :mod:`vocalmix.dsp.reverb`, IRs ending 80 instead of 90 dB down, and the
+  compressor's surrogate gradients, :func:`vocalmix.dsp.compressor.compressor`). The
+  output and the gradients are compared with the first mode's: the worst item's error
+  energy relative to its output energy, in dB. The compressor settings' gradients
+  differ by design in training mode (surrogates without dead zones); the others
+  differ only through the shorter reverb tails.
 
 Clips are cut from the CC BY dry vocals in /work/shared/audio/dry when present, else
 from the synthetic demo vocal. Settings: four peak bands of up to +-12 dB, compressor

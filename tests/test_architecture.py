@@ -76,9 +76,10 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _load_time_imports(path: Path) -> set[str]:
+def _load_time_imports(path: Path, in_functions: bool = False) -> set[str]:
     """vocalmix modules (and names) ``path`` imports when it is loaded: statements at module level (also
-    inside module-level ``if``/``try``), not those in functions or under ``if TYPE_CHECKING``."""
+    inside module-level ``if``/``try``), not those under ``if TYPE_CHECKING``; with ``in_functions`` also
+    the imports inside functions (run when the function is called)."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -107,20 +108,25 @@ def _load_time_imports(path: Path) -> set[str]:
                 visit(node.orelse)
                 visit(node.finalbody)
 
-    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    visit(tree.body)
+    if in_functions:
+        for function in ast.walk(tree):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit([node for node in ast.walk(function) if isinstance(node, (ast.Import, ast.ImportFrom))])
     # A module imported as `a.b.c` loads `a.b` first.
     closed = {".".join(m.split(".")[:i]) for m in found for i in range(2, m.count(".") + 2)}
     return {m for m in closed if m.startswith("vocalmix.")} - {name}
 
 
-def _vocalmix_imports() -> dict[str, set[str]]:
-    """Every module under vocalmix/ -> the vocalmix names it imports when loaded."""
-    return {_module_name(p): _load_time_imports(p) for p in PACKAGE.rglob("*.py")}
+def _vocalmix_imports(in_functions: bool = False) -> dict[str, set[str]]:
+    """Every module under vocalmix/ -> the vocalmix names it imports (when loaded, or at all)."""
+    return {_module_name(p): _load_time_imports(p, in_functions) for p in PACKAGE.rglob("*.py")}
 
 
-def _vocalmix_graph() -> dict[str, set[str]]:
+def _vocalmix_graph(in_functions: bool = False) -> dict[str, set[str]]:
     """The import graph among the modules under vocalmix/."""
-    imports = _vocalmix_imports()
+    imports = _vocalmix_imports(in_functions)
     return {name: deps & set(imports) for name, deps in imports.items()}
 
 
@@ -169,10 +175,14 @@ def test_import_scan_reads_relative_and_absolute_imports():
     assert "vocalmix.plugins" in graph["vocalmix.render"]  # from .plugins import ...
     assert "vocalmix.settings" in graph["vocalmix.rules.eq"]  # from ..settings import ...
     assert "vocalmix.preset_import" not in graph["vocalmix.plugins"]
+    deferred = _vocalmix_graph(in_functions=True)
+    assert "vocalmix.render" not in graph["vocalmix.cli"] and "vocalmix.render" in deferred["vocalmix.cli"]
 
 
 def test_vocalmix_modules_import_each_other_without_cycles():
     assert _cycles(_vocalmix_graph()) == []
+    # Not even through imports deferred into functions (which would only hide a cycle).
+    assert _cycles(_vocalmix_graph(in_functions=True)) == []
 
 
 def test_runtime_modules_do_not_import_training_when_loaded():

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +20,7 @@ import typer
 from . import __version__
 from .errors import InputError, VocalmixError
 from .interrupts import signals_as_interrupts
+from .progress import Progress
 
 log = logging.getLogger("vocalmix")
 
@@ -32,18 +32,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-class _Progress:
-    """Stage lines on stderr with elapsed time, so long work shows what it is doing."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.start = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            typer.echo(f"[{time.perf_counter() - self.start:6.2f} s] {message}", err=True)
 
 
 def _version_callback(value: bool):
@@ -90,7 +78,7 @@ def analyze(
 
     if not 8000 <= sample_rate <= 192000:
         raise InputError(f"--rate {sample_rate} Hz is outside 8000-192000 Hz")
-    progress = _Progress(quiet or len(files) == 1)
+    progress = Progress(quiet or len(files) == 1)
     rows, errors = [], []
     for number, path in enumerate(files, start=1):
         progress(f"measuring {path} ({number} of {len(files)})")
@@ -201,7 +189,7 @@ def render(
         export_dir=export_dir, sample_format=sample_format, rate=rate, force=force, max_minutes=max_minutes,
         engine=engine,
     )
-    result = run_render(request, progress=_Progress(quiet))
+    result = run_render(request, progress=Progress(quiet))
     for path in result.written:
         typer.echo(str(path))
 
@@ -217,7 +205,7 @@ def demo(
     from .demo import demo_backing, demo_vocal
     from .render import RenderRequest, run_render
 
-    progress = _Progress(quiet)
+    progress = Progress(quiet)
     out_dir.mkdir(parents=True, exist_ok=True)
     progress("synthesising the demo vocal and backing (generated in code, not recordings)")
     vocal_path = write_audio(out_dir / "demo_vocal.wav", demo_vocal(), 44100, force=force)
@@ -248,7 +236,7 @@ def batch(
     from .batch import batch_command_body
 
     defaults = {"method": method, "loudness": loudness, "ceiling": ceiling}
-    code = batch_command_body(manifest, out_dir, workers, ray_address, defaults, _Progress(quiet))
+    code = batch_command_body(manifest, out_dir, workers, ray_address, defaults, Progress(quiet))
     if code:
         raise typer.Exit(code)
 
@@ -270,7 +258,7 @@ def verify(
     from .iem_engine import find_plugin_dir, verify_presets
 
     find_plugin_dir()
-    progress = _Progress(quiet)
+    progress = Progress(quiet)
     progress(f"loading {vocal_path}")
     vocal = to_mono(load_audio(vocal_path, WORKING_RATE, allow_silent=False).samples)
     rows = verify_presets(preset_dir, vocal, WORKING_RATE, progress=progress)

@@ -633,11 +633,11 @@ def compare_command(
 ):
     """Mix every song with every method, measure the mixes (Koszewski et al.'s descriptors, MR-STFT and chroma-SSM
     distance to the reference) and compare the methods (one-way ANOVA, Tukey-Kramer)."""
-    from .cli import _Progress
+    from .progress import Progress
 
     request = CompareRequest(song_dirs=list(song_dirs), methods=[m.strip() for m in methods.split(",") if m.strip()],
                              out_dir=out_dir, csv_path=csv_path, jobs=jobs, force=force, plots=not no_plots)
-    result = run_compare(request, progress=_Progress(quiet))
+    result = run_compare(request, progress=Progress(quiet))
     typer.echo(format_table(result.rows))
     for name, reason in result.unavailable.items():
         typer.echo(f"not available: {name} ({reason})")

@@ -14,9 +14,9 @@ listening_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_e
 
 
 def _progress(quiet: bool):
-    from ..cli import _Progress
+    from ..progress import Progress
 
-    return _Progress(quiet)
+    return Progress(quiet)
 
 
 @listening_app.command("build")

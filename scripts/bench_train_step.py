@@ -16,6 +16,8 @@ set size, which includes about 0.4 GB of imported libraries) belongs to that mod
 alone. Modes:
 
 - ``exact``: ``vocal_chain`` as a render uses it (the reference).
+- ``peer``: the render path of an earlier vocalmix (``--peer-path``, a directory whose
+  ``vocalmix`` package is imported first), e.g. the commit before issue 18's work.
 - ``training``: the same chain with ``training=True`` (the training-time reverb of
   :mod:`vocalmix.dsp.reverb`, IRs ending 80 instead of 90 dB down, and the
   compressor's surrogate gradients, :func:`vocalmix.dsp.compressor.compressor`). The
@@ -168,7 +170,10 @@ def worker(args) -> None:
         torch.set_num_threads(args.threads)
     import auraloss
 
+    import vocalmix
     from vocalmix.dsp.chain import vocal_chain
+
+    print(f"{args.mode}: vocalmix from {Path(vocalmix.__file__).parent}", file=sys.stderr)
 
     clips = load_clips(args.batch, args.seconds, args.seed)
     params = draw_params(args.batch, args.seed)
@@ -203,9 +208,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", default="exact,training", help="comma-separated: exact, training")
+    parser.add_argument("--modes", default="exact,training", help="comma-separated: exact, training, peer")
     parser.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--peer-path", help="a directory holding an earlier vocalmix package (e.g. from "
+                        "`git archive`); mode 'peer' runs the render path from there")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,7 +228,13 @@ def main() -> None:
             result = Path(tmp) / f"{mode}.pt"
             cmd = [sys.executable, __file__, "--mode", mode, "--result", str(result)] + [
                 f"--{k}={getattr(args, k)}" for k in ("batch", "seconds", "repeats", "seed", "backend", "threads")]
-            subprocess.run(cmd, check=True)
+            env = dict(os.environ)
+            if mode == "peer":
+                if not args.peer_path:
+                    parser.error("mode 'peer' needs --peer-path")
+                env["PYTHONPATH"] = os.pathsep.join([args.peer_path, env.get("PYTHONPATH", "")])
+                cmd[cmd.index("peer")] = "exact"
+            subprocess.run(cmd, check=True, env=env)
             results[mode] = torch.load(result)
     load_after = os.getloadavg()[0]
 

@@ -537,11 +537,41 @@ class BatchRenderer:
         # The same stages as vocal_chain, with the reverb's IRs taken from the cache: the
         # output is vocal_chain's bit for bit (tests/test_training_data.py).
         y = vocal_chain(clips, self.sample_rate, on_device, upto="compressor")
-        y = reverb_with_ir(y, self._cached_irs(on_device, y.shape[-1]), on_device["dry_wet"])
+        keys, h = self._cached_irs(on_device, y.shape[-1])
+        n_in, k = y.shape[-1], h.shape[-1]
+        # fdn_reverb's rule for one FFT of the whole clip (reverb._fft_convolve); longer
+        # clips take its overlap-save path with the cached IRs.
+        block = 1 << max(15, math.ceil(math.log2(4 * k)))
+        if n_in + k > 2 * block or torch.is_grad_enabled():
+            y = reverb_with_ir(y, h, on_device["dry_wet"])
+        else:
+            # The same arithmetic as reverb_with_ir's one-FFT convolution, with each
+            # setting's wet/dry-folded IR spectrum kept: per clip one forward and two
+            # inverse FFTs instead of three and two.
+            n_fft = 1 << math.ceil(math.log2(n_in + k - 1))
+            spectra = self._cached_spectra(keys, h, on_device["dry_wet"], n_fft, y.dtype)
+            y = torch.fft.irfft(torch.fft.rfft(y, n=n_fft).unsqueeze(2) * spectra, n=n_fft)[:, 0, :, :n_in]
         return vocal_chain(y, self.sample_rate, on_device, start="level"), params
 
+    def _cached_spectra(self, keys, h, dry_wet, n_fft: int, dtype) -> torch.Tensor:
+        """rfft of each item's IR with the dry path folded in, as reverb_with_ir folds it,
+        ``(B, 1, 2, n_fft // 2 + 1)``; one per (setting, dry/wet, FFT length) per renderer."""
+        w = dry_wet.to(dtype).clamp(0.0, 1.0).view(-1, 1, 1, 1)
+        cache = self.__dict__.setdefault("_spectra", {})
+        out = []
+        for i, key in enumerate(keys):
+            skey = (key, float(w[i]), n_fft)
+            if skey not in cache:
+                wet = w[i:i + 1] * h[i:i + 1].to(dtype)
+                dry = torch.zeros_like(wet[..., :1])
+                dry[:, 0, :, 0] = 1.0
+                folded = torch.cat([wet[..., :1] + (1.0 - w[i:i + 1]) * dry, wet[..., 1:]], dim=-1)
+                cache[skey] = torch.fft.rfft(folded, n=n_fft)[0]
+            out.append(cache[skey])
+        return torch.stack(out)
+
     def _cached_irs(self, params: dict, n_samples: int) -> torch.Tensor:
-        """Mono-feed wet IRs ``(B, 1, 2, n)`` of the items' reverb settings, each distinct
+        """``(keys, IRs)``: mono-feed wet IRs ``(B, 1, 2, n)`` of the items' reverb settings, each distinct
         setting computed once per renderer (as :func:`fdn_reverb` computes it for
         ``n_samples``-long input) and the batch's zero-padded to its longest, as fdn_reverb pads."""
         from vocalmix.dsp.reverb import fdn_impulse_response
@@ -560,7 +590,7 @@ class BatchRenderer:
                     mono_input=True, max_samples=n_samples)[0]
         irs = [self._irs[key] for key in keys]
         longest = max(ir.shape[-1] for ir in irs)
-        return torch.stack([torch.nn.functional.pad(ir, (0, longest - ir.shape[-1])) for ir in irs])[:, None]
+        return keys, torch.stack([torch.nn.functional.pad(ir, (0, longest - ir.shape[-1])) for ir in irs])[:, None]
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import InputError, VocalmixError
+from .files import write_atomic
 
 log = logging.getLogger("vocalmix")
 
@@ -278,9 +279,7 @@ def _write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: r.get(k, "") for k in SUMMARY_COLUMNS} for r in rows)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    write_atomic(path, buffer.getvalue())
 
 
 def batch_command_body(manifest: Path, out_dir: Path, workers: int, ray_address: Optional[str],

@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import typer
 
 from . import __version__
 from .errors import InputError
+from .files import write_atomic
 
 log = logging.getLogger("vocalmix")
 
@@ -433,22 +433,7 @@ def _write_text_atomic(path: Path, text: str) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text if text.endswith("\n") else text + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return write_atomic(path, text if text.endswith("\n") else text + "\n")
 
 
 TABLE_COLUMNS = [("song", "song", 26, None), ("method", "method", 10, None), ("integrated_lufs", "LUFS", 7, 1),
@@ -547,16 +532,8 @@ def pyplot():
 
 
 def _save_figure(fig, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # savefig infers the format from the name, so the temporary file is written as PNG explicitly.
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
 def plot_descriptors(rows: list[dict], descriptors: list[str], path: Path) -> Path:

@@ -56,7 +56,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="reuse freed memory as the vocalmix command does (vocalmix/memory.py), for both chains")
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        from vocalmix.memory import keep_freed_memory
+
+        keep_freed_memory()
     import pedalboard
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -88,7 +94,8 @@ def main() -> None:
     t_ours, c_ours = best_of(args.repeats, ours)
     t_theirs, c_theirs = best_of(args.repeats, theirs)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"threads: torch {torch.get_num_threads()}; {os.cpu_count()} CPUs, load average {load} (1/5/15 min)")
+    print(f"threads: torch {torch.get_num_threads()}; {os.cpu_count()} CPUs, load average {load} (1/5/15 min); "
+          f"freed memory {'kept' if args.keep_freed_memory else 'returned (glibc default)'}")
     print(f"single chain, {args.seconds:.0f} s mono vocal at {SR} Hz (best of {args.repeats}):")
     print(f"  vocalmix.dsp  {t_ours:7.3f} s wall  {c_ours:7.3f} s CPU  ({args.seconds / t_ours:7.1f}x real time)")
     print(f"  pedalboard    {t_theirs:7.3f} s wall  {c_theirs:7.3f} s CPU  ({args.seconds / t_theirs:7.1f}x real time)")

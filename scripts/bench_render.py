@@ -141,8 +141,14 @@ def _pedalboard(kind, clips, settings, batch, reverb_bank=None):
     return out
 
 
-def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats, barrier, queue, reverb_bank):
+def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats, barrier, queue, reverb_bank,
+            keep_memory=False):
     import torch
+
+    if keep_memory:
+        from vocalmix.memory import keep_freed_memory
+
+        keep_freed_memory()
 
     torch.set_num_threads(1)
     os.environ["NUMBA_NUM_THREADS"] = "1"
@@ -161,7 +167,8 @@ def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats,
     queue.put((first, passes, sample))
 
 
-def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=1, reverb_bank=None):
+def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=1, reverb_bank=None,
+        keep_memory=False):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
     queue = ctx.Queue()
@@ -169,7 +176,7 @@ def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=
     starts = np.cumsum([0] + share[:-1])
     procs = [ctx.Process(target=_worker,
                          args=(method, kind, int(s), c, seconds, seed, settings, batch, repeats, barrier, queue,
-                               reverb_bank))
+                               reverb_bank, keep_memory))
              for s, c in zip(starts, share)]
     for p in procs:
         p.start()
@@ -198,17 +205,20 @@ def main(argv=None):
     ap.add_argument("--kinds", default="eq,chain")
     ap.add_argument("--reverb-bank", type=int, default=None,
                     help="draw reverb settings from a seeded bank of this many (IRs computed once per setting)")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="every worker reuses freed memory as the vocalmix command does (vocalmix/memory.py)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     settings = _settings(args.clips, args.seed, args.reverb_bank)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     bank = f"a bank of {args.reverb_bank} reverb settings" if args.reverb_bank else "every reverb setting drawn anew"
-    print(f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min); best of {args.repeats} passes; {bank}",
+    memory = "freed memory kept" if args.keep_freed_memory else "freed memory returned (glibc default)"
+    print(f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min); best of {args.repeats} passes; {bank}; {memory}",
           flush=True)
     rows = []
     for kind in args.kinds.split(","):
         res = {m: run(m, kind, args.clips, args.seconds, args.workers, args.seed, settings, args.batch, args.repeats,
-                      args.reverb_bank)
+                      args.reverb_bank, args.keep_freed_memory)
                for m in ("vocalmix", "pedalboard")}
         for m, r in res.items():
             rows.append({k: v for k, v in r.items() if k != "first_clip"})

@@ -26,7 +26,10 @@ def decide_level(
 
     ``processed_vocal`` is the vocal after EQ, compression and reverb; the backing keeps its level.
     """
-    vocal_lufs = analysis.integrated_loudness(processed_vocal, sample_rate)
+    # K-weighting is linear, so a gain of g dB adds g to every gating block's loudness: one
+    # weighting pass serves every trial gain below.
+    vocal_blocks = analysis.momentary_loudness(processed_vocal, sample_rate)
+    vocal_lufs = analysis.integrated_from_momentary(vocal_blocks)
     backing_lufs = analysis.integrated_loudness(backing, sample_rate)
     if vocal_lufs <= analysis.SILENCE_LUFS:
         raise InputError("vocal: too quiet to measure its loudness (below the -70 LUFS gate)")
@@ -36,7 +39,7 @@ def decide_level(
     # Gated loudness is not exactly scale-invariant (a gain moves quiet blocks across the
     # -70 LUFS gate, which moves the relative gate), so the gain is refined on the vocal as raised.
     for _ in range(LEVEL_PASSES):
-        raised = analysis.integrated_loudness(processed_vocal * 10 ** (wanted / 20), sample_rate)
+        raised = analysis.integrated_from_momentary(vocal_blocks + wanted)
         error = target_relative_lu - (raised - backing_lufs)
         if abs(error) < LEVEL_TOLERANCE_LU or raised <= analysis.SILENCE_LUFS:
             break

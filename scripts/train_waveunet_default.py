@@ -40,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from vocalmix.training.datasets import CC_BY_DRY_VOCALS
+
 REPO = Path(__file__).resolve().parents[1]
 SR = 44100
 SEGMENT_SECONDS = 10.0
@@ -47,13 +49,6 @@ BACKINGS_PER_VOCAL = 4
 VOCAL_GAIN_DB = (-8.0, 8.0)
 VAL_CLIP = "vocalset_female1_vibrato"
 
-CC_BY_DRY = {
-    "vocadito_1": "vocadito track 1 (Bittner et al., ISMIR LBD 2021), CC BY 4.0",
-    "vocalset_male1_vibrato": "VocalSet, singer male1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
-    "vocalset_male1_spoken": "VocalSet, singer male1, spoken (Wilkins et al., ISMIR 2018), CC BY 4.0",
-    "vocalset_female1_straight": "VocalSet, singer female1, straight (Wilkins et al., ISMIR 2018), CC BY 4.0",
-    "vocalset_female1_vibrato": "VocalSet, singer female1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
-}
 
 #: The shipped network and the changes to the research's recipe the ~15-min CPU budget forces.
 SHIPPED = {
@@ -82,7 +77,7 @@ def build_songs(audio: Path, work: Path, seed: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     seg = int(SEGMENT_SECONDS * SR)
-    for c, name in enumerate(CC_BY_DRY):
+    for c, name in enumerate(CC_BY_DRY_VOCALS):
         vocal = load_audio(audio / "dry" / f"{name}.flac", SR).samples[:1]
         for p in range(max(1, vocal.shape[-1] // seg)):
             piece = vocal[:, p * seg:(p + 1) * seg]
@@ -287,7 +282,7 @@ def write_card(evaluation: dict, out: Path) -> Path:
         f"{len(t['val_songs'])} validation songs (all pieces of `{VAL_CLIP}`; that singer also sings a training clip, "
         "so validation is not singer-independent; the clips measured below are entirely unseen).",
         "",
-        *[f"- {credit}" for credit in CC_BY_DRY.values()],
+        *[f"- {credit}" for credit in CC_BY_DRY_VOCALS.values()],
         "",
         "## Training",
         "",

@@ -31,6 +31,17 @@ import numpy as np
 from vocalmix.audio import WORKING_RATE, load_audio
 from vocalmix.errors import InputError
 
+#: The dry vocals of ``shared/audio/dry`` whose licence (CC BY 4.0) allows shipping weights
+#: trained on them, with the credit each needs; every shipped model trains only on these and
+#: on synthetic audio (see shared/audio/README.md).
+CC_BY_DRY_VOCALS = {
+    "vocadito_1": "vocadito track 1 (Bittner et al., ISMIR LBD 2021), CC BY 4.0",
+    "vocalset_male1_vibrato": "VocalSet, singer male1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
+    "vocalset_male1_spoken": "VocalSet, singer male1, spoken (Wilkins et al., ISMIR 2018), CC BY 4.0",
+    "vocalset_female1_straight": "VocalSet, singer female1, straight (Wilkins et al., ISMIR 2018), CC BY 4.0",
+    "vocalset_female1_vibrato": "VocalSet, singer female1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
+}
+
 from .data import SPLITS
 
 __all__ = ["Song", "discover_songs", "split_songs", "synthetic_songs", "LAYOUTS"]

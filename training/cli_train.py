@@ -28,7 +28,7 @@ def train_command(
                                           "(end to end through the effects; DATASET is then a folder of dry vocals "
                                           "or synthetic:N); or waveunet (Wave-U-Net mixer; DATASET is then a song source: "
                                           "MUSDB18-HQ, song folders, a CSV, MIR-1K files or synthetic:N)."),
-    dataset: Path = typer.Argument(..., help="Dataset folder made by `vocalmix dataset build` (has manifest.json)."),
+    dataset: Path = typer.Argument(..., help="For the CNN tasks: a folder made by `vocalmix dataset build` (has manifest.json); for cnn-e2e and waveunet: see TASK."),
     out: Path = typer.Option(Path("models"), "--out", "-o",
                              help="Folder for <task>.pt (best), <task>.last.pt (resume state) and <task>.log.csv."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
@@ -66,7 +66,7 @@ def train_command(
     finetune: bool = typer.Option(True, "--finetune/--no-finetune", help="waveunet: fine-tuning step after early stopping."),
     augment: bool = typer.Option(False, "--augment", help="waveunet: swap left/right and scale examples by +-6 dB."),
 ):
-    """Train a CNN regressor (Li & Lerch) on a dataset, validating on held-out songs."""
+    """Train a model on a dataset, validating on held-out songs: the Li & Lerch CNN regressors, cnn-e2e or the Wave-U-Net."""
     if task == "cnn-e2e":
         from .e2e import train_e2e_command
 

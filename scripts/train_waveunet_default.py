@@ -127,9 +127,9 @@ def measure(audio: Path, model_dir: Path) -> dict:
     from dataclasses import replace
 
     from vocalmix import analysis
-    from vocalmix.plugins import snap_to_plugin_grids
     from vocalmix.methods import get_method
     from vocalmix.mixing import output_gain, render_mix
+    from vocalmix.plugins import snap_to_plugin_grids
     from vocalmix.render import load_pair
     from vocalmix.settings import OutputSettings
 
@@ -394,8 +394,8 @@ def write_card(evaluation: dict, out: Path) -> Path:
 def untrained_val_loss(work: Path) -> float:
     """Validation L2 of vocal + backing (what the untrained, sum-initialised network outputs)."""
     from vocalmix.training.waveunet import WaveUNet, WaveUNetConfig, lengths_for_output
-    from vocalmix.training.waveunet_train import Windows, init_as_sum, validation_loss
     from vocalmix.training.waveunet_data import SongCache, discover_mix_songs, prepare_songs
+    from vocalmix.training.waveunet_train import Windows, init_as_sum, validation_loss
 
     manifest = json.loads((work / "run" / "manifest.json").read_text())
     items = [i for i in discover_mix_songs(work / "songs.csv", target="rules") if i.id in manifest["splits"]["val"]]

@@ -108,7 +108,7 @@ def test_static_curve_matches_formula(knee, ratio):
     y = compressor(x, SR, threshold, ratio, knee, 1.0, 10.0, 0.0)
     settled = y[:, 0, -2000:].abs().amax(dim=-1)
     measured = 20 * torch.log10(settled.double())
-    expected = torch.tensor([expected_output_level_db(l, threshold, ratio, knee) for l in levels])
+    expected = torch.tensor([expected_output_level_db(level, threshold, ratio, knee) for level in levels])
     # The brief asks for +-0.25 dB; with a steady detector the model is exact.
     torch.testing.assert_close(measured, expected.double(), atol=0.01, rtol=0)
 
@@ -123,7 +123,7 @@ def test_infinite_ratio_limits_at_threshold():
         torch.testing.assert_close(out_db, torch.full_like(out_db, threshold), atol=1e-3, rtol=0)
     y = compressor(x, SR, threshold, 15.8, 0.0, 0.5, 20.0, 0.0)
     out_db = 20 * torch.log10(y[:, 0, -500:].abs().amax(dim=-1).double())
-    expected = torch.tensor([threshold + (l - threshold) / 15.8 for l in levels], dtype=torch.float64)
+    expected = torch.tensor([threshold + (level - threshold) / 15.8 for level in levels], dtype=torch.float64)
     torch.testing.assert_close(out_db, expected, atol=1e-3, rtol=0)
 
 
@@ -401,8 +401,8 @@ import sys  # noqa: E402
 
 from vocalmix.dsp.compressor import (  # noqa: E402
     _BallisticsTorch,
-    _MinOfRampsTorch,
     _linear_recurrence,
+    _MinOfRampsTorch,
     select_backend,
 )
 

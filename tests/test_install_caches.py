@@ -7,12 +7,10 @@ a short mix there with the installed ``vocalmix`` and inspects the files left be
 
 import os
 import shutil
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 

@@ -240,7 +240,6 @@ def test_reverb_bank_renders_the_chain_bit_for_bit_with_one_ir_per_setting(monke
 
 def test_reverb_settings_are_in_range_and_render_stereo():
     from vocalmix.settings import ReverbSettings, spec_of
-
     from vocalmix.training.synthesis import VOCAL_REVERB_PRIOR
 
     r = BatchRenderer(device="cpu", seed=2)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from vocalmix.training import data as D
-from vocalmix.training.datasets import synthetic_songs
 
 from vocalmix.errors import InputError
+from vocalmix.training import data as D
+from vocalmix.training.datasets import synthetic_songs
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 

@@ -10,8 +10,14 @@ import torch
 
 from vocalmix.cli import main
 from vocalmix.errors import InputError
-from vocalmix.training.waveunet import (WaveUNet, WaveUNetConfig, forward_lengths, lengths_for_output, mix_one_shot,
-                                        mix_windowed)
+from vocalmix.training.waveunet import (
+    WaveUNet,
+    WaveUNetConfig,
+    forward_lengths,
+    lengths_for_output,
+    mix_one_shot,
+    mix_windowed,
+)
 from vocalmix.training.waveunet_data import SongCache, discover_mix_songs, prepare_songs
 from vocalmix.training.waveunet_train import init_as_sum, load_waveunet_checkpoint, train_step
 
@@ -100,7 +106,8 @@ def test_sum_init_outputs_vocal_plus_backing():
     model = WaveUNet(WaveUNetConfig(layers=2, filters_per_layer=2))
     init_as_sum(model)
     rng = np.random.default_rng(2)
-    vocal, backing = rng.standard_normal((1, 3000)).astype(np.float32), rng.standard_normal((2, 3000)).astype(np.float32)
+    vocal = rng.standard_normal((1, 3000)).astype(np.float32)
+    backing = rng.standard_normal((2, 3000)).astype(np.float32)
     np.testing.assert_allclose(mix_one_shot(model.eval(), vocal, backing), vocal + backing, atol=1e-6)
 
 

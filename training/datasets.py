@@ -212,7 +212,8 @@ def discover_songs(source: str | Path, layout: str = "auto") -> list[Song]:
     """All songs of ``source`` in a stable order (``InputError`` if none or malformed)."""
     source = Path(source)
     if layout not in LAYOUTS or layout == "synthetic":
-        raise InputError(f"unknown layout {layout!r}; choose one of {', '.join(l for l in LAYOUTS if l != 'synthetic')}")
+        choices = ", ".join(name for name in LAYOUTS if name != "synthetic")
+        raise InputError(f"unknown layout {layout!r}; choose one of {choices}")
     if not source.exists():
         raise InputError(f"{source}: not found")
     layout = detect_layout(source) if layout == "auto" else layout

@@ -137,7 +137,7 @@ class ReverbEstimator:
                 "n_in": int(self.mean.numel()), "meta": self.meta or {}}
 
     @classmethod
-    def from_state(cls, state: dict) -> "ReverbEstimator":
+    def from_state(cls, state: dict) -> ReverbEstimator:
         model = _Mlp(state["n_in"], len(REVERB_TARGETS))
         model.load_state_dict(state["weights"])
         model.eval()
@@ -147,13 +147,13 @@ class ReverbEstimator:
         torch.save(self.state(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ReverbEstimator":
+    def load(cls, path: str | Path) -> ReverbEstimator:
         return cls.from_state(torch.load(path, map_location="cpu", weights_only=True))
 
     _cache: dict = None  # type: ignore[assignment]
 
     @classmethod
-    def cached(cls, state: dict) -> "ReverbEstimator":
+    def cached(cls, state: dict) -> ReverbEstimator:
         """One instance per state and process (workers label many songs with one model)."""
         if cls._cache is None:
             cls._cache = {}

@@ -127,9 +127,9 @@ def discover_mix_songs(source: str | os.PathLike, target: str = "reference", lay
 
 def _render_target(vocal: np.ndarray, backing: np.ndarray, method_name: str) -> np.ndarray:
     """The mix ``vocalmix render --method <method_name>`` writes with its default options."""
-    from vocalmix.plugins import snap_to_plugin_grids
     from vocalmix.methods import get_method
     from vocalmix.mixing import render_mix
+    from vocalmix.plugins import snap_to_plugin_grids
     from vocalmix.settings import OutputSettings, with_effective_fade_in
 
     decision = get_method(method_name).decide(vocal, backing, WORKING_RATE)
@@ -206,7 +206,8 @@ class SongCache:
             try:
                 self._maps[song_id] = np.load(self.paths[song_id], mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise InputError(f"{self.paths[song_id]}: unreadable prepared song ({exc}); delete it to redo") from None
+                raise InputError(f"{self.paths[song_id]}: unreadable prepared song ({exc}); "
+                                 "delete it to redo") from None
         return self._maps[song_id]
 
     def length(self, song_id: str) -> int:

@@ -38,9 +38,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -49,8 +49,7 @@ from vocalmix.errors import InputError
 
 from .train import resolve_device, save_checkpoint, set_determinism
 from .waveunet import WaveUNet, WaveUNetConfig, lengths_for_output
-from .waveunet_data import (MANIFEST, SongCache, discover_mix_songs, manifest_record, prepare_songs,
-                            song_splits)
+from .waveunet_data import MANIFEST, SongCache, discover_mix_songs, manifest_record, prepare_songs, song_splits
 
 CHECKPOINT_FORMAT = "vocalmix-waveunet-checkpoint"
 CHECKPOINT_VERSION = 1

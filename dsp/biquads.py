@@ -11,11 +11,12 @@ gradients reach frequency, gain and Q.
 
 from __future__ import annotations
 
-import enum
 import math
 from typing import NamedTuple
 
 import torch
+
+from .constants import FilterType
 
 __all__ = [
     "FilterType",
@@ -32,20 +33,6 @@ __all__ = [
     "unit_circle_terms",
     "response_on_grid",
 ]
-
-
-class FilterType(enum.IntEnum):
-    """MultiEQ filter types, numbered as the v1.15 plug-in's internal enum."""
-
-    HIGHPASS_1 = 0
-    HIGHPASS_2 = 1
-    HIGHPASS_LR = 2  # 24 dB/oct: two identical HP2 sections
-    LOW_SHELF = 3
-    PEAK = 4
-    HIGH_SHELF = 5
-    LOWPASS_1 = 6
-    LOWPASS_2 = 7
-    LOWPASS_LR = 8  # 24 dB/oct: two identical LP2 sections
 
 
 def _normalise(b0, b1, b2, a0, a1, a2):

@@ -87,7 +87,8 @@ def load_clips(batch: int, seconds: float, seed: int) -> torch.Tensor:
 
 
 def draw_params(batch: int, seed: int) -> dict:
-    """Per-item chain settings as ``vocal_chain`` tensors (see the module docstring)."""
+    """Per-item chain settings, ``{"eq.frequency_hz": tensor, ...}`` as ``ChainParams.named_tensors`` names
+    them (see the module docstring); :func:`chain_params` makes what the imported vocalmix takes."""
     from vocalmix.dsp.biquads import FilterType
     from vocalmix.training.synthesis import VOCAL_REVERB_PRIOR
 
@@ -97,20 +98,19 @@ def draw_params(batch: int, seed: int) -> dict:
         return lo + (hi - lo) * torch.rand(shape or (batch,), generator=g)
 
     params = {
-        "eq_frequency_hz": torch.exp(uniform(math.log(100.0), math.log(10000.0), batch, 6)),
-        "eq_gain_db": uniform(-12.0, 12.0, batch, 6),
-        "eq_q": uniform(0.5, 3.0, batch, 6),
-        "eq_filter_type": torch.full((batch, 6), int(FilterType.PEAK)),
-        "eq_enabled": torch.tensor([False, True, True, True, True, False]).repeat(batch, 1),
-        "threshold_db": uniform(-35.0, -10.0),
-        "ratio": uniform(1.5, 8.0),
-        "knee_db": uniform(0.0, 12.0),
-        "attack_ms": uniform(1.0, 50.0),
-        "release_ms": uniform(30.0, 300.0),
-        "makeup_db": uniform(0.0, 10.0),
-        "lookahead": torch.rand(batch, generator=g) < 0.5,
-        "vocal_gain_db": uniform(-6.0, 6.0),
-        "fdn_lines": 64,
+        "eq.frequency_hz": torch.exp(uniform(math.log(100.0), math.log(10000.0), batch, 6)),
+        "eq.gain_db": uniform(-12.0, 12.0, batch, 6),
+        "eq.q": uniform(0.5, 3.0, batch, 6),
+        "eq.filter_type": torch.full((batch, 6), int(FilterType.PEAK)),
+        "eq.enabled": torch.tensor([False, True, True, True, True, False]).repeat(batch, 1),
+        "compressor.threshold_db": uniform(-35.0, -10.0),
+        "compressor.ratio": uniform(1.5, 8.0),
+        "compressor.knee_db": uniform(0.0, 12.0),
+        "compressor.attack_ms": uniform(1.0, 50.0),
+        "compressor.release_ms": uniform(30.0, 300.0),
+        "compressor.makeup_db": uniform(0.0, 10.0),
+        "compressor.lookahead": torch.rand(batch, generator=g) < 0.5,
+        "level.vocal_gain_db": uniform(-6.0, 6.0),
     }
     for name, (kind, lo, hi) in VOCAL_REVERB_PRIOR.items():
         if kind == "log":
@@ -121,13 +121,33 @@ def draw_params(batch: int, seed: int) -> dict:
             value = torch.where(torch.rand(batch, generator=g) < 0.8, 0.0, uniform(lo, hi))
         else:
             value = uniform(lo, hi)
-        params[name] = value
-    params["dry_wet"] = params.pop("dry_wet_pct") / 100.0
+        params[f"reverb.{name}"] = value
+    params["reverb.dry_wet"] = params.pop("reverb.dry_wet_pct") / 100.0
     return params
 
 
+FDN_LINES = 64
+
+
+def chain_params(flat: dict):
+    """``flat`` (:func:`draw_params`) as the imported vocalmix's ``vocal_chain`` takes it: ``ChainParams``
+    holding the same tensors, or for a peer from before that type, the flat dict it took then (section
+    prefixes dropped, ``eq_`` kept)."""
+    try:
+        from vocalmix.dsp import params as P
+    except ImportError:  # a peer older than vocalmix.dsp.params
+        legacy = {(k.replace(".", "_") if k.startswith("eq.") else k.split(".", 1)[1]): v for k, v in flat.items()}
+        return {**legacy, "fdn_lines": FDN_LINES}
+
+    def section(name: str) -> dict:
+        return {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(name + ".")}
+
+    return P.ChainParams(P.EQParams(**section("eq")), P.CompressorParams(**section("compressor")),
+                         P.ReverbParams(**section("reverb"), fdn_lines=FDN_LINES), P.LevelParams(**section("level")))
+
+
 def learnable(params: dict) -> list[str]:
-    return [k for k, v in params.items() if torch.is_tensor(v) and v.is_floating_point() and k != "room_size"]
+    return [k for k, v in params.items() if v.is_floating_point() and k != "reverb.room_size"]
 
 
 def run_step(clips, params, target, loss_fn, chain_kwargs) -> tuple[dict, torch.Tensor, dict]:
@@ -135,6 +155,7 @@ def run_step(clips, params, target, loss_fn, chain_kwargs) -> tuple[dict, torch.
     from vocalmix.dsp.chain import vocal_chain
 
     p = {k: (v.clone().requires_grad_(True) if k in learnable(params) else v) for k, v in params.items()}
+    chain = chain_params(p)
     times = {}
     outs, ins = {}, {}
 
@@ -147,11 +168,11 @@ def run_step(clips, params, target, loss_fn, chain_kwargs) -> tuple[dict, torch.
     y = clips
     for stage in STAGES:
         ins[stage] = y.detach().requires_grad_(stage != "eq")
-        outs[stage] = timed(f"{stage} forward", lambda: vocal_chain(ins[stage], SR, p, upto=stage, start=stage,
+        outs[stage] = timed(f"{stage} forward", lambda: vocal_chain(ins[stage], SR, chain, upto=stage, start=stage,
                                                                     **chain_kwargs))
         y = outs[stage]
     loss = timed("loss forward", lambda: loss_fn(y, target))
-    timed("loss+level backward", lambda: loss.backward(inputs=[ins["level"], p["vocal_gain_db"]]))
+    timed("loss+level backward", lambda: loss.backward(inputs=[ins["level"], p["level.vocal_gain_db"]]))
     for stage, previous in (("reverb", "level"), ("compressor", "reverb"), ("eq", "compressor")):
         timed(f"{stage} backward", lambda: torch.autograd.backward(outs[stage], ins[previous].grad))
     chain = [k for k in times if not k.startswith("loss")]
@@ -181,10 +202,10 @@ def worker(args) -> None:
     if args.backend != "auto":
         chain_kwargs["backend"] = args.backend
     with torch.no_grad():
-        target = vocal_chain(clips, SR, draw_params(args.batch, args.seed + 1))
+        target = vocal_chain(clips, SR, chain_params(draw_params(args.batch, args.seed + 1)))
     loss_fn = auraloss.freq.MultiResolutionSTFTLoss()
     # Warm-up (JIT caches, allocator) on a short batch of two.
-    run_step(clips[:2, :, : SR // 2], {k: (v[:2] if torch.is_tensor(v) else v) for k, v in params.items()},
+    run_step(clips[:2, :, : SR // 2], {k: v[:2] for k, v in params.items()},
              target[:2, :, : SR // 2], loss_fn, chain_kwargs)
     best = None
     for _ in range(args.repeats):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vocalmix.dsp import compressor
+from vocalmix.dsp.compressor import compressor
 
 SR = 44100
 

@@ -15,8 +15,12 @@ import dataclasses
 import pytest
 import torch
 
-from vocalmix.dsp import compressor, fdn_reverb, multi_eq, vocal_chain
-from vocalmix.dsp.biquads import FilterType
+from vocalmix.dsp.chain import vocal_chain
+from vocalmix.dsp.compressor import compressor
+from vocalmix.dsp.constants import FilterType
+from vocalmix.dsp.eq import multi_eq
+from vocalmix.dsp.params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
+from vocalmix.dsp.reverb import fdn_reverb
 from vocalmix.settings import CompressorSettings, EQBand, LevelSettings, ReverbSettings
 
 SR = 44100
@@ -154,7 +158,7 @@ def test_eq_six_stacked_extreme_bands_are_finite():
     assert_finite(render, [-60.0, 15.0], "six stacked peaks")
 
 
-def random_settings(batch: int, generator: torch.Generator) -> dict:
+def random_settings(batch: int, generator: torch.Generator) -> ChainParams:
     """Chain parameters: each setting per item at its minimum, maximum or uniform on its scale."""
 
     def draw(spec):
@@ -163,35 +167,37 @@ def random_settings(batch: int, generator: torch.Generator) -> dict:
         u = torch.where(pick == 0, 0.0, torch.where(pick == 1, 1.0, u))
         return torch.tensor([spec.denormalise(float(v)) for v in u])
 
-    params = {}
+    drawn = {}
     for cls in (CompressorSettings, ReverbSettings, LevelSettings):
         for name, spec in specs(cls).items():
-            params[name] = draw(spec)
-    params["dry_wet"] = params.pop("dry_wet_pct") / 100.0
-    fade = params["fade_in_s"]
+            drawn[name] = draw(spec)
+    dry_wet = drawn.pop("dry_wet_pct") / 100.0
     short = torch.rand(batch, generator=generator) < 0.4  # many 0-10 ms fade-ins
-    params["fade_in_s"] = torch.where(short, 0.01 * torch.rand(batch, generator=generator), fade)
+    drawn["fade_in_s"] = torch.where(short, 0.01 * torch.rand(batch, generator=generator), drawn["fade_in_s"])
     bands = {name: torch.stack([draw(EQ_SPECS[name]) for _ in range(6)], 1) for name in EQ_SPECS}
-    params.update(eq_frequency_hz=bands["frequency_hz"], eq_gain_db=bands["gain_db"], eq_q=bands["q"])
-    params["eq_filter_type"] = torch.randint(0, len(FilterType), (batch, 6), generator=generator)
-    params["eq_enabled"] = torch.rand(batch, 6, generator=generator) < 0.7
-    params["lookahead"] = torch.rand(batch, generator=generator) < 0.5
-    params["fdn_lines"] = 64
-    return params
+    filter_type = torch.randint(0, len(FilterType), (batch, 6), generator=generator)
+    enabled = torch.rand(batch, 6, generator=generator) < 0.7
+    lookahead = torch.rand(batch, generator=generator) < 0.5
+    return ChainParams(
+        eq=EQParams(bands["frequency_hz"], bands["gain_db"], bands["q"], filter_type, enabled),
+        compressor=CompressorParams(**{n: drawn[n] for n in specs(CompressorSettings)}, lookahead=lookahead),
+        reverb=ReverbParams(**{n: drawn[n] for n in specs(ReverbSettings) if n in drawn}, dry_wet=dry_wet,
+                            fdn_lines=64),
+        level=LevelParams(**{n: drawn[n] for n in specs(LevelSettings)}),
+    )
 
 
 def test_whole_chain_random_corner_settings_are_finite():
     g = torch.Generator().manual_seed(2026)
     batch = 12
     params = random_settings(batch, g)
-    learnable = [k for k, v in params.items()
-                 if torch.is_tensor(v) and v.is_floating_point() and k != "room_size"]
-    for k in learnable:
-        params[k] = params[k].clone().requires_grad_(True)
+    learnable = [k for k, v in params.named_tensors() if v.is_floating_point() and k != "reverb.room_size"]
+    params = params.map_tensors(lambda k, v: v.clone().requires_grad_(True) if k in learnable else v)
     x = burst_signal(batch).requires_grad_(True)
     y = vocal_chain(x, SR, params)
     assert torch.isfinite(y).all()
     (y * torch.randn(y.shape, generator=g)).sum().backward()
+    leaves = dict(params.named_tensors())
     for k in learnable:
-        assert torch.isfinite(params[k].grad).all(), f"{k}: {params[k].grad}"
+        assert torch.isfinite(leaves[k].grad).all(), f"{k}: {leaves[k].grad}"
     assert torch.isfinite(x.grad).all()

@@ -38,12 +38,11 @@ def test_chain_is_the_effects_in_order():
     vocal = _vocal()
     p = settings_to_params([s])
     x = torch.from_numpy(vocal)[None]
-    y = multi_eq(x, SR, p["eq_frequency_hz"], p["eq_gain_db"], p["eq_q"], p["eq_filter_type"], p["eq_enabled"])
-    y = compressor(y, SR, p["threshold_db"], p["ratio"], p["knee_db"], p["attack_ms"], p["release_ms"],
-                   p["makeup_db"], False)
-    y = fdn_reverb(y, SR, p["room_size"], p["reverb_time_s"], p["low_cutoff_hz"], p["low_q"],
-                   p["low_gain_db_per_s"], p["high_cutoff_hz"], p["high_q"], p["high_gain_db_per_s"], 0.3,
-                   p["fade_in_s"])
+    e, c, r = p.eq, p.compressor, p.reverb
+    y = multi_eq(x, SR, e.frequency_hz, e.gain_db, e.q, e.filter_type, e.enabled)
+    y = compressor(y, SR, c.threshold_db, c.ratio, c.knee_db, c.attack_ms, c.release_ms, c.makeup_db, False)
+    y = fdn_reverb(y, SR, r.room_size, r.reverb_time_s, r.low_cutoff_hz, r.low_q, r.low_gain_db_per_s,
+                   r.high_cutoff_hz, r.high_q, r.high_gain_db_per_s, 0.3, r.fade_in_s)
     y = y * 10 ** (s.level.vocal_gain_db / 20)
     out = process_vocal(vocal, SR, s)
     assert out.shape == (2, vocal.shape[-1])
@@ -53,10 +52,10 @@ def test_chain_is_the_effects_in_order():
 def test_settings_to_params_maps_units():
     s = _settings()
     p = settings_to_params([s, MixSettings()])
-    assert p["dry_wet"][0].item() == pytest.approx(0.3)  # percent in settings, fraction in dsp
-    assert p["eq_filter_type"][0, 2].item() == 4  # the plug-in's enum value for peak
-    assert p["eq_enabled"][0].tolist() == [False, False, True, False, False, False]
-    assert p["eq_frequency_hz"].shape == (2, 6)
+    assert p.reverb.dry_wet[0].item() == pytest.approx(0.3)  # percent in settings, fraction in dsp
+    assert p.eq.filter_type[0, 2].item() == 4  # the plug-in's enum value for peak
+    assert p.eq.enabled[0].tolist() == [False, False, True, False, False, False]
+    assert p.eq.frequency_hz.shape == (2, 6) and p.batch_size == 2
 
 
 def test_static_trim_only_when_over_the_ceiling():

@@ -20,10 +20,11 @@ import torch
 from scipy import ndimage, signal
 
 from . import analysis
-from .dsp.chain import vocal_chain
 from .dsp import reverb as dsp_reverb
+from .dsp.chain import vocal_chain
 from .dsp.compressor import lookahead_samples
-from .settings import FILTER_TYPES, MixSettings
+from .dsp.params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
+from .settings import FILTER_TYPES, CompressorSettings, EQSettings, MixSettings, ReverbSettings
 
 log = logging.getLogger("vocalmix")
 
@@ -40,44 +41,69 @@ LOUDNESS_MISS_WARN_LU = 0.5
 LIMITING_WARN_DB = 12.0
 
 
-def settings_to_params(settings: list[MixSettings], device: torch.device | str = "cpu") -> dict:
-    """Stack settings into the tensors of :func:`vocalmix.dsp.chain.vocal_chain`."""
+def settings_to_params(settings: list[MixSettings], device: torch.device | str = "cpu") -> ChainParams:
+    """The chain's parameters for a batch of settings, one row per item: the one place settings become
+    :class:`vocalmix.dsp.params.ChainParams` (units: the reverb's ``dry_wet_pct`` becomes the fraction
+    ``dry_wet``, filter types their plug-in numbers; everything else as in the settings)."""
     if not settings:
         raise ValueError("no settings to render")
+    return ChainParams(
+        eq=eq_params([s.eq for s in settings], device),
+        compressor=compressor_params([s.compressor for s in settings], device),
+        reverb=reverb_params([s.reverb for s in settings], device),
+        level=LevelParams(vocal_gain_db=_column([s.level.vocal_gain_db for s in settings], device)),
+    )
 
-    def col(values, dtype=torch.float32):
-        return torch.tensor(values, dtype=dtype, device=device)
 
-    fdn_lines = {s.reverb.fdn_lines for s in settings}
+def eq_params(eqs: list[EQSettings], device: torch.device | str = "cpu") -> EQParams:
+    """MultiEQ's parameters for a batch of EQ settings."""
+    bands = [e.bands for e in eqs]
+    return EQParams(
+        frequency_hz=_column([[b.frequency_hz for b in bs] for bs in bands], device),
+        gain_db=_column([[b.gain_db for b in bs] for bs in bands], device),
+        q=_column([[b.q for b in bs] for bs in bands], device),
+        filter_type=_column([[FILTER_TYPES[b.type] for b in bs] for bs in bands], device, torch.long),
+        enabled=_column([[b.enabled for b in bs] for bs in bands], device, torch.bool),
+    )
+
+
+def compressor_params(compressors: list[CompressorSettings], device: torch.device | str = "cpu") -> CompressorParams:
+    """OmniCompressor's parameters for a batch of compressor settings."""
+    c = compressors
+    return CompressorParams(
+        threshold_db=_column([s.threshold_db for s in c], device),
+        ratio=_column([s.ratio for s in c], device),
+        knee_db=_column([s.knee_db for s in c], device),
+        attack_ms=_column([s.attack_ms for s in c], device),
+        release_ms=_column([s.release_ms for s in c], device),
+        makeup_db=_column([s.makeup_db for s in c], device),
+        lookahead=_column([s.lookahead for s in c], device, torch.bool),
+    )
+
+
+def reverb_params(reverbs: list[ReverbSettings], device: torch.device | str = "cpu") -> ReverbParams:
+    """FdnReverb's parameters for a batch of reverb settings (one network size for the batch)."""
+    r = reverbs
+    fdn_lines = {s.fdn_lines for s in r}
     if len(fdn_lines) != 1:
         raise ValueError("one batch must share reverb.fdn_lines")
-    bands = [s.eq.bands for s in settings]
-    return {
-        "eq_frequency_hz": col([[b.frequency_hz for b in bs] for bs in bands]),
-        "eq_gain_db": col([[b.gain_db for b in bs] for bs in bands]),
-        "eq_q": col([[b.q for b in bs] for bs in bands]),
-        "eq_filter_type": col([[FILTER_TYPES[b.type] for b in bs] for bs in bands], torch.long),
-        "eq_enabled": col([[b.enabled for b in bs] for bs in bands], torch.bool),
-        "threshold_db": col([s.compressor.threshold_db for s in settings]),
-        "ratio": col([s.compressor.ratio for s in settings]),
-        "knee_db": col([s.compressor.knee_db for s in settings]),
-        "attack_ms": col([s.compressor.attack_ms for s in settings]),
-        "release_ms": col([s.compressor.release_ms for s in settings]),
-        "makeup_db": col([s.compressor.makeup_db for s in settings]),
-        "lookahead": col([s.compressor.lookahead for s in settings], torch.bool),
-        "room_size": col([s.reverb.room_size for s in settings]),
-        "reverb_time_s": col([s.reverb.reverb_time_s for s in settings]),
-        "low_cutoff_hz": col([s.reverb.low_cutoff_hz for s in settings]),
-        "low_q": col([s.reverb.low_q for s in settings]),
-        "low_gain_db_per_s": col([s.reverb.low_gain_db_per_s for s in settings]),
-        "high_cutoff_hz": col([s.reverb.high_cutoff_hz for s in settings]),
-        "high_q": col([s.reverb.high_q for s in settings]),
-        "high_gain_db_per_s": col([s.reverb.high_gain_db_per_s for s in settings]),
-        "dry_wet": col([s.reverb.dry_wet_pct / 100.0 for s in settings]),
-        "fade_in_s": col([s.reverb.fade_in_s for s in settings]),
-        "fdn_lines": fdn_lines.pop(),
-        "vocal_gain_db": col([s.level.vocal_gain_db for s in settings]),
-    }
+    return ReverbParams(
+        room_size=_column([s.room_size for s in r], device),
+        reverb_time_s=_column([s.reverb_time_s for s in r], device),
+        low_cutoff_hz=_column([s.low_cutoff_hz for s in r], device),
+        low_q=_column([s.low_q for s in r], device),
+        low_gain_db_per_s=_column([s.low_gain_db_per_s for s in r], device),
+        high_cutoff_hz=_column([s.high_cutoff_hz for s in r], device),
+        high_q=_column([s.high_q for s in r], device),
+        high_gain_db_per_s=_column([s.high_gain_db_per_s for s in r], device),
+        dry_wet=_column([s.dry_wet_pct / 100.0 for s in r], device),
+        fade_in_s=_column([s.fade_in_s for s in r], device),
+        fdn_lines=fdn_lines.pop(),
+    )
+
+
+def _column(values: list, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def process_vocal(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level",

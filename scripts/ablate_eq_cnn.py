@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from vocalmix.training.build import BuildConfig, _eq_examples, song_seed
-from vocalmix.training.train import Arrays, TrainConfig, fit, load_arrays, denormalise, predict_normalised, load_checkpoint, model_from_checkpoint
+from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
+from vocalmix.training.train import Arrays, TrainConfig, fit, load_arrays, denormalise, predict_normalised
 from vocalmix.training.synthesis import synthetic_song, synthetic_backing
 from vocalmix.training.targets import integrated_loudness
 from vocalmix.audio import load_audio

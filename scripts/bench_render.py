@@ -117,7 +117,7 @@ def _ours(kind, clips, settings, batch, reverb_bank=None):
 def _pedalboard(kind, clips, settings, batch, reverb_bank=None):
     import pedalboard as pb
 
-    from vocalmix.training.data import OCTAVE_CENTRES_HZ
+    from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ
 
     out = []
     for i in range(clips.shape[0]):

@@ -78,8 +78,9 @@ def main(argv=None) -> int:
     from vocalmix.mixing import process_vocal
     from vocalmix.plugins import plugin_states, snap_to_plugin_grids
     from vocalmix.settings import FILTER_TYPES
+    from vocalmix.methods.cnn_e2e import settings_from_values
+    from vocalmix.nets import e2e_outputs
     from vocalmix.training import e2e
-    from vocalmix.training import e2e_params as P
     from vocalmix.training.losses import MultiResolutionSTFT
 
     if not SONGS.is_dir():
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
             target = target * 10 ** ((rel_target - _relative(target[0].numpy(), backing, sr)) / 20)
             degraded, record = e2e.degrade(clean, sr, gen)
             target_values = {k: float(v[0]) for k, v in phys.items()}
-            target_settings = P.to_mix_settings(target_values, 0.0, snap=False)
+            target_settings = e2e_outputs.to_mix_settings(target_values, 0.0, snap=False)
             # The degradation's EQ as a response on the same grid.
             n_fft = 8192
             h_deg = multi_eq_response(sr, n_fft, record["eq_frequency_hz"].double(), record["eq_gain_db"].double(),
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
             for name, method in methods.items():
                 start = time.perf_counter()
                 if method is None:
-                    settings, _ = e2e.settings_from_values(centre, deg_np, backing, sr)
+                    settings, _ = settings_from_values(centre, deg_np, backing, sr)
                 else:
                     settings = method.decide(deg_np, backing, sr).settings
                 settings = snap_to_plugin_grids(settings)

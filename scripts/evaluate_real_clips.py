@@ -75,8 +75,8 @@ def build_real_test(audio_dir: Path, out: Path, seed: int = 0, eq_per_song: int 
 def _song_spread(models_dir: Path, dataset: Path) -> dict:
     """Per task, the spread (std over songs) of the CNN's song-averaged outputs, and the outputs."""
     from vocalmix.training.evaluate import group_predictions
-    from vocalmix.training.train import denormalise, load_arrays, load_checkpoint, model_from_checkpoint
-    from vocalmix.training.train import predict_normalised
+    from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
+    from vocalmix.training.train import denormalise, load_arrays, predict_normalised
 
     out = {}
     for task in ("level", "compression"):
@@ -98,8 +98,9 @@ def _reverb_spread(models_dir: Path, audio_dir: Path) -> dict | None:
     path = models_dir / "reverb.pt"
     if not path.is_file():
         return None
-    from vocalmix.training.data import denormalise_targets, song_features
-    from vocalmix.training.train import load_checkpoint, model_from_checkpoint
+    from vocalmix.features import song_features
+    from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
+    from vocalmix.nets.cnn_targets import denormalise_targets
 
     import torch
 
@@ -129,8 +130,8 @@ def evaluate_real(models_dir: Path, audio_dir: Path, work: Path, seed: int = 0, 
                   jobs: int = 1) -> dict:
     """Everything the script prints, as a dict (also what the model card quotes)."""
     from vocalmix.training.evaluate import evaluate
-    from vocalmix.training.train import denormalise, load_arrays, load_checkpoint, model_from_checkpoint
-    from vocalmix.training.train import predict_normalised
+    from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
+    from vocalmix.training.train import denormalise, load_arrays, predict_normalised
 
     dataset = build_real_test(audio_dir, work / f"real-test-seed{seed}-eq{eq_per_song}", seed, eq_per_song, jobs)
     result = evaluate(dataset, models_dir, tasks=list(REAL_TASKS), split="test")

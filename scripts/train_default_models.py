@@ -227,7 +227,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         lr = {"reverb": args.reverb_lr, "level": args.level_lr}.get(task)
         if args.reuse_models and (models_dir / f"{task}.pt").is_file():
-            from vocalmix.training.train import load_checkpoint
+            from vocalmix.nets.checkpoints import load_checkpoint
 
             done = load_checkpoint(models_dir / f"{task}.pt")
             results[task] = {"best_epoch": done["epoch"], "val_mae": done["metrics"]["val_mae"], "reused": True}
@@ -407,7 +407,7 @@ def model_card(evaluation: dict, args) -> str:
     parts = [
         "# Default CNN checkpoints (`--method cnn`)",
         "",
-        "Four regressors with the architecture of Li & Lerch (see `vocalmix/training/models.py`), "
+        "Four regressors with the architecture of Li & Lerch (see `vocalmix/nets/mixing_cnn.py`), "
         "float16 weights, made by `scripts/train_default_models.py` "
         f"(`{evaluation['command']}`; "
         + (f"this pass reused finished datasets and checkpoints ({evaluation['minutes']} min); from scratch "

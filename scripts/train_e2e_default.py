@@ -34,7 +34,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from vocalmix.training.e2e import CHECKPOINT_NAME, train_e2e_command
+    from vocalmix.methods.cnn_e2e import CHECKPOINT_NAME
+    from vocalmix.training.e2e import train_e2e_command
     from vocalmix.training.train import shrink_checkpoint
 
     torch.set_num_threads(1)

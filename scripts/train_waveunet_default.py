@@ -393,7 +393,7 @@ def write_card(evaluation: dict, out: Path) -> Path:
 
 def untrained_val_loss(work: Path) -> float:
     """Validation L2 of vocal + backing (what the untrained, sum-initialised network outputs)."""
-    from vocalmix.training.waveunet import WaveUNet, WaveUNetConfig, lengths_for_output
+    from vocalmix.nets.waveunet import WaveUNet, WaveUNetConfig, lengths_for_output
     from vocalmix.training.waveunet_data import SongCache, discover_mix_songs, prepare_songs
     from vocalmix.training.waveunet_train import Windows, init_as_sum, validation_loss
 
@@ -434,7 +434,7 @@ def main() -> int:
         log(f"wrote {args.out / 'waveunet.pt'}")
     evaluation = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   **measure(args.audio, args.out), **speed_and_memory(args.out, args.work)}
-    from vocalmix.training.waveunet_train import load_waveunet_checkpoint
+    from vocalmix.nets.checkpoints import load_waveunet_checkpoint
 
     payload = load_waveunet_checkpoint(args.out / "waveunet.pt")
     evaluation["training"] = {k: payload.get(k) for k in ("model_config", "train_config", "metrics", "n_parameters",

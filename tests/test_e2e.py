@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from vocalmix.methods import cnn_e2e
+from vocalmix.nets import e2e_outputs
 from vocalmix.settings import ParamSpec
 from vocalmix.training import e2e
 from vocalmix.training import e2e_params as P
@@ -33,23 +35,23 @@ def _export_warnings(settings, tmp_path, caplog):
 
 
 def test_search_ranges_lie_inside_the_settings_schema_and_round_trip():
-    for d in P.DECIDED:
+    for d in e2e_outputs.DECIDED:
         assert isinstance(d.spec, ParamSpec)
         assert d.spec.minimum <= d.low < d.high <= d.spec.maximum, d.name
         for value in (d.low, d.high, math.sqrt(d.low * d.high) if d.scale == "log" else (d.low + d.high) / 2):
             u = d.to_unit(value)
             assert float(d.from_unit(torch.tensor(u, dtype=torch.float64))) == pytest.approx(value, rel=1e-9)
     # The floors that keep gradients alive are above the dead values.
-    assert P.DECIDED[P.INDEX["compressor.attack_ms"]].low > 0
-    assert P.DECIDED[P.INDEX["compressor.release_ms"]].low > 0
-    assert P.DECIDED[P.INDEX["compressor.knee_db"]].low > 0
-    assert P.DECIDED[P.INDEX["reverb.dry_wet_pct"]].low > 0
-    assert P.THRESHOLD_RELATIVE_DB[1] < 0
+    assert e2e_outputs.DECIDED[e2e_outputs.INDEX["compressor.attack_ms"]].low > 0
+    assert e2e_outputs.DECIDED[e2e_outputs.INDEX["compressor.release_ms"]].low > 0
+    assert e2e_outputs.DECIDED[e2e_outputs.INDEX["compressor.knee_db"]].low > 0
+    assert e2e_outputs.DECIDED[e2e_outputs.INDEX["reverb.dry_wet_pct"]].low > 0
+    assert e2e_outputs.THRESHOLD_RELATIVE_DB[1] < 0
 
 
 def test_ratio_reaches_the_infinite_switch_only_at_inference():
-    u = torch.ones(1, P.N_OUTPUTS)
-    phys = P.to_physical(u)
+    u = torch.ones(1, e2e_outputs.N_OUTPUTS)
+    phys = e2e_outputs.to_physical(u)
     assert float(phys["compressor.ratio"]) == pytest.approx(16.0)
     train = P.chain_params(phys, torch.zeros(1), None, training=True)
     infer = P.chain_params(phys, torch.zeros(1), None, training=False)
@@ -59,15 +61,15 @@ def test_ratio_reaches_the_infinite_switch_only_at_inference():
 @pytest.mark.parametrize("seed", range(4))
 def test_every_prediction_validates_and_exports_without_warnings(seed, tmp_path, caplog):
     g = torch.Generator().manual_seed(seed)
-    u = torch.rand(6, P.N_OUTPUTS, generator=g)
+    u = torch.rand(6, e2e_outputs.N_OUTPUTS, generator=g)
     u[0], u[1] = 0.0, 1.0  # both ends of every search range
     u[2] = (u[2] > 0.5).float()
-    phys = P.to_physical(u.double())
+    phys = e2e_outputs.to_physical(u.double())
     for row in range(u.shape[0]):
         values = {k: float(v[row]) for k, v in phys.items()}
         peak = float(torch.empty(1).uniform_(-60, 3, generator=g))
         gain = float(torch.empty(1).uniform_(-80, 60, generator=g))  # beyond the gain range on purpose
-        settings = P.to_mix_settings(values, input_peak_db=peak, vocal_gain_db=gain)
+        settings = e2e_outputs.to_mix_settings(values, input_peak_db=peak, vocal_gain_db=gain)
         settings.validate()
         assert _export_warnings(settings, tmp_path, caplog) == []
 
@@ -75,17 +77,17 @@ def test_every_prediction_validates_and_exports_without_warnings(seed, tmp_path,
 def test_decided_settings_from_audio_validate_and_export(tiny_pairs, tmp_path, caplog):
     vocal = tiny_pairs["degraded"][0].numpy()
     backing = tiny_pairs["backing"][0].numpy()
-    for u in (torch.zeros(P.N_OUTPUTS), torch.ones(P.N_OUTPUTS)):
-        values = {k: float(v[0]) for k, v in P.to_physical(u[None].double()).items()}
-        settings, report = e2e.settings_from_values(values, vocal, backing, SR)
+    for u in (torch.zeros(e2e_outputs.N_OUTPUTS), torch.ones(e2e_outputs.N_OUTPUTS)):
+        values = {k: float(v[0]) for k, v in e2e_outputs.to_physical(u[None].double()).items()}
+        settings, report = cnn_e2e.settings_from_values(values, vocal, backing, SR)
         settings.validate()
         assert _export_warnings(settings, tmp_path, caplog) == []
         assert report["compressor_input_peak_db"] < 0
 
 
 def test_render_reaches_the_predicted_level_and_places_the_threshold_against_the_peak(tiny_pairs):
-    u = torch.rand(2, P.N_OUTPUTS, generator=torch.Generator().manual_seed(1))
-    phys = P.to_physical(u)
+    u = torch.rand(2, e2e_outputs.N_OUTPUTS, generator=torch.Generator().manual_seed(1))
+    phys = e2e_outputs.to_physical(u)
     deg, bak = tiny_pairs["degraded"][:2], tiny_pairs["backing"][:2]
     with torch.no_grad():
         out, info = e2e.render(deg, bak, phys, SR, fdn_lines=16)
@@ -98,14 +100,14 @@ def test_gradients_reach_the_network_through_each_effect(tiny_pairs):
     torch.manual_seed(0)
     model = e2e.build_predictor(dropout=0.0).train()
     deg, bak, tgt = tiny_pairs["degraded"][:2], tiny_pairs["backing"][:2], tiny_pairs["target"][:2]
-    u = e2e.predict_units(model, e2e.clip_blocks(deg, bak))
+    u = cnn_e2e.predict_units(model, e2e.clip_blocks(deg, bak))
     u.retain_grad()
-    rendered, _ = e2e.render(deg, bak, P.to_physical(u), SR, fdn_lines=16)
+    rendered, _ = e2e.render(deg, bak, e2e_outputs.to_physical(u), SR, fdn_lines=16)
     loss, _ = e2e.e2e_loss(rendered, tgt, bak, u, MultiResolutionSTFT())
     loss.backward()
     out_grad = model.output_layer.weight.grad  # row i only hears setting i
     for group in ("eq_filters", "eq_gains", "compressor", "reverb", "reverb_shelves", "level"):
-        rows = [i for i, d in enumerate(P.DECIDED) if d.group == group]
+        rows = [i for i, d in enumerate(e2e_outputs.DECIDED) if d.group == group]
         assert torch.isfinite(u.grad[:, rows]).all(), group
         assert u.grad[:, rows].abs().amax(dim=0).min() > 0, f"{group}: a setting gets no gradient"
         assert out_grad[rows].abs().sum() > 0, group
@@ -125,14 +127,14 @@ def test_a_few_end_to_end_steps_lower_the_audio_loss_and_change_every_weight_gro
 
     def audio_loss():
         with torch.no_grad():
-            u = e2e.predict_units(model, e2e.clip_blocks(deg, bak))
-            out, _ = e2e.render(deg, bak, P.to_physical(u), SR, fdn_lines=16)
+            u = cnn_e2e.predict_units(model, e2e.clip_blocks(deg, bak))
+            out, _ = e2e.render(deg, bak, e2e_outputs.to_physical(u), SR, fdn_lines=16)
             return float(stft(out, tgt))
 
     start = audio_loss()
     for _ in range(3):
-        u = balance(e2e.predict_units(model, e2e.clip_blocks(deg, bak)))
-        out, _ = e2e.render(deg, bak, P.to_physical(u), SR, fdn_lines=16)
+        u = balance(cnn_e2e.predict_units(model, e2e.clip_blocks(deg, bak)))
+        out, _ = e2e.render(deg, bak, e2e_outputs.to_physical(u), SR, fdn_lines=16)
         loss, _ = e2e.e2e_loss(out, tgt, bak, u, stft)
         opt.zero_grad()
         loss.backward()
@@ -161,7 +163,7 @@ def test_train_command_writes_a_log_resumes_and_its_checkpoint_decides(tmp_path)
     rows = list(csv.DictReader(open(out / "cnn_e2e.log.csv")))
     assert [r["step"] for r in rows] == ["1", "2"]
     assert all(math.isfinite(float(r["loss"])) for r in rows)
-    method = e2e.CnnE2EMethod(out)
+    method = cnn_e2e.CnnE2EMethod(out)
     pairs = torch.load(out / "pairs.pt", weights_only=True)
     decision = method.decide(_song_vocal(), _song_backing(), SR)
     decision.settings.validate()
@@ -206,7 +208,7 @@ def test_a_missing_model_folder_is_one_clear_error(tmp_path):
     from vocalmix.errors import InputError
 
     with pytest.raises(InputError, match="not found"):
-        e2e.CnnE2EMethod(tmp_path / "nowhere")
+        cnn_e2e.CnnE2EMethod(tmp_path / "nowhere")
 
 
 def test_training_is_deterministic_given_the_seed(tmp_path):

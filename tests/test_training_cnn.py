@@ -16,11 +16,12 @@ import pytest
 import torch
 
 from vocalmix.errors import InputError
+from vocalmix.nets import cnn_targets
+from vocalmix.nets.checkpoints import load_checkpoint
+from vocalmix.nets.mixing_cnn import TASK_OUTPUTS, build_model, count_parameters, flattened_size
 from vocalmix.training import data as vm_data
 from vocalmix.training.evaluate import COLUMNS, cross_validate, evaluate
-from vocalmix.training.models import TASK_OUTPUTS, build_model, count_parameters, flattened_size
-from vocalmix.training.train import (Arrays, TrainConfig, fit, load_checkpoint, shrink_checkpoint, task_loss,
-                                     train)
+from vocalmix.training.train import Arrays, TrainConfig, fit, shrink_checkpoint, task_loss, train
 
 SHIPPED = Path(__file__).resolve().parents[1] / "vocalmix" / "models" / "cnn"
 
@@ -28,7 +29,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "vocalmix" / "models" / "cnn"
 # -- fixtures --------------------------------------------------------------------------
 def _learnable_examples(task: str, songs: list[str], per_song: int, rng: np.random.Generator) -> Arrays:
     """Examples whose vocal channel carries each normalised target as the level of one mel band group."""
-    names = vm_data.TASKS[task]
+    names = cnn_targets.TASKS[task]
     feats, targets, owners, changed = [], [], [], []
     for song in songs:
         u = rng.uniform(0.1, 0.9, len(names))
@@ -37,7 +38,7 @@ def _learnable_examples(task: str, songs: list[str], per_song: int, rng: np.rand
             mask[:] = False
             mask[rng.choice(len(names), 4, replace=False)] = True
             u = np.where(mask, u, 0.5)
-        physical = vm_data.denormalise_targets(task, torch.tensor(u[None], dtype=torch.float32))[0].numpy()
+        physical = cnn_targets.denormalise_targets(task, torch.tensor(u[None], dtype=torch.float32))[0].numpy()
         for _ in range(per_song):
             f = rng.uniform(0.0, 0.2, (2, 128, 64)).astype(np.float32)
             for j, value in enumerate(u):
@@ -59,7 +60,7 @@ def _write_dataset(root: Path, songs=(("train", 6), ("val", 2), ("test", 3)), pe
         splits[split] = [f"song{start + i:02d}" for i in range(n)]
         start += n
     manifest = {"format_version": vm_data.FORMAT_VERSION, "splits": splits, "tasks": {}}
-    for task in vm_data.TASKS:
+    for task in cnn_targets.TASKS:
         manifest["tasks"][task] = {"shards": {}}
         for split, names in splits.items():
             a = _learnable_examples(task, names, per_song, rng)
@@ -104,7 +105,7 @@ def test_published_architecture_has_768_features_and_task_heads():
 
 
 def test_losses_follow_the_paper():
-    names = vm_data.TASKS["reverb"]
+    names = cnn_targets.TASKS["reverb"]
     pred, target = torch.zeros(2, 10), torch.zeros(2, 10)
     pred[:, names.index("dry_wet_pct")] = 1.0
     assert float(task_loss("reverb", names, pred, target)) == pytest.approx(10.0)
@@ -115,10 +116,10 @@ def test_losses_follow_the_paper():
     changed[0, :4] = True
     err = torch.zeros(1, 9)
     err[0, 0] = 1.0  # a changed band
-    assert float(task_loss("eq", vm_data.TASKS["eq"], err, torch.zeros(1, 9), changed)) == pytest.approx(0.25)
+    assert float(task_loss("eq", cnn_targets.TASKS["eq"], err, torch.zeros(1, 9), changed)) == pytest.approx(0.25)
     err = torch.zeros(1, 9)
     err[0, 8] = 1.0  # an unchanged band
-    assert float(task_loss("eq", vm_data.TASKS["eq"], err, torch.zeros(1, 9), changed)) == pytest.approx(0.1 / 5)
+    assert float(task_loss("eq", cnn_targets.TASKS["eq"], err, torch.zeros(1, 9), changed)) == pytest.approx(0.1 / 5)
 
 
 # -- training --------------------------------------------------------------------------
@@ -168,7 +169,7 @@ def test_checkpoint_holds_everything_and_resume_matches_an_uninterrupted_run(dat
 
 
 def test_shrunk_checkpoint_is_half_size_and_predicts_the_same(model_dir, tmp_path):
-    from vocalmix.training.train import model_from_checkpoint
+    from vocalmix.nets.checkpoints import model_from_checkpoint
 
     small = shrink_checkpoint(model_dir / "reverb.pt", tmp_path / "reverb.pt")
     assert small.stat().st_size < 0.6 * (model_dir / "reverb.pt").stat().st_size
@@ -180,7 +181,7 @@ def test_shrunk_checkpoint_is_half_size_and_predicts_the_same(model_dir, tmp_pat
 
 
 def test_bad_checkpoints_raise_input_error_naming_the_file(tmp_path):
-    from vocalmix.training.inference import CnnMethod
+    from vocalmix.methods.cnn import CnnMethod
 
     with pytest.raises(InputError, match=r"eq\.pt: model checkpoint not found"):
         CnnMethod(tmp_path)
@@ -193,7 +194,7 @@ def test_bad_checkpoints_raise_input_error_naming_the_file(tmp_path):
 
 
 def test_checkpoint_with_other_target_ranges_is_refused(model_dir, tmp_path):
-    from vocalmix.training.inference import CnnMethod
+    from vocalmix.methods.cnn import CnnMethod
     from vocalmix.training.train import save_checkpoint
 
     for task in TASK_OUTPUTS:
@@ -312,9 +313,9 @@ def test_cnn_method_end_to_end(model_dir):
 
 
 def test_eq_keeps_the_four_largest_gains():
-    from vocalmix.training.inference import eq_from_gains
+    from vocalmix.methods.cnn import eq_from_gains
 
-    gains = dict(zip(vm_data.TASKS["eq"], [1.0, -9.0, 0.5, 4.0, -0.2, 12.0, 3.0, -20.0, 0.0]))
+    gains = dict(zip(cnn_targets.TASKS["eq"], [1.0, -9.0, 0.5, 4.0, -0.2, 12.0, 3.0, -20.0, 0.0]))
     eq, report = eq_from_gains(gains)
     assert report["kept_bands_hz"] == [125.0, 500.0, 2000.0, 8000.0]
     assert [b.gain_db for b in eq.bands[1:5]] == [-9.0, 4.0, 12.0, -15.0]  # clamped to the trained range
@@ -322,7 +323,7 @@ def test_eq_keeps_the_four_largest_gains():
 
 @pytest.mark.skipif(not (SHIPPED / "level.pt").is_file(), reason="no shipped checkpoints in vocalmix/models/cnn")
 def test_shipped_checkpoints_load_and_predict_within_range():
-    from vocalmix.training.inference import CnnModels
+    from vocalmix.methods.cnn import CnnModels
 
     models = CnnModels()  # the default folder
     assert sum(p.stat().st_size for p in SHIPPED.glob("*.pt")) < 1_000_000
@@ -330,13 +331,13 @@ def test_shipped_checkpoints_load_and_predict_within_range():
     for task in TASK_OUTPUTS:
         out = models.predict(task, vocal, backing, sr)
         for name, value in out["values"].items():
-            lo, hi, _ = vm_data.TARGET_RANGES[name]
+            lo, hi, _ = cnn_targets.TARGET_RANGES[name]
             assert lo <= value <= hi, (task, name, value)
 
 
 def test_cli_task_names_match_the_models():
     from vocalmix.training.cli_train import _TASK_NAMES
-    from vocalmix.training.models import TASK_OUTPUTS
+    from vocalmix.nets.mixing_cnn import TASK_OUTPUTS
 
     assert _TASK_NAMES == tuple(TASK_OUTPUTS)
 
@@ -374,7 +375,7 @@ def test_recording_variation_stays_within_its_documented_ranges():
 def test_shipped_level_model_is_the_training_mean_as_its_card_says():
     """The synthetic balances hold no level decision, so the default level model is left at
     its start, which outputs the training mean whatever the song (model card, cause 5)."""
-    from vocalmix.training.inference import CnnModels
+    from vocalmix.methods.cnn import CnnModels
 
     models = CnnModels()
     payload = models.payloads["level"]
@@ -389,7 +390,7 @@ def test_shipped_level_model_is_the_training_mean_as_its_card_says():
 
 @pytest.mark.skipif(not (SHIPPED / "eq.pt").is_file(), reason="no shipped checkpoints in vocalmix/models/cnn")
 def test_shipped_eq_model_was_trained_on_the_cc_by_dry_vocals_only():
-    from vocalmix.training.inference import CnnModels
+    from vocalmix.methods.cnn import CnnModels
 
     payload = CnnModels().payloads["eq"]
     songs = payload["train_songs"] + payload["val_songs"]

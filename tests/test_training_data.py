@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from vocalmix import features as F
+from vocalmix.nets import cnn_targets
 from vocalmix.training import build as B
 from vocalmix.training import data as D
-from vocalmix.training import features as F
 from vocalmix.training import targets as T
 from vocalmix.training.datasets import Song, discover_songs, split_songs, synthetic_songs
 from vocalmix.training.synthesis import BatchRenderer, synthetic_backing, synthetic_vocal
@@ -123,7 +124,7 @@ def test_song_features_shape_and_resampling():
     rng = np.random.default_rng(4)
     v = synthetic_vocal(5.0, 16000, rng)
     b = synthetic_backing(5.0, 16000, rng)
-    out = D.song_features(v, b, 16000)
+    out = F.song_features(v, b, 16000)
     assert out.shape[1:] == D.FEATURE_SHAPE and out.shape[0] >= 1 and out.dtype == torch.float32
 
 
@@ -363,7 +364,7 @@ def test_build_writes_a_readable_dataset(synthetic_build):
     assert manifest["format_version"] == D.FORMAT_VERSION
     assert manifest["vocalmix_version"] and manifest["features"]["n_mels"] == 128 and manifest["seed"] == 1
     assert sorted(sum(manifest["splits"].values(), [])) == sorted(s.id for s in songs)
-    for task, names in D.TASKS.items():
+    for task, names in cnn_targets.TASKS.items():
         total = 0
         for split in D.SPLITS:
             d = D.load_split(out, task, split)
@@ -383,7 +384,7 @@ def test_build_writes_a_readable_dataset(synthetic_build):
     song = reverb.songs[0]
     known = manifest["measures"][song]["reverb"]
     assert known["source"] == "known"
-    assert abs(float(reverb.targets[0, D.TASKS["reverb"].index("reverb_time_s")]) - known["reverb_time_s"]) < 1e-5
+    assert abs(float(reverb.targets[0, cnn_targets.TASKS["reverb"].index("reverb_time_s")]) - known["reverb_time_s"]) < 1e-5
     info = B.dataset_info(out)
     assert info["tasks"]["eq"]["blocks"] == manifest["tasks"]["eq"]["blocks"]
 
@@ -398,17 +399,17 @@ def test_synthetic_song_level_targets_recovered(synthetic_build):
 
 
 def test_normalisation_round_trip():
-    for task, names in D.TASKS.items():
-        lo = torch.tensor([D.TARGET_RANGES[n][0] for n in names])
-        hi = torch.tensor([D.TARGET_RANGES[n][1] for n in names])
+    for task, names in cnn_targets.TASKS.items():
+        lo = torch.tensor([cnn_targets.TARGET_RANGES[n][0] for n in names])
+        hi = torch.tensor([cnn_targets.TARGET_RANGES[n][1] for n in names])
         t = lo + (hi - lo) * torch.rand(5, len(names))
-        u = D.normalise_targets(task, t)
+        u = cnn_targets.normalise_targets(task, t)
         assert float(u.min()) >= -1e-6 and float(u.max()) <= 1 + 1e-6
-        torch.testing.assert_close(D.denormalise_targets(task, u), t, rtol=1e-4, atol=1e-3)
-    assert D.TARGET_RANGES["reverb_time_s"][2] == "log"
+        torch.testing.assert_close(cnn_targets.denormalise_targets(task, u), t, rtol=1e-4, atol=1e-3)
+    assert cnn_targets.TARGET_RANGES["reverb_time_s"][2] == "log"
     from vocalmix import analysis
 
-    assert tuple(float(c) for c in D.OCTAVE_CENTRES_HZ) == tuple(analysis.OCTAVE_CENTRES_HZ)
+    assert tuple(float(c) for c in cnn_targets.OCTAVE_CENTRES_HZ) == tuple(analysis.OCTAVE_CENTRES_HZ)
 
 
 def test_process_pool_gives_the_same_shards(synthetic_build, tmp_path):
@@ -493,7 +494,7 @@ def test_ray_executor_gives_the_same_shards(synthetic_build, tmp_path):
 def test_make_synthetic_dataset_for_other_tests(tmp_path):
     out = D.make_synthetic_dataset(tmp_path / "syn", n_songs=3, seconds=6, seed=2, eq_per_song=1)
     m = D.read_manifest(out)
-    assert set(m["tasks"]) == set(D.TASKS)
+    assert set(m["tasks"]) == set(cnn_targets.TASKS)
     assert len(D.load_split(out, "level", "train")) > 0
 
 

@@ -75,7 +75,7 @@ _PEAK = textwrap.dedent("""
     import json, resource, sys, torch
     from vocalmix.training import build as B
     from vocalmix.training.datasets import synthetic_songs
-    from vocalmix.training.features import FeatureSettings
+    from vocalmix.features import FeatureSettings
 
     count = int(sys.argv[1])
     # Small blocks keep the test quick; the index tensors that made the old code grow were

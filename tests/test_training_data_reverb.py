@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vocalmix.training import reverb_estimation as R
-from vocalmix.training.data import REVERB_TARGETS, TARGET_RANGES
+from vocalmix.nets.cnn_targets import REVERB_TARGETS, TARGET_RANGES
 
 SR = 44100
 

@@ -10,7 +10,8 @@ import torch
 
 from vocalmix.cli import main
 from vocalmix.errors import InputError
-from vocalmix.training.waveunet import (
+from vocalmix.nets.checkpoints import load_waveunet_checkpoint
+from vocalmix.nets.waveunet import (
     WaveUNet,
     WaveUNetConfig,
     forward_lengths,
@@ -19,7 +20,7 @@ from vocalmix.training.waveunet import (
     mix_windowed,
 )
 from vocalmix.training.waveunet_data import SongCache, discover_mix_songs, prepare_songs
-from vocalmix.training.waveunet_train import init_as_sum, load_waveunet_checkpoint, train_step
+from vocalmix.training.waveunet_train import init_as_sum, train_step
 
 SR = 44100
 CONFIGS = [WaveUNetConfig(layers=1, filters_per_layer=2), WaveUNetConfig(layers=3, filters_per_layer=3),
@@ -266,7 +267,7 @@ def test_export_stems_and_settings_of_a_waveunet_render_are_refused(tmp_path, ca
 
 def test_shipped_checkpoint_loads_and_renders_a_short_input(tmp_path):
     from vocalmix.methods import get_method
-    from vocalmix.training.waveunet_method import default_model_dir
+    from vocalmix.methods.waveunet import default_model_dir
 
     if not (default_model_dir() / "waveunet.pt").is_file():
         pytest.fail("the shipped Wave-U-Net checkpoint is missing from vocalmix/models/waveunet")

@@ -37,12 +37,13 @@ import torch
 
 import vocalmix
 from vocalmix.errors import InputError, VocalmixError
+from vocalmix.features import DEFAULT_FEATURES, FeatureSettings, MelFrontend, clip_features
 from vocalmix.files import write_atomic
+from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS, TASKS
 
 from . import targets as T
-from .data import FORMAT_VERSION, OCTAVE_CENTRES_HZ, REVERB_TARGETS, SPLITS, TASKS
+from .data import FORMAT_VERSION, SPLITS
 from .datasets import Song, split_songs, synthetic_songs
-from .features import DEFAULT_FEATURES, FeatureSettings, MelFrontend, clip_features
 
 __all__ = ["BuildConfig", "process_song", "build_dataset", "build_synthetic", "dataset_info", "EXECUTORS"]
 
@@ -64,7 +65,7 @@ class BuildConfig:
     ``eq_per_song``: synthetic raw vocals per song for the EQ task (the research made
     73,900 from 100 songs, about 739 per song). ``eq_clip_frames``: frames of vocal
     around each EQ example, from which the first voiced block is kept.
-    ``random_gain_db``: see :func:`vocalmix.training.features.clip_features`.
+    ``random_gain_db``: see :func:`vocalmix.features.clip_features`.
     ``reverb_estimator``: the estimator's state (see
     :class:`vocalmix.training.reverb_estimation.ReverbEstimator`) used to label songs
     without known settings; without one, only songs with known settings (synthetic)

@@ -280,9 +280,8 @@ def _write_fitted_settings(path: Path, result: dict, ir: Path) -> None:
     from dataclasses import replace
 
     from vocalmix.files import write_atomic
+    from vocalmix.methods.cnn import reverb_from_values
     from vocalmix.settings import MixSettings
-
-    from .inference import reverb_from_values
 
     settings = MixSettings()
     settings.reverb = reverb_from_values(result["settings"], replace(settings.reverb))

@@ -121,7 +121,7 @@ def evaluate_command(
 ):
     """Mean absolute error per target (physical units) on held-out songs, CNN vs the training-mean baseline."""
     from .evaluate import cross_validate, evaluate
-    from .inference import default_model_dir
+    from vocalmix.methods.cnn import default_model_dir
 
     for t in tasks or []:
         if t not in _TASK_NAMES:

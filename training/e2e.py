@@ -1,9 +1,9 @@
 """``cnn-e2e``: a settings-predicting CNN trained end to end through the differentiable chain.
 
 Predictor
-    The Li & Lerch CNN (:class:`vocalmix.training.models.MixingCNN`) on the existing mel
+    The Li & Lerch CNN (:class:`vocalmix.nets.mixing_cnn.MixingCNN`) on the existing mel
     blocks of vocal and backing, with one output per decided setting
-    (:data:`vocalmix.training.e2e_params.DECIDED`: high-pass, four peaks with frequency, gain
+    (:data:`vocalmix.nets.e2e_outputs.DECIDED`: high-pass, four peaks with frequency, gain
     and Q, high shelf, compressor threshold/ratio/knee/attack/release, the reverb's time,
     shelves and dry/wet, and the vocal-to-backing level); a sigmoid and the e2e
     parameterisation turn them into physical settings. Its output bias starts at the
@@ -52,7 +52,12 @@ from vocalmix.dsp.chain import vocal_chain
 from vocalmix.dsp.eq import multi_eq
 from vocalmix.dsp.reverb import fdn_reverb
 from vocalmix.errors import InputError
-from vocalmix.settings import FILTER_TYPES, LevelSettings, spec_of
+from vocalmix.features import DEFAULT_FEATURES, frontend, normalise_block
+from vocalmix.methods.cnn_e2e import CHECKPOINT_NAME, TASK, predict_units
+from vocalmix.nets import e2e_outputs as E2E
+from vocalmix.nets.checkpoints import CNN_CHECKPOINT_FORMAT, CNN_CHECKPOINT_VERSION, load_checkpoint
+from vocalmix.nets.mixing_cnn import MixingCNN, ModelConfig
+from vocalmix.settings import FILTER_TYPES, SCHEMA_VERSION, LevelSettings, spec_of
 
 from . import e2e_params as P
 from .losses import (
@@ -63,10 +68,7 @@ from .losses import (
     relative_loudness_loss,
     settings_prior,
 )
-from .models import MixingCNN, ModelConfig
 
-TASK = "cnn-e2e"
-CHECKPOINT_NAME = "cnn_e2e.pt"
 SAMPLE_RATE = 44100
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
@@ -79,7 +81,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 #: on the way to that chain.
 TARGET_PRIOR: dict[str, tuple[str, float, float]] = {
     "eq.highpass.frequency_hz": ("log", 70.0, 110.0),
-    **{f"eq.peak{k}.frequency_hz": ("log", lo * 1.8, hi / 1.8) for k, (lo, hi) in enumerate(P.PEAK_REGIONS_HZ, 1)},
+    **{f"eq.peak{k}.frequency_hz": ("log", lo * 1.8, hi / 1.8) for k, (lo, hi) in enumerate(E2E.PEAK_REGIONS_HZ, 1)},
     **{f"eq.peak{k}.gain_db": ("uniform", -1.5, 1.5) for k in range(1, 5)},
     **{f"eq.peak{k}.q": ("log", 0.7, 1.4) for k in range(1, 5)},
     "eq.high_shelf.frequency_hz": ("log", 6000.0, 10000.0),
@@ -109,7 +111,7 @@ def prior_centre() -> dict[str, float]:
 def sample_prior(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """``n`` draws of the target settings, ``{name: (n,)}`` float32."""
     out = {}
-    for name in P.NAMES:
+    for name in E2E.NAMES:
         kind, lo, hi = TARGET_PRIOR[name]
         u = torch.rand(n, generator=generator)
         out[name] = torch.exp(math.log(lo) + u * math.log(hi / lo)) if kind == "log" else lo + u * (hi - lo)
@@ -126,12 +128,12 @@ def render(vocal: torch.Tensor, backing: torch.Tensor, phys: dict[str, torch.Ten
     the result sits ``level.relative_loudness_lu`` from the backing's (differentiated: the
     gain follows every other setting, so level and makeup are never interchangeable).
     """
-    params = P.chain_params(phys, torch.zeros_like(phys[P.NAMES[0]]), None, fdn_lines, training)
+    params = P.chain_params(phys, torch.zeros_like(phys[E2E.NAMES[0]]), None, fdn_lines, training)
     # training=True: the dsp's training-time effects (reverb IR ends 80 dB down; renders
     # differ from exact ones by less than -80 dB), far cheaper for long reverb times.
     eq_out = vocal_chain(vocal, sample_rate, params, upto="eq", training=training)
     peak_db = 20.0 * torch.log10(eq_out.detach().abs().amax(dim=(1, 2)).clamp_min(1e-6))
-    params["threshold_db"] = P.physical_threshold_db(phys["compressor.threshold_relative_db"], peak_db)
+    params["threshold_db"] = E2E.physical_threshold_db(phys["compressor.threshold_relative_db"], peak_db)
     wet = vocal_chain(eq_out, sample_rate, params, start="compressor", upto="reverb", training=training)
     gain_spec = spec_of(LevelSettings, "vocal_gain_db")
     gain_db = phys["level.relative_loudness_lu"] + k_loudness(backing, sample_rate) - k_loudness(wet, sample_rate)
@@ -312,7 +314,7 @@ def make_pairs(dataset: str | os.PathLike, config: PairConfig, progress=None) ->
                 "target_prior": TARGET_PRIOR, "degradation": asdict(DegradationConfig())}
     return {
         "degraded": torch.cat(degraded), "backing": backing_t, "target": torch.cat(targets),
-        "target_settings": {k: torch.cat([s[k] for s in settings]) for k in P.NAMES},
+        "target_settings": {k: torch.cat([s[k] for s in settings]) for k in E2E.NAMES},
         "degradation": {k: torch.cat([d[k] for d in degradations]) for k in degradations[0]},
         "manifest": manifest,
     }
@@ -329,12 +331,10 @@ def clip_blocks(vocal: torch.Tensor, backing: torch.Tensor) -> torch.Tensor:
     Training clips are chosen where the vocal sings, so the gate of :func:`song_features`
     (used at inference) would keep nearly every frame anyway.
     """
-    from .features import DEFAULT_FEATURES, _frontend, normalise_block
-
     s = DEFAULT_FEATURES
     b = vocal.shape[0]
     mono = torch.cat([vocal.mean(dim=1), backing.mean(dim=1)], dim=0)
-    mel, _ = _frontend(s, vocal.device)(mono)
+    mel, _ = frontend(s, vocal.device)(mono)
     if mel.shape[-1] < s.block_frames:
         raise ValueError(f"clips of {vocal.shape[-1]} samples are shorter than one feature block ({s.block_samples})")
     mel = mel[..., : s.block_frames]
@@ -342,16 +342,14 @@ def clip_blocks(vocal: torch.Tensor, backing: torch.Tensor) -> torch.Tensor:
 
 
 def build_predictor(hidden: int = 64, dropout: float = 0.1) -> MixingCNN:
-    model = MixingCNN(ModelConfig(n_outputs=P.N_OUTPUTS, hidden=hidden, dropout=dropout, architecture="li-lerch-cnn"))
-    centre = P.to_unit(prior_centre()).clamp(1e-3, 1 - 1e-3)
+    model = MixingCNN(ModelConfig(n_outputs=E2E.N_OUTPUTS, hidden=hidden, dropout=dropout, architecture="li-lerch-cnn"))
+    centre = E2E.to_unit(prior_centre()).clamp(1e-3, 1 - 1e-3)
     model.set_output_bias(torch.log(centre / (1 - centre)))  # sigmoid(bias) = the prior centre
     return model
 
 
 def init_from_parameter_cnn(model: MixingCNN, model_dir: str | os.PathLike) -> str:
     """Copy the convolutional layers of a parameter-trained CNN's ``eq.pt``; returns its path."""
-    from .train import load_checkpoint
-
     path = Path(model_dir) / "eq.pt"
     payload = load_checkpoint(path)
     state = {k[len("features."):]: v.float() for k, v in payload["state_dict"].items() if k.startswith("features.")}
@@ -361,10 +359,6 @@ def init_from_parameter_cnn(model: MixingCNN, model_dir: str | os.PathLike) -> s
         reason = str(exc)[:120]
         raise InputError(f"{path}: its convolutional layers do not fit the cnn-e2e predictor ({reason})") from None
     return str(path)
-
-
-def predict_units(model: MixingCNN, blocks: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(model(blocks))
 
 
 # -- loss -------------------------------------------------------------------------------------------
@@ -380,7 +374,7 @@ class LossWeights:
 def e2e_loss(rendered: torch.Tensor, target: torch.Tensor, backing: torch.Tensor, u: torch.Tensor,
              stft: MultiResolutionSTFT, weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict]:
     """Total loss (mean over the batch) and its terms (floats)."""
-    centre = P.to_unit(prior_centre())
+    centre = E2E.to_unit(prior_centre())
     terms = {
         "vocal_stft": stft(rendered, target),
         # The mix term on the mid channel (L+R)/2: what a listener hears of the balance, at half the cost.
@@ -418,28 +412,14 @@ class E2EResult:
     examples_per_second: float
 
 
-def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
 def _payload(model: MixingCNN, manifest_hash: str, config: E2EConfig, extra: dict | None = None) -> dict:
-    from vocalmix.settings import SCHEMA_VERSION
-
-    from .train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, feature_settings_record
+    from .train import feature_settings_record
 
     return {
-        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "task": TASK,
+        "format": CNN_CHECKPOINT_FORMAT, "format_version": CNN_CHECKPOINT_VERSION, "task": TASK,
         "model_config": model.config.to_dict(), "state_dict": model.state_dict(),
-        "target_names": list(P.NAMES), "settings_schema_version": SCHEMA_VERSION,
-        "search_ranges": [[d.low, d.high, d.scale] for d in P.DECIDED],
+        "target_names": list(E2E.NAMES), "settings_schema_version": SCHEMA_VERSION,
+        "search_ranges": [[d.low, d.high, d.scale] for d in E2E.DECIDED],
         "feature_settings": feature_settings_record(), "dataset_manifest_sha256": manifest_hash,
         "train_config": asdict(config), **(extra or {}),
     }
@@ -454,7 +434,7 @@ def _validate(model, balance, data, idx, stft, fdn_lines) -> float:
             sel = idx[start: start + 16]
             deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
             u = predict_units(model, clip_blocks(deg, bak))
-            out, _ = render(deg, bak, P.to_physical(u), SAMPLE_RATE, fdn_lines)
+            out, _ = render(deg, bak, E2E.to_physical(u), SAMPLE_RATE, fdn_lines)
             losses.append(stft(out, tgt, per_item=True).cpu())
     model.train()
     return float(torch.cat(losses).mean())
@@ -468,7 +448,7 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
     Writes ``cnn_e2e.pt`` (best validation MR-STFT), ``cnn_e2e.last.pt`` (resume state),
     ``cnn_e2e.log.csv`` and ``pairs.pt`` (the undo pairs, built once from ``dataset``).
     """
-    from .train import load_checkpoint, resolve_device, save_checkpoint, set_determinism
+    from .train import resolve_device, save_checkpoint, set_determinism
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -533,7 +513,7 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
         ts = time.perf_counter()
         deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
         u = balance(predict_units(model, clip_blocks(deg, bak)))
-        rendered, _ = render(deg, bak, P.to_physical(u), SAMPLE_RATE, config.fdn_lines)
+        rendered, _ = render(deg, bak, E2E.to_physical(u), SAMPLE_RATE, config.fdn_lines)
         loss, terms = e2e_loss(rendered, tgt, bak, u, stft)
         optimizer.zero_grad()
         loss.backward()
@@ -588,90 +568,3 @@ def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_v
     typer.echo(f"cnn-e2e: best step {result.best_step} of {result.steps_run}, validation MR-STFT "
                f"{result.best_val:.4f} (start {result.start_val:.4f}); {result.examples_per_second:.2f} examples/s "
                f"-> {result.checkpoint}")
-
-
-# -- inference -------------------------------------------------------------------------------------
-def default_model_dir() -> Path:
-    import vocalmix
-
-    return Path(vocalmix.__file__).resolve().parent / "models" / "cnn_e2e"
-
-
-def load_predictor(model_dir: str | os.PathLike | None = None) -> tuple[MixingCNN, dict, Path]:
-    from .train import load_checkpoint, model_from_checkpoint
-
-    folder = Path(model_dir) if model_dir is not None else default_model_dir()
-    path = folder / CHECKPOINT_NAME if folder.is_dir() or not folder.suffix else folder
-    if not folder.exists():
-        raise InputError(f"{folder}: model folder not found")
-    payload = load_checkpoint(path)
-    if payload["task"] != TASK or list(payload["target_names"]) != list(P.NAMES):
-        raise InputError(f"{path}: not a cnn-e2e checkpoint for this vocalmix's settings; retrain it")
-    if payload.get("search_ranges") != [[d.low, d.high, d.scale] for d in P.DECIDED]:
-        raise InputError(f"{path}: trained with other search ranges than this vocalmix uses; retrain it")
-    from vocalmix.settings import SCHEMA_VERSION
-
-    if payload.get("settings_schema_version") != SCHEMA_VERSION:
-        raise InputError(f"{path}: trained for settings schema {payload.get('settings_schema_version')!r}; retrain it")
-    return model_from_checkpoint(payload, path), payload, path
-
-
-class CnnE2EMethod:
-    """``--method cnn-e2e``: every setting from one end-to-end trained predictor.
-
-    Outputs are averaged (in unit space) over the song's gated mel blocks; the threshold is
-    placed against the EQ'd vocal's sample peak and the level by the level rule at the
-    predicted relative loudness, then everything is snapped to the plug-ins' grids.
-    """
-
-    name = "cnn-e2e"
-
-    def __init__(self, model_dir: str | os.PathLike | None = None):
-        from .train import file_sha256
-
-        self.model, self.payload, self.path = load_predictor(model_dir)
-        self.sha256 = file_sha256(self.path)
-
-    @torch.no_grad()
-    def decide_units(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int) -> tuple[torch.Tensor, int]:
-        from .data import song_features
-        from .inference import FALLBACK_VOCAL_LUFS, _at_loudness
-
-        blocks = song_features(vocal, backing, sample_rate)
-        if blocks.shape[0] == 0:
-            louder = _at_loudness(vocal, sample_rate, FALLBACK_VOCAL_LUFS)
-            if louder is not None:
-                blocks = song_features(louder, backing, sample_rate)
-        if blocks.shape[0] == 0:
-            raise InputError("vocal: the cnn-e2e method needs at least 1.5 s of audible singing")
-        return predict_units(self.model, blocks.float()).mean(dim=0), int(blocks.shape[0])
-
-    def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int):
-        from vocalmix.methods import Decision
-
-        vocal = np.asarray(vocal, dtype=np.float32)
-        backing = np.asarray(backing, dtype=np.float32)
-        u, n_blocks = self.decide_units(vocal, backing, sample_rate)
-        values = {k: float(v[0]) for k, v in P.to_physical(u[None].double()).items()}
-        return Decision(*settings_from_values(values, vocal, backing, sample_rate, report={
-            "method": self.name, "model": str(self.path.resolve()), "checkpoint_sha256": self.sha256,
-            "dataset_manifest_sha256": self.payload.get("dataset_manifest_sha256"), "n_blocks": n_blocks}))
-
-
-def settings_from_values(values: dict[str, float], vocal: np.ndarray, backing: np.ndarray, sample_rate: int,
-                         report: dict | None = None):
-    """(MixSettings snapped to the plug-in grids, report) from one row of physical e2e values."""
-    from vocalmix import analysis
-    from vocalmix.mixing import process_vocal
-    from vocalmix.rules.level import decide_level
-
-    report = dict(report or {})
-    draft = P.to_mix_settings(values, input_peak_db=0.0)
-    eq_out = process_vocal(vocal, sample_rate, draft, upto="eq")
-    peak_db = analysis.sample_peak(eq_out)
-    settings = P.to_mix_settings(values, input_peak_db=peak_db)
-    wet = process_vocal(eq_out, sample_rate, settings, start="compressor", upto="reverb")
-    level, level_report = decide_level(wet, backing, sample_rate, values["level.relative_loudness_lu"])
-    settings = P.to_mix_settings(values, input_peak_db=peak_db, vocal_gain_db=level.vocal_gain_db)
-    report.update({"predicted": values, "compressor_input_peak_db": peak_db, "level": level_report})
-    return settings, report

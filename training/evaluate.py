@@ -34,11 +34,10 @@ from typing import Sequence
 import numpy as np
 
 from vocalmix.errors import InputError
+from vocalmix.nets.checkpoints import check_compatible, load_checkpoint, model_from_checkpoint
+from vocalmix.nets.mixing_cnn import TASK_OUTPUTS
 
-from .models import TASK_OUTPUTS
-from .train import Arrays, TrainConfig, check_compatible, denormalise, fit, load_arrays, load_checkpoint
-from .train import model_from_checkpoint
-from .train import manifest_sha256, predict_normalised
+from .train import Arrays, TrainConfig, denormalise, fit, load_arrays, manifest_sha256, predict_normalised
 
 #: Columns of the research's table: (label, unit, task, target names averaged into it).
 COLUMNS: list[tuple[str, str, str, tuple[str, ...] | None]] = [

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from vocalmix.features import mel_filterbank
+from vocalmix.nets.cnn_targets import REVERB_TARGETS, denormalise_targets, normalise_targets
 from vocalmix.settings import ReverbSettings
-
-from .data import REVERB_TARGETS, denormalise_targets, normalise_targets
 
 __all__ = [
     "ESTIMATOR_SECONDS",
@@ -63,8 +63,6 @@ LOSS_WEIGHTS = {"dry_wet_pct": 10.0, "reverb_time_s": 5.0, "room_size": 5.0}
 
 
 def _band_matrix(sr: int) -> torch.Tensor:
-    from .features import mel_filterbank
-
     return mel_filterbank(sr, _N_FFT, _N_BANDS, 40.0, min(16000.0, sr / 2))
 
 

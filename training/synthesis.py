@@ -32,9 +32,8 @@ import numpy as np
 import torch
 
 from vocalmix.dsp.biquads import FilterType
+from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS
 from vocalmix.settings import CompressorSettings, spec_of
-
-from .data import OCTAVE_CENTRES_HZ, REVERB_TARGETS
 
 __all__ = [
     "synthetic_vocal",

@@ -41,11 +41,13 @@ import numpy as np
 import torch
 
 from vocalmix.errors import InputError
+from vocalmix.features import DEFAULT_FEATURES
+from vocalmix.jsonable import jsonable
+from vocalmix.nets.checkpoints import CNN_CHECKPOINT_FORMAT, CNN_CHECKPOINT_VERSION, load_checkpoint
+from vocalmix.nets.cnn_targets import TASKS, denormalise_targets, normalise_targets, target_ranges_record
+from vocalmix.nets.mixing_cnn import TASK_OUTPUTS, MixingCNN, build_model
 
-from .models import TASK_OUTPUTS, MixingCNN, ModelConfig, build_model
-
-CHECKPOINT_FORMAT = "vocalmix-cnn-checkpoint"
-CHECKPOINT_VERSION = 1
+from .data import load_split
 
 #: Published hyper-parameters per task.
 TASK_HYPERPARAMETERS: dict[str, dict[str, float]] = {
@@ -100,24 +102,18 @@ class Arrays:
                       [s for p in parts for s in p.songs], changed)
 
 
-def _data_module():
-    from . import data  # the data helper's module; imported late so models/tests load without it
-
-    return data
-
-
 def target_names(task: str) -> list[str]:
-    return list(_data_module().TASKS[task])
+    return list(TASKS[task])
 
 
 def normalise(task: str, targets: np.ndarray) -> np.ndarray:
-    """Physical ``(N, k)`` -> normalised ``(N, k)`` in [0, 1] (the data module's mapping)."""
-    return np.asarray(_data_module().normalise_targets(task, np.asarray(targets, dtype=np.float64)), dtype=np.float32)
+    """Physical ``(N, k)`` -> normalised ``(N, k)`` in [0, 1] (the networks' target mapping)."""
+    return np.asarray(normalise_targets(task, np.asarray(targets, dtype=np.float64)), dtype=np.float32)
 
 
 def denormalise(task: str, u: np.ndarray) -> np.ndarray:
     """Normalised ``(N, k)`` -> physical ``(N, k)``, clipped to the target ranges."""
-    return np.asarray(_data_module().denormalise_targets(task, np.asarray(u, dtype=np.float64)), dtype=np.float64)
+    return np.asarray(denormalise_targets(task, np.asarray(u, dtype=np.float64)), dtype=np.float64)
 
 
 def load_arrays(dataset_dir: str | os.PathLike, task: str, split: str) -> Arrays:
@@ -126,7 +122,7 @@ def load_arrays(dataset_dir: str | os.PathLike, task: str, split: str) -> Arrays
     if not (dataset_dir / "manifest.json").is_file():
         raise InputError(f"{dataset_dir}: not a vocalmix dataset (no manifest.json); build one with `vocalmix dataset`")
     try:
-        return Arrays.of(_data_module().load_split(dataset_dir, task, split))
+        return Arrays.of(load_split(dataset_dir, task, split))
     except InputError:
         raise
     except (OSError, KeyError, ValueError) as exc:
@@ -139,44 +135,8 @@ def manifest_sha256(dataset_dir: str | os.PathLike) -> str | None:
 
 
 def feature_settings_record() -> dict:
-    """The feature settings the data module uses (stored in checkpoints, checked at inference)."""
-    data = _data_module()
-    record: dict[str, Any] = {"shape": list(getattr(data, "FEATURE_SHAPE", (2, 128, 64)))}
-    settings = getattr(data, "FEATURE_SETTINGS", None)
-    if settings is None:
-        try:
-            from .features import DEFAULT_FEATURES as settings  # type: ignore[no-redef]
-        except ImportError:  # pragma: no cover - features module absent
-            settings = None
-    if settings is not None:
-        record.update(settings.to_dict() if hasattr(settings, "to_dict") else dict(settings))
-    return _plain(record)
-
-
-def target_ranges_record(task: str) -> Any:
-    """The data module's ranges for ``task``'s targets, as plain JSON-able values."""
-    ranges = getattr(_data_module(), "TARGET_RANGES", {})
-    names = target_names(task)
-    if isinstance(ranges, dict):
-        if task in ranges:
-            return _plain(ranges[task])
-        return _plain({n: ranges[n] for n in names if n in ranges})
-    return _plain(ranges)
-
-
-def _plain(value: Any) -> Any:
-    """Nested dicts/lists/tuples/dataclasses of numbers and strings -> plain JSON types."""
-    if hasattr(value, "__dataclass_fields__"):
-        return _plain(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+    """The feature settings of the dataset blocks (stored in checkpoints, read back at inference)."""
+    return jsonable({"shape": list(DEFAULT_FEATURES.block_shape), **DEFAULT_FEATURES.to_dict()})
 
 
 # -- loss ------------------------------------------------------------------------------
@@ -296,61 +256,6 @@ def save_checkpoint(path: Path, payload: dict) -> None:
             os.unlink(tmp)
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint (tensors and plain values only); a bad file raises InputError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: model checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch reports truncation, bad zips and pickles with several types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable vocalmix model checkpoint ({first[:160]})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a vocalmix model checkpoint")
-    if payload.get("format_version") != CHECKPOINT_VERSION:
-        raise InputError(f"{path}: checkpoint format version {payload.get('format_version')!r} "
-                         f"is not supported (expected {CHECKPOINT_VERSION})")
-    for key in ("task", "model_config", "state_dict", "target_names"):
-        if key not in payload:
-            raise InputError(f"{path}: checkpoint lacks '{key}'")
-    return payload
-
-
-def model_from_checkpoint(payload: dict, path: str | os.PathLike = "checkpoint") -> MixingCNN:
-    """Rebuild the model of a loaded checkpoint in eval mode, float32, on the CPU."""
-    try:
-        model = MixingCNN(ModelConfig.from_dict(payload["model_config"]))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: checkpoint does not match its model ({str(exc).splitlines()[0][:160]})") from None
-    return model.eval()
-
-
-def check_compatible(payload: dict, path: str | os.PathLike = "checkpoint") -> None:
-    """InputError unless the checkpoint's targets, ranges and settings schema match this vocalmix.
-
-    Outputs are denormalised with the current ranges, so a checkpoint trained with
-    other ranges would silently give wrong settings; refuse it instead.
-    """
-    from vocalmix.settings import SCHEMA_VERSION
-
-    task = payload["task"]
-    if payload.get("settings_schema_version") != SCHEMA_VERSION:
-        raise InputError(f"{path}: trained for settings schema {payload.get('settings_schema_version')!r}, "
-                         f"this vocalmix uses {SCHEMA_VERSION}; retrain the model")
-    if list(payload["target_names"]) != target_names(task):
-        raise InputError(f"{path}: its {task} targets {payload['target_names']} differ from this vocalmix's; "
-                         "retrain the model")
-    if "target_ranges" in payload and payload["target_ranges"] != target_ranges_record(task):
-        raise InputError(f"{path}: trained with other {task} target ranges than this vocalmix uses; retrain the model")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def shrink_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a best checkpoint for shipping: float16 weights (half the size), no optimizer state.
 
@@ -459,8 +364,8 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
         write(f"[{task}] nothing to resume in {out_dir}; starting from scratch")
 
     base = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
+        "format": CNN_CHECKPOINT_FORMAT,
+        "format_version": CNN_CHECKPOINT_VERSION,
         "task": task,
         "target_names": names,
         "model_config": model.config.to_dict(),
@@ -471,11 +376,11 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
         "train_mean_normalised": [float(v) for v in u_train.mean(axis=0)],
         "settings_schema_version": _schema_version(),
         "feature_settings": feature_settings_record(),
-        "train_config": _plain(asdict(config)),
+        "train_config": jsonable(asdict(config)),
         "n_train_examples": len(train_data),
         "n_train_songs": len(set(train_data.songs)),
         "n_val_songs": len(set(val_data.songs)) if has_val else 0,
-        **_plain(metadata or {}),
+        **jsonable(metadata or {}),
     }
 
     fields = ["epoch", "train_loss", "val_loss", *[f"val_mae_{n}" for n in names], "lr", "seconds", "best"]
@@ -531,7 +436,7 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
         save_checkpoint(last_path, {**base, "state_dict": state_dict, "epoch": epoch, "metrics": metrics,
                                     "optimizer_state": optimizer.state_dict(), "best_val_loss": best_loss,
                                     "best_epoch": best_epoch, "epochs_without_improvement": stale,
-                                    "history": _plain(history)})
+                                    "history": jsonable(history)})
         mae_text = " ".join(f"{n}={v:.3g}" for n, v in list(val_mae.items())[:3])
         write(f"[{task}] epoch {epoch}/{config.epochs} train {train_loss:.4f} val {val_loss:.4f} "
               f"{mae_text}{' *' if improved else ''}")

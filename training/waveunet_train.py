@@ -46,15 +46,19 @@ import numpy as np
 import torch
 
 from vocalmix.errors import InputError
+from vocalmix.methods.waveunet import CHECKPOINT_NAME as BEST
+from vocalmix.nets.checkpoints import (
+    WAVEUNET_CHECKPOINT_FORMAT,
+    WAVEUNET_CHECKPOINT_VERSION,
+    WAVEUNET_SAMPLE_RATE,
+    load_waveunet_checkpoint,
+)
+from vocalmix.nets.waveunet import WaveUNet, WaveUNetConfig, lengths_for_output
 
 from .train import resolve_device, save_checkpoint, set_determinism
-from .waveunet import WaveUNet, WaveUNetConfig, lengths_for_output
 from .waveunet_data import MANIFEST, SongCache, discover_mix_songs, manifest_record, prepare_songs, song_splits
 
-CHECKPOINT_FORMAT = "vocalmix-waveunet-checkpoint"
-CHECKPOINT_VERSION = 1
-BEST, LAST, LOG = "waveunet.pt", "waveunet.last.pt", "waveunet.log.csv"
-SAMPLE_RATE = 44100
+LAST, LOG = "waveunet.last.pt", "waveunet.log.csv"
 AUGMENT_GAIN_DB = 6.0
 
 
@@ -114,38 +118,6 @@ def init_as_sum(model: WaveUNet) -> None:
 
 
 # -- checkpoints --------------------------------------------------------------------------------
-def load_waveunet_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: Wave-U-Net checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for truncated or foreign files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"{path}: not a readable Wave-U-Net checkpoint ({first[:160]})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a vocalmix Wave-U-Net checkpoint")
-    if payload.get("format_version") != CHECKPOINT_VERSION:
-        raise InputError(f"{path}: Wave-U-Net checkpoint version {payload.get('format_version')!r} is not supported "
-                         f"(expected {CHECKPOINT_VERSION})")
-    for key in ("model_config", "state_dict", "sample_rate_hz"):
-        if key not in payload:
-            raise InputError(f"{path}: checkpoint lacks '{key}'")
-    if payload["sample_rate_hz"] != SAMPLE_RATE:
-        raise InputError(f"{path}: trained at {payload['sample_rate_hz']} Hz; vocalmix mixes at {SAMPLE_RATE} Hz")
-    return payload
-
-
-def model_from_payload(payload: dict, path: str | os.PathLike = "checkpoint") -> WaveUNet:
-    """The checkpoint's network in eval mode, float32, on the CPU."""
-    try:
-        model = WaveUNet(WaveUNetConfig.from_dict(payload["model_config"]))
-        model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
-    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
-        raise InputError(f"{path}: checkpoint does not match its network ({str(exc).splitlines()[0][:160]})") from None
-    return model.eval()
-
-
 def shrink_waveunet_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a best checkpoint for shipping: float16 weights, training history dropped."""
     payload = load_waveunet_checkpoint(src)
@@ -269,9 +241,9 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
         phases.append(("finetune", config.finetune_lr, config.finetune_batch_size))
 
     base = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "sample_rate_hz": SAMPLE_RATE,
+        "format": WAVEUNET_CHECKPOINT_FORMAT,
+        "format_version": WAVEUNET_CHECKPOINT_VERSION,
+        "sample_rate_hz": WAVEUNET_SAMPLE_RATE,
         "model_config": model_config.to_dict(),
         "n_parameters": model.n_parameters(),
         "input_length": n_in,

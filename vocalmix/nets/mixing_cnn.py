@@ -61,7 +61,7 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         return cls(
             n_outputs=int(d["n_outputs"]),
             input_shape=tuple(int(v) for v in d["input_shape"]),

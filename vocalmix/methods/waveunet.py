@@ -3,7 +3,7 @@
 Unlike the other methods it decides no effect settings: :meth:`WaveUNetMethod.decide`
 returns a :class:`~vocalmix.methods.Decision` whose ``mix`` is the network's stereo
 mix of the whole song (computed in exact overlapping windows, see
-:func:`~vocalmix.training.waveunet.mix_windowed`); ``vocalmix render`` then applies only
+:func:`~vocalmix.nets.waveunet.mix_windowed`); ``vocalmix render`` then applies only
 the output stage (true-peak ceiling, optional loudness target).
 """
 
@@ -17,12 +17,19 @@ import numpy as np
 import torch
 
 from vocalmix.errors import InputError
-from vocalmix.methods import Decision
+from vocalmix.nets.checkpoints import (
+    WAVEUNET_SAMPLE_RATE,
+    file_sha256,
+    load_waveunet_checkpoint,
+    waveunet_from_checkpoint,
+)
+from vocalmix.nets.waveunet import mix_windowed
 from vocalmix.settings import MixSettings
 
-from .train import file_sha256
-from .waveunet import mix_windowed
-from .waveunet_train import BEST, SAMPLE_RATE, load_waveunet_checkpoint, model_from_payload
+from . import MODELS_DIR, Decision
+
+#: The checkpoint's file name in a model folder (what ``vocalmix train waveunet`` keeps as the best).
+CHECKPOINT_NAME = "waveunet.pt"
 
 #: Output samples per inference window (about 3 s; memory stays bounded for any song length).
 WINDOW_OUTPUT = 2 ** 17
@@ -30,16 +37,14 @@ WINDOW_OUTPUT = 2 ** 17
 
 def default_model_dir() -> Path:
     """The checkpoint shipped with the package (``vocalmix/models/waveunet``)."""
-    import vocalmix
-
-    return Path(vocalmix.__file__).resolve().parent / "models" / "waveunet"
+    return MODELS_DIR / "waveunet"
 
 
 def checkpoint_path(model: str | os.PathLike | None) -> Path:
     """``model`` may be a folder holding ``waveunet.pt`` or the checkpoint file itself."""
     path = Path(model) if model is not None else default_model_dir()
     if path.is_dir():
-        return path / BEST
+        return path / CHECKPOINT_NAME
     if not path.exists():
         raise InputError(f"{path}: model folder not found")
     return path
@@ -51,12 +56,12 @@ class WaveUNetMethod:
     def __init__(self, model_dir: str | os.PathLike | None = None):
         self.path = checkpoint_path(model_dir)
         self.payload = load_waveunet_checkpoint(self.path)
-        self.model = model_from_payload(self.payload, self.path)
+        self.model = waveunet_from_checkpoint(self.payload, self.path)
         self.sha256 = file_sha256(self.path)
 
     def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int) -> Decision:
-        if sample_rate != SAMPLE_RATE:
-            raise InputError(f"the waveunet method mixes at {SAMPLE_RATE} Hz, got {sample_rate} Hz")
+        if sample_rate != WAVEUNET_SAMPLE_RATE:
+            raise InputError(f"the waveunet method mixes at {WAVEUNET_SAMPLE_RATE} Hz, got {sample_rate} Hz")
         start = time.perf_counter()
         with torch.inference_mode():
             mix = mix_windowed(self.model, vocal.astype(np.float32), backing.astype(np.float32), WINDOW_OUTPUT)

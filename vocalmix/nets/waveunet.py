@@ -77,7 +77,7 @@ class WaveUNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WaveUNetConfig":
+    def from_dict(cls, data: dict) -> WaveUNetConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

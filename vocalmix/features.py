@@ -25,8 +25,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
+from vocalmix.audio import resample
 from vocalmix.dsp import biquads
 
 __all__ = [
@@ -37,7 +39,10 @@ __all__ = [
     "mel_to_hz",
     "MelFrontend",
     "clip_features",
+    "song_features",
     "frame_count",
+    "frontend",
+    "normalise_block",
 ]
 
 
@@ -60,7 +65,7 @@ class FeatureSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FeatureSettings":
+    def from_dict(cls, data: dict) -> FeatureSettings:
         return cls(**data)
 
     @property
@@ -176,8 +181,8 @@ class MelFrontend(torch.nn.Module):
 _FRONTENDS: dict[tuple, MelFrontend] = {}
 
 
-def _frontend(settings: FeatureSettings, device: torch.device) -> MelFrontend:
-    # Filterbank and window are built once per settings and device, not per call.
+def frontend(settings: FeatureSettings, device: str | torch.device) -> MelFrontend:
+    """The :class:`MelFrontend` for ``settings`` on ``device``, built once (filterbank, window) and reused."""
     key = (settings, str(device))
     if key not in _FRONTENDS:
         _FRONTENDS[key] = MelFrontend(settings).to(device)
@@ -253,9 +258,8 @@ def clip_features(
     empty = torch.zeros((0, *s.block_shape), device=device)
     if n_frames == 0:
         return (empty, torch.zeros(0, dtype=torch.long, device=device)) if return_owner else empty
-    frontend = _frontend(s, device)
     batch = v.shape[0]
-    mel, loudness = frontend(torch.cat([v, b], dim=0))
+    mel, loudness = frontend(s, device)(torch.cat([v, b], dim=0))
     mel = torch.stack([mel[:batch], mel[batch:]], dim=1)  # (B, 2, n_mels, F)
     voiced = loudness[:batch] >= s.gate_lufs  # (B, F)
 
@@ -274,3 +278,35 @@ def clip_features(
     if return_owner:
         return blocks, owner[:: s.block_frames]
     return blocks
+
+
+def song_features(vocal, backing, sr: int, settings: FeatureSettings | None = None,
+                  device: str | torch.device | None = None) -> torch.Tensor:
+    """Feature blocks ``(n_blocks, 2, 128, 64)`` of a whole song, for inference.
+
+    ``vocal`` ``(1, T)`` and ``backing`` ``(2 or 1, T)`` numpy or torch at ``sr`` Hz (resampled
+    to the feature rate if different; a shorter input is padded with silence to the longer).
+    The pipeline is exactly the one the dataset build uses. A song with fewer than 64 frames
+    of vocal above the gate gives zero blocks.
+    """
+    settings = settings or DEFAULT_FEATURES
+    vocal = _to_numpy_2d(vocal)
+    backing = _to_numpy_2d(backing)
+    if sr != settings.sample_rate:
+        vocal = resample(vocal, sr, settings.sample_rate)
+        backing = resample(backing, sr, settings.sample_rate)
+    n = max(vocal.shape[-1], backing.shape[-1])
+    vocal = np.pad(vocal, ((0, 0), (0, n - vocal.shape[-1])))
+    backing = np.pad(backing, ((0, 0), (0, n - backing.shape[-1])))
+    return clip_features(vocal.mean(0), backing.mean(0), settings, device=device or "cpu")
+
+
+def _to_numpy_2d(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise ValueError(f"expected (channels, samples), got shape {x.shape}")
+    return x

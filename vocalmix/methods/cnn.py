@@ -29,12 +29,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from vocalmix import analysis
 from vocalmix.errors import InputError
-from vocalmix.methods import Decision
+from vocalmix.features import DEFAULT_FEATURES, FeatureSettings, song_features
+from vocalmix.mixing import process_vocal
+from vocalmix.nets.checkpoints import check_compatible, file_sha256, load_checkpoint, model_from_checkpoint
+from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, denormalise_targets
+from vocalmix.nets.mixing_cnn import TASK_OUTPUTS, MixingCNN
+from vocalmix.rules.compression import decide_compression
+from vocalmix.rules.level import decide_level
+from vocalmix.rules.method import on_plugin_grids
 from vocalmix.settings import EQBand, EQSettings, MixSettings, ReverbSettings, spec_of
 
-from .models import TASK_OUTPUTS, MixingCNN
-from .train import check_compatible, file_sha256, load_checkpoint, model_from_checkpoint
+from . import MODELS_DIR, Decision
 
 #: Peak-filter Q of the EQ model's bands (the data generator's Q).
 EQ_Q = 1.0
@@ -51,9 +58,7 @@ TASK_ORDER = ("eq", "compression", "reverb", "level")
 
 def default_model_dir() -> Path:
     """The checkpoints shipped with the package (``vocalmix/models/cnn``)."""
-    import vocalmix
-
-    return Path(vocalmix.__file__).resolve().parent / "models" / "cnn"
+    return MODELS_DIR / "cnn"
 
 
 class CnnModels:
@@ -79,10 +84,8 @@ class CnnModels:
             self.payloads[task] = payload
             self.hashes[task] = file_sha256(path)
 
-    def feature_settings(self, task: str):
+    def feature_settings(self, task: str) -> FeatureSettings:
         """The feature settings the task's model was trained with."""
-        from .features import DEFAULT_FEATURES, FeatureSettings
-
         record = dict(self.payloads[task].get("feature_settings") or {})
         record.pop("shape", None)
         if not record:
@@ -99,13 +102,11 @@ class CnnModels:
         Returns ``{"values": {target: physical}, "block_std": {target: physical spread},
         "n_blocks": int, "gain_normalised": bool}``.
         """
-        from .data import denormalise_targets, song_features
-
         settings = self.feature_settings(task)
         blocks = song_features(vocal, backing, sample_rate, settings=settings)
         gain_normalised = False
         if blocks.shape[0] == 0:
-            vocal = _at_loudness(vocal, sample_rate, FALLBACK_VOCAL_LUFS)
+            vocal = at_loudness(vocal, sample_rate, FALLBACK_VOCAL_LUFS)
             if vocal is not None:
                 blocks = song_features(vocal, backing, sample_rate, settings=settings)
                 gain_normalised = True
@@ -124,19 +125,17 @@ class CnnModels:
                 "n_blocks": int(blocks.shape[0]), "gain_normalised": gain_normalised}
 
 
-def _at_loudness(vocal: np.ndarray, sample_rate: int, lufs: float) -> np.ndarray | None:
-    from vocalmix import analysis
-
+def at_loudness(vocal: np.ndarray, sample_rate: int, lufs: float) -> np.ndarray | None:
+    """``vocal`` scaled to integrated loudness ``lufs``; None if it is silent."""
     loudness = analysis.integrated_loudness(vocal, sample_rate)
     if not np.isfinite(loudness) or loudness <= analysis.SILENCE_LUFS:
         return None
     return (vocal * 10 ** ((lufs - loudness) / 20)).astype(np.float32)
 
 
-def eq_from_gains(gains_db: dict[str, float], centres_hz: tuple[float, ...] | None = None) -> tuple[EQSettings, dict]:
+def eq_from_gains(gains_db: dict[str, float],
+                  centres_hz: tuple[float, ...] = OCTAVE_CENTRES_HZ) -> tuple[EQSettings, dict]:
     """MultiEQ settings from 9 octave-band gains: the 4 largest |gain| as peak filters in bands 1-4."""
-    if centres_hz is None:
-        from .data import OCTAVE_CENTRES_HZ as centres_hz
     names = list(gains_db)
     gains = np.array([gains_db[n] for n in names], dtype=np.float64)
     # Stable sort on -|gain| so ties resolve to the lower band, deterministically.
@@ -144,7 +143,8 @@ def eq_from_gains(gains_db: dict[str, float], centres_hz: tuple[float, ...] | No
     eq = EQSettings()
     gain_spec = spec_of(EQBand, "gain_db")
     for slot, i in enumerate(chosen, start=1):
-        gain = float(np.clip(gains[i], max(gain_spec.minimum, -EQ_GAIN_LIMIT_DB), min(gain_spec.maximum, EQ_GAIN_LIMIT_DB)))
+        gain = float(np.clip(gains[i], max(gain_spec.minimum, -EQ_GAIN_LIMIT_DB),
+                             min(gain_spec.maximum, EQ_GAIN_LIMIT_DB)))
         eq.bands[slot] = EQBand(enabled=True, type="peak", frequency_hz=float(centres_hz[i]), q=EQ_Q, gain_db=gain)
     report = {"kept_bands_hz": [float(centres_hz[i]) for i in chosen],
               "kept_gains_db": [eq.bands[s].gain_db for s in range(1, 1 + len(chosen))]}
@@ -178,11 +178,6 @@ class CnnMethod:
 
     def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int) -> Decision:
         """Settings for ``vocal`` ``(1, T)`` float32 and ``backing`` ``(2, T)`` at ``sample_rate`` Hz."""
-        from vocalmix.mixing import process_vocal
-        from vocalmix.rules.compression import decide_compression
-        from vocalmix.rules.level import decide_level
-        from vocalmix.rules.method import on_plugin_grids
-
         vocal = np.asarray(vocal, dtype=np.float32)
         backing = np.asarray(backing, dtype=np.float32)
         if vocal.ndim != 2 or backing.ndim != 2:

@@ -6,6 +6,10 @@ measurements behind each choice. Methods are looked up by name so the CLI, the
 evaluation and the tests treat them alike; a method whose code needs optional
 parts (a trained model) is imported only when asked for.
 
+Each method lives in its own module of this package (the rules in :mod:`vocalmix.rules`);
+the networks they run and the checkpoints they read are in :mod:`vocalmix.nets`. None of
+it imports :mod:`vocalmix.training`: rendering needs no training code.
+
 An *audio method* (:data:`AUDIO_METHODS`, e.g. the Wave-U-Net) mixes the audio itself:
 its Decision carries the stereo ``mix`` and no effect settings (``settings`` keeps the
 defaults and is not used); renders apply only the output stage to that mix, and there is
@@ -17,12 +21,16 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional, Protocol
 
 import numpy as np
 
-from .errors import InputError
-from .settings import MixSettings
+from ..errors import InputError
+from ..settings import MixSettings
+
+#: The checkpoints shipped with the package, one folder per method (``cnn``, ``cnn_e2e``, ``waveunet``).
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 @dataclass
@@ -44,9 +52,9 @@ class Method(Protocol):
 # name -> "module:factory"; the factory takes the method's keyword options.
 _REGISTRY: dict[str, str] = {
     "rules": "vocalmix.rules.method:RulesMethod",
-    "cnn": "vocalmix.training.inference:CnnMethod",
-    "cnn-e2e": "vocalmix.training.e2e:CnnE2EMethod",
-    "waveunet": "vocalmix.training.waveunet_method:WaveUNetMethod",
+    "cnn": "vocalmix.methods.cnn:CnnMethod",
+    "cnn-e2e": "vocalmix.methods.cnn_e2e:CnnE2EMethod",
+    "waveunet": "vocalmix.methods.waveunet:WaveUNetMethod",
 }
 
 #: Methods that the research defines but that are not built yet.

@@ -79,8 +79,6 @@ def _clips(first: int, count: int, seconds: float, seed: int) -> np.ndarray:
 
 def _settings(n: int, seed: int, reverb_bank: int | None = None) -> dict:
     """Every random draw, made once in the parent and shared by both renderers."""
-    import torch
-
     from vocalmix.training.synthesis import BatchRenderer
 
     r = BatchRenderer(SR, device="cpu", seed=seed, reverb_bank=reverb_bank)
@@ -88,7 +86,7 @@ def _settings(n: int, seed: int, reverb_bank: int | None = None) -> dict:
     chain = r.sample_chain_params(n)
     return {
         "eq": {"applied_db": d.applied_db.numpy(), "bands": d.bands.numpy()},
-        "chain": {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in chain.items()},
+        "chain": chain,  # ChainParams (pickled to the workers)
     }
 
 
@@ -108,9 +106,7 @@ def _ours(kind, clips, settings, batch, reverb_bank=None):
                 d = EqDegradation(applied, applied != 0, bands)
                 out.append(r.eq_degrade(x, d)[0].numpy())
             else:
-                p = {k: (torch.from_numpy(v[i:i + batch]) if isinstance(v, np.ndarray) else v)
-                     for k, v in settings.items()}
-                out.append(r.render_chain(x, p)[0].numpy())
+                out.append(r.render_chain(x, settings[i:i + batch])[0].numpy())
     return out
 
 
@@ -126,17 +122,18 @@ def _pedalboard(kind, clips, settings, batch, reverb_bank=None):
             board = pb.Pedalboard([pb.PeakFilter(cutoff_frequency_hz=float(OCTAVE_CENTRES_HZ[b]),
                                                  gain_db=float(settings["applied_db"][i, b]), q=1.0) for b in bands])
         else:
-            s = {k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in settings.items()}
-            f, g, q = s["eq_frequency_hz"], s["eq_gain_db"], s["eq_q"]
+            s = {k: v[i].numpy() for k, v in settings.named_tensors()}
+            f, g, q = s["eq.frequency_hz"], s["eq.gain_db"], s["eq.q"]
             board = pb.Pedalboard(
                 [pb.HighpassFilter(cutoff_frequency_hz=float(f[0]))]
                 + [pb.PeakFilter(cutoff_frequency_hz=float(f[k]), gain_db=float(g[k]), q=float(q[k])) for k in range(1, 5)]
                 + [pb.HighShelfFilter(cutoff_frequency_hz=float(f[5]), gain_db=float(g[5]), q=0.7),
-                   pb.Compressor(threshold_db=float(s["threshold_db"]), ratio=float(s["ratio"]),
-                                 attack_ms=max(float(s["attack_ms"]), 0.01), release_ms=max(float(s["release_ms"]), 1.0)),
-                   pb.Reverb(room_size=min(1.0, float(s["reverb_time_s"]) / 9.0), wet_level=float(s["dry_wet"]),
-                             dry_level=1.0 - float(s["dry_wet"])),
-                   pb.Gain(gain_db=float(s["vocal_gain_db"]))])
+                   pb.Compressor(threshold_db=float(s["compressor.threshold_db"]), ratio=float(s["compressor.ratio"]),
+                                 attack_ms=max(float(s["compressor.attack_ms"]), 0.01),
+                                 release_ms=max(float(s["compressor.release_ms"]), 1.0)),
+                   pb.Reverb(room_size=min(1.0, float(s["reverb.reverb_time_s"]) / 9.0),
+                             wet_level=float(s["reverb.dry_wet"]), dry_level=1.0 - float(s["reverb.dry_wet"])),
+                   pb.Gain(gain_db=float(s["level.vocal_gain_db"]))])
         out.append(board(clips[i], SR))
     return out
 
@@ -153,9 +150,13 @@ def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats,
     torch.set_num_threads(1)
     os.environ["NUMBA_NUM_THREADS"] = "1"
     clips = _clips(first, count, seconds, seed)
-    part = {k: (v[first:first + count] if isinstance(v, np.ndarray) else v) for k, v in settings[kind].items()}
+    if kind == "chain":  # ChainParams selects batch items itself
+        part = settings[kind][first:first + count]
+        warm = part[:1]
+    else:
+        part = {k: v[first:first + count] for k, v in settings[kind].items()}
+        warm = {k: v[:1] for k, v in part.items()}
     render = _ours if method == "vocalmix" else _pedalboard
-    warm = {k: (v[:1] if isinstance(v, np.ndarray) else v) for k, v in part.items()}
     render(kind, clips[:1, :, : SR // 2], warm, batch, reverb_bank)  # compile / warm caches
     passes = []
     for _ in range(repeats):

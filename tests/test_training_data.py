@@ -228,7 +228,7 @@ def test_reverb_bank_renders_the_chain_bit_for_bit_with_one_ir_per_setting(monke
     with torch.no_grad():
         for _ in range(3):
             params = r.sample_chain_params(6)
-            seen |= set(params["reverb_time_s"].tolist())
+            seen |= set(params.reverb.reverb_time_s.tolist())
             ours, _ = r.render_chain(clips, params)
             torch.testing.assert_close(ours, vocal_chain(clips, SR, params), rtol=0, atol=0)
     assert len(seen) == 3 and len(calls) == 3
@@ -491,8 +491,8 @@ def test_ray_executor_gives_the_same_shards(synthetic_build, tmp_path):
     _assert_same_shards(out, tmp_path / "ray")
 
 
-def test_make_synthetic_dataset_for_other_tests(tmp_path):
-    out = D.make_synthetic_dataset(tmp_path / "syn", n_songs=3, seconds=6, seed=2, eq_per_song=1)
+def test_build_synthetic_for_other_tests(tmp_path):
+    out = B.build_synthetic(tmp_path / "syn", n_songs=3, seconds=6, seed=2, eq_per_song=1)
     m = D.read_manifest(out)
     assert set(m["tasks"]) == set(cnn_targets.TASKS)
     assert len(D.load_split(out, "level", "train")) > 0

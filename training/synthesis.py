@@ -4,7 +4,7 @@ Two things live here:
 
 - **Synthetic songs** (NumPy, deterministic from a seed): a harmonic "vocal" with
   vibrato, formants and syllable envelopes, and a backing of drums, bass and chords.
-  Tests and :func:`vocalmix.training.data.make_synthetic_dataset` use them where real
+  Tests and :func:`vocalmix.training.build.build_synthetic` use them where real
   stems are not at hand, and the reverb estimator trains on them.
 - **:class:`BatchRenderer`**: renders whole batches of clips with per-item random
   settings through ``vocalmix.dsp`` (MultiEQ degradations, FdnReverb renders, full
@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vocalmix.dsp.biquads import FilterType
+from vocalmix.dsp.constants import FilterType
+from vocalmix.dsp.params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS
 from vocalmix.settings import CompressorSettings, spec_of
 
@@ -485,7 +486,7 @@ class BatchRenderer:
         return self.reverberate(clips, settings), settings
 
     # -- full chain ------------------------------------------------------------------------
-    def sample_chain_params(self, n: int) -> dict[str, torch.Tensor]:
+    def sample_chain_params(self, n: int) -> ChainParams:
         """Random settings for :func:`vocalmix.dsp.chain.vocal_chain` (one row per item).
 
         EQ: a 2nd-order high-pass at 20-200 Hz, four peaks (log-uniform 80 Hz-12 kHz,
@@ -505,50 +506,46 @@ class BatchRenderer:
         q = torch.full((n, bands), 0.7)
         q[:, 1:5] = torch.exp(math.log(0.5) + r(n, 4) * math.log(8))
         kind = torch.tensor([int(FilterType.HIGHPASS_2)] + [int(FilterType.PEAK)] * 4 + [int(FilterType.HIGH_SHELF)])
-        params = {
-            "eq_frequency_hz": freq, "eq_gain_db": gain, "eq_q": q,
-            "eq_filter_type": kind.expand(n, bands).clone(),
-            "eq_enabled": torch.ones(n, bands, dtype=torch.bool),
-            "threshold_db": -40 + 35 * r(n),
-            "ratio": 1 + 7 * r(n),
-        }
-        for name in ("knee_db", "attack_ms", "release_ms"):
-            params[name] = _sample_normalised(spec_of(CompressorSettings, name), r(n))
-        params["makeup_db"] = 6 * r(n)
-        params["lookahead"] = False
+        eq = EQParams(frequency_hz=freq, gain_db=gain, q=q, filter_type=kind.expand(n, bands).clone(),
+                      enabled=torch.ones(n, bands, dtype=torch.bool))
+        # Drawn in this order (threshold, ratio, knee, attack, release, makeup): the seed fixes every draw.
+        threshold_db, ratio = -40 + 35 * r(n), 1 + 7 * r(n)
+        knee_db, attack_ms, release_ms = (_sample_normalised(spec_of(CompressorSettings, name), r(n))
+                                          for name in ("knee_db", "attack_ms", "release_ms"))
+        compressor = CompressorParams(threshold_db=threshold_db, ratio=ratio, knee_db=knee_db, attack_ms=attack_ms,
+                                      release_ms=release_ms, makeup_db=6 * r(n),
+                                      lookahead=torch.zeros(n, dtype=torch.bool))
         reverb = self.sample_reverb_settings(n)
-        params.update({k: v for k, v in reverb.items() if k != "dry_wet_pct"})
-        params["dry_wet"] = reverb["dry_wet_pct"] / 100.0
-        params["fdn_lines"] = self.fdn_lines
-        params["vocal_gain_db"] = (r(n) * 2 - 1) * 6
-        return params
+        reverb_params = ReverbParams(**{k: v for k, v in reverb.items() if k != "dry_wet_pct"},
+                                     dry_wet=reverb["dry_wet_pct"] / 100.0, fdn_lines=self.fdn_lines)
+        return ChainParams(eq, compressor, reverb_params, LevelParams(vocal_gain_db=(r(n) * 2 - 1) * 6))
 
-    def render_chain(self, clips: torch.Tensor, params: dict | None = None):
+    def render_chain(self, clips: torch.Tensor, params: ChainParams | None = None):
         """Mono ``clips`` ``(B, 1, T)`` through the whole vocal chain; returns ``((B, 2, T), params)``."""
         from vocalmix.dsp.chain import vocal_chain
         from vocalmix.dsp.reverb import reverb_with_ir
 
         params = params or self.sample_chain_params(clips.shape[0])
-        on_device = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+        on_device = params.to(self.device)
         clips = clips.to(self.device)
         if self.reverb_bank is None:
             return vocal_chain(clips, self.sample_rate, on_device), params
         # The same stages as vocal_chain, with the reverb's IRs taken from the cache: the
         # output is vocal_chain's bit for bit (tests/test_training_data.py).
         y = vocal_chain(clips, self.sample_rate, on_device, upto="compressor")
-        keys, h = self._cached_irs(on_device, y.shape[-1])
+        keys, h = self._cached_irs(on_device.reverb, y.shape[-1])
         n_in, k = y.shape[-1], h.shape[-1]
         # fdn_reverb's rule for one FFT of the whole clip (reverb._fft_convolve); longer
         # clips take its overlap-save path with the cached IRs.
         block = 1 << max(15, math.ceil(math.log2(4 * k)))
         if n_in + k > 2 * block or torch.is_grad_enabled():
-            y = reverb_with_ir(y, h, on_device["dry_wet"])
+            y = reverb_with_ir(y, h, on_device.reverb.dry_wet)
         else:
             # The same arithmetic as reverb_with_ir's one-FFT convolution, with each
             # setting's wet/dry-folded IR spectrum kept: per clip one forward and two
             # inverse FFTs instead of three and two.
             n_fft = 1 << math.ceil(math.log2(n_in + k - 1))
-            spectra = self._cached_spectra(keys, h, on_device["dry_wet"], n_fft, y.dtype)
+            spectra = self._cached_spectra(keys, h, on_device.reverb.dry_wet, n_fft, y.dtype)
             y = torch.fft.irfft(torch.fft.rfft(y, n=n_fft).unsqueeze(2) * spectra, n=n_fft)[:, 0, :, :n_in]
         return vocal_chain(y, self.sample_rate, on_device, start="level"), params
 
@@ -569,7 +566,7 @@ class BatchRenderer:
             out.append(cache[skey])
         return torch.stack(out)
 
-    def _cached_irs(self, params: dict, n_samples: int) -> torch.Tensor:
+    def _cached_irs(self, params: ReverbParams, n_samples: int) -> torch.Tensor:
         """``(keys, IRs)``: mono-feed wet IRs ``(B, 1, 2, n)`` of the items' reverb settings, each distinct
         setting computed once per renderer (as :func:`fdn_reverb` computes it for
         ``n_samples``-long input) and the batch's zero-padded to its longest, as fdn_reverb pads."""
@@ -577,15 +574,15 @@ class BatchRenderer:
 
         names = ("room_size", "reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s",
                  "high_cutoff_hz", "high_q", "high_gain_db_per_s", "fade_in_s")
-        fdn_lines = params.get("fdn_lines", self.fdn_lines)
-        rows = torch.stack([params[k].detach().to(torch.float64).cpu() for k in names], dim=1).tolist()
+        fdn_lines = params.fdn_lines
+        rows = torch.stack([getattr(params, k).detach().to(torch.float64).cpu() for k in names], dim=1).tolist()
         keys = [(fdn_lines, n_samples, *row) for row in rows]
         for i, key in enumerate(keys):
             if key not in self._irs:
                 # One setting per call, so the IR has exactly its own length (its decay
                 # floor or the clip length), which fixes the batch's padding and FFT size.
                 self._irs[key] = fdn_impulse_response(
-                    self.sample_rate, *(params[k][i:i + 1] for k in names), fdn_lines=fdn_lines,
+                    self.sample_rate, *(getattr(params, k)[i:i + 1] for k in names), fdn_lines=fdn_lines,
                     mono_input=True, max_samples=n_samples)[0]
         irs = [self._irs[key] for key in keys]
         longest = max(ir.shape[-1] for ir in irs)
@@ -645,7 +642,7 @@ def render_shards(in_paths: list[str | Path], out_dir: str | Path, kind: str, re
                     meta.append(s)
                 else:
                     y, s = renderer.render_chain(batch[:, :1])
-                    meta.append({k: v for k, v in s.items() if isinstance(v, torch.Tensor)})
+                    meta.append(dict(s.named_tensors()))
                 audio.append(y.detach().to("cpu"))
             merged = {k: torch.cat([m[k] for m in meta]) for k in meta[0]} if meta else {}
             if pending_save is not None:

@@ -1,9 +1,11 @@
 """The module graph and the one-place rules (issue 15 items 2 and 5).
 
-- Rendering with the rules runs no training code: a fresh interpreter that renders a
-  short mix through the CLI is inspected for ``vocalmix.training`` modules.
-- The modules of ``vocalmix/`` import each other without cycles (a static scan of the
-  imports each module runs when it is loaded).
+- Rendering runs no training code: a fresh interpreter renders a short mix through the CLI
+  with every method (rules, cnn, cnn-e2e, waveunet) and is inspected for ``vocalmix.training``
+  modules; ``vocalmix --help`` lists the training commands without loading them.
+- ``vocalmix/``, ``dsp/`` (``vocalmix.dsp``) and ``training/`` (``vocalmix.training``) import
+  each other without cycles, not even through imports inside functions (a static scan);
+  dsp imports nothing above it and the runtime nothing from training.
 - Option ranges the CLI checks are the settings schema's, not restated.
 """
 
@@ -18,61 +20,114 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from vocalmix import methods
+from vocalmix.cli import LAZY_COMMANDS, load_lazy_command
 from vocalmix.errors import InputError
 from vocalmix.render import RenderRequest, _check_options
 from vocalmix.settings import OutputSettings, spec_of
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "vocalmix"
+#: Source folder -> the import name it is installed as (pyproject.toml's package-dir).
+PACKAGES = {"vocalmix": "vocalmix", "dsp": "vocalmix.dsp", "training": "vocalmix.training"}
+RENDER_METHODS = ("rules", "cnn", "cnn-e2e", "waveunet")
 
-#: Training modules the CLI loads at start-up only to register the ``train``, ``evaluate`` and ``dataset``
-#: commands (vocalmix/cli.py, _register_optional_commands). Issue 15 item 5 asks for none; until the
-#: registration is lazy they are the known exception, and any other training module fails the test.
-CLI_REGISTRATION_MODULES = {"vocalmix.training", "vocalmix.training.cli_dataset", "vocalmix.training.cli_train"}
-
-_REPORT_LOADED = """
-import atexit, json, sys
-def _report():
-    with open(sys.argv[1], "w") as f:
-        json.dump(sorted(m for m in sys.modules if m.startswith("vocalmix")), f)
-atexit.register(_report)
+_RUN_COMMANDS = """
+import contextlib, io, json, sys
 from vocalmix.cli import main
-sys.exit(main(sys.argv[2:]))
+report, folder = sys.argv[1], sys.argv[2]
+loaded = {}
+def vocalmix_modules():
+    return sorted(m for m in sys.modules if m.startswith("vocalmix"))
+help_text = io.StringIO()
+with contextlib.redirect_stdout(help_text):
+    code = main(["--help"])
+loaded["--help"] = {"code": code, "modules": vocalmix_modules(), "out": help_text.getvalue()}
+for method in sys.argv[3:]:
+    code = main(["render", f"{folder}/vocal.wav", f"{folder}/backing.wav", "-o", f"{folder}/mix-{method}.wav",
+                 "--method", method, "-q"])
+    loaded[method] = {"code": code, "modules": vocalmix_modules(), "out": ""}
+with open(report, "w") as f:
+    json.dump(loaded, f)
 """
 
 
 @pytest.fixture(scope="module")
-def rules_render_modules(tmp_path_factory) -> set[str]:
-    """The vocalmix modules loaded by ``vocalmix render VOCAL BACKING`` (rules), in a fresh interpreter."""
+def loaded_modules(tmp_path_factory) -> dict[str, dict]:
+    """In one fresh interpreter: ``vocalmix --help``, then a render with each method in turn; after each,
+    the vocalmix modules loaded so far (a module loaded by one render stays loaded for the next ones)."""
     from vocalmix.demo import demo_backing, demo_vocal
 
-    folder = tmp_path_factory.mktemp("rules-render")
-    rate, seconds = 44100, 4.0
+    folder = tmp_path_factory.mktemp("renders")
+    rate, seconds = 44100, 6.0
     sf.write(folder / "vocal.wav", demo_vocal(rate, seconds).T, rate)
     sf.write(folder / "backing.wav", demo_backing(rate, seconds).T, rate)
     report = folder / "modules.json"
-    args = [sys.executable, "-c", _REPORT_LOADED, str(report), "render", str(folder / "vocal.wav"),
-            str(folder / "backing.wav"), "-o", str(folder / "mix.wav"), "--method", "rules", "-q"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=folder)
+    args = [sys.executable, "-c", _RUN_COMMANDS, str(report), str(folder), *RENDER_METHODS]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=folder)
     assert done.returncode == 0, done.stderr
-    assert (folder / "mix.wav").is_file()
-    return set(json.loads(report.read_text()))
+    result = json.loads(report.read_text())
+    for method in RENDER_METHODS:
+        assert result[method]["code"] == 0, (method, done.stderr)
+        assert (folder / f"mix-{method}.wav").is_file()
+    return result
 
 
-def test_rules_render_runs_no_training_code(rules_render_modules):
-    assert "vocalmix.rules.method" in rules_render_modules, "the render did not run the rules"
-    assert {m for m in rules_render_modules if m.startswith("vocalmix.training")} <= CLI_REGISTRATION_MODULES
+def _training_modules(modules: list[str]) -> list[str]:
+    return [m for m in modules if m == "vocalmix.training" or m.startswith("vocalmix.training.")]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 item 5: vocalmix/cli.py imports vocalmix.training.cli_train and "
-                                      "cli_dataset at start-up to register the train/evaluate/dataset commands")
-def test_rules_render_loads_no_training_module(rules_render_modules):
-    assert not {m for m in rules_render_modules if m.startswith("vocalmix.training")}
+def test_rules_render_loads_no_training_module(loaded_modules):
+    assert "vocalmix.rules.method" in loaded_modules["rules"]["modules"], "the render did not run the rules"
+    assert _training_modules(loaded_modules["rules"]["modules"]) == []
 
 
-# -- the static import graph of vocalmix/ --------------------------------------------------------
+@pytest.mark.parametrize("method, module", [("cnn", "vocalmix.methods.cnn"), ("cnn-e2e", "vocalmix.methods.cnn_e2e"),
+                                            ("waveunet", "vocalmix.methods.waveunet")])
+def test_learned_method_render_loads_no_training_module(loaded_modules, method, module):
+    assert module in loaded_modules[method]["modules"], f"the render did not run {method}"
+    assert _training_modules(loaded_modules[method]["modules"]) == []
+
+
+def test_help_lists_the_training_commands_without_loading_them(loaded_modules):
+    shown = loaded_modules["--help"]
+    assert shown["code"] == 0
+    assert _training_modules(shown["modules"]) == []
+    rows = {line.split()[0]: line for line in shown["out"].splitlines() if line.startswith("  ") and line.split()}
+    for name, command in LAZY_COMMANDS.items():
+        assert name in rows, f"vocalmix --help does not list {name}"
+        assert command.help.split()[0] in rows[name]
+
+
+@pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))
+def test_lazy_command_help_is_the_commands_own(name):
+    """The help `vocalmix --help` shows for a command it has not loaded is the one the command gives itself."""
+    command = load_lazy_command(name)
+    assert command.name == name
+    own = " ".join((command.help or "").split("\n\n")[0].split())
+    assert LAZY_COMMANDS[name].help == own
+    assert _training_modules([LAZY_COMMANDS[name].target]) != []
+
+
+def test_lazy_command_runs(capsys):
+    from vocalmix.cli import main
+
+    assert main(["train", "--help"]) == 0
+    assert "cnn-e2e" in capsys.readouterr().out
+    assert main(["dataset", "info", "--help"]) == 0
+
+
+def test_method_registry_points_at_runtime_modules():
+    for name in methods.available():
+        target = methods._REGISTRY[name].split(":")[0]
+        assert target.startswith("vocalmix.") and not _training_modules([target]), (name, target)
+        assert (ROOT / "vocalmix" / Path(*target.split(".")[1:])).with_suffix(".py").is_file() or \
+            (ROOT / "vocalmix" / Path(*target.split(".")[1:]) / "__init__.py").is_file(), target
+
+
+# -- the static import graph of vocalmix/, dsp/ and training/ ------------------------------------
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    folder, *rest = path.relative_to(ROOT).with_suffix("").parts
+    parts = [PACKAGES[folder], *rest]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -119,14 +174,15 @@ def _load_time_imports(path: Path, in_functions: bool = False) -> set[str]:
     return {m for m in closed if m.startswith("vocalmix.")} - {name}
 
 
-def _vocalmix_imports(in_functions: bool = False) -> dict[str, set[str]]:
-    """Every module under vocalmix/ -> the vocalmix names it imports (when loaded, or at all)."""
-    return {_module_name(p): _load_time_imports(p, in_functions) for p in PACKAGE.rglob("*.py")}
+def _package_imports(in_functions: bool = False) -> dict[str, set[str]]:
+    """Every module under vocalmix/, dsp/ and training/ -> the vocalmix names it imports (when loaded, or at all)."""
+    return {_module_name(p): _load_time_imports(p, in_functions)
+            for folder in PACKAGES for p in (ROOT / folder).rglob("*.py")}
 
 
-def _vocalmix_graph(in_functions: bool = False) -> dict[str, set[str]]:
-    """The import graph among the modules under vocalmix/."""
-    imports = _vocalmix_imports(in_functions)
+def _package_graph(in_functions: bool = False) -> dict[str, set[str]]:
+    """The import graph among the modules of the three folders."""
+    imports = _package_imports(in_functions)
     return {name: deps & set(imports) for name, deps in imports.items()}
 
 
@@ -171,24 +227,35 @@ def test_cycle_finder_finds_a_known_cycle():
 
 
 def test_import_scan_reads_relative_and_absolute_imports():
-    graph = _vocalmix_graph()
+    graph = _package_graph()
     assert "vocalmix.plugins" in graph["vocalmix.render"]  # from .plugins import ...
     assert "vocalmix.settings" in graph["vocalmix.rules.eq"]  # from ..settings import ...
     assert "vocalmix.preset_import" not in graph["vocalmix.plugins"]
-    deferred = _vocalmix_graph(in_functions=True)
+    assert "vocalmix.dsp.eq" in graph["vocalmix.dsp.chain"]  # dsp/chain.py: from .eq import ...
+    assert "vocalmix.nets.checkpoints" in graph["vocalmix.training.train"]  # absolute, from training/
+    assert "vocalmix.training.e2e_params" in graph["vocalmix.training.e2e"]  # training/e2e.py: from . import ...
+    deferred = _package_graph(in_functions=True)
     assert "vocalmix.render" not in graph["vocalmix.cli"] and "vocalmix.render" in deferred["vocalmix.cli"]
 
 
-def test_vocalmix_modules_import_each_other_without_cycles():
-    assert _cycles(_vocalmix_graph()) == []
+def test_modules_import_each_other_without_cycles():
+    assert _cycles(_package_graph()) == []
     # Not even through imports deferred into functions (which would only hide a cycle).
-    assert _cycles(_vocalmix_graph(in_functions=True)) == []
+    assert _cycles(_package_graph(in_functions=True)) == []
 
 
-def test_runtime_modules_do_not_import_training_when_loaded():
-    imports = _vocalmix_imports()
-    assert "vocalmix.training.cli_train" not in imports["vocalmix.cli"], "imported in a function, not on load"
-    offenders = {name: sorted(m for m in deps if m.startswith("vocalmix.training")) for name, deps in imports.items()}
+def test_runtime_modules_never_import_training():
+    """Nothing outside training/ imports it, not even inside a function; the CLI names its commands as strings."""
+    imports = _package_imports(in_functions=True)
+    offenders = {name: sorted(_training_modules(sorted(deps))) for name, deps in imports.items()
+                 if not _training_modules([name])}
+    assert {name: deps for name, deps in offenders.items() if deps} == {}
+
+
+def test_dsp_imports_nothing_above_it():
+    imports = _package_imports(in_functions=True)
+    offenders = {name: sorted(m for m in deps if not (m == "vocalmix.dsp" or m.startswith("vocalmix.dsp.")))
+                 for name, deps in imports.items() if name.startswith("vocalmix.dsp")}
     assert {name: deps for name, deps in offenders.items() if deps} == {}
 
 

@@ -42,7 +42,7 @@ from vocalmix.files import write_atomic
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS, TASKS
 
 from . import targets as T
-from .data import FORMAT_VERSION, SPLITS
+from .data import FORMAT_VERSION, SPLITS, read_manifest
 from .datasets import Song, split_songs, synthetic_songs
 
 __all__ = ["BuildConfig", "process_song", "build_dataset", "build_synthetic", "dataset_info", "EXECUTORS"]
@@ -708,7 +708,14 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
 
 def build_synthetic(out: Path, n_songs: int = 6, seconds: float = 8.0, seed: int = 0, eq_per_song: int = 4,
                     executor: str = "serial", progress: bool = False) -> Path:
-    """The synthetic dataset of :func:`vocalmix.training.data.make_synthetic_dataset`."""
+    """Build a small, valid dataset of synthetic songs with known targets (for tests); returns ``out``.
+
+    Songs are harmonic "vocals" (vibrato, syllable envelopes) over drums + bass + chords,
+    mixed at known relative loudness, with a known amount of level riding (LRA) and
+    reverberated by FdnReverb with known random settings, so every task's target is known
+    by construction (see :mod:`vocalmix.training.synthesis`). Splits are by song. Takes a
+    few seconds on a CPU.
+    """
     songs = synthetic_songs(n_songs, seconds, seed)
     config = BuildConfig(seed=seed, eq_per_song=eq_per_song, shard_blocks=256)
     build_dataset(songs, out, config, executor=executor, progress=progress,
@@ -718,8 +725,6 @@ def build_synthetic(out: Path, n_songs: int = 6, seconds: float = 8.0, seed: int
 
 def dataset_info(out: str | Path) -> dict:
     """A summary of a built dataset: splits, blocks and songs per task and split, drops."""
-    from .data import read_manifest
-
     m = read_manifest(out)
     shard_bytes = sum(p.stat().st_size for p in (Path(out) / SHARD_DIR).glob("*.pt"))
     return {

@@ -1,6 +1,6 @@
 """Reading built datasets: the stable interface between the data pipeline and the models.
 
-A dataset folder made by ``vocalmix dataset build`` (or :func:`make_synthetic_dataset`)
+A dataset folder made by ``vocalmix dataset build`` (or :func:`vocalmix.training.build.build_synthetic`)
 holds
 
 - ``manifest.json``: format version, vocalmix version, feature settings, seed, the
@@ -35,7 +35,6 @@ __all__ = [
     "TaskData",
     "read_manifest",
     "load_split",
-    "make_synthetic_dataset",
 ]
 
 FORMAT_VERSION = 1
@@ -108,18 +107,3 @@ def load_split(dataset_dir: str | Path, task: str, split: str) -> TaskData:
         songs=songs,
         changed=(torch.cat(changed) if changed else torch.zeros((0, k), dtype=torch.bool)) if task == "eq" else None,
     )
-
-
-def make_synthetic_dataset(out_dir: str | Path, n_songs: int = 6, seconds: float = 8.0, seed: int = 0,
-                           eq_per_song: int = 4) -> Path:
-    """Build a small, valid dataset of synthetic songs with known targets (for tests).
-
-    Songs are harmonic "vocals" (vibrato, syllable envelopes) over drums + bass + chords,
-    mixed at known relative loudness, with a known amount of level riding (LRA) and
-    reverberated by FdnReverb with known random settings, so every task's target is known
-    by construction (see :mod:`vocalmix.training.synthesis`). Splits are by song. Takes a
-    few seconds on a CPU. Returns ``out_dir``.
-    """
-    from .build import build_synthetic
-
-    return build_synthetic(Path(out_dir), n_songs=n_songs, seconds=seconds, seed=seed, eq_per_song=eq_per_song)

@@ -20,8 +20,11 @@ Conventions shared by every function here
 
 Speed
 -----
-Each loudness function runs its own K-weighting (one ``scipy.signal.sosfilt``
-pass) and sums energies per 100 ms hop; true peak is a block-Toeplitz matrix
+Each loudness function runs its own K-weighting (one pass of a compiled
+``sosfilt``, bit-identical to scipy's) and sums energies per 100 ms hop; a
+:class:`Loudness` keeps one pass's hop energies, so every loudness reading of one
+signal (momentary, short-term, integrated, LRA) shares it, and :class:`SongAnalysis`
+holds those of a song's vocal and backing for all the rules; true peak is a block-Toeplitz matrix
 product; octave bands and tempo take one short-time FFT each.  No BLAS call
 is large enough to go multi-threaded, because threaded OpenBLAS stalls when
 the cores are shared.  ``scripts/bench_analysis.py`` times everything on a
@@ -30,12 +33,16 @@ the cores are shared.  ``scripts/bench_analysis.py`` times everything on a
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import numpy as np
-import scipy.fft
-import scipy.signal
+
+from .dsp.sosfilt import sosfilt as _sosfilt
+
+# scipy.fft is imported where a transform is taken (octave bands, tempo) and scipy.signal
+# not at all: its import alone costs 1-2 s of CPU, more than a render's K-weighting.
 
 __all__ = [
     "SILENCE_LUFS",
@@ -47,6 +54,8 @@ __all__ = [
     "OCTAVE_BAND_EDGES_HZ",
     "TEMPO_RANGE_BPM",
     "k_weighting_sos",
+    "Loudness",
+    "SongAnalysis",
     "integrated_loudness",
     "loudness_range",
     "momentary_loudness",
@@ -206,31 +215,75 @@ def _hop_samples(sr: float) -> int:
     return max(1, int(round(LOUDNESS_HOP_S * sr)))
 
 
-def _weighted_hop_energies(audio: np.ndarray, sr: float) -> tuple[np.ndarray, int]:
-    """Channel-weighted K-weighted energy per 100 ms hop.
+class Loudness:
+    """One K-weighting pass over a signal, and every BS.1770 / EBU Tech 3342 reading that shares it.
 
-    Returns ``(energies, hop)``: ``energies[j] = sum_c G_c * sum(y_c^2)`` over
-    samples ``[j*hop, (j+1)*hop)`` of the K-weighted signal ``y``, shape
-    (n_hops,).  A trailing partial hop is dropped.  Summing whole hops (rather
-    than differencing one long cumulative sum) keeps quiet passages exact
-    after loud ones.
+    ``energies[j]`` is the channel-weighted energy of the K-weighted signal over
+    samples ``[j*hop, (j+1)*hop)`` (``sum_c G_c * sum(y_c^2)``, 100 ms hops, a trailing
+    partial hop dropped); summing whole hops (rather than differencing one long
+    cumulative sum) keeps quiet passages exact after loud ones. Momentary and
+    short-term series, integrated loudness and loudness range are all read from it,
+    so a signal measured several ways is filtered once; the module's functions
+    (:func:`integrated_loudness` and the others) are this class read once.
     """
-    hop = _hop_samples(sr)
-    n_hops = audio.shape[1] // hop
-    if n_hops == 0:
-        return np.zeros(0), hop
-    weighted = scipy.signal.sosfilt(k_weighting_sos(sr), audio[:, : n_hops * hop], axis=-1)
-    blocks = weighted.reshape(audio.shape[0], n_hops, hop)
-    per_channel = np.einsum("cjh,cjh->cj", blocks, blocks)
-    return _channel_weights(audio.shape[0]) @ per_channel, hop
 
+    def __init__(self, x: Any, sr: float):
+        audio = _as_channels(x)
+        self.sample_rate = _check_rate(sr)
+        self.hop = _hop_samples(self.sample_rate)
+        n_channels, n_samples = audio.shape
+        n_hops = n_samples // self.hop
+        weighted = _sosfilt(k_weighting_sos(self.sample_rate), audio) if n_samples else audio
+        if n_hops:
+            blocks = weighted[:, : n_hops * self.hop].reshape(n_channels, n_hops, self.hop)
+            per_channel = np.einsum("cjh,cjh->cj", blocks, blocks)
+            self.energies = _channel_weights(n_channels) @ per_channel
+        else:
+            self.energies = np.zeros(0)
+        # A signal shorter than a 3 s window is read as one block over all of it.
+        self._whole_power = 0.0
+        if n_hops < _SHORT_TERM_HOPS and n_samples:
+            self._whole_power = float(_channel_weights(n_channels) @ np.mean(weighted * weighted, axis=1))
 
-def _whole_signal_power(audio: np.ndarray, sr: float) -> float:
-    """Channel-weighted K-weighted mean square of a whole (short) signal."""
-    if audio.shape[1] == 0:
-        return 0.0
-    weighted = scipy.signal.sosfilt(k_weighting_sos(sr), audio, axis=-1)
-    return float(_channel_weights(audio.shape[0]) @ np.mean(weighted * weighted, axis=1))
+    def block_powers(self, hops_per_window: int) -> np.ndarray:
+        """Mean K-weighted power of each window of ``hops_per_window`` hops, stepped by one hop; one
+        reading over everything for a signal shorter than a window."""
+        powers = _window_powers(self.energies, hops_per_window, self.hop)
+        if powers.shape[0] == 0:
+            powers = np.array([self._whole_power])
+        return powers
+
+    def momentary(self) -> np.ndarray:
+        """:func:`momentary_loudness` of the signal."""
+        return _powers_to_db(self.block_powers(_MOMENTARY_HOPS), _LOUDNESS_OFFSET_DB)
+
+    def short_term(self) -> np.ndarray:
+        """:func:`short_term_loudness` of the signal."""
+        return _powers_to_db(self.block_powers(_SHORT_TERM_HOPS), _LOUDNESS_OFFSET_DB)
+
+    def integrated(self) -> float:
+        """:func:`integrated_loudness` of the signal."""
+        return _gated_mean_loudness(self.block_powers(_MOMENTARY_HOPS))
+
+    def loudness_range(self, normalise_to_lufs: float | None = None) -> float:
+        """:func:`loudness_range` of the signal."""
+        energies = self.energies
+        if normalise_to_lufs is not None:
+            loudness = _gated_mean_loudness(_window_powers(energies, _MOMENTARY_HOPS, self.hop))
+            if loudness <= SILENCE_LUFS:
+                return 0.0
+            energies = energies * 10.0 ** ((normalise_to_lufs - loudness) / 10.0)
+        powers = _window_powers(energies, _SHORT_TERM_HOPS, self.hop)
+        absolute_threshold = 10.0 ** ((_ABSOLUTE_GATE_LUFS - _LOUDNESS_OFFSET_DB) / 10.0)
+        above_absolute = powers[powers > absolute_threshold]
+        if above_absolute.shape[0] < 2:
+            return 0.0
+        relative_threshold = float(np.mean(above_absolute)) * 10.0 ** (_LRA_RELATIVE_GATE_LU / 10.0)
+        kept = above_absolute[above_absolute >= relative_threshold]
+        if kept.shape[0] < 2:
+            return 0.0
+        low, high = np.percentile(10.0 * np.log10(kept), _LRA_PERCENTILES)
+        return float(high - low)
 
 
 def _window_powers(hop_energies: np.ndarray, hops_per_window: int, hop: int) -> np.ndarray:
@@ -239,21 +292,6 @@ def _window_powers(hop_energies: np.ndarray, hops_per_window: int, hop: int) -> 
         return np.zeros(0)
     sums = np.lib.stride_tricks.sliding_window_view(hop_energies, hops_per_window).sum(axis=-1)
     return sums / (hops_per_window * hop)
-
-
-def _block_powers(x: Any, sr: float, hops_per_window: int) -> np.ndarray:
-    """Mean K-weighted power of each window; one reading over everything for inputs shorter than a window."""
-    audio = _as_channels(x)
-    sr = _check_rate(sr)
-    energies, hop = _weighted_hop_energies(audio, sr)
-    powers = _window_powers(energies, hops_per_window, hop)
-    if powers.shape[0] == 0:
-        powers = np.array([_whole_signal_power(audio, sr)])
-    return powers
-
-
-def _loudness_series(x: Any, sr: float, hops_per_window: int) -> np.ndarray:
-    return _powers_to_db(_block_powers(x, sr, hops_per_window), _LOUDNESS_OFFSET_DB)
 
 
 def momentary_loudness(x: Any, sr: float) -> np.ndarray:
@@ -265,7 +303,7 @@ def momentary_loudness(x: Any, sr: float) -> np.ndarray:
     ``n = floor(samples/hop) - 3``.  An input shorter than one window yields a
     single value over the whole input; silent windows read SILENCE_LUFS.
     """
-    return _loudness_series(x, sr, _MOMENTARY_HOPS)
+    return Loudness(x, sr).momentary()
 
 
 def short_term_loudness(x: Any, sr: float) -> np.ndarray:
@@ -275,7 +313,7 @@ def short_term_loudness(x: Any, sr: float) -> np.ndarray:
     ``hop = round(0.1*sr)``; ``n = floor(samples/hop) - 29``.  Same short-input
     and silence rules as :func:`momentary_loudness`.
     """
-    return _loudness_series(x, sr, _SHORT_TERM_HOPS)
+    return Loudness(x, sr).short_term()
 
 
 def integrated_loudness(x: Any, sr: float) -> float:
@@ -287,7 +325,7 @@ def integrated_loudness(x: Any, sr: float) -> float:
     Returns SILENCE_LUFS when nothing passes the gates (including silence
     and empty input).
     """
-    return _gated_mean_loudness(_block_powers(x, sr, _MOMENTARY_HOPS))
+    return Loudness(x, sr).integrated()
 
 
 def integrated_from_momentary(momentary_lufs: np.ndarray) -> float:
@@ -330,25 +368,7 @@ def loudness_range(x: Any, sr: float, normalise_to_lufs: float | None = None) ->
     fading out past its end are not counted; on clips shorter than about
     20 s those can otherwise dominate the 10th percentile.
     """
-    audio = _as_channels(x)
-    sr = _check_rate(sr)
-    energies, hop = _weighted_hop_energies(audio, sr)
-    if normalise_to_lufs is not None:
-        loudness = _gated_mean_loudness(_window_powers(energies, _MOMENTARY_HOPS, hop))
-        if loudness <= SILENCE_LUFS:
-            return 0.0
-        energies = energies * 10.0 ** ((normalise_to_lufs - loudness) / 10.0)
-    powers = _window_powers(energies, _SHORT_TERM_HOPS, hop)
-    absolute_threshold = 10.0 ** ((_ABSOLUTE_GATE_LUFS - _LOUDNESS_OFFSET_DB) / 10.0)
-    above_absolute = powers[powers > absolute_threshold]
-    if above_absolute.shape[0] < 2:
-        return 0.0
-    relative_threshold = float(np.mean(above_absolute)) * 10.0 ** (_LRA_RELATIVE_GATE_LU / 10.0)
-    kept = above_absolute[above_absolute >= relative_threshold]
-    if kept.shape[0] < 2:
-        return 0.0
-    low, high = np.percentile(10.0 * np.log10(kept), _LRA_PERCENTILES)
-    return float(high - low)
+    return Loudness(x, sr).loudness_range(normalise_to_lufs)
 
 
 # --------------------------------------------------------------------------
@@ -543,6 +563,23 @@ def _octave_band_response(freqs_hz: np.ndarray) -> np.ndarray:
     return response
 
 
+def _sos_response(sos: np.ndarray, freqs_hz: np.ndarray, sr: float) -> np.ndarray:
+    """Complex response of second-order sections at ``freqs_hz``: ``scipy.signal.sosfreqz``'s
+    arithmetic (Horner in z^-1 per section, product over sections), without importing scipy.signal."""
+    zm1 = np.exp(-1j * (2 * np.pi * np.asarray(freqs_hz, dtype=np.float64) / float(sr)))
+
+    def polyval(c: np.ndarray) -> np.ndarray:
+        value = np.full(zm1.shape, c[-1], dtype=np.complex128)
+        for coefficient in c[-2::-1]:
+            value = coefficient + value * zm1
+        return value
+
+    response = 1.0
+    for row in np.asarray(sos, dtype=np.float64):
+        response *= polyval(row[:3]) / polyval(row[3:])
+    return response
+
+
 def octave_band_rms(x: Any, sr: float, k_weighted: bool = False, gate: float | None = -70.0) -> np.ndarray:
     """RMS level in each octave band of :data:`OCTAVE_CENTRES_HZ`, dB, shape (9,).
 
@@ -596,8 +633,9 @@ def octave_band_rms(x: Any, sr: float, k_weighted: bool = False, gate: float | N
     bin_weight = np.full(freqs.shape[0], 2.0 / frame)
     bin_weight[0] = bin_weight[-1] = 1.0 / frame
     if k_weighted:
-        _, k_response = scipy.signal.sosfreqz(k_weighting_sos(sr), worN=freqs, fs=sr)
-        bin_weight = bin_weight * np.abs(k_response) ** 2
+        bin_weight = bin_weight * np.abs(_sos_response(k_weighting_sos(sr), freqs, sr)) ** 2
+
+    import scipy.fft
 
     window32 = window.astype(np.float32)
     bin_weight32 = bin_weight.astype(np.float32)
@@ -684,6 +722,8 @@ def _onset_strength(audio: np.ndarray, sr: float) -> tuple[np.ndarray, float]:
     n_fft = 1 << int(math.ceil(math.log2(0.023 * sr)))
     if mono.shape[0] < n_fft:
         return np.zeros(0), sr / hop
+    import scipy.fft
+
     frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop]
     spectrum = scipy.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=-1, workers=2)
     power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
@@ -719,6 +759,8 @@ def _periodicity(envelope: np.ndarray, frame_rate: float) -> tuple[np.ndarray, n
     trend = np.convolve(envelope, np.ones(trend_length) / trend_length, mode="same")
     smoothing = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
     detrended = np.convolve(envelope - trend, smoothing / smoothing.sum(), mode="same")
+
+    import scipy.fft
 
     size = scipy.fft.next_fast_len(2 * n)
     spectrum = scipy.fft.rfft(detrended, n=size)
@@ -816,3 +858,57 @@ def estimate_tempo(x: Any, sr: float) -> float:
     while bpm < low:
         bpm *= 2.0
     return float(bpm)
+
+
+# --------------------------------------------------------------------------
+# A song's analysis, made once
+# --------------------------------------------------------------------------
+
+
+class SongAnalysis:
+    """A song's vocal and backing measured once, for every rule and for the render.
+
+    ``vocal`` ``(1, samples)`` and ``backing`` ``(2, samples)`` at ``sr``, as the rules
+    see them. Each reading is made on first use and kept: the loudness of each
+    signal (one K-weighting pass serving its momentary, short-term and integrated
+    readings), the vocal's sample peak and the backing's tempo.
+    """
+
+    def __init__(self, vocal: np.ndarray, backing: np.ndarray, sr: float):
+        self.vocal = vocal
+        self.backing = backing
+        self.sample_rate = sr
+
+    @functools.cached_property
+    def vocal_loudness(self) -> Loudness:
+        return Loudness(self.vocal, self.sample_rate)
+
+    @functools.cached_property
+    def backing_loudness(self) -> Loudness:
+        return Loudness(self.backing, self.sample_rate)
+
+    @functools.cached_property
+    def vocal_lufs(self) -> float:
+        return self.vocal_loudness.integrated()
+
+    @functools.cached_property
+    def backing_lufs(self) -> float:
+        return self.backing_loudness.integrated()
+
+    @functools.cached_property
+    def vocal_peak_dbfs(self) -> float:
+        return sample_peak(self.vocal)
+
+    @functools.cached_property
+    def tempo_bpm(self) -> float:
+        """:func:`estimate_tempo` of the backing (NaN when none is found)."""
+        return estimate_tempo(self.backing, self.sample_rate)
+
+    def backing_lufs_if_same(self, backing: np.ndarray, sr: float) -> float | None:
+        """The backing's integrated loudness if ``backing`` at ``sr`` is the analysed backing sample for
+        sample (as when the output rate is the working rate and no tail is added), else None."""
+        if sr != self.sample_rate or backing.shape != self.backing.shape:
+            return None
+        if backing is not self.backing and not np.array_equal(backing, self.backing):
+            return None
+        return self.backing_lufs

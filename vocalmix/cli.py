@@ -7,15 +7,18 @@ a traceback instead.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from .errors import InputError, VocalmixError
@@ -24,13 +27,74 @@ from .progress import Progress
 
 log = logging.getLogger("vocalmix")
 
+
+class LazyCommand(NamedTuple):
+    """A command whose code is imported only when it runs: ``module:attribute`` and the help ``--help`` shows."""
+
+    target: str
+    help: str
+
+
+#: The training commands: `vocalmix --help` lists them, but their modules (and torch) load only when one runs,
+#: so rendering never imports training code. tests/test_architecture.py checks each help equals the command's own.
+LAZY_COMMANDS: dict[str, LazyCommand] = {
+    "train": LazyCommand("vocalmix.training.cli_train:train_command",
+                         "Train a model on a dataset, validating on held-out songs: the Li & Lerch CNN regressors, "
+                         "cnn-e2e or the Wave-U-Net."),
+    "evaluate": LazyCommand("vocalmix.training.cli_train:evaluate_command",
+                            "Mean absolute error per target (physical units) on held-out songs, CNN vs the "
+                            "training-mean baseline."),
+    "dataset": LazyCommand("vocalmix.training.cli_dataset:dataset_app", "Build and inspect training datasets."),
+}
+
+_APP_SETTINGS = dict(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def load_lazy_command(name: str) -> click.Command:
+    """Import the code of lazy command ``name`` and build its click command."""
+    module_name, attribute = LAZY_COMMANDS[name].target.split(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_command(target)
+    else:
+        single = typer.Typer(**_APP_SETTINGS)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class _LazyGroup(TyperGroup):
+    """The top-level command group: :data:`LAZY_COMMANDS` are listed by name and help, and loaded when invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name in LAZY_COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            self.commands[cmd_name] = load_lazy_command(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                if not self.commands[name].hidden:
+                    rows.append((name, self.commands[name].get_short_help_str(limit)))
+            else:  # listed without importing it
+                rows.append((name, click.utils.make_default_short_help(LAZY_COMMANDS[name].help, limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
 app = typer.Typer(
     name="vocalmix",
     help="Automatic mixing of a lead vocal with a backing track, with readable IEM plug-in settings.",
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    cls=_LazyGroup,
+    **_APP_SETTINGS,
 )
 
 
@@ -314,19 +378,6 @@ def _register_optional_commands() -> None:
     else:
         app.command("export")(export_command)
         app.command("import")(import_command)
-    try:
-        from .training.cli_dataset import dataset_app
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        app.add_typer(dataset_app, name="dataset", help="Build and inspect training datasets.")
-    try:
-        from .training.cli_train import evaluate_command, train_command
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        app.command("train")(train_command)
-        app.command("evaluate")(evaluate_command)
     from .compare import compare_command
     from .listening.cli import listening_app
 

@@ -183,7 +183,7 @@ def reverb_decay_left_db(settings: MixSettings, ir_seconds: float | None = None)
 
 def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, settings: MixSettings,
                backing_rate: int | None = None, relevel_to: float | None = None, chain=None,
-               reverb_ir_max_s: float | None = None, measure: bool = True) -> Mix:
+               reverb_ir_max_s: float | None = None, measure: bool = True, backing_lufs: float | None = None) -> Mix:
     """Process ``vocal`` ``(1, samples)`` at ``sample_rate``, add ``backing`` ``(2, samples)``, apply the output stage.
 
     The chain runs at ``sample_rate``; the processed vocal is then brought to
@@ -196,6 +196,7 @@ def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, setting
     ``reverb_ir_max_s`` cuts the reverb's impulse response there (default 20 s).
     ``measure=False`` leaves the mix's true peak and loudness out of the report, for a
     caller that measures the file as written (:func:`hold_ceiling_as_written`).
+    ``backing_lufs``: the integrated loudness of ``backing`` if the caller has measured it already.
     """
     from .audio import resample  # audio I/O is only needed here, not by the batch renderers
 
@@ -208,7 +209,7 @@ def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, setting
     if relevel_to is not None:
         from .rules.level import decide_level
 
-        level, report["level"] = decide_level(wet, backing, backing_rate, relevel_to)
+        level, report["level"] = decide_level(wet, backing, backing_rate, relevel_to, backing_lufs=backing_lufs)
         settings = replace(settings, level=level)
     vocal_out = wet * 10 ** (settings.level.vocal_gain_db / 20)
     gain_curve, stage = output_gain(vocal_out + backing, backing_rate, settings.output.ceiling_dbtp,

@@ -28,7 +28,8 @@ from .files import write_atomic
 from .plugins import reverb_tail_seconds, snap_to_plugin_grids
 from .methods import available, check_audio_method_outputs, get_method
 from .dsp.reverb import IR_MAX_SECONDS as DEFAULT_REVERB_IR_SECONDS
-from .mixing import Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix, reverb_decay_left_db
+from .mixing import (Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix, reverb_decay_left_db,
+                     vocal_before_level)
 from .rules.compression import DEFAULT_TARGET_LRA_LU
 from .rules.level import DEFAULT_RELATIVE_LOUDNESS_LU
 from .rules.method import REVERB_MODES
@@ -242,10 +243,21 @@ class _Decided:
     report: dict
     level_target: Optional[float]
     audio: Optional[np.ndarray] = None  # an audio method's mix (2, samples) at the working rate
+    chain: Optional[Callable] = None  # the vocal chain as the method rendered it while deciding (render_mix's chain)
+
+
+def _chain_samples(output_samples: int, sr: int, out_rate: int) -> int:
+    """Length at ``sr`` of the vocal given to the chain for an output of ``output_samples`` at ``out_rate``
+    (one sample to spare for the resampling to the output rate)."""
+    return int(math.ceil(output_samples * sr / out_rate)) + 1
 
 
 def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
-            progress: Callable[[str], None], file_settings: Optional[MixSettings] = None) -> _Decided:
+            progress: Callable[[str], None], file_settings: Optional[MixSettings] = None,
+            song: Optional[analysis.SongAnalysis] = None, chain_samples: Optional[int] = None) -> _Decided:
+    """Settings to render. ``song``: the inputs' analysis, shared by every rule; ``chain_samples``:
+    the length of the vocal the render gives the chain, so the rules can render the chain once,
+    while deciding, for it (None: the render runs the chain itself)."""
     if req.settings_file is not None:
         progress(f"using the settings of {req.settings_file}")
         settings = file_settings or read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
@@ -276,6 +288,8 @@ def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
             options = {"model_dir": req.model}
     method = get_method(method_name, **options)
     progress(f"deciding settings with the {method_name} method")
+    if method_name == "rules":
+        return _decide_rules(method, req, song or analysis.SongAnalysis(vocal, backing, sr), chain_samples)
     decision = method.decide(vocal, backing, sr)
     if decision.mix is not None:
         output = OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)
@@ -287,6 +301,37 @@ def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
         output=OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)))
     target = (decision.report.get("level") or {}).get("target_relative_lu")
     return _Decided(settings, method_name, decision.report, target)
+
+
+def _decide_rules(method, req: RenderRequest, song: analysis.SongAnalysis,
+                  chain_samples: Optional[int]) -> _Decided:
+    """The rules in one pass: each stage rendered once as it is decided; the level is left to the render,
+    which decides it last on this very chain at the output rate."""
+    # The real plug-ins (--engine iem) render the chain themselves.
+    staged = method.decide_stages(song, render_samples=chain_samples if req.engine == "dsp" else None,
+                                  reverb_ir_max_s=req.reverb_ir_max)
+    decision = staged.decision
+    settings = snap_to_plugin_grids(replace(
+        with_effective_fade_in(decision.settings),
+        output=OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)))
+    chain = None if staged.wet is None else _RenderedChain(staged.wet, settings)
+    return _Decided(settings, "rules", decision.report, method.target_relative_lu, chain=chain)
+
+
+class _RenderedChain:
+    """``render_mix``'s ``chain`` for a vocal chain rendered while deciding: hands that render over for the
+    same settings and length, and renders afresh (as :func:`vocal_before_level`) for anything else."""
+
+    def __init__(self, wet: np.ndarray, settings: MixSettings):
+        self.wet, self.settings = wet, settings
+
+    def __call__(self, vocal: np.ndarray, sample_rate: int, settings: MixSettings) -> np.ndarray:
+        same = (vocal.shape[-1] == self.wet.shape[-1] and settings.eq == self.settings.eq
+                and settings.compressor == self.settings.compressor and settings.reverb == self.settings.reverb)
+        if not same:
+            log.debug("the chain rendered while deciding does not match the render; rendering it again")
+            return vocal_before_level(vocal, sample_rate, settings)
+        return self.wet
 
 
 def _or(value, default):
@@ -325,12 +370,12 @@ def _check_loudness_target(req: RenderRequest, file_settings: Optional[MixSettin
                      "that peak limit; choose a target below the ceiling")
 
 
-def _check_vocal_level(vocal: np.ndarray, backing: np.ndarray, sr: int, target_lu: float, path: Path) -> None:
+def _check_vocal_level(song: analysis.SongAnalysis, target_lu: float, path: Path) -> None:
     """Refuse, before any work, a vocal that no fader position in range brings to the target."""
     gain_max = spec_of(LevelSettings, "vocal_gain_db").maximum
-    peak = analysis.sample_peak(vocal)
-    vocal_lufs = analysis.integrated_loudness(vocal, sr)
-    backing_lufs = analysis.integrated_loudness(backing, sr)
+    peak = song.vocal_peak_dbfs
+    vocal_lufs = song.vocal_lufs
+    backing_lufs = song.backing_lufs
     if vocal_lufs <= analysis.SILENCE_LUFS:
         raise InputError(f"{path}: too quiet to mix (peak {peak:.1f} dBFS, below the -70 LUFS loudness gate); "
                          "raise its level and render again")
@@ -356,28 +401,33 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         req.vocal_path, req.backing_path, max_seconds=req.max_minutes * 60)
     sr = WORKING_RATE
     timings["load_s"] = time.perf_counter() - start
+    # Every rule and the render read the inputs' analysis, made once.
+    song = analysis.SongAnalysis(vocal, backing, sr)
     level_check = req.relative_loudness if req.relative_loudness is not None else DEFAULT_RELATIVE_LOUDNESS_LU
     if req.settings_file is None or req.relevel:
-        _check_vocal_level(vocal, backing, sr, level_check, req.vocal_path)
-
-    start = time.perf_counter()
-    decided = _decide(req, vocal, backing, sr, progress, file_settings)
-    settings = decided.settings
-    timings["decide_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    progress("rendering the vocal chain and the mix")
+        _check_vocal_level(song, level_check, req.vocal_path)
     out_rate = backing_audio.original_rate if req.rate == "input" else sr
     backing_out = backing_native if req.rate == "input" else backing
     # The output is as long as the longer input, plus the tail if one is asked for.
     vocal_seconds = vocal_audio.samples.shape[-1] / sr
     length = max(backing_out.shape[-1], int(round(vocal_seconds * out_rate)))
+
+    start = time.perf_counter()
+    # A tail decided from the reverb makes the chain's length known only after the decision.
+    chain_samples = None if tail_request is not None and tail_request < 0 else \
+        _chain_samples(length + int(round((tail_request or 0.0) * out_rate)), sr, out_rate)
+    decided = _decide(req, vocal, backing, sr, progress, file_settings, song=song, chain_samples=chain_samples)
+    settings = decided.settings
+    timings["decide_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    progress("rendering the vocal chain and the mix")
     tail_s = 0.0
     if tail_request is not None:
         tail_s = reverb_tail_seconds(settings) if tail_request < 0 else tail_request
     length += int(round(tail_s * out_rate))
     backing_out = fit_length(backing_out, length)
-    vocal_in = fit_length(vocal, int(math.ceil(length * sr / out_rate)) + 1)
+    vocal_in = fit_length(vocal, _chain_samples(length, sr, out_rate))
     if decided.audio is not None:
         # The network mixed already: its mix goes through the output stage alone (no vocal chain).
         network_mix = fit_length(resample(decided.audio, sr, out_rate), length).astype(np.float64)
@@ -386,13 +436,14 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         no_stems = np.zeros((2, 0), np.float32)
         mix = Mix((network_mix * gain).astype(np.float32), no_stems, no_stems, stage, settings, out_rate)
     else:
-        chain = None
+        chain = decided.chain
         if req.engine == "iem":
             from .iem_engine import vocal_before_level_iem as chain
         else:
             _warn_if_reverb_cut(settings, req.reverb_ir_max)
         mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target,
-                         chain=chain, reverb_ir_max_s=req.reverb_ir_max, measure=False)
+                         chain=chain, reverb_ir_max_s=req.reverb_ir_max, measure=False,
+                         backing_lufs=song.backing_lufs_if_same(backing_out, out_rate))
     mix = hold_ceiling_as_written(mix, OUTPUT_SUBTYPES[req.sample_format])
     settings = mix.settings
     report = dict(decided.report)

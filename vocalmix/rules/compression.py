@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import analysis
-from ..dsp.compressor import compressor
+from ..dsp.chain import apply_compressor
 from ..errors import InputError
+from ..mixing import compressor_params
 from ..settings import CompressorSettings, spec_of
 
 DEFAULT_TARGET_LRA_LU = 16.36
@@ -55,6 +57,22 @@ def vocal_loudness_range(vocal: np.ndarray, sample_rate: int) -> float:
     return analysis.loudness_range(vocal, sample_rate, normalise_to_lufs=MEASUREMENT_LUFS)
 
 
+@dataclass
+class CompressionSearch:
+    """The search's outcome: the chosen compressor, the report, and the vocal through it.
+
+    ``audio`` is the chosen step's render, ``(1, samples)`` float32, exactly what the
+    chain's compressor stage gives for ``settings`` (so the chain need not run it again);
+    ``None`` when the target was met without compression. ``renders``: compressor runs
+    the search made (the speculative ones of the threaded steps included).
+    """
+
+    settings: CompressorSettings
+    report: dict
+    audio: np.ndarray | None
+    renders: int
+
+
 def decide_compression(
     vocal: np.ndarray,
     sample_rate: int,
@@ -64,7 +82,28 @@ def decide_compression(
     release_ms: float = RELEASE_MS,
 ) -> tuple[CompressorSettings, dict]:
     """Compressor settings for ``vocal`` ``(1, samples)`` (the EQ'd vocal) and the search's report."""
-    peak = float(np.max(np.abs(vocal)))
+    found = search_compression(vocal, sample_rate, target_lra_lu, threshold_floor_db, attack_ms, release_ms)
+    return found.settings, found.report
+
+
+def search_compression(
+    vocal: np.ndarray,
+    sample_rate: int,
+    target_lra_lu: float = DEFAULT_TARGET_LRA_LU,
+    threshold_floor_db: float = THRESHOLD_FLOOR_DB,
+    attack_ms: float = ATTACK_MS,
+    release_ms: float = RELEASE_MS,
+    measured_samples: int | None = None,
+) -> CompressionSearch:
+    """:func:`decide_compression`, keeping the chosen step's audio.
+
+    ``measured_samples``: the decision reads only the first this many samples (peak
+    and loudness range), while every step is rendered over all of ``vocal``; a
+    caller that renders the chain on a longer, zero-padded vocal gets that render's
+    compressor stage with the decision of the unpadded one (the compressor is causal).
+    """
+    measured = vocal[:, :measured_samples]
+    peak = float(np.max(np.abs(measured)))
     if peak <= 0:
         raise InputError("vocal: silent, nothing to compress")
     peak_db = 20 * np.log10(peak)
@@ -76,16 +115,17 @@ def decide_compression(
         return on_compressor_grid("threshold", peak_db + threshold_rel)
 
     def render(threshold_rel: float, ratio: float) -> np.ndarray:
-        def t(v):
-            return torch.tensor([v], dtype=torch.float32)
+        step = CompressorSettings(threshold_db=absolute_threshold(threshold_rel), ratio=ratio, knee_db=0.0,
+                                  attack_ms=attack_ms, release_ms=release_ms, makeup_db=0.0)
         with torch.no_grad():
-            y = compressor(x, sample_rate, t(absolute_threshold(threshold_rel)), t(ratio), t(0.0), t(attack_ms),
-                           t(release_ms), t(0.0), False)
+            y = apply_compressor(x, sample_rate, compressor_params([step]))
         return y[0].numpy()
 
-    lra = vocal_loudness_range(vocal, sample_rate)
+    lra = vocal_loudness_range(measured, sample_rate)
     steps = [{"threshold_db": None, "ratio": 1.0, "loudness_range_lu": lra}]
     settings = CompressorSettings(threshold_db=0.0, ratio=1.0, attack_ms=attack_ms, release_ms=release_ms)
+    chosen = None
+    renders = 0
     if lra < target_lra_lu:
         stopped_by = "target already met"
     else:
@@ -98,7 +138,8 @@ def decide_compression(
             plan.append((threshold_rel, on_compressor_grid("ratio", START_RATIO + k * RATIO_STEP)))
 
         def measure(step):
-            return vocal_loudness_range(render(*step), sample_rate)
+            audio = render(*step)
+            return audio, vocal_loudness_range(audio[:, :measured_samples], sample_rate)
 
         stopped_by = "threshold floor"
         # Steps are measured a few at a time in threads (the kernels release the GIL) and
@@ -109,11 +150,13 @@ def decide_compression(
                 batch = plan[first: first + workers]
                 valid = [st for st in batch if absolute_threshold(st[0]) >= threshold_spec.minimum]
                 results = list(pool.map(measure, valid))
+                renders += len(results)
                 done = False
-                for (threshold_rel, ratio), lra in zip(batch, results + [None] * (len(batch) - len(valid))):
-                    if lra is None:
+                for (threshold_rel, ratio), result in zip(batch, results + [None] * (len(batch) - len(valid))):
+                    if result is None:
                         stopped_by, done = "compressor threshold range", True
                         break
+                    chosen, lra = result
                     absolute = absolute_threshold(threshold_rel)
                     settings = CompressorSettings(threshold_db=absolute, ratio=ratio, attack_ms=attack_ms,
                                                   release_ms=release_ms)
@@ -132,4 +175,4 @@ def decide_compression(
         "steps": steps,
         "stopped_by": stopped_by,
     }
-    return settings, report
+    return CompressionSearch(settings, report, chosen, renders)

@@ -27,10 +27,14 @@ GATE_RELATIVE_LU = -20.0  # a 400 ms block counts as active within 20 LU of the 
 MOMENTARY_WINDOW_S = 0.4
 
 
-def active_mask(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Boolean ``(samples,)``: samples inside 400 ms blocks that pass the absolute and relative gates."""
+def active_mask(x: np.ndarray, sample_rate: int, loudness: analysis.Loudness | None = None) -> np.ndarray:
+    """Boolean ``(samples,)``: samples inside 400 ms blocks that pass the absolute and relative gates.
+
+    ``loudness``: ``x``'s :class:`~vocalmix.analysis.Loudness`, if it has been measured already.
+    """
     n = x.shape[-1]
-    momentary = np.asarray(analysis.momentary_loudness(x, sample_rate))
+    loudness = loudness or analysis.Loudness(x, sample_rate)
+    momentary = np.asarray(loudness.momentary())
     integrated = analysis.integrated_from_momentary(momentary)
     mask = np.zeros(n, dtype=bool)
     if integrated <= analysis.SILENCE_LUFS:
@@ -43,10 +47,15 @@ def active_mask(x: np.ndarray, sample_rate: int) -> np.ndarray:
     return mask
 
 
-def decide_eq(vocal: np.ndarray, backing: np.ndarray, sample_rate: int,
-              max_bands: int = MAX_BANDS) -> tuple[EQSettings, dict]:
-    """Masking-reduction EQ for ``vocal`` ``(1, samples)`` against ``backing`` ``(2, samples)``."""
-    mask = active_mask(vocal, sample_rate) & active_mask(backing, sample_rate)
+def decide_eq(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, max_bands: int = MAX_BANDS,
+              song: analysis.SongAnalysis | None = None) -> tuple[EQSettings, dict]:
+    """Masking-reduction EQ for ``vocal`` ``(1, samples)`` against ``backing`` ``(2, samples)``.
+
+    ``song``: the two signals' analysis, when it has been made already (their loudness is then not measured again).
+    """
+    song = song or analysis.SongAnalysis(vocal, backing, sample_rate)
+    mask = (active_mask(vocal, sample_rate, song.vocal_loudness)
+            & active_mask(backing, sample_rate, song.backing_loudness))
     min_samples = int(MOMENTARY_WINDOW_S * sample_rate)
     if np.count_nonzero(mask) < min_samples:
         raise InputError("vocal and backing are never active at the same time; nothing to balance")

@@ -21,16 +21,19 @@ def decide_level(
     backing: np.ndarray,
     sample_rate: int,
     target_relative_lu: float = DEFAULT_RELATIVE_LOUDNESS_LU,
+    backing_lufs: float | None = None,
 ) -> tuple[LevelSettings, dict]:
     """Vocal gain (dB) so that L(vocal) - L(backing) = ``target_relative_lu`` (BS.1770 integrated).
 
     ``processed_vocal`` is the vocal after EQ, compression and reverb; the backing keeps its level.
+    ``backing_lufs``: the backing's integrated loudness, if it has been measured already.
     """
     # K-weighting is linear, so a gain of g dB adds g to every gating block's loudness: one
     # weighting pass serves every trial gain below.
     vocal_blocks = analysis.momentary_loudness(processed_vocal, sample_rate)
     vocal_lufs = analysis.integrated_from_momentary(vocal_blocks)
-    backing_lufs = analysis.integrated_loudness(backing, sample_rate)
+    if backing_lufs is None:
+        backing_lufs = analysis.integrated_loudness(backing, sample_rate)
     if vocal_lufs <= analysis.SILENCE_LUFS:
         raise InputError("vocal: too quiet to measure its loudness (below the -70 LUFS gate)")
     if backing_lufs <= analysis.SILENCE_LUFS:

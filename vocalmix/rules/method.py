@@ -1,17 +1,25 @@
-"""The rules method: each effect decided in signal-chain order on the vocal as processed so far."""
+"""The rules method: each effect decided in signal-chain order on the vocal as processed so far.
+
+One pass: the song's analysis (:class:`~vocalmix.analysis.SongAnalysis`) is made once
+and read by every rule; each stage is put on the plug-ins' grids as it is decided and
+rendered once (the compressor search hands over its chosen step's audio), so the
+chain the later rules measure is the chain that is rendered, and a render can take
+the vocal after the reverb from here instead of running the chain again.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..analysis import SongAnalysis
 from ..methods import Decision
-from ..mixing import process_vocal
+from ..mixing import fit_length, process_vocal, reverb_ir_limit
 from ..plugins import snap_to_plugin_grids
 from ..settings import MixSettings, with_effective_fade_in
-from .compression import DEFAULT_TARGET_LRA_LU, decide_compression
+from .compression import DEFAULT_TARGET_LRA_LU, search_compression
 from .eq import decide_eq
 from .level import DEFAULT_RELATIVE_LOUDNESS_LU, decide_level
 from .reverb import decide_reverb, dry_wet_for_return_level
@@ -22,6 +30,21 @@ REVERB_MODES = ("tempo", "return-level")
 def on_plugin_grids(settings: MixSettings) -> MixSettings:
     """``settings`` as the plug-ins hold them, with a fade-in FdnReverb plays (0 or >= 0.08 s)."""
     return snap_to_plugin_grids(with_effective_fade_in(settings))
+
+
+@dataclass
+class StagedDecision:
+    """EQ, compressor and reverb decided (on the plug-ins' grids) and rendered once; the level is left open.
+
+    ``wet`` is the vocal through EQ, compressor and reverb, ``(2, render_samples)`` float32:
+    exactly :func:`vocalmix.mixing.vocal_before_level` of the vocal cut or padded with
+    silence to ``render_samples`` (None when no render length was asked for).
+    ``compressor_renders`` counts the compressor runs, the search's included.
+    """
+
+    decision: Decision
+    wet: np.ndarray | None
+    compressor_renders: int
 
 
 class RulesMethod:
@@ -46,6 +69,30 @@ class RulesMethod:
         self.base = base or MixSettings()
 
     def decide(self, vocal: np.ndarray, backing: np.ndarray, sample_rate: int) -> Decision:
+        """Every setting, the level last, on the vocal through the chain at ``sample_rate``."""
+        song = SongAnalysis(vocal, backing, sample_rate)
+        staged = self.decide_stages(song, render_samples=vocal.shape[-1])
+        decision, timings = staged.decision, staged.decision.report["rule_timings_s"]
+        start = time.perf_counter()
+        decision.settings.level, decision.report["level"] = decide_level(
+            staged.wet, backing, sample_rate, self.target_relative_lu, backing_lufs=song.backing_lufs)
+        timings["level"] = time.perf_counter() - start
+        decision.settings.validate()
+        return decision
+
+    def decide_stages(self, song: SongAnalysis, render_samples: int | None = None,
+                      reverb_ir_max_s: float | None = None) -> StagedDecision:
+        """EQ, compressor and reverb for ``song``, each rendered once; the level stays at the base's.
+
+        The rules measure the vocal as it is (``song.vocal``); with ``render_samples``
+        the stages are rendered on that vocal cut or padded with silence to that length
+        (the length a render gives the chain), and the result is handed back as ``wet``.
+        Both readings agree because EQ and compressor are causal: the first samples of
+        the longer render are the shorter render, bit for bit. ``reverb_ir_max_s`` cuts the
+        rendered reverb's impulse response there, as the render would (default 20 s).
+        """
+        vocal, backing, sample_rate = song.vocal, song.backing, song.sample_rate
+        n = vocal.shape[-1]
         timings: dict[str, float] = {}
         report: dict = {"method": self.name}
         settings = replace(self.base)
@@ -53,32 +100,41 @@ class RulesMethod:
         # Every stage is put on the plug-ins' grids as soon as it is decided, so each later
         # decision (and the level, last) is made on the chain exactly as it will be rendered.
         start = time.perf_counter()
-        settings.eq, report["eq"] = decide_eq(vocal, backing, sample_rate)
+        settings.eq, report["eq"] = decide_eq(vocal, backing, sample_rate, song=song)
         settings = on_plugin_grids(settings)
-        eq_out = process_vocal(vocal, sample_rate, settings, upto="eq")
+        rendered = n if render_samples is None else max(n, render_samples)
+        eq_out = process_vocal(fit_length(vocal, rendered), sample_rate, settings, upto="eq")
         timings["eq"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        # The search steps on OmniCompressor's grid already.
-        settings.compressor, report["compressor"] = decide_compression(eq_out, sample_rate, self.target_lra_lu)
+        # The search steps on OmniCompressor's grid already, and keeps the chosen step's render.
+        search = search_compression(eq_out, sample_rate, self.target_lra_lu, measured_samples=n)
+        settings.compressor, report["compressor"] = search.settings, search.report
+        renders = search.renders
         timings["compressor"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        settings.reverb, report["reverb"] = decide_reverb(backing, sample_rate, settings.reverb, self.tempo_bpm)
+        settings.reverb, report["reverb"] = decide_reverb(backing, sample_rate, settings.reverb, self.tempo_bpm,
+                                                          song=song)
         settings = on_plugin_grids(settings)
-        compressed = process_vocal(eq_out, sample_rate, settings, start="compressor", upto="compressor")
+        compressed = search.audio
+        if compressed is None:  # the vocal needed no compression: the stage still runs, at ratio 1
+            compressed = process_vocal(eq_out, sample_rate, settings, start="compressor", upto="compressor")
+            renders += 1
         if self.reverb_mode == "return-level":
+            dry = compressed[:, :n]
             fully_wet = replace(settings, reverb=replace(settings.reverb, dry_wet_pct=100.0))
-            wet = process_vocal(compressed, sample_rate, fully_wet, start="reverb", upto="reverb")
+            wet = process_vocal(dry, sample_rate, fully_wet, start="reverb", upto="reverb")
             pct, report["reverb"]["return_level"] = dry_wet_for_return_level(
-                np.repeat(compressed, 2, axis=0), wet, backing, sample_rate, self.target_relative_lu)
+                np.repeat(dry, 2, axis=0), wet, backing, sample_rate, self.target_relative_lu,
+                backing_lufs=song.backing_lufs)
             settings = on_plugin_grids(replace(settings, reverb=replace(settings.reverb, dry_wet_pct=pct)))
-        reverb_out = process_vocal(compressed, sample_rate, settings, start="reverb", upto="reverb")
+        reverb_out = None
+        if render_samples is not None:
+            with reverb_ir_limit(reverb_ir_max_s):
+                reverb_out = process_vocal(compressed[:, :render_samples], sample_rate, settings, start="reverb",
+                                           upto="reverb")
         timings["reverb"] = time.perf_counter() - start
 
-        start = time.perf_counter()
-        settings.level, report["level"] = decide_level(reverb_out, backing, sample_rate, self.target_relative_lu)
-        timings["level"] = time.perf_counter() - start
-
         report["rule_timings_s"] = timings
-        return Decision(settings.validate(), report)
+        return StagedDecision(Decision(settings, report), reverb_out, renders)

@@ -33,12 +33,16 @@ def reverb_time_for_tempo(tempo_bpm: float) -> float:
 
 
 def decide_reverb(backing: np.ndarray, sample_rate: int, base: ReverbSettings | None = None,
-                  tempo_bpm: float | None = None) -> tuple[ReverbSettings, dict]:
-    """Reverb settings from the tempo of ``backing`` ``(2, samples)`` (or a given tempo)."""
+                  tempo_bpm: float | None = None,
+                  song: analysis.SongAnalysis | None = None) -> tuple[ReverbSettings, dict]:
+    """Reverb settings from the tempo of ``backing`` ``(2, samples)`` (or a given tempo).
+
+    ``song``: the song's analysis, whose backing is ``backing``, if it has been made already.
+    """
     base = base or ReverbSettings()
     report: dict = {}
     if tempo_bpm is None:
-        tempo_bpm = analysis.estimate_tempo(backing, sample_rate)
+        tempo_bpm = song.tempo_bpm if song is not None else analysis.estimate_tempo(backing, sample_rate)
         report["tempo_source"] = "estimated from the backing"
         if not math.isfinite(tempo_bpm):
             log.warning("backing: no clear tempo found; using %g BPM for the reverb time", FALLBACK_TEMPO_BPM)
@@ -52,16 +56,18 @@ def decide_reverb(backing: np.ndarray, sample_rate: int, base: ReverbSettings | 
 
 
 def dry_wet_for_return_level(dry: np.ndarray, wet: np.ndarray, backing: np.ndarray, sample_rate: int,
-                             target_relative_lu: float,
-                             below_mix_lu: float = RETURN_BELOW_MIX_LU) -> tuple[float, dict]:
+                             target_relative_lu: float, below_mix_lu: float = RETURN_BELOW_MIX_LU,
+                             backing_lufs: float | None = None) -> tuple[float, dict]:
     """Dry/wet (%) putting the reverb return ``below_mix_lu`` under the mix.
 
     ``dry`` is the compressed vocal as stereo ``(2, samples)``, ``wet`` the fully wet
     reverb output of it. For a share w the vocal is ``w*wet + (1-w)*dry``, levelled
     to ``target_relative_lu`` against the backing; the return is its ``w*wet`` part.
     The return's distance below the mix grows as w falls, so a bisection finds w.
+    ``backing_lufs``: the backing's integrated loudness, if it has been measured already.
     """
-    backing_lufs = analysis.integrated_loudness(backing, sample_rate)
+    if backing_lufs is None:
+        backing_lufs = analysis.integrated_loudness(backing, sample_rate)
 
     def distance(w: float) -> float:
         vocal = w * wet + (1 - w) * dry

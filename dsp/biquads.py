@@ -18,6 +18,9 @@ import torch
 
 from .constants import FilterType
 
+#: ``(b, a)``, each ``(batch, 3)`` with ``a[:, 0] == 1``.
+Coefficients = tuple[torch.Tensor, torch.Tensor]
+
 __all__ = [
     "FilterType",
     "design",
@@ -35,7 +38,8 @@ __all__ = [
 ]
 
 
-def _normalise(b0, b1, b2, a0, a1, a2):
+def _normalise(b0: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor, a0: torch.Tensor, a1: torch.Tensor,
+               a2: torch.Tensor) -> Coefficients:
     b = torch.stack([b0 / a0, b1 / a0, b2 / a0], dim=-1)
     a = torch.stack([torch.ones_like(a0), a1 / a0, a2 / a0], dim=-1)
     return b, a
@@ -55,7 +59,7 @@ def _amplitude(gain_db: torch.Tensor) -> torch.Tensor:
     return torch.pow(10.0, torch.clamp(gain_db, min=-300.0) / 40.0)
 
 
-def peak(freq_hz, gain_db, q, sr: float):
+def peak(freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sr: float) -> Coefficients:
     A = _amplitude(gain_db)
     w = _omega(freq_hz, sr)
     alpha = torch.sin(w) / (2.0 * q)
@@ -63,7 +67,7 @@ def peak(freq_hz, gain_db, q, sr: float):
     return _normalise(1 + alpha * A, -2 * cs, 1 - alpha * A, 1 + alpha / A, -2 * cs, 1 - alpha / A)
 
 
-def low_shelf(freq_hz, gain_db, q, sr: float):
+def low_shelf(freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sr: float) -> Coefficients:
     A = _amplitude(gain_db)
     w = _omega(freq_hz, sr)
     cs = torch.cos(w)
@@ -79,7 +83,7 @@ def low_shelf(freq_hz, gain_db, q, sr: float):
     )
 
 
-def high_shelf(freq_hz, gain_db, q, sr: float):
+def high_shelf(freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sr: float) -> Coefficients:
     A = _amplitude(gain_db)
     w = _omega(freq_hz, sr)
     cs = torch.cos(w)
@@ -95,41 +99,42 @@ def high_shelf(freq_hz, gain_db, q, sr: float):
     )
 
 
-def _tan_prewarp(freq_hz, sr):
+def _tan_prewarp(freq_hz: torch.Tensor, sr: float) -> torch.Tensor:
     # Cut-off frequencies are clamped below Nyquist, as the plug-ins do (min(f, fs/2)),
     # and a hair under it so tan() stays finite.
     f = torch.clamp(freq_hz, min=1e-3, max=sr * 0.4999)
     return torch.tan(math.pi * f / sr)
 
 
-def highpass1(freq_hz, sr: float):
+def highpass1(freq_hz: torch.Tensor, sr: float) -> Coefficients:
     n = _tan_prewarp(freq_hz, sr)
     zero = torch.zeros_like(n)
     one = torch.ones_like(n)
     return _normalise(one, -one, zero, n + 1, n - 1, zero)
 
 
-def lowpass1(freq_hz, sr: float):
+def lowpass1(freq_hz: torch.Tensor, sr: float) -> Coefficients:
     n = _tan_prewarp(freq_hz, sr)
     zero = torch.zeros_like(n)
     return _normalise(n, n, zero, n + 1, n - 1, zero)
 
 
-def highpass2(freq_hz, q, sr: float):
+def highpass2(freq_hz: torch.Tensor, q: torch.Tensor, sr: float) -> Coefficients:
     n = _tan_prewarp(freq_hz, sr)
     c = 1.0 / (1.0 + n / q + n * n)
     one = torch.ones_like(n)
     return _normalise(c, -2 * c, c, one, 2 * c * (n * n - 1), c * (1 - n / q + n * n))
 
 
-def lowpass2(freq_hz, q, sr: float):
+def lowpass2(freq_hz: torch.Tensor, q: torch.Tensor, sr: float) -> Coefficients:
     n = 1.0 / _tan_prewarp(freq_hz, sr)
     c = 1.0 / (1.0 + n / q + n * n)
     one = torch.ones_like(n)
     return _normalise(c, 2 * c, c, one, 2 * c * (1 - n * n), c * (1 - n / q + n * n))
 
 
-def design(filter_type: torch.Tensor, freq_hz, gain_db, q, sr: float):
+def design(filter_type: torch.Tensor, freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor,
+           sr: float) -> Coefficients:
     """Coefficients for a batch of bands whose types may differ.
 
     ``filter_type`` holds :class:`FilterType` values. Linkwitz-Riley types return
@@ -176,7 +181,8 @@ class UnitCircleGrid(NamedTuple):
     sin: torch.Tensor  # sin ω
 
 
-def unit_circle_terms(n_fft: int, device=None, dtype=torch.float32) -> UnitCircleGrid:
+def unit_circle_terms(n_fft: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype = torch.float32) -> UnitCircleGrid:
     """The :class:`UnitCircleGrid` of length ``n_fft`` in ``dtype``.
 
     1 - cos ω, 1 + cos ω and sin ω are formed as 2 sin²(ω/2), 2 cos²(ω/2) and

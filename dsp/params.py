@@ -213,8 +213,10 @@ class ChainParams:
     def map_tensors(self, fn: TensorMap) -> ChainParams:
         """A copy with every tensor replaced by ``fn(dotted name, tensor)``, e.g. to make some leaves
         that require gradients."""
-        return ChainParams(**{stage: self._stage(stage).map_tensors(lambda name, t, s=stage: fn(f"{s}.{name}", t))
-                              for stage in ("eq", "compressor", "reverb", "level")})
+        return ChainParams(eq=self.eq.map_tensors(lambda name, t: fn(f"eq.{name}", t)),
+                           compressor=self.compressor.map_tensors(lambda name, t: fn(f"compressor.{name}", t)),
+                           reverb=self.reverb.map_tensors(lambda name, t: fn(f"reverb.{name}", t)),
+                           level=self.level.map_tensors(lambda name, t: fn(f"level.{name}", t)))
 
     def to(self, device: torch.device | str) -> ChainParams:
         """The same parameters on ``device``."""

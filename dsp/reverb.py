@@ -151,10 +151,10 @@ import torch
 import torch.nn.functional as F
 
 from . import biquads
-from .compressor import select_backend
+from .compressor import Param, select_backend
+from .constants import FDN_LINE_COUNTS
 
 __all__ = [
-    "FDN_SIZES",
     "IR_MAX_SECONDS",
     "IR_FLOOR_DB",
     "TRAINING_IR_FLOOR_DB",
@@ -168,7 +168,6 @@ __all__ = [
     "select_backend",
 ]
 
-FDN_SIZES = (16, 32, 64, 128, 256)
 IR_MAX_SECONDS = 20.0
 IR_FLOOR_DB = 90.0
 #: How the IRs are computed: the sample recursion (numba or torch backend) or the
@@ -236,14 +235,14 @@ def fdn_delay_lengths(room_size: int, fdn_lines: int, sr: float) -> np.ndarray:
     """Delay of each line in samples, exactly as the plug-in computes it.
 
     ``room_size`` is the plug-in's Room Size (``delayLength``, 1..30); ``fdn_lines``
-    one of :data:`FDN_SIZES`; ``sr`` in Hz. Returns int64 ``(fdn_lines,)``, increasing.
+    one of :data:`FDN_LINE_COUNTS`; ``sr`` in Hz. Returns int64 ``(fdn_lines,)``, increasing.
     Example: room 20, 64 lines, 48 kHz gives 33, 62, 110, ..., 25252 samples.
     """
     room_size = int(round(float(room_size)))
     if not 1 <= room_size <= 30:
         raise ValueError(f"room_size must be in 1..30, got {room_size}")
-    if fdn_lines not in FDN_SIZES:
-        raise ValueError(f"fdn_lines must be one of {FDN_SIZES}, got {fdn_lines}")
+    if fdn_lines not in FDN_LINE_COUNTS:
+        raise ValueError(f"fdn_lines must be one of {FDN_LINE_COUNTS}, got {fdn_lines}")
     return np.array(_delay_lengths_cached(room_size, int(fdn_lines), float(sr)), dtype=np.int64)
 
 
@@ -1000,7 +999,8 @@ def _loop_decay_rates(gains, hs, ls, seconds, sr, shelf_db=None) -> torch.Tensor
     return torch.amin(-loop_db / seconds, dim=-1)
 
 
-def fdn_ir_length(decay_db_per_s, longest_delay: int, sr: float, max_samples: int | None = None) -> int:
+def fdn_ir_length(decay_db_per_s: float | np.ndarray | torch.Tensor, longest_delay: int, sr: float,
+                  max_samples: int | None = None) -> int:
     """IR length in samples: -90 dB at the slowest decay plus the longest delay.
 
     ``decay_db_per_s`` is a float, an array or a tensor (its slowest rate is used). Capped at
@@ -1050,15 +1050,15 @@ def _guard(gains, rates, seconds):
 
 def fdn_impulse_response(
     sr: float,
-    room_size,
-    reverb_time_s,
-    low_cutoff_hz,
-    low_q,
-    low_gain_db_per_s,
-    high_cutoff_hz,
-    high_q,
-    high_gain_db_per_s,
-    fade_in_s=None,
+    room_size: Param,
+    reverb_time_s: Param,
+    low_cutoff_hz: Param,
+    low_q: Param,
+    low_gain_db_per_s: Param,
+    high_cutoff_hz: Param,
+    high_q: Param,
+    high_gain_db_per_s: Param,
+    fade_in_s: Param | None = None,
     fdn_lines: int = 64,
     n_samples: int | None = None,
     mono_input: bool = False,
@@ -1102,8 +1102,8 @@ def _impulse_responses(
     ``max_samples`` caps the automatic length (the input length in :func:`fdn_reverb`);
     ``ir_floor_db`` is the decay at which the automatic length ends.
     """
-    if fdn_lines not in FDN_SIZES:
-        raise ValueError(f"fdn_lines must be one of {FDN_SIZES}, got {fdn_lines}")
+    if fdn_lines not in FDN_LINE_COUNTS:
+        raise ValueError(f"fdn_lines must be one of {FDN_LINE_COUNTS}, got {fdn_lines}")
     if ir_method not in IR_METHODS:
         raise ValueError(f"ir_method must be one of {IR_METHODS}, got {ir_method!r}")
     rt = torch.as_tensor(reverb_time_s)
@@ -1265,16 +1265,16 @@ def _fft_convolve(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 def fdn_reverb(
     x: torch.Tensor,
     sr: float,
-    room_size,
-    reverb_time_s,
-    low_cutoff_hz,
-    low_q,
-    low_gain_db_per_s,
-    high_cutoff_hz,
-    high_q,
-    high_gain_db_per_s,
-    dry_wet,
-    fade_in_s,
+    room_size: Param,
+    reverb_time_s: Param,
+    low_cutoff_hz: Param,
+    low_q: Param,
+    low_gain_db_per_s: Param,
+    high_cutoff_hz: Param,
+    high_q: Param,
+    high_gain_db_per_s: Param,
+    dry_wet: Param,
+    fade_in_s: Param,
     fdn_lines: int = 64,
     backend: str = "auto",
     training: bool = False,
@@ -1350,25 +1350,25 @@ class FdnReverb(torch.nn.Module):
         self.training_reverb = bool(training)
         select_backend("cpu", backend)  # validate early
         self.backend = backend
-        if fdn_lines not in FDN_SIZES:
-            raise ValueError(f"fdn_lines must be one of {FDN_SIZES}, got {fdn_lines}")
+        if fdn_lines not in FDN_LINE_COUNTS:
+            raise ValueError(f"fdn_lines must be one of {FDN_LINE_COUNTS}, got {fdn_lines}")
         self.sample_rate = float(sample_rate)
         self.fdn_lines = int(fdn_lines)
 
     def forward(
         self,
-        x,
-        room_size,
-        reverb_time_s,
-        low_cutoff_hz,
-        low_q,
-        low_gain_db_per_s,
-        high_cutoff_hz,
-        high_q,
-        high_gain_db_per_s,
-        dry_wet,
-        fade_in_s,
-    ):
+        x: torch.Tensor,
+        room_size: Param,
+        reverb_time_s: Param,
+        low_cutoff_hz: Param,
+        low_q: Param,
+        low_gain_db_per_s: Param,
+        high_cutoff_hz: Param,
+        high_q: Param,
+        high_gain_db_per_s: Param,
+        dry_wet: Param,
+        fade_in_s: Param,
+    ) -> torch.Tensor:
         return fdn_reverb(
             x, self.sample_rate, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
             high_cutoff_hz, high_q, high_gain_db_per_s, dry_wet, fade_in_s, self.fdn_lines,

@@ -16,7 +16,8 @@ import torch
 
 from vocalmix.dsp import biquads
 from vocalmix.dsp.biquads import FilterType as FT
-from vocalmix.dsp.eq import N_BANDS, MultiEQ, default_settings, fft_length, multi_eq, multi_eq_response
+from vocalmix.dsp.constants import N_EQ_BANDS
+from vocalmix.dsp.eq import MultiEQ, default_settings, fft_length, multi_eq, multi_eq_response
 
 SR = 48000
 
@@ -51,7 +52,7 @@ def settings_tensors(*settings, enabled=None):
         "filter_type": torch.tensor([[int(t) for t in s["filter_type"]] for s in settings]),
     }
     out["enabled"] = (
-        torch.ones(len(settings), N_BANDS, dtype=torch.bool) if enabled is None else torch.as_tensor(enabled)
+        torch.ones(len(settings), N_EQ_BANDS, dtype=torch.bool) if enabled is None else torch.as_tensor(enabled)
     )
     return out
 
@@ -186,10 +187,10 @@ def test_frequency_clamped_to_nyquist():
 
 def test_all_disabled_is_identity():
     x = noise(2, 2, 3000)
-    p = settings_tensors(MIXED, EXTREME, enabled=torch.zeros(2, N_BANDS, dtype=torch.bool))
+    p = settings_tensors(MIXED, EXTREME, enabled=torch.zeros(2, N_EQ_BANDS, dtype=torch.bool))
     assert torch.equal(multi_eq(x, SR, **p), x)
     # Per item, too: an item with every band off passes unchanged next to an active one.
-    p = settings_tensors(MIXED, EXTREME, enabled=[[True] * N_BANDS, [False] * N_BANDS])
+    p = settings_tensors(MIXED, EXTREME, enabled=[[True] * N_EQ_BANDS, [False] * N_EQ_BANDS])
     y = multi_eq(x, SR, **p)
     assert torch.equal(y[1], x[1])
 
@@ -217,7 +218,7 @@ def test_disabled_band_is_transparent_whatever_its_settings():
 
 def test_disabled_band_response_is_exactly_one():
     # Band 3 is on for item 0 and off for item 1, so it is evaluated, not skipped.
-    p = settings_tensors(MIXED, MIXED, enabled=[[True] * N_BANDS, [True, True, True, False, True, True]])
+    p = settings_tensors(MIXED, MIXED, enabled=[[True] * N_EQ_BANDS, [True, True, True, False, True, True]])
     both = multi_eq_response(SR, 4096, p["frequency_hz"], p["gain_db"], p["q"], p["filter_type"], p["enabled"])
     keep = [0, 1, 2, 4, 5]
     # Same batch shape, so that vectorised and scalar code paths line up bit for bit.
@@ -404,7 +405,7 @@ def test_module_wrapper_matches_functional():
 
 def test_default_settings_are_the_plugin_defaults():
     s = default_settings(batch=2)
-    assert s["frequency_hz"].shape == (2, N_BANDS)
+    assert s["frequency_hz"].shape == (2, N_EQ_BANDS)
     assert s["filter_type"][0].tolist() == [FT.HIGHPASS_2, FT.PEAK, FT.PEAK, FT.PEAK, FT.PEAK, FT.HIGH_SHELF]
     assert s["frequency_hz"][0].tolist() == [20.0, 120.0, 500.0, 2200.0, 8000.0, 16000.0]
     # Not transparent: the 20 Hz high-pass removes DC.

@@ -23,26 +23,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+# MultiEQ's band count and filter types and FdnReverb's sizes are written once, in dsp (torch-free module).
+from .dsp.constants import FDN_LINE_COUNTS, N_EQ_BANDS, FilterType
 from .errors import SettingsError
 
 log = logging.getLogger("vocalmix")
 
 SCHEMA_VERSION = 1
 
-N_EQ_BANDS = 6  # MultiEQ has six bands in series
-
-#: MultiEQ filter types by name; the value is the plug-in's (v1.15) internal enum.
-FILTER_TYPES: dict[str, int] = {
-    "highpass1": 0,
-    "highpass2": 1,
-    "highpass_lr": 2,
-    "low_shelf": 3,
-    "peak": 4,
-    "high_shelf": 5,
-    "lowpass1": 6,
-    "lowpass2": 7,
-    "lowpass_lr": 8,
-}
+#: MultiEQ filter types by their names in settings files ("highpass1", "peak", ...); the value is the
+#: plug-in's (v1.15) internal enum, :class:`vocalmix.dsp.constants.FilterType`, which the effects use.
+FILTER_TYPES: dict[str, int] = {t.setting_name: int(t) for t in FilterType}
 
 #: Which filter types each MultiEQ band offers (band 0 is the low end, 5 the high end).
 BAND_FILTER_TYPES: tuple[tuple[str, ...], ...] = (
@@ -53,8 +44,6 @@ BAND_FILTER_TYPES: tuple[tuple[str, ...], ...] = (
     ("low_shelf", "peak", "high_shelf"),
     ("high_shelf", "lowpass1", "lowpass2", "lowpass_lr"),
 )
-
-FDN_LINE_COUNTS = (16, 32, 64, 128, 256)
 
 #: FdnReverb's fade-in does nothing below this (its twin network's loop gain underflows in
 #: float32; measured on the v1.14 binary, see shared/notes/iem-plugins.md), so decided

@@ -15,9 +15,15 @@ vocal and the backing, decides settings, and its render (the plug-in-grid ``MixS
 * whether every decision validates and exports to the plug-ins without a warning.
 
 Methods: mean settings (the target prior's centre, threshold and level placed as cnn-e2e
-places them), rules, the shipped parameter-trained CNN, and cnn-e2e.
+places them), rules, the shipped parameter-trained CNN, and cnn-e2e. Two bounds, not
+methods, rendered from the *clean* (undegraded) vocal, say how much of the distance any
+predictor can remove: "clean vocal + target settings" (the measurement's own floor: snapping
+to the plug-in grids and the level rule's gated loudness) and "clean vocal + mean settings"
+(the floor for a predictor that undoes every degradation perfectly but, seeing only the
+degraded vocal, cannot know the target's own draw from the prior).
 
     python scripts/evaluate_e2e.py [--model DIR] [--cases-per-song 4] [--seed 1234] [--json out.json]
+                                   [--methods NAME,...]
 """
 
 from __future__ import annotations
@@ -37,6 +43,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SONGS = ROOT.parent / "shared" / "audio" / "songs"
 
 
+CLEAN_TARGET = "bound: clean vocal + target settings"
+CLEAN_MEAN = "bound: clean vocal + mean settings"
+MEAN = "mean settings"
+CNN = "cnn (parameter-trained)"
+E2E = "cnn-e2e"
+ALL_METHODS = (CLEAN_TARGET, CLEAN_MEAN, MEAN, "rules", CNN, E2E)
+
+
 class _CountWarnings(logging.Handler):
     def __init__(self):
         super().__init__(logging.WARNING)
@@ -50,9 +64,9 @@ def eq_response_db(settings_list, sr: int, n_fft: int = 8192) -> np.ndarray:
     from vocalmix.dsp.eq import multi_eq_response
     from vocalmix.mixing import settings_to_params
 
-    p = settings_to_params(settings_list)
-    h = multi_eq_response(sr, n_fft, p["eq_frequency_hz"].double(), p["eq_gain_db"].double(), p["eq_q"].double(),
-                          p["eq_filter_type"], p["eq_enabled"])
+    eq = settings_to_params(settings_list).eq
+    h = multi_eq_response(sr, n_fft, eq.frequency_hz.double(), eq.gain_db.double(), eq.q.double(), eq.filter_type,
+                          eq.enabled)
     return 20 * np.log10(np.abs(h.numpy()) + 1e-12)
 
 
@@ -68,18 +82,25 @@ def main(argv=None) -> int:
     ap.add_argument("--cases-per-song", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--methods", default=None,
+                    help=f"comma-separated subset of: {', '.join(ALL_METHODS)} (default: all)")
     args = ap.parse_args(argv)
+    chosen = ALL_METHODS if args.methods is None else tuple(m.strip() for m in args.methods.split(","))
+    unknown = [m for m in chosen if m not in ALL_METHODS]
+    if unknown:
+        print(f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(ALL_METHODS)})", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
 
     from vocalmix.audio import load_audio
     from vocalmix.dsp.eq import multi_eq_response
     from vocalmix.export import export_files
     from vocalmix.methods import get_method
+    from vocalmix.methods.cnn_e2e import settings_from_values
     from vocalmix.mixing import process_vocal
+    from vocalmix.nets import e2e_outputs
     from vocalmix.plugins import plugin_states, snap_to_plugin_grids
     from vocalmix.settings import FILTER_TYPES
-    from vocalmix.methods.cnn_e2e import settings_from_values
-    from vocalmix.nets import e2e_outputs
     from vocalmix.training import e2e
     from vocalmix.training.losses import MultiResolutionSTFT
 
@@ -92,12 +113,15 @@ def main(argv=None) -> int:
     counter = _CountWarnings()
     logging.getLogger("vocalmix").addHandler(counter)
 
-    methods = {
-        "mean settings": None,
-        "rules": get_method("rules"),
-        "cnn (parameter-trained)": get_method("cnn"),
-        "cnn-e2e": get_method("cnn-e2e", **({"model_dir": args.model} if args.model else {})),
+    makers = {
+        CLEAN_TARGET: lambda: None,
+        CLEAN_MEAN: lambda: None,
+        MEAN: lambda: None,
+        "rules": lambda: get_method("rules"),
+        CNN: lambda: get_method("cnn"),
+        E2E: lambda: get_method("cnn-e2e", **({"model_dir": args.model} if args.model else {})),
     }
+    methods = {name: makers[name]() for name in ALL_METHODS if name in chosen}
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     centre = e2e.prior_centre()
     grid = None
@@ -135,12 +159,16 @@ def main(argv=None) -> int:
                 f = np.arange(n_fft // 2 + 1) * sr / n_fft
                 grid = (f >= 100) & (f <= 10000)
             deg_np = degraded[0].numpy()
+            clean_np = vocal
             for name, method in methods.items():
                 start = time.perf_counter()
-                if method is None:
-                    settings, _ = settings_from_values(centre, deg_np, backing, sr)
+                heard = clean_np if name in (CLEAN_TARGET, CLEAN_MEAN) else deg_np
+                if name == CLEAN_TARGET:
+                    settings, _ = settings_from_values(target_values, heard, backing, sr)
+                elif name in (CLEAN_MEAN, MEAN):
+                    settings, _ = settings_from_values(centre, heard, backing, sr)
                 else:
-                    settings = method.decide(deg_np, backing, sr).settings
+                    settings = method.decide(heard, backing, sr).settings
                 settings = snap_to_plugin_grids(settings)
                 decide_s = time.perf_counter() - start
                 valid = True
@@ -152,10 +180,11 @@ def main(argv=None) -> int:
                 plugin_states(settings)
                 export_files(settings)
                 warnings = counter.count - before
-                out = torch.from_numpy(process_vocal(deg_np, sr, settings))[None]
+                out = torch.from_numpy(process_vocal(heard, sr, settings))[None]
                 dist = float(stft(out, target, per_item=True)[0])
                 method_db = eq_response_db([settings], sr, n_fft)[0]
-                eq_err = float(np.sqrt(np.mean((method_db + deg_db - target_db)[grid] ** 2)))
+                heard_db = 0.0 if heard is clean_np else deg_db
+                eq_err = float(np.sqrt(np.mean((method_db + heard_db - target_db)[grid] ** 2)))
                 rel = _relative(out[0].numpy(), backing, sr)
                 c, r = settings.compressor, settings.reverb
                 rows[name].append({
@@ -178,7 +207,8 @@ def main(argv=None) -> int:
         summary[name]["all_valid"] = all(r["valid"] for r in rs)
         summary[name]["export_warnings"] = int(sum(r["export_warnings"] for r in rs))
         summary[name]["cases"] = len(rs)
-    print(f"\nHeld-out real vocals ({len(rows['rules'])} degraded cases from {SONGS}), seed {args.seed}:\n")
+    n_cases = len(next(iter(rows.values())))
+    print(f"\nHeld-out real vocals ({n_cases} degraded cases from {SONGS}), seed {args.seed}:\n")
     print("| method | MR-STFT to target | EQ response error dB | ratio error | reverb time error (oct) | "
           "dry/wet error % | level error LU | valid | export warnings |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -186,9 +216,16 @@ def main(argv=None) -> int:
         print(f"| {name} | {s['mr_stft']:.3f} ± {s['mr_stft_std']:.3f} | {s['eq_response_db']:.2f} | "
               f"{s['ratio_error']:.2f} | {s['reverb_time_octaves']:.2f} | {s['dry_wet_pct_error']:.1f} | "
               f"{s['relative_loudness_lu_error']:.2f} | {'all' if s['all_valid'] else 'NO'} | {s['export_warnings']} |")
-    e2e_d = summary["cnn-e2e"]["mr_stft"]
-    for ref in ("cnn (parameter-trained)", "mean settings"):
-        print(f"cnn-e2e vs {ref}: {100 * (1 - e2e_d / summary[ref]['mr_stft']):+.1f} % lower MR-STFT distance")
+    if E2E in summary:
+        e2e_d = summary[E2E]["mr_stft"]
+        for ref in (CNN, MEAN):
+            if ref in summary:
+                print(f"cnn-e2e vs {ref}: {100 * (1 - e2e_d / summary[ref]['mr_stft']):+.1f} % lower MR-STFT distance")
+        if MEAN in summary and CLEAN_MEAN in summary:
+            removable = summary[MEAN]["mr_stft"] - summary[CLEAN_MEAN]["mr_stft"]
+            if removable > 0:
+                print(f"cnn-e2e removes {100 * (summary[MEAN]['mr_stft'] - e2e_d) / removable:.0f} % of the distance "
+                      f"a perfect undo of the degradation would remove ({removable:.3f})")
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "cases": rows, "seed": args.seed}, indent=2))
     return 0

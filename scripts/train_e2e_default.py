@@ -3,9 +3,11 @@
 Data whose licence allows shipping weights only: the CC BY dry vocals in
 ``shared/audio/dry`` (vocadito, VocalSet) plus synthetic vocals, synthetic backings, undo
 pairs made from them (see ``vocalmix.training.e2e``). Starts from the shipped
-parameter-trained CNN (``--init vocalmix/models/cnn``), trains with the same command a user
-runs, is resumable (run it again to continue), and finally copies the best checkpoint as
-float16 into the package.
+parameter-trained CNN (``--init vocalmix/models/cnn``) and trains through
+``train_e2e_command`` (what ``vocalmix train cnn-e2e`` runs) with two recipe choices the
+command's defaults do not make: new undo pairs every step (``fresh_pairs``; the fixed pairs
+only validate) and a cosine learning-rate decay. Resumable (run it again to continue); at
+the end it copies the best checkpoint as float16 into the package (``--no-ship``: not).
 
     OMP_NUM_THREADS=1 python scripts/train_e2e_default.py [--work DIR] [--steps N] [--max-minutes M]
 """
@@ -23,12 +25,19 @@ DRY = ROOT.parent / "shared" / "audio" / "dry"
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, default=Path("e2e-default-run"))
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--pairs", type=int, default=320)
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=900)
+    ap.add_argument("--pairs", type=int, default=192, help="fixed pairs; the last eighth validates")
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-final", type=float, default=5e-5, help="cosine decay to this over --steps")
+    ap.add_argument("--val-every", type=int, default=25)
+    ap.add_argument("--fixed-pairs", action="store_true", help="cycle the fixed pairs instead of fresh ones")
     ap.add_argument("--synthetic-vocals", type=int, default=8)
     ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--dry", type=Path, default=DRY, help="folder of the CC BY dry vocals")
+    ap.add_argument("--init", type=Path, default=ROOT / "vocalmix" / "models" / "cnn",
+                    help="parameter-trained CNN whose convolutional layers start the predictor")
+    ap.add_argument("--no-ship", action="store_true", help="do not copy the best checkpoint into the package")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -39,13 +48,16 @@ def main(argv=None) -> int:
     from vocalmix.training.train import shrink_checkpoint
 
     torch.set_num_threads(1)
-    if not DRY.is_dir():
-        print(f"{DRY}: the CC BY dry vocals are not here", file=sys.stderr)
+    if not args.dry.is_dir():
+        print(f"{args.dry}: the CC BY dry vocals are not here", file=sys.stderr)
         return 2
     resume = (args.work / "cnn_e2e.last.pt").exists()
-    train_e2e_command(DRY, args.work, init=ROOT / "vocalmix" / "models" / "cnn", steps=args.steps, pairs=args.pairs,
+    train_e2e_command(args.dry, args.work, init=args.init, steps=args.steps, pairs=args.pairs,
                       synthetic_vocals=args.synthetic_vocals, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      resume=resume, max_minutes=args.max_minutes)
+                      resume=resume, max_minutes=args.max_minutes, fresh_pairs=not args.fixed_pairs,
+                      lr_final=args.lr_final, val_every=args.val_every)
+    if args.no_ship:
+        return 0
     dst = ROOT / "vocalmix" / "models" / "cnn_e2e" / CHECKPOINT_NAME
     shrink_checkpoint(args.work / CHECKPOINT_NAME, dst)
     print(f"shipped {dst} ({dst.stat().st_size / 1024:.0f} KB)")

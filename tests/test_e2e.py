@@ -3,6 +3,7 @@
 import csv
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ def test_ratio_reaches_the_infinite_switch_only_at_inference():
     assert float(phys["compressor.ratio"]) == pytest.approx(16.0)
     train = P.chain_params(phys, torch.zeros(1), None, training=True)
     infer = P.chain_params(phys, torch.zeros(1), None, training=False)
-    assert float(train["ratio"]) <= P.TRAINING_RATIO_CAP < float(infer["ratio"])
+    assert float(train.compressor.ratio) <= P.TRAINING_RATIO_CAP < float(infer.compressor.ratio)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -218,3 +219,42 @@ def test_training_is_deterministic_given_the_seed(tmp_path):
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
     assert runs[0].best_val == runs[1].best_val
+
+
+def test_learning_rate_decays_by_a_half_cosine_from_lr_to_lr_final():
+    config = e2e.E2EConfig(steps=100, lr=1e-3, lr_final=1e-4)
+    assert e2e.learning_rate(config, 0) == pytest.approx(1e-3)
+    assert e2e.learning_rate(config, 50) == pytest.approx(5.5e-4)  # halfway: the mean
+    assert e2e.learning_rate(config, 25) == pytest.approx(1e-4 + 0.5 * 9e-4 * (1 + math.cos(math.pi / 4)))
+    assert e2e.learning_rate(config, 100) == pytest.approx(1e-4)
+    assert e2e.learning_rate(config, 150) == pytest.approx(1e-4)  # a resume past --steps stays at the floor
+    assert e2e.learning_rate(e2e.E2EConfig(lr=2e-4), 77) == 2e-4  # no lr_final: constant
+
+
+def test_fresh_batches_are_new_every_step_and_the_same_for_the_same_step():
+    sources = e2e._load_sources("synthetic:1", 0, 0)[0]
+    a = e2e.fresh_batch(sources, 2, 1.6, seed=0, step=3)
+    b = e2e.fresh_batch(sources, 2, 1.6, seed=0, step=3)
+    c = e2e.fresh_batch(sources, 2, 1.6, seed=0, step=4)
+    n = int(round(1.6 * SR))
+    assert [tuple(x.shape) for x in a] == [(2, 1, n), (2, 2, n), (2, 2, n)]
+    for x, y, z in zip(a, b, c, strict=True):
+        assert torch.equal(x, y)
+        assert not torch.equal(x, z)
+    degraded, backing, target = a
+    # The target sits at a drawn vocal-to-backing loudness inside the target prior's range.
+    lo, hi = e2e.TARGET_PRIOR["level.relative_loudness_lu"][1:]
+    reached = k_loudness(target, SR) - k_loudness(backing, SR)
+    assert torch.all(reached > lo - 0.01) and torch.all(reached < hi + 0.01)
+    assert not torch.allclose(degraded.expand_as(target), target, atol=1e-3)
+
+
+def test_fresh_pair_training_resumes_exactly(tmp_path):
+    config = e2e.E2EConfig(steps=2, batch_size=2, n_pairs=2, seed=4, val_every=1, fresh_pairs=True, lr_final=1e-5)
+    whole = e2e.train_e2e("synthetic:1", tmp_path / "whole", config, progress=False)
+    e2e.train_e2e("synthetic:1", tmp_path / "parts", replace(config, steps=1), progress=False)
+    parts = e2e.train_e2e("synthetic:1", tmp_path / "parts", config, progress=False)
+    assert whole.steps_run == parts.steps_run == 2
+    last = [torch.load(tmp_path / d / "cnn_e2e.last.pt", weights_only=True)["state_dict"] for d in ("whole", "parts")]
+    for key in last[0]:
+        assert torch.equal(last[0][key], last[1][key]), key

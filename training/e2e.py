@@ -42,14 +42,15 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vocalmix.dsp.chain import vocal_chain
+from vocalmix.dsp.chain import apply_level, vocal_chain
 from vocalmix.dsp.eq import multi_eq
+from vocalmix.dsp.params import LevelParams
 from vocalmix.dsp.reverb import fdn_reverb
 from vocalmix.errors import InputError
 from vocalmix.features import DEFAULT_FEATURES, frontend, normalise_block
@@ -133,13 +134,13 @@ def render(vocal: torch.Tensor, backing: torch.Tensor, phys: dict[str, torch.Ten
     # differ from exact ones by less than -80 dB), far cheaper for long reverb times.
     eq_out = vocal_chain(vocal, sample_rate, params, upto="eq", training=training)
     peak_db = 20.0 * torch.log10(eq_out.detach().abs().amax(dim=(1, 2)).clamp_min(1e-6))
-    params["threshold_db"] = E2E.physical_threshold_db(phys["compressor.threshold_relative_db"], peak_db)
+    threshold_db = E2E.physical_threshold_db(phys["compressor.threshold_relative_db"], peak_db)
+    params = replace(params, compressor=replace(params.compressor, threshold_db=threshold_db))
     wet = vocal_chain(eq_out, sample_rate, params, start="compressor", upto="reverb", training=training)
     gain_spec = spec_of(LevelSettings, "vocal_gain_db")
     gain_db = phys["level.relative_loudness_lu"] + k_loudness(backing, sample_rate) - k_loudness(wet, sample_rate)
     gain_db = torch.clamp(gain_db, gain_spec.minimum, gain_spec.maximum)
-    params["vocal_gain_db"] = gain_db
-    out = vocal_chain(wet, sample_rate, params, start="level", upto="level", training=training)
+    out = apply_level(wet, LevelParams(vocal_gain_db=gain_db))
     return out, {"input_peak_db": peak_db, "vocal_gain_db": gain_db}
 
 
@@ -275,17 +276,14 @@ def _active_starts(x: np.ndarray, n: int, floor_db: float = -12.0) -> np.ndarray
     return keep if len(keep) else starts
 
 
-def make_pairs(dataset: str | os.PathLike, config: PairConfig, progress=None) -> dict:
-    """Undo pairs as tensors: ``degraded`` (N, 1, T), ``backing`` (N, 2, T), ``target`` (N, 2, T),
-    ``target_settings`` {name: (N,)}, ``degradation`` {...}, ``manifest`` (a JSON-able dict)."""
+def _draw_clips(sources: list[np.ndarray], count: int, clip_seconds: float,
+                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` sung clips ``(count, 1, T)`` from random sources and synthetic backings ``(count, 2, T)``."""
     from .synthesis import synthetic_backing
 
-    sources, records = _load_sources(dataset, config.synthetic_vocals, config.seed)
-    n = int(round(config.clip_seconds * SAMPLE_RATE))
-    rng = np.random.default_rng([config.seed, 11])
-    gen = torch.Generator().manual_seed(config.seed)
+    n = int(round(clip_seconds * SAMPLE_RATE))
     dry, backing = [], []
-    for _ in range(config.n_pairs):
+    for _ in range(count):
         src = sources[int(rng.integers(len(sources)))]
         starts = _active_starts(src, n)
         s = int(starts[int(rng.integers(len(starts)))])
@@ -293,9 +291,37 @@ def make_pairs(dataset: str | os.PathLike, config: PairConfig, progress=None) ->
         seg = src[s: s + n]
         clip[: len(seg)] = seg
         dry.append(clip)
-        backing.append(synthetic_backing(config.clip_seconds + 0.05, SAMPLE_RATE, rng)[:, :n])
-    dry_t = torch.from_numpy(np.stack(dry))[:, None]
-    backing_t = torch.from_numpy(np.stack(backing).astype(np.float32))
+        backing.append(synthetic_backing(clip_seconds + 0.05, SAMPLE_RATE, rng)[:, :n])
+    return torch.from_numpy(np.stack(dry))[:, None], torch.from_numpy(np.stack(backing).astype(np.float32))
+
+
+def fresh_batch(sources: list[np.ndarray], count: int, clip_seconds: float, seed: int, step: int,
+                fdn_lines: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` new undo pairs for training step ``step``: (degraded, backing, target).
+
+    Clip, backing, target settings and degradation are all drawn anew from generators
+    seeded by ``(seed, step)``, so a run is deterministic and resumes exactly, and no pair
+    is seen twice. With a fixed set of pairs the network learns the pairs (shipped run of
+    session 2: training MR-STFT 0.645 -> 0.44 over 700 steps while validation stayed near
+    0.62). Targets render with the training-time effects (reverb IR ending 80 dB down), a
+    tenth of the exact render's cost; a step costs about a quarter more than with fixed pairs.
+    """
+    rng = np.random.default_rng([seed, 23, step])
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    dry, backing = _draw_clips(sources, count, clip_seconds, rng)
+    with torch.no_grad():
+        target, _ = render(dry, backing, sample_prior(count, gen), SAMPLE_RATE, fdn_lines, training=True)
+    degraded, _ = degrade(dry, SAMPLE_RATE, gen)
+    return degraded, backing, target
+
+
+def make_pairs(dataset: str | os.PathLike, config: PairConfig, progress=None) -> dict:
+    """Undo pairs as tensors: ``degraded`` (N, 1, T), ``backing`` (N, 2, T), ``target`` (N, 2, T),
+    ``target_settings`` {name: (N,)}, ``degradation`` {...}, ``manifest`` (a JSON-able dict)."""
+    sources, records = _load_sources(dataset, config.synthetic_vocals, config.seed)
+    rng = np.random.default_rng([config.seed, 11])
+    gen = torch.Generator().manual_seed(config.seed)
+    dry_t, backing_t = _draw_clips(sources, config.n_pairs, config.clip_seconds, rng)
     targets, degraded, settings, degradations = [], [], [], []
     chunk = 16
     for start in range(0, config.n_pairs, chunk):
@@ -400,6 +426,19 @@ class E2EConfig:
     synthetic_vocals: int = 0
     fdn_lines: int = 16
     hidden: int = 64
+    #: Draw new undo pairs every step (:func:`fresh_batch`) instead of cycling the fixed
+    #: training pairs; the fixed pairs' validation part still selects the checkpoint.
+    fresh_pairs: bool = False
+    #: Cosine decay of the learning rate from ``lr`` to this over ``steps`` (None: constant).
+    lr_final: float | None = None
+
+
+def learning_rate(config: E2EConfig, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based): constant, or cosine to ``lr_final``."""
+    if config.lr_final is None:
+        return config.lr
+    t = min(1.0, step / max(1, config.steps))
+    return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1.0 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -502,6 +541,7 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
             csv.writer(fh).writerow(["step", "loss", "vocal_stft", "mix_stft", "loudness", "dynamics", "prior",
                                      "val_vocal_stft", "seconds", "examples_per_s"])
 
+    sources = _load_sources(dataset, config.synthetic_vocals, config.seed)[0] if config.fresh_pairs else None
     model.train()
     t0 = time.perf_counter()
     steps_done_here, examples_time = 0, 0.0
@@ -511,7 +551,13 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
         order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
         sel = torch.from_numpy(np.resize(order, pos + config.batch_size)[pos: pos + config.batch_size].copy())
         ts = time.perf_counter()
-        deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
+        if sources is not None:
+            deg, bak, tgt = (x.to(dev) for x in fresh_batch(sources, config.batch_size, config.clip_seconds,
+                                                            config.seed, step, config.fdn_lines))
+        else:
+            deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
         u = balance(predict_units(model, clip_blocks(deg, bak)))
         rendered, _ = render(deg, bak, E2E.to_physical(u), SAMPLE_RATE, config.fdn_lines)
         loss, terms = e2e_loss(rendered, tgt, bak, u, stft)
@@ -551,7 +597,8 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
 
 
 def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_vocals=0, batch_size=None, lr=None,
-                      seed=0, device="cpu", resume=False, max_minutes=None, quiet=False) -> None:
+                      seed=0, device="cpu", resume=False, max_minutes=None, quiet=False, fresh_pairs=False,
+                      lr_final=None, val_every=None) -> None:
     """``vocalmix train cnn-e2e DATASET --out DIR``: checks, training, one summary line."""
     import typer
 
@@ -563,7 +610,8 @@ def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_v
     if init is not None and not Path(init).is_dir():
         raise InputError(f"{init}: --init model folder not found")
     config = E2EConfig(steps=steps, batch_size=batch_size or E2EConfig.batch_size, lr=lr or E2EConfig.lr, seed=seed,
-                       n_pairs=pairs, synthetic_vocals=synthetic_vocals)
+                       n_pairs=pairs, synthetic_vocals=synthetic_vocals, fresh_pairs=fresh_pairs, lr_final=lr_final,
+                       val_every=val_every or E2EConfig.val_every)
     result = train_e2e(dataset, out, config, init=init, device=device, max_minutes=max_minutes, progress=not quiet)
     typer.echo(f"cnn-e2e: best step {result.best_step} of {result.steps_run}, validation MR-STFT "
                f"{result.best_val:.4f} (start {result.start_val:.4f}); {result.examples_per_second:.2f} examples/s "

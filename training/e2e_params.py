@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from vocalmix.dsp.params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
 from vocalmix.nets.e2e_outputs import BAND_TYPES, DECIDED, FIXED_FILTER_Q, GROUPS, NAMES, physical_threshold_db
 from vocalmix.settings import FILTER_TYPES, ReverbSettings
 
@@ -24,8 +25,8 @@ def group_index() -> torch.Tensor:
 
 
 def chain_params(phys: dict[str, torch.Tensor], input_peak_db: torch.Tensor, vocal_gain_db: torch.Tensor | None,
-                 fdn_lines: int = 64, training: bool = True) -> dict:
-    """The tensors :func:`vocalmix.dsp.chain.vocal_chain` takes, from :func:`to_physical`'s output.
+                 fdn_lines: int = 64, training: bool = True) -> ChainParams:
+    """The parameters :func:`vocalmix.dsp.chain.vocal_chain` takes, from :func:`to_physical`'s output.
 
     ``input_peak_db`` ``(batch,)`` is the sample peak (dBFS) of the compressor's input;
     ``vocal_gain_db`` ``(batch,)`` the level stage's gain (``None``: 0 dB, for renders up to the reverb).
@@ -45,29 +46,34 @@ def chain_params(phys: dict[str, torch.Tensor], input_peak_db: torch.Tensor, voc
     if training:
         ratio = torch.clamp(ratio, max=TRAINING_RATIO_CAP)
     reverb_defaults = ReverbSettings()
-    return {
-        "eq_frequency_hz": torch.stack(freqs, dim=1),
-        "eq_gain_db": torch.stack(gains, dim=1),
-        "eq_q": torch.stack(qs, dim=1),
-        "eq_filter_type": types.expand(batch, -1),
-        "eq_enabled": torch.ones(batch, len(BAND_TYPES), dtype=torch.bool, device=like.device),
-        "threshold_db": physical_threshold_db(phys["compressor.threshold_relative_db"], input_peak_db),
-        "ratio": ratio,
-        "knee_db": phys["compressor.knee_db"],
-        "attack_ms": phys["compressor.attack_ms"],
-        "release_ms": phys["compressor.release_ms"],
-        "makeup_db": full(0.0),
-        "lookahead": torch.zeros(batch, dtype=torch.bool, device=like.device),
-        "room_size": full(reverb_defaults.room_size),
-        "reverb_time_s": phys["reverb.reverb_time_s"],
-        "low_cutoff_hz": phys["reverb.low_cutoff_hz"],
-        "low_q": phys["reverb.low_q"],
-        "low_gain_db_per_s": phys["reverb.low_gain_db_per_s"],
-        "high_cutoff_hz": phys["reverb.high_cutoff_hz"],
-        "high_q": phys["reverb.high_q"],
-        "high_gain_db_per_s": phys["reverb.high_gain_db_per_s"],
-        "dry_wet": phys["reverb.dry_wet_pct"] / 100.0,
-        "fade_in_s": full(0.0),
-        "fdn_lines": fdn_lines,
-        "vocal_gain_db": full(0.0) if vocal_gain_db is None else vocal_gain_db,
-    }
+    eq = EQParams(
+        frequency_hz=torch.stack(freqs, dim=1),
+        gain_db=torch.stack(gains, dim=1),
+        q=torch.stack(qs, dim=1),
+        filter_type=types.expand(batch, -1),
+        enabled=torch.ones(batch, len(BAND_TYPES), dtype=torch.bool, device=like.device),
+    )
+    compressor = CompressorParams(
+        threshold_db=physical_threshold_db(phys["compressor.threshold_relative_db"], input_peak_db),
+        ratio=ratio,
+        knee_db=phys["compressor.knee_db"],
+        attack_ms=phys["compressor.attack_ms"],
+        release_ms=phys["compressor.release_ms"],
+        makeup_db=full(0.0),
+        lookahead=torch.zeros(batch, dtype=torch.bool, device=like.device),
+    )
+    reverb = ReverbParams(
+        room_size=full(reverb_defaults.room_size),
+        reverb_time_s=phys["reverb.reverb_time_s"],
+        low_cutoff_hz=phys["reverb.low_cutoff_hz"],
+        low_q=phys["reverb.low_q"],
+        low_gain_db_per_s=phys["reverb.low_gain_db_per_s"],
+        high_cutoff_hz=phys["reverb.high_cutoff_hz"],
+        high_q=phys["reverb.high_q"],
+        high_gain_db_per_s=phys["reverb.high_gain_db_per_s"],
+        dry_wet=phys["reverb.dry_wet_pct"] / 100.0,
+        fade_in_s=full(0.0),
+        fdn_lines=fdn_lines,
+    )
+    level = LevelParams(vocal_gain_db=full(0.0) if vocal_gain_db is None else vocal_gain_db)
+    return ChainParams(eq, compressor, reverb, level)

@@ -8,11 +8,14 @@ averaged over all feature blocks of the song:
    |gain| become peak filters, Q = 1, at their octave centres, in MultiEQ bands
    1-4 (sorted by frequency); bands 0 and 5 stay off.
 2. **Compression** on the EQ'd vocal: the predicted loudness range (LU) is the
-   target of the rules' threshold/ratio search (:func:`vocalmix.rules.compression.decide_compression`).
+   target of the rules' threshold/ratio search (:func:`vocalmix.rules.compression.search_compression`).
 3. **Reverb** on the compressed vocal: the 10 FdnReverb settings, used directly
    (clamped to the settings' ranges, room size rounded).
 4. **Level** on the reverberated vocal: the predicted vocal-minus-backing loudness
    (LU) is the target of :func:`vocalmix.rules.level.decide_level`.
+
+Each stage is rendered once, on the output of the stage before it (the compressor
+search's chosen step is the compressor stage), exactly as the whole chain renders it.
 
 The report holds the method, the model folder, each checkpoint's SHA-256 and the
 raw predictions (mean and spread over blocks, physical units).
@@ -36,7 +39,7 @@ from vocalmix.mixing import process_vocal
 from vocalmix.nets.checkpoints import check_compatible, file_sha256, load_checkpoint, model_from_checkpoint
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, denormalise_targets
 from vocalmix.nets.mixing_cnn import TASK_OUTPUTS, MixingCNN
-from vocalmix.rules.compression import decide_compression
+from vocalmix.rules.compression import search_compression
 from vocalmix.rules.level import decide_level
 from vocalmix.rules.method import on_plugin_grids
 from vocalmix.settings import EQBand, EQSettings, MixSettings, ReverbSettings, spec_of
@@ -204,8 +207,11 @@ class CnnMethod:
         start = time.perf_counter()
         predictions["compression"] = self.models.predict("compression", eq_out, backing, sample_rate)
         target_lra = predictions["compression"]["values"]["loudness_range_lu"]
-        settings.compressor, report["compressor"] = decide_compression(eq_out, sample_rate, target_lra)
-        compressed = process_vocal(vocal, sample_rate, settings, upto="compressor")
+        search = search_compression(eq_out, sample_rate, target_lra)
+        settings.compressor, report["compressor"] = search.settings, search.report
+        compressed = search.audio  # the chosen step's render is the chain's compressor stage
+        if compressed is None:  # no compression needed: the stage still runs, at ratio 1
+            compressed = process_vocal(eq_out, sample_rate, settings, start="compressor", upto="compressor")
         timings["compressor"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -213,7 +219,7 @@ class CnnMethod:
         settings.reverb = reverb_from_values(predictions["reverb"]["values"], settings.reverb)
         report["reverb"] = {"used_directly": True}
         settings = on_plugin_grids(settings)
-        reverb_out = process_vocal(vocal, sample_rate, settings, upto="reverb")
+        reverb_out = process_vocal(compressed, sample_rate, settings, start="reverb", upto="reverb")
         timings["reverb"] = time.perf_counter() - start
 
         start = time.perf_counter()

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from vocalmix.jsonable import jsonable
 from vocalmix.training.datasets import CC_BY_DRY_VOCALS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,7 +289,7 @@ def main(argv=None) -> int:
             f"{args.eq_examples_per_variation} --eq-loss {args.eq_loss} --eq-epochs {args.eq_epochs}")
         evaluation["minutes"] = round((time.monotonic() - started) / 60, 1)
         evaluation["reused"] = bool(args.reuse_models)
-        (args.out / "evaluation.json").write_text(json.dumps(_clean(evaluation), indent=1) + "\n")
+        (args.out / "evaluation.json").write_text(json.dumps(jsonable(evaluation), indent=1) + "\n")
         (args.out / "MODEL_CARD.md").write_text(model_card(evaluation, args))
         total = sum(p.stat().st_size for p in args.out.glob("*.pt"))
         log(f"wrote {args.out} ({total / 1024:.0f} KB of checkpoints)")
@@ -312,16 +313,6 @@ def _table(result) -> dict:
     rows = [r for r in result.rows() if r[0] in ("CNN", "mean", "start")]
     return {name: {c[0]: v for c, v in zip(COLUMNS, values)} for name, values in rows} | {
         "n": {t: {"songs": s.n_songs, "items": s.n_items} for t, s in result.scores.items()}}
-
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def _num(v) -> str:

@@ -39,6 +39,7 @@ import vocalmix
 from vocalmix.errors import InputError, VocalmixError
 from vocalmix.features import DEFAULT_FEATURES, FeatureSettings, MelFrontend, clip_features
 from vocalmix.files import write_atomic
+from vocalmix.jsonable import jsonable
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS, TASKS
 
 from . import targets as T
@@ -359,26 +360,7 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def _write_json_atomic(obj, path: Path) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    raise TypeError(f"not JSON-able: {type(o).__name__}")
-
-
-def _clean_floats(obj):
-    """NaN/inf -> None so the manifest is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean_floats(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_floats(v) for v in obj]
-    return obj
+    write_atomic(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 class _Progress:
@@ -629,7 +611,7 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
     for song_id in sorted(done_ids):
         result = torch.load(work[song_id], map_location="cpu", weights_only=False)
         split = split_of[song_id]
-        measures[song_id] = _clean_floats(result["measures"])
+        measures[song_id] = jsonable(result["measures"])
         blocks = result["blocks"]
         for task in config.tasks:
             if task == "eq":
@@ -698,7 +680,7 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
         "failed": failed,
         "measures": measures,
     }
-    _write_json_atomic(_clean_floats(manifest), out / "manifest.json")
+    _write_json_atomic(manifest, out / "manifest.json")
     return manifest
 
 

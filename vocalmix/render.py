@@ -25,6 +25,7 @@ from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_ou
                     match_length, resample, to_stereo, write_audio)
 from .errors import InputError
 from .files import write_atomic
+from .jsonable import jsonable
 from .plugins import reverb_tail_seconds, snap_to_plugin_grids
 from .methods import available, check_audio_method_outputs, get_method
 from .dsp.reverb import IR_MAX_SECONDS as DEFAULT_REVERB_IR_SECONDS
@@ -472,7 +473,7 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         "inputs": {"vocal": str(req.vocal_path), "backing": str(req.backing_path),
                    "vocal_sample_rate_hz": vocal_audio.original_rate,
                    "backing_sample_rate_hz": backing_audio.original_rate},
-        "report": {**_jsonable(report), "output_stage": _jsonable(stage), "timings_s": timings},
+        "report": {**jsonable(report), "output_stage": jsonable(stage), "timings_s": timings},
     }
     if decided.audio is not None:
         document = {"schema_version": SCHEMA_VERSION, **document, "settings": None, "effect_settings":
@@ -511,21 +512,6 @@ def _check_level_range(level: dict, vocal_path: Path) -> None:
                          "render again")
     log.warning("%s: so loud that the vocal level stops at %+g dB; the vocal sits above the target", vocal_path,
                 spec.minimum)
-
-
-def _jsonable(obj):
-    """Replace non-finite floats (not valid JSON) with None and numpy scalars with Python ones."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -27,29 +27,13 @@ import math
 
 import torch
 
-from vocalmix.dsp import biquads
+from vocalmix.features import k_weighting_power
 
 LOUDNESS_OFFSET_DB = -0.691  # BS.1770: a 997 Hz sine at 0 dBFS peak on one channel reads -3.01 LUFS
 _EPS = 1e-10
 
 
 # -- K-weighting and loudness ------------------------------------------------------------
-_K_CACHE: dict = {}
-
-
-def k_weighting_power(n_fft: int, sample_rate: float, device=None, dtype=torch.float32) -> torch.Tensor:
-    """|H_K(f)|² on the rfft grid of ``n_fft``: BS.1770's high shelf (+4 dB above ~1.5 kHz) and
-    its 38 Hz high-pass, designed at ``sample_rate`` by the same biquad formulas as the EQ."""
-    key = (n_fft, float(sample_rate), str(device), dtype)
-    if key not in _K_CACHE:
-        one = torch.ones(1, dtype=torch.float64)
-        b1, a1 = biquads.high_shelf(one * 1500.0, one * 4.0, one / math.sqrt(2.0), float(sample_rate))
-        b2, a2 = biquads.highpass2(one * 38.0, one * 0.5, float(sample_rate))
-        h = biquads.frequency_response(b1, a1, n_fft) * biquads.frequency_response(b2, a2, n_fft)
-        _K_CACHE[key] = (h.abs() ** 2)[0].to(device=device, dtype=dtype)
-    return _K_CACHE[key]
-
-
 def k_weighted_mean_square(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """Channel-summed mean square of the K-weighted signal, ``(batch,)``, by Parseval on a
     zero-padded FFT (the filter's steady-state response; no start-up transient)."""

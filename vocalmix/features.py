@@ -8,9 +8,10 @@ and each channel of each block is normalised to its own maximum.
 
 Everything here is torch, batched over clips, and runs on whatever device the
 input is on. The frame loudness used for the gate is the K-weighted mean square
-of the windowed frame (BS.1770's weighting applied as a magnitude response on
-the FFT grid), in LUFS, so "below -30 dB" means the same as in the loudness
-measures the targets use, measured frame by frame.
+of the windowed frame (BS.1770's K-weighting, the filter of
+:func:`vocalmix.analysis.k_weighting_sos`, applied as a magnitude response on the
+FFT grid: :func:`k_weighting_power`), in LUFS, so "below -30 dB" means the same as
+in the loudness measures the targets use, measured frame by frame.
 
 Representation choice: the paper does not say whether its mel-spectrogram was
 linear or logarithmic. A max-normalised *power* spectrogram leaves almost every
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from vocalmix import analysis
 from vocalmix.audio import resample
 from vocalmix.dsp import biquads
 
@@ -42,6 +44,7 @@ __all__ = [
     "song_features",
     "frame_count",
     "frontend",
+    "k_weighting_power",
     "normalise_block",
 ]
 
@@ -131,14 +134,20 @@ def frame_count(n_samples: int, settings: FeatureSettings = DEFAULT_FEATURES) ->
     return 1 + (n_samples - settings.n_fft) // settings.hop
 
 
-def _k_weighting_power(settings: FeatureSettings, device, dtype=torch.float32) -> torch.Tensor:
-    """|H_K(f)|² on the rfft grid: BS.1770's +4 dB high shelf (1.5 kHz) and 38 Hz high-pass."""
-    sr = float(settings.sample_rate)
-    one = torch.ones(1, dtype=torch.float64)
-    b1, a1 = biquads.high_shelf(one * 1500.0, one * 4.0, one / math.sqrt(2.0), sr)
-    b2, a2 = biquads.highpass2(one * 38.0, one * 0.5, sr)
-    h = biquads.frequency_response(b1, a1, settings.n_fft) * biquads.frequency_response(b2, a2, settings.n_fft)
-    return (h.abs() ** 2)[0].to(device=device, dtype=dtype)
+_K_POWER: dict[tuple, torch.Tensor] = {}
+
+
+def k_weighting_power(n_fft: int, sample_rate: float, device: str | torch.device | None = None,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """|H_K(f)|² on the rfft grid of ``n_fft``: the BS.1770 K-weighting of :func:`vocalmix.analysis.k_weighting_sos`,
+    the filter every loudness in vocalmix is measured with, as a magnitude response for loudness in the spectral
+    domain (the feature gate here, the training losses). Cached per grid; do not modify the result in place."""
+    key = (n_fft, float(sample_rate), str(device), dtype)
+    if key not in _K_POWER:
+        sos = torch.from_numpy(analysis.k_weighting_sos(sample_rate))
+        response = biquads.frequency_response(sos[:, :3], sos[:, 3:], n_fft)
+        _K_POWER[key] = (response.abs() ** 2).prod(dim=0).to(device=device, dtype=dtype)
+    return _K_POWER[key]
 
 
 class MelFrontend(torch.nn.Module):
@@ -160,7 +169,8 @@ class MelFrontend(torch.nn.Module):
         fold[0] = fold[-1] = 1.0
         ms_weights = fold / (settings.n_fft * float((window ** 2).sum()))
         self.register_buffer("loudness_weights",
-                             (_k_weighting_power(settings, "cpu", torch.float64) * ms_weights).to(torch.float32),
+                             (k_weighting_power(settings.n_fft, settings.sample_rate, "cpu", torch.float64)
+                              * ms_weights).to(torch.float32),
                              persistent=False)
 
     def power_spectrogram(self, x: torch.Tensor) -> torch.Tensor:

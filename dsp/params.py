@@ -31,7 +31,7 @@ from typing import Any, TypeVar, Union
 
 import torch
 
-from .constants import FDN_LINE_COUNTS
+from .constants import FDN_LINE_COUNTS, N_EQ_BANDS
 
 __all__ = ["EQParams", "CompressorParams", "ReverbParams", "LevelParams", "ChainParams", "BatchIndex"]
 
@@ -181,7 +181,8 @@ class LevelParams(_EffectParams):
 
 @dataclass(frozen=True, eq=False)
 class ChainParams:
-    """The parameters of the whole vocal chain, EQ -> compressor -> reverb -> level, for one batch."""
+    """The parameters of the whole vocal chain, EQ -> compressor -> reverb -> level, for one batch
+    (the EQ with MultiEQ's :data:`.constants.N_EQ_BANDS` bands)."""
 
     eq: EQParams
     compressor: CompressorParams
@@ -193,6 +194,9 @@ class ChainParams:
         for name, cls in expected.items():
             if not isinstance(getattr(self, name), cls):
                 raise TypeError(f"ChainParams.{name} must be {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        bands = self.eq.frequency_hz.shape[1]
+        if bands != N_EQ_BANDS:
+            raise ValueError(f"ChainParams.eq must have MultiEQ's {N_EQ_BANDS} bands, got {bands}")
         sizes = {name: self._stage(name).batch_size for name in expected}
         if len(set(sizes.values())) != 1:
             raise ValueError(f"ChainParams: the effects disagree in batch size: {sizes}")

@@ -148,6 +148,8 @@ def test_chain_checks_its_stages_and_the_signal_agree():
         ChainParams(p.eq, _compressor(batch=3), p.reverb, p.level)
     with pytest.raises(TypeError, match="ChainParams.level must be LevelParams"):
         ChainParams(p.eq, p.compressor, p.reverb, p.compressor)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="MultiEQ's 6 bands, got 4"):
+        ChainParams(p.eq.map_tensors(lambda _, t: t[:, :4]), p.compressor, p.reverb, p.level)
     with pytest.raises(ValueError, match="3 signals but parameters for 2"):
         vocal_chain(torch.zeros(3, 1, 100), SR, p)
     with pytest.raises(TypeError, match="ChainParams"):

@@ -1,6 +1,7 @@
 """``vocalmix dataset ...``: build and inspect training datasets, train the reverb estimator.
 
-Registered by ``vocalmix.cli`` as ``app.add_typer(dataset_app, name="dataset")``.
+``vocalmix.cli`` lists ``dataset`` in ``LAZY_COMMANDS``: this module (and torch) is imported
+only when a ``dataset`` command runs, so its imports can be plain module-level ones.
 """
 
 from __future__ import annotations
@@ -8,12 +9,22 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
+from vocalmix.audio import load_audio
 from vocalmix.errors import InputError
+from vocalmix.files import write_atomic
+from vocalmix.methods.cnn import reverb_from_values
+from vocalmix.nets.cnn_targets import TASKS
+from vocalmix.settings import MixSettings
+
+from . import build as B
+from .datasets import discover_songs, synthetic_songs
+from .reverb_estimation import ReverbEstimator, build_estimator, fit_impulse_response
 
 dataset_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                           rich_markup_mode=None, help="Build and inspect training datasets.")
@@ -22,8 +33,6 @@ _SYNTHETIC_PREFIX = "synthetic:"
 
 
 def _parse_tasks(text: str) -> tuple[str, ...]:
-    from .data import TASKS
-
     tasks = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [t for t in tasks if t not in TASKS]
     if bad or not tasks:
@@ -69,9 +78,6 @@ def build_command(
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ):
     """Build a dataset of feature blocks and targets from SOURCE into OUT (resumable)."""
-    from . import build as B
-    from .datasets import discover_songs, synthetic_songs
-
     task_list = _parse_tasks(tasks)
     fractions = _parse_fractions(split)
     if eq_count < 0:
@@ -98,14 +104,13 @@ def build_command(
     eq_per_song = math.ceil(eq_count / len(songs)) if eq_count else 0
     executor = "ray" if ray else ("serial" if serial else "process")
     # A build that cannot fit in memory is refused before any work, a reverb estimator included.
+    workers = 0 if ray_address not in (None, "local") else (1 if serial else jobs or os.cpu_count() or 1)
     B.check_memory(songs, B.BuildConfig(seed=seed, tasks=task_list, eq_per_song=eq_per_song, shard_blocks=shard_blocks),
-                   0 if ray_address not in (None, "local") else (1 if serial else jobs or os.cpu_count() or 1), executor)
+                   workers, executor)
 
     estimator_state, estimator_info = None, None
     needs_estimator = "reverb" in task_list and any(s.kind != "synthetic" for s in songs)
     if needs_estimator:
-        from .reverb_estimation import ReverbEstimator, build_estimator
-
         if reverb_estimator is not None:
             if not reverb_estimator.is_file():
                 raise InputError(f"{reverb_estimator}: reverb estimator not found")
@@ -157,9 +162,7 @@ def info_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Summarise a built dataset: songs per split, blocks per task, dropped outliers."""
-    from .build import dataset_info
-
-    info = dataset_info(out)
+    info = B.dataset_info(out)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
     else:
@@ -172,17 +175,13 @@ def reverb_estimator_command(
     settings: int = typer.Option(1200, help="Random reverb settings to train on."),
     clips_per_setting: int = typer.Option(2, help="Dry clips reverberated with each setting."),
     held_out: int = typer.Option(200, help="Unseen settings (and clips) to validate on."),
-    dry: Optional[List[Path]] = typer.Option(None, help="Dry vocal files mixed in with the synthetic vocals "
+    dry: Optional[list[Path]] = typer.Option(None, help="Dry vocal files mixed in with the synthetic vocals "
                                                         "(repeat the option for several)."),
     epochs: int = typer.Option(300, help="Training epochs."),
     seed: int = typer.Option(0, help="Seed of the settings, clips and training."),
     force: bool = typer.Option(False, help="Overwrite OUT."),
 ):
     """Train the reverb-settings estimator on FdnReverb renders and report its validation MAE."""
-    from vocalmix.audio import load_audio
-
-    from .reverb_estimation import build_estimator
-
     if out.exists() and not force:
         raise InputError(f"{out}: already exists (use --force to overwrite)")
     if not out.parent.exists():
@@ -220,10 +219,6 @@ def fit_ir_command(
     progress: bool = typer.Option(True, help="Show the fitting progress on stderr."),
 ):
     """Fit FdnReverb settings to a known impulse response by gradient descent."""
-    from vocalmix.audio import load_audio
-
-    from .reverb_estimation import fit_impulse_response
-
     if steps < 1 or search_steps < 1 or max_seconds <= 0:
         raise InputError("--steps and --search-steps must be at least 1 and --max-seconds above 0")
     if settings_out is not None:
@@ -277,12 +272,6 @@ class _FitProgress:
 
 def _write_fitted_settings(path: Path, result: dict, ir: Path) -> None:
     """Default settings with the fitted reverb, validated, written atomically with the user's umask."""
-    from dataclasses import replace
-
-    from vocalmix.files import write_atomic
-    from vocalmix.methods.cnn import reverb_from_values
-    from vocalmix.settings import MixSettings
-
     settings = MixSettings()
     settings.reverb = reverb_from_values(result["settings"], replace(settings.reverb))
     text = settings.validate().to_json(method="fit-ir", impulse_response=str(ir.resolve()),

@@ -1,9 +1,7 @@
 """``vocalmix train`` and ``vocalmix evaluate``: typer command functions.
 
-The integrator registers them on the main app::
-
-    app.command("train")(train_command)
-    app.command("evaluate")(evaluate_command)
+``vocalmix.cli`` lists them in ``LAZY_COMMANDS``: this module (and torch) is imported only
+when one of them runs, so its imports can be plain module-level ones.
 
 Bad input raises :class:`~vocalmix.errors.InputError`, which the main CLI prints as
 one line with exit code 2.
@@ -12,23 +10,29 @@ one line with exit code 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
 from vocalmix.errors import InputError
+from vocalmix.methods.cnn import default_model_dir
+from vocalmix.nets.cnn_targets import TASKS
 
-# Spelled out rather than read from .models so that `vocalmix --help` does not import torch.
-_TASK_NAMES = ("level", "compression", "eq", "reverb")
-_TASKS_HELP = ", ".join(_TASK_NAMES)
+from .e2e import train_e2e_command
+from .evaluate import cross_validate, evaluate
+from .train import train
+from .waveunet_train import train_waveunet_command
+
+_TASKS_HELP = ", ".join(TASKS)
 
 
 def train_command(
     task: str = typer.Argument(..., help=f"Which model to train: {_TASKS_HELP}, or 'all'; or cnn-e2e "
                                           "(end to end through the effects; DATASET is then a folder of dry vocals "
-                                          "or synthetic:N); or waveunet (Wave-U-Net mixer; DATASET is then a song source: "
-                                          "MUSDB18-HQ, song folders, a CSV, MIR-1K files or synthetic:N)."),
-    dataset: Path = typer.Argument(..., help="For the CNN tasks: a folder made by `vocalmix dataset build` (has manifest.json); for cnn-e2e and waveunet: see TASK."),
+                                          "or synthetic:N); or waveunet (Wave-U-Net mixer; DATASET is then a song "
+                                          "source: MUSDB18-HQ, song folders, a CSV, MIR-1K files or synthetic:N)."),
+    dataset: Path = typer.Argument(..., help="For the CNN tasks: a folder made by `vocalmix dataset build` (has "
+                                             "manifest.json); for cnn-e2e and waveunet: see TASK."),
     out: Path = typer.Option(Path("models"), "--out", "-o",
                              help="Folder for <task>.pt (best), <task>.last.pt (resume state) and <task>.log.csv."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
@@ -41,7 +45,8 @@ def train_command(
                                                 "(default 10; waveunet 20)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2,
                                              help="Examples per step (default: 25, EQ 30, as published)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (default: the published per-task value)."),
+    lr: Optional[float] = typer.Option(None, "--lr",
+                                       help="Adam learning rate (default: the published per-task value)."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay",
                                                  help="Adam weight decay (default: 1e-5 for reverb, else 0)."),
     hidden: int = typer.Option(64, "--hidden", min=0, help="Hidden width of the MLP head (0: one linear layer)."),
@@ -63,30 +68,26 @@ def train_command(
     filters: int = typer.Option(24, "--filters", min=1, help="waveunet: extra filters per level."),
     output_window: int = typer.Option(16384, "--output-window", min=1, help="waveunet: output samples per window."),
     steps_per_epoch: int = typer.Option(200, "--steps-per-epoch", min=1, help="waveunet: updates per epoch."),
-    finetune: bool = typer.Option(True, "--finetune/--no-finetune", help="waveunet: fine-tuning step after early stopping."),
+    finetune: bool = typer.Option(True, "--finetune/--no-finetune",
+                                  help="waveunet: fine-tuning step after early stopping."),
     augment: bool = typer.Option(False, "--augment", help="waveunet: swap left/right and scale examples by +-6 dB."),
 ):
-    """Train a model on a dataset, validating on held-out songs: the Li & Lerch CNN regressors, cnn-e2e or the Wave-U-Net."""
+    """Train a model on a dataset, validating on held-out songs: the Li & Lerch CNN regressors, cnn-e2e or the
+    Wave-U-Net."""
     if task == "cnn-e2e":
-        from .e2e import train_e2e_command
-
         train_e2e_command(dataset, out, init=init, steps=steps, pairs=pairs, synthetic_vocals=synthetic_vocals,
                           batch_size=batch_size, lr=lr, seed=seed, device=device, resume=resume,
                           max_minutes=max_minutes, quiet=quiet)
         return
     if task == "waveunet":
-        from .waveunet_train import train_waveunet_command
-
         train_waveunet_command(dataset, out, target=target, layout=layout, layers=layers, filters=filters,
                                output_window=output_window, steps_per_epoch=steps_per_epoch, finetune=finetune,
                                augment=augment, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
                                seed=seed, device=device, resume=resume, max_minutes=max_minutes, quiet=quiet)
         return
     epochs, patience = epochs or 60, patience or 10
-    from .train import train
-
-    tasks = list(_TASK_NAMES) if task == "all" else [task]
-    if any(t not in _TASK_NAMES for t in tasks):
+    tasks = list(TASKS) if task == "all" else [task]
+    if any(t not in TASKS for t in tasks):
         raise InputError(f"unknown task '{task}'; use one of {_TASKS_HELP} or all")
     if not dataset.exists():
         raise InputError(f"{dataset}: dataset folder not found")
@@ -109,7 +110,7 @@ def evaluate_command(
     folds: int = typer.Option(0, "--folds", min=0,
                               help="k-fold cross-validation by song over all splits (trains k models per task; "
                                    "ignores --models). 0 = score the given models on --split."),
-    tasks: Optional[List[str]] = typer.Option(None, "--task", "-t", help=f"Only these tasks ({_TASKS_HELP})."),
+    tasks: Optional[list[str]] = typer.Option(None, "--task", "-t", help=f"Only these tasks ({_TASKS_HELP})."),
     aggregate: str = typer.Option("song", "--aggregate",
                                   help="song: average outputs over a song's blocks, as inference does; "
                                        "block: score every block."),
@@ -120,11 +121,8 @@ def evaluate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines (with --folds)."),
 ):
     """Mean absolute error per target (physical units) on held-out songs, CNN vs the training-mean baseline."""
-    from .evaluate import cross_validate, evaluate
-    from vocalmix.methods.cnn import default_model_dir
-
     for t in tasks or []:
-        if t not in _TASK_NAMES:
+        if t not in TASKS:
             raise InputError(f"unknown task '{t}'; use one of {_TASKS_HELP}")
     if aggregate not in ("song", "block"):
         raise InputError(f"--aggregate {aggregate!r}: choose song or block")

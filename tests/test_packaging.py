@@ -19,6 +19,10 @@ def test_plain_install_has_only_vocalmix_top_level(tmp_path):
     )
     top_level = {p.name for p in target.iterdir() if not p.name.endswith((".dist-info", ".egg-info"))}
     assert top_level - {"bin"} == {"vocalmix"}
+    # Every module of the source folders is installed (a subpackage missing from pyproject's list is not).
+    for folder, installed in (("vocalmix", "vocalmix"), ("dsp", "vocalmix/dsp"), ("training", "vocalmix/training")):
+        for source in (ROOT / folder).rglob("*.py"):
+            assert (target / installed / source.relative_to(ROOT / folder)).is_file(), source
     # `--method cnn` works offline from a plain install: the default checkpoints ship with it.
     for task in ("level", "compression", "eq", "reverb"):
         assert (target / "vocalmix" / "models" / "cnn" / f"{task}.pt").is_file()

@@ -26,13 +26,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import platform
+import shutil
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 import vocalmix
@@ -45,6 +49,8 @@ from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS, TASKS
 from . import targets as T
 from .data import FORMAT_VERSION, SPLITS, read_manifest
 from .datasets import Song, split_songs, synthetic_songs
+from .reverb_estimation import ReverbEstimator
+from .synthesis import BatchRenderer, synthetic_song
 
 __all__ = ["BuildConfig", "process_song", "build_dataset", "build_synthetic", "dataset_info", "EXECUTORS"]
 
@@ -133,8 +139,6 @@ def song_seed(seed: int, song_id: str) -> int:
 def _load(song: Song, sr: int):
     """``(vocal, backing, known reverb settings or None)``."""
     if song.kind == "synthetic":
-        from .synthesis import synthetic_song
-
         s = synthetic_song(song.synthetic_seed, song.seconds, sr)
         return s["vocal"], s["backing"], s["reverb"]
     vocal, backing = song.load(sr)
@@ -148,8 +152,6 @@ def _eq_examples(vocal_mono: np.ndarray, backing_mono: np.ndarray, config: Build
     Clips are cut and degraded :data:`EQ_BATCH` at a time, so memory does not grow with ``count``
     beyond the float16 blocks returned.
     """
-    from .synthesis import BatchRenderer
-
     s = config.features
     empty = (torch.zeros((0, *s.block_shape), dtype=torch.float16), torch.zeros((0, 9)),
              torch.zeros((0, 9), dtype=torch.bool))
@@ -240,8 +242,6 @@ def _process_song(song: Song, config: BuildConfig) -> dict:
         if known_reverb is not None:
             settings, source = known_reverb, "known"
         elif config.reverb_estimator is not None:
-            from .reverb_estimation import ReverbEstimator
-
             settings, source = ReverbEstimator.cached(config.reverb_estimator).predict(vocal, s.sample_rate), "estimated"
         else:
             settings, source = None, None
@@ -306,9 +306,6 @@ def _run_serial(tasks, config):
 
 
 def _run_process_pool(tasks, config, jobs):
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     # "spawn" gives workers a clean interpreter (no inherited torch threads or locks).
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
         # A few tasks in flight per worker, not all of them: a finished future holds its
@@ -370,8 +367,14 @@ class _Progress:
         self.bar = None
         if enabled and total:
             from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
@@ -434,8 +437,6 @@ def build_dataset(
     check_memory(songs, config, 0 if remote else jobs, executor)
     out = Path(out)
     if force and out.exists():
-        import shutil
-
         for name in ("manifest.json", "build.json", WORK_DIR, SHARD_DIR):
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
@@ -509,8 +510,6 @@ def estimated_memory(songs: list[Song], config: BuildConfig, jobs: int, executor
 def _song_seconds(song: Song) -> float:
     if song.kind == "synthetic":
         return song.seconds
-    import soundfile as sf
-
     seconds = 0.0
     for path in (song.vocal, *song.backing):
         try:

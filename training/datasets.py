@@ -42,7 +42,10 @@ CC_BY_DRY_VOCALS = {
     "vocalset_female1_vibrato": "VocalSet, singer female1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
 }
 
+import soundfile as sf
+
 from .data import SPLITS
+from .synthesis import synthetic_song
 
 __all__ = ["Song", "discover_songs", "split_songs", "synthetic_songs", "LAYOUTS"]
 
@@ -81,8 +84,6 @@ class Song:
     def load(self, sample_rate: int = WORKING_RATE) -> tuple[np.ndarray, np.ndarray]:
         """``(vocal (C, T), backing (C, T))`` float32 at ``sample_rate``, equal lengths."""
         if self.kind == "synthetic":
-            from .synthesis import synthetic_song
-
             song = synthetic_song(self.synthetic_seed, self.seconds, sample_rate)
             return song["vocal"], song["backing"]
         if self.kind == "mir1k":
@@ -172,8 +173,6 @@ def _csv_songs(path: Path) -> list[Song]:
 
 
 def _mir1k_songs(root: Path) -> list[Song]:
-    import soundfile as sf
-
     songs = []
     for p in _audio_files(root):
         try:

@@ -47,7 +47,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import typer
 
+from vocalmix.audio import load_audio
 from vocalmix.dsp.chain import apply_level, vocal_chain
 from vocalmix.dsp.eq import multi_eq
 from vocalmix.dsp.params import LevelParams
@@ -69,6 +71,8 @@ from .losses import (
     relative_loudness_loss,
     settings_prior,
 )
+from .synthesis import synthetic_backing, synthetic_vocal
+from .train import feature_settings_record, resolve_device, save_checkpoint, set_determinism
 
 SAMPLE_RATE = 44100
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -227,10 +231,6 @@ class PairConfig:
 
 def _load_sources(dataset: str | os.PathLike, synthetic: int, seed: int) -> tuple[list[np.ndarray], list[dict]]:
     """Dry vocals (mono, 44.1 kHz) from a folder of audio files and/or ``synthetic`` generated ones."""
-    from vocalmix.audio import load_audio
-
-    from .synthesis import synthetic_vocal
-
     sources, records = [], []
     text = str(dataset)
     if text.startswith("synthetic:"):
@@ -279,8 +279,6 @@ def _active_starts(x: np.ndarray, n: int, floor_db: float = -12.0) -> np.ndarray
 def _draw_clips(sources: list[np.ndarray], count: int, clip_seconds: float,
                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` sung clips ``(count, 1, T)`` from random sources and synthetic backings ``(count, 2, T)``."""
-    from .synthesis import synthetic_backing
-
     n = int(round(clip_seconds * SAMPLE_RATE))
     dry, backing = [], []
     for _ in range(count):
@@ -452,8 +450,6 @@ class E2EResult:
 
 
 def _payload(model: MixingCNN, manifest_hash: str, config: E2EConfig, extra: dict | None = None) -> dict:
-    from .train import feature_settings_record
-
     return {
         "format": CNN_CHECKPOINT_FORMAT, "format_version": CNN_CHECKPOINT_VERSION, "task": TASK,
         "model_config": model.config.to_dict(), "state_dict": model.state_dict(),
@@ -487,8 +483,6 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
     Writes ``cnn_e2e.pt`` (best validation MR-STFT), ``cnn_e2e.last.pt`` (resume state),
     ``cnn_e2e.log.csv`` and ``pairs.pt`` (the undo pairs, built once from ``dataset``).
     """
-    from .train import resolve_device, save_checkpoint, set_determinism
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = (lambda m: print(f"cnn-e2e: {m}", file=sys.stderr, flush=True)) if progress else (lambda m: None)
@@ -600,8 +594,6 @@ def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_v
                       seed=0, device="cpu", resume=False, max_minutes=None, quiet=False, fresh_pairs=False,
                       lr_final=None, val_every=None) -> None:
     """``vocalmix train cnn-e2e DATASET --out DIR``: checks, training, one summary line."""
-    import typer
-
     out = Path(out)
     if not str(dataset).startswith("synthetic:") and not Path(dataset).is_dir():
         raise InputError(f"{dataset}: dataset folder not found (a folder of dry vocal files, or synthetic:N)")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import tempfile
@@ -37,6 +38,7 @@ from vocalmix.errors import InputError
 from vocalmix.nets.checkpoints import check_compatible, load_checkpoint, model_from_checkpoint
 from vocalmix.nets.mixing_cnn import TASK_OUTPUTS
 
+from .data import read_manifest
 from .train import Arrays, TrainConfig, denormalise, fit, load_arrays, manifest_sha256, predict_normalised
 
 #: Columns of the research's table: (label, unit, task, target names averaged into it).
@@ -218,8 +220,6 @@ def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, task
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise InputError(f"{models_dir}: model directory not found")
-    from .data import read_manifest
-
     available = set(read_manifest(dataset_dir).get("tasks", {}))
     tasks = [t for t in (tasks or TASK_OUTPUTS) if t in available]
     result = EvaluationResult(description=f"{split} split of {dataset_dir}, aggregate={aggregate}")
@@ -249,8 +249,6 @@ def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, task
 
 def load_all_splits(dataset_dir: str | os.PathLike, task: str) -> Arrays:
     """Every split of a task pooled (for cross-validation)."""
-    import json
-
     manifest = json.loads((Path(dataset_dir) / "manifest.json").read_text())
     split_names = list(manifest.get("splits", {"train": None, "val": None, "test": None}))
     parts = [load_arrays(dataset_dir, task, s) for s in split_names]

@@ -40,9 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from vocalmix.audio import resample
+from vocalmix.dsp.reverb import fdn_impulse_response
 from vocalmix.features import mel_filterbank
 from vocalmix.nets.cnn_targets import REVERB_TARGETS, denormalise_targets, normalise_targets
 from vocalmix.settings import ReverbSettings
+
+from .synthesis import BatchRenderer, synthetic_vocal
 
 __all__ = [
     "ESTIMATOR_SECONDS",
@@ -178,8 +182,6 @@ class ReverbEstimator:
         if x.dim() == 1:
             x = x[None]
         if sr != self.sample_rate:
-            from vocalmix.audio import resample
-
             x = torch.from_numpy(resample(x.numpy(), sr, self.sample_rate))
         x = x[:2]
         n = int(ESTIMATOR_SECONDS * self.sample_rate)
@@ -203,8 +205,6 @@ def _dry_clips(n: int, sr: int, seed: int, dry_sources: list[np.ndarray] | None,
                seconds: float = ESTIMATOR_SECONDS) -> torch.Tensor:
     """``n`` dry clips ``(n, 1, T)`` of :data:`ESTIMATOR_SECONDS`: synthetic vocals, and random
     excerpts of ``dry_sources`` (mono arrays) when given (every other clip)."""
-    from .synthesis import synthetic_vocal
-
     rng = np.random.default_rng(seed)
     length = int(seconds * sr)
     clips = np.zeros((n, 1, length), dtype=np.float32)
@@ -231,10 +231,6 @@ def make_estimator_data(n_settings: int, clips_per_setting: int = 2, sr: int = 4
     per clip. ``N = n_settings * clips_per_setting``; clips are ``seconds`` long (the
     estimator is meant for :data:`ESTIMATOR_SECONDS`; shorter only for quick tests).
     """
-    from vocalmix.dsp.reverb import fdn_impulse_response
-
-    from .synthesis import BatchRenderer
-
     renderer = BatchRenderer(sr, device="cpu", seed=seed)
     length = int(seconds * sr)
     feats, targets, settings_all = [], [], []
@@ -354,8 +350,6 @@ def spectrogram_distance(a: torch.Tensor, b: torch.Tensor, resolutions=(256, 102
 
 def _fdn_ir(sr, room, p: dict, n: int) -> torch.Tensor:
     """Plug-in output for a unit impulse ``(2, n)``: ``w·h + (1 - w)·δ``."""
-    from vocalmix.dsp.reverb import fdn_impulse_response
-
     h = fdn_impulse_response(sr, torch.tensor([float(room)]), p["reverb_time_s"][None], p["low_cutoff_hz"][None],
                              p["low_q"][None], p["low_gain_db_per_s"][None], p["high_cutoff_hz"][None],
                              p["high_q"][None], p["high_gain_db_per_s"][None], p["fade_in_s"][None],

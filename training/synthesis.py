@@ -31,10 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vocalmix.dsp import biquads
+from vocalmix.dsp import reverb as dsp_reverb
+from vocalmix.dsp.chain import vocal_chain
 from vocalmix.dsp.constants import FilterType
+from vocalmix.dsp.eq import band_coefficients, fft_length, multi_eq
 from vocalmix.dsp.params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS
 from vocalmix.settings import CompressorSettings, spec_of
+
+from .targets import relative_loudness_lu
 
 __all__ = [
     "synthetic_vocal",
@@ -204,7 +210,6 @@ def recording_variation(vocal: np.ndarray, sr: int, rng: np.random.Generator) ->
     """
     from scipy import signal
 
-    from vocalmix.dsp import biquads
 
     r = RECORDING_VARIATION
     x = np.asarray(vocal, dtype=np.float64)
@@ -387,8 +392,6 @@ class BatchRenderer:
         The two differ by -70 to -105 dB (relative energy, 16 random degradations of 3-s
         clips), the effect of the FFT path's -80 dB tail criterion.
         """
-        from vocalmix.dsp.eq import band_coefficients, fft_length, multi_eq
-
         clips = clips.to(self.device)
         freq = self.centres[bands].to(self.device)
         gain = torch.gather(gains_db, 1, bands).to(self.device)
@@ -471,10 +474,8 @@ class BatchRenderer:
 
     def reverberate(self, clips: torch.Tensor, settings: dict[str, torch.Tensor]) -> torch.Tensor:
         """FdnReverb on ``clips`` ``(B, 1|2, T)`` with per-item ``settings``; returns ``(B, 2, T)``."""
-        from vocalmix.dsp.reverb import fdn_reverb
-
         s = {k: v.to(self.device) for k, v in settings.items()}
-        return fdn_reverb(
+        return dsp_reverb.fdn_reverb(
             clips.to(self.device), self.sample_rate, s["room_size"], s["reverb_time_s"], s["low_cutoff_hz"],
             s["low_q"], s["low_gain_db_per_s"], s["high_cutoff_hz"], s["high_q"], s["high_gain_db_per_s"],
             s["dry_wet_pct"] / 100.0, s["fade_in_s"], fdn_lines=self.fdn_lines,
@@ -522,9 +523,6 @@ class BatchRenderer:
 
     def render_chain(self, clips: torch.Tensor, params: ChainParams | None = None):
         """Mono ``clips`` ``(B, 1, T)`` through the whole vocal chain; returns ``((B, 2, T), params)``."""
-        from vocalmix.dsp.chain import vocal_chain
-        from vocalmix.dsp.reverb import reverb_with_ir
-
         params = params or self.sample_chain_params(clips.shape[0])
         on_device = params.to(self.device)
         clips = clips.to(self.device)
@@ -539,7 +537,7 @@ class BatchRenderer:
         # clips take its overlap-save path with the cached IRs.
         block = 1 << max(15, math.ceil(math.log2(4 * k)))
         if n_in + k > 2 * block or torch.is_grad_enabled():
-            y = reverb_with_ir(y, h, on_device.reverb.dry_wet)
+            y = dsp_reverb.reverb_with_ir(y, h, on_device.reverb.dry_wet)
         else:
             # The same arithmetic as reverb_with_ir's one-FFT convolution, with each
             # setting's wet/dry-folded IR spectrum kept: per clip one forward and two
@@ -570,8 +568,6 @@ class BatchRenderer:
         """``(keys, IRs)``: mono-feed wet IRs ``(B, 1, 2, n)`` of the items' reverb settings, each distinct
         setting computed once per renderer (as :func:`fdn_reverb` computes it for
         ``n_samples``-long input) and the batch's zero-padded to its longest, as fdn_reverb pads."""
-        from vocalmix.dsp.reverb import fdn_impulse_response
-
         names = ("room_size", "reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s",
                  "high_cutoff_hz", "high_q", "high_gain_db_per_s", "fade_in_s")
         fdn_lines = params.fdn_lines
@@ -581,7 +577,7 @@ class BatchRenderer:
             if key not in self._irs:
                 # One setting per call, so the IR has exactly its own length (its decay
                 # floor or the clip length), which fixes the batch's padding and FFT size.
-                self._irs[key] = fdn_impulse_response(
+                self._irs[key] = dsp_reverb.fdn_impulse_response(
                     self.sample_rate, *(getattr(params, k)[i:i + 1] for k in names), fdn_lines=fdn_lines,
                     mono_input=True, max_samples=n_samples)[0]
         irs = [self._irs[key] for key in keys]
@@ -669,8 +665,6 @@ def synthetic_song(seed: int, seconds: float, sample_rate: int = 44100) -> dict:
     integrated loudness is ``relative_loudness_lu`` (drawn from U[-8, 4] LU) against the
     backing. The section-level spread (12-20 dB) varies the vocal's loudness range.
     """
-    from .targets import relative_loudness_lu
-
     rng = np.random.default_rng(seed)
     dry = synthetic_vocal(seconds, sample_rate, rng, phrase_spread_db=float(rng.uniform(12, 20)))
     backing = synthetic_backing(seconds, sample_rate, rng)

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vocalmix import analysis
+from vocalmix.rules.compression import vocal_loudness_range
+
 __all__ = [
     "LEVEL_RANGE_LU",
     "LRA_RANGE_LU",
@@ -39,28 +42,20 @@ def _as_channels_first(x) -> np.ndarray:
     return x[None] if x.ndim == 1 else x
 
 
-def _analysis():
-    from vocalmix import analysis
-
-    return analysis
-
-
 def integrated_loudness(x, sr: int) -> float:
     """Integrated loudness (LUFS) of ``x`` ``(channels, samples)``; ``-inf`` for silence."""
-    analysis = _analysis()
     value = float(analysis.integrated_loudness(_as_channels_first(x), sr))
     return value if math.isfinite(value) and value > _silence_floor() else -math.inf
 
 
 def loudness_range(x, sr: int) -> float:
     """EBU loudness range (LU) of ``x`` ``(channels, samples)`` (0 for silence or 3 s or less)."""
-    analysis = _analysis()
     value = float(analysis.loudness_range(_as_channels_first(x), sr))
     return value if math.isfinite(value) else math.nan
 
 
 def _silence_floor() -> float:
-    return float(_analysis().SILENCE_LUFS)
+    return float(analysis.SILENCE_LUFS)
 
 
 def relative_loudness_lu(vocal, backing, sr: int) -> float:
@@ -75,8 +70,6 @@ def relative_loudness_lu(vocal, backing, sr: int) -> float:
 def vocal_loudness_range_lu(vocal, sr: int) -> float:
     """The vocal's loudness range (LU), measured as the compression rule measures it
     (on the loudness-normalised vocal), so a predicted LRA means the same to the rule."""
-    from vocalmix.rules.compression import vocal_loudness_range
-
     return vocal_loudness_range(_as_channels_first(vocal), sr)
 
 

@@ -46,6 +46,7 @@ from vocalmix.jsonable import jsonable
 from vocalmix.nets.checkpoints import CNN_CHECKPOINT_FORMAT, CNN_CHECKPOINT_VERSION, load_checkpoint
 from vocalmix.nets.cnn_targets import TASKS, denormalise_targets, normalise_targets, target_ranges_record
 from vocalmix.nets.mixing_cnn import TASK_OUTPUTS, MixingCNN, build_model
+from vocalmix.settings import SCHEMA_VERSION
 
 from .data import load_split
 
@@ -374,7 +375,7 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
         # The untrained model's output (see MixingCNN.set_output_bias): the mean in
         # normalised space, which for log-scaled targets is the geometric mean.
         "train_mean_normalised": [float(v) for v in u_train.mean(axis=0)],
-        "settings_schema_version": _schema_version(),
+        "settings_schema_version": SCHEMA_VERSION,
         "feature_settings": feature_settings_record(),
         "train_config": jsonable(asdict(config)),
         "n_train_examples": len(train_data),
@@ -450,12 +451,6 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
     return TrainResult(task=task, checkpoint=best_path, best_epoch=int(best["epoch"]), best_val_loss=best_loss,
                        epochs_run=epoch, stopped_early=stopped_early,
                        val_mae=dict(best["metrics"]["val_mae"]), history=history)
-
-
-def _schema_version() -> int:
-    from vocalmix.settings import SCHEMA_VERSION
-
-    return SCHEMA_VERSION
 
 
 def train(task: str, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, epochs: int = 60, seed: int = 0,

@@ -35,6 +35,10 @@ import numpy as np
 
 from vocalmix.audio import WORKING_RATE, load_audio, match_length, to_mono, to_stereo
 from vocalmix.errors import InputError
+from vocalmix.methods import get_method
+from vocalmix.mixing import render_mix
+from vocalmix.plugins import snap_to_plugin_grids
+from vocalmix.settings import OutputSettings, with_effective_fade_in
 
 from .datasets import AUDIO_SUFFIXES, Song, discover_songs, split_songs, synthetic_songs
 
@@ -127,11 +131,6 @@ def discover_mix_songs(source: str | os.PathLike, target: str = "reference", lay
 
 def _render_target(vocal: np.ndarray, backing: np.ndarray, method_name: str) -> np.ndarray:
     """The mix ``vocalmix render --method <method_name>`` writes with its default options."""
-    from vocalmix.methods import get_method
-    from vocalmix.mixing import render_mix
-    from vocalmix.plugins import snap_to_plugin_grids
-    from vocalmix.settings import OutputSettings, with_effective_fade_in
-
     decision = get_method(method_name).decide(vocal, backing, WORKING_RATE)
     # As vocalmix.render: snapped to the plug-ins' grids, then the level decided last on that chain.
     settings = snap_to_plugin_grids(replace(with_effective_fade_in(decision.settings), output=OutputSettings()))

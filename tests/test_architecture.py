@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def _load_time_imports(path: Path, in_functions: bool = False) -> set[str]:
     return {m for m in closed if m.startswith("vocalmix.")} - {name}
 
 
+@functools.cache
 def _package_imports(in_functions: bool = False) -> dict[str, set[str]]:
     """Every module under vocalmix/, dsp/ and training/ -> the vocalmix names it imports (when loaded, or at all)."""
     return {_module_name(p): _load_time_imports(p, in_functions)

@@ -153,6 +153,7 @@ import torch.nn.functional as F
 from . import biquads
 from .compressor import Param, select_backend
 from .constants import FDN_LINE_COUNTS
+from .convolution import overlap_save
 
 __all__ = [
     "IR_MAX_SECONDS",
@@ -1252,14 +1253,8 @@ def _fft_convolve(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     if n_in + k <= 2 * block:
         n_fft = 1 << int(math.ceil(math.log2(n_in + k - 1)))
         return _OneFftConvolution.apply(x, h, n_fft)
-    hop = block - k + 1
-    n_frames = -(-n_in // hop)
-    # k - 1 leading zeros make every frame's valid part start at its own hop.
-    xp = F.pad(x, (k - 1, n_frames * hop - n_in))
-    frames = xp.unfold(-1, block, hop)  # (B, E, frames, block)
-    Y = _spectral_product(torch.fft.rfft(frames, n=block), torch.fft.rfft(h, n=block))
-    y = torch.fft.irfft(Y, n=block)[..., k - 1 :]  # the hop valid samples of each frame
-    return y.reshape(*y.shape[:2], n_frames * hop)[..., :n_in]
+    H = torch.fft.rfft(h, n=block)
+    return overlap_save(x, block, k - 1, lambda frames: _spectral_product(frames, H))
 
 
 def fdn_reverb(

@@ -35,6 +35,7 @@ from vocalmix.dsp import biquads
 from vocalmix.dsp import reverb as dsp_reverb
 from vocalmix.dsp.chain import vocal_chain
 from vocalmix.dsp.constants import FilterType
+from vocalmix.dsp.convolution import overlap_save
 from vocalmix.dsp.eq import band_coefficients, fft_length, multi_eq
 from vocalmix.dsp.params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS
@@ -276,25 +277,6 @@ def synthetic_backing(seconds: float, sr: int, rng: np.random.Generator) -> np.n
 # Batch renderer
 # ---------------------------------------------------------------------------------------
 
-def overlap_save(x: torch.Tensor, response: torch.Tensor, block: int, tail: int) -> torch.Tensor:
-    """Filter ``x`` ``(B, C, T)`` by per-item responses ``(B, block // 2 + 1)`` on the rfft grid
-    of ``block``, whose impulse responses are (to the accuracy wanted) ``tail`` samples long.
-
-    Blocks of ``block`` samples overlap by ``tail``; of each filtered block the first
-    ``tail`` samples (wrapped around by the circular convolution) are discarded.
-    """
-    batch, channels, n = x.shape
-    hop = block - tail
-    if hop <= 0:
-        raise ValueError(f"block ({block}) must be longer than the tail ({tail})")
-    n_blocks = max(1, math.ceil(n / hop))
-    padded = torch.nn.functional.pad(x, (tail, n_blocks * hop + block - tail - n - tail))
-    frames = padded.unfold(-1, block, hop)[:, :, :n_blocks]  # (B, C, K, block)
-    spec = torch.fft.rfft(frames, dim=-1) * response[:, None, None, :].to(torch.complex64)
-    y = torch.fft.irfft(spec, n=block, dim=-1)[..., tail:]  # (B, C, K, hop)
-    return y.reshape(batch, channels, n_blocks * hop)[..., :n].contiguous()
-
-
 @dataclass
 class EqDegradation:
     """Random MultiEQ degradations of a batch.
@@ -411,7 +393,8 @@ class BatchRenderer:
         den_c = (alpha / amp).to(torch.float32)[..., None]
         pb, qb = p_grid[bands], q_grid[bands]  # (B, n, bins)
         response = ((pb + num_c * qb) / (pb + den_c * qb)).prod(dim=1)  # (B, bins)
-        return overlap_save(clips, response, block, tail)
+        spectra = response[:, None, None, :].to(torch.complex64)
+        return overlap_save(clips, block, tail, lambda frames: frames * spectra).contiguous()
 
     def _peak_grids(self, block: int):
         key = (block, str(self.device))

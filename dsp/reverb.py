@@ -588,15 +588,15 @@ class _FdnImpulseResponses(torch.autograd.Function):
         ls_np = np.ascontiguousarray(ls.detach().cpu().numpy())
         # Jobs with identical networks (a batch that repeats a setting) run once and share
         # their IR and stored line inputs; each keeps its own adjoint in the backward.
-        first_of = {}
+        first_of: dict[tuple, int] = {}
         source = []
         for j in range(n_jobs):
             key = (lengths[j], delays[j].tobytes(), g_np[j].tobytes(), hs_np[j].tobytes(),
                    ls_np[j].tobytes(), np.asarray(excite[j]).tobytes())
             source.append(first_of.setdefault(key, j))
         unique = sorted(first_of.values())
-        outs = [None] * n_jobs
-        u_store = [None] * n_jobs
+        outs: list[np.ndarray | None] = [None] * n_jobs
+        u_store: list[np.ndarray | None] = [None] * n_jobs
         for j in unique:
             outs[j] = np.zeros((2, lengths[j]))
             u_store[j] = np.zeros((lengths[j] + 2, n_lines) if needs_grad else (1, 1), dtype=store_dtype)
@@ -1162,7 +1162,7 @@ def _impulse_responses(
     feeds = [[1.0, 1.0]] if mono_input else [[1.0, 0.0], [0.0, 1.0]]
     n_feeds = len(feeds)
     job_items = list(range(batch)) + fade_items
-    job_gains = torch.cat([gains] + ([fade_gains[fade_items]] if fade_items else []))
+    job_gains = torch.cat([gains] + ([fade_gains[fade_items]] if fade_gains is not None else []))
     job_gains = job_gains.repeat_interleave(n_feeds, dim=0)
     job_hs = hs[job_items].repeat_interleave(n_feeds, dim=0)
     job_ls = ls[job_items].repeat_interleave(n_feeds, dim=0)

@@ -294,7 +294,7 @@ _TORCH_BRANCH_ITERATIONS = 8
 _SCAN_BLOCK = 64
 
 
-def select_backend(device, backend: str = "auto") -> str:
+def select_backend(device: torch.device | str, backend: str = "auto") -> str:
     """The kernel backend for tensors on ``device``: ``"numba"`` or ``"torch"``.
 
     ``backend="auto"`` picks numba on the CPU and torch on every other device (CUDA,
@@ -468,7 +468,7 @@ class _MinOfRampsTorch(torch.autograd.Function):
         ctx.ramp_length = ramp_length
         return out
 
-    backward = _MinOfRamps.backward
+    backward = _MinOfRamps.backward  # type: ignore[assignment]
 
 
 # --------------------------------------------------------------------------------------
@@ -740,7 +740,7 @@ def compressor(
     mute_below = 10.0 ** (LEVEL_FLOOR_DB / 20.0)
     if in_place:
         gain = reduction.mul_(_DB_TO_NEPER).add_(makeup_neper).exp_()
-        gain = torch.nn.functional.threshold_(gain, mute_below, 0.0)
+        gain = torch.nn.functional.threshold_(gain, mute_below, 0.0)  # type: ignore[attr-defined]
     else:
         gain = torch.exp(torch.add(makeup_neper, reduction, alpha=_DB_TO_NEPER))
         gain = torch.nn.functional.threshold(gain, mute_below, 0.0)
@@ -784,7 +784,8 @@ class Compressor(nn.Module):
         )
 
     def gain_reduction_db(
-        self, x, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead=False
+        self, x: torch.Tensor, threshold_db: Param, ratio: Param, knee_db: Param, attack_ms: Param,
+        release_ms: Param, lookahead: LookaheadArg = False,
     ) -> torch.Tensor:
         """See :func:`gain_reduction_db`."""
         return gain_reduction_db(
@@ -794,3 +795,79 @@ class Compressor(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sample_rate={self.sample_rate:g}, backend={self.backend!r}"
+
+
+# --------------------------------------------------------------------------------------
+# block by block (rendering long signals in bounded memory)
+# --------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _ballistics_resume_kernel(target_db, alpha_attack, alpha_release, state_db, carried):
+    """:func:`_ballistics_forward_kernel` starting from the float64 states ``carried`` (batch,),
+    which it leaves at the last sample's state: blocks in a row give the whole signal's output."""
+    batch, length = target_db.shape
+    for b in range(batch):
+        a_att = alpha_attack[b]
+        a_rel = alpha_release[b]
+        state = carried[b]
+        for n in range(length):
+            diff = target_db[b, n] - state
+            if diff < 0.0:
+                state += a_att * diff
+            else:
+                state += a_rel * diff
+            state_db[b, n] = state
+        carried[b] = state
+
+
+class CompressorStream:
+    """:func:`compressor` (numba backend, no gradients) on a signal that arrives in blocks.
+
+    ``process(x)`` takes the next ``(batch, channels, m)`` block and returns the next ``m``
+    output samples; the blocks' outputs laid end to end are :func:`compressor`'s output
+    for the whole signal bit for bit (the same float32 operations, the ballistics' float64
+    state carried between blocks, the lookahead's last D reductions and input samples
+    kept). With lookahead the output is delayed by D samples, as :func:`compressor`'s.
+    Parameters as in :func:`compressor`, one value per batch item.
+    """
+
+    def __init__(self, sr: float, threshold_db: Param, ratio: Param, knee_db: Param, attack_ms: Param,
+                 release_ms: Param, makeup_db: Param, lookahead: bool = False, batch: int = 1):
+        like = torch.zeros(batch, 1, 1)
+        self.batch = batch
+        self.threshold_db, self.ratio, self.knee_db = (_per_item(p, batch, like) for p in (threshold_db, ratio,
+                                                                                            knee_db))
+        self.alpha_attack = time_constant_to_alpha(_per_item(attack_ms, batch, like), sr).numpy().astype(np.float64)
+        self.alpha_release = time_constant_to_alpha(_per_item(release_ms, batch, like), sr).numpy().astype(np.float64)
+        self.makeup_neper = _column(_per_item(makeup_db, batch, like) * _DB_TO_NEPER, 2)
+        self.delay = lookahead_samples(sr) if lookahead else 0
+        self._state = np.zeros(batch, dtype=np.float64)
+        self._reductions = torch.zeros(batch, self.delay)  # the last D reductions (zeros before the start)
+        self._inputs: torch.Tensor | None = None  # the last D input samples, per channel
+
+    def process(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[0] != self.batch or x.dtype != torch.float32:
+            raise ValueError(f"blocks must be float32 ({self.batch}, channels, samples), got {tuple(x.shape)}")
+        level = detector_level_db(x, in_place=True)
+        target = static_gain_db(level, self.threshold_db, self.ratio, self.knee_db, in_place=True).contiguous()
+        reduction = torch.empty_like(target)
+        _ballistics_resume_kernel(target.numpy(), self.alpha_attack, self.alpha_release, reduction.numpy(),
+                                  self._state)
+        if self.delay:
+            # Output m needs the reductions m - D .. m - 1 (the ramps of compressor()), so a block's
+            # ramps run over the D reductions before it and its own.
+            values = torch.cat([self._reductions, reduction], dim=-1).contiguous()
+            out = np.empty_like(values.numpy())
+            _min_of_ramps_kernel(values.numpy(), self.delay, out, np.empty((1, 1), dtype=np.int64), False)
+            self._reductions = values[:, values.shape[-1] - self.delay:].clone()
+            reduction = torch.from_numpy(out[:, : reduction.shape[-1]])
+        gain = reduction.mul_(_DB_TO_NEPER).add_(self.makeup_neper).exp_()
+        gain = torch.nn.functional.threshold_(gain, 10.0 ** (LEVEL_FLOOR_DB / 20.0), 0.0)  # type: ignore[attr-defined]
+        if not self.delay:
+            return x * gain[:, None, :]
+        if self._inputs is None:
+            self._inputs = x.new_zeros(x.shape[0], x.shape[1], self.delay)
+        joined = torch.cat([self._inputs, x], dim=-1)
+        self._inputs = joined[..., joined.shape[-1] - self.delay:].clone()
+        return joined[..., : x.shape[-1]].mul_(gain[:, None, :])

@@ -65,15 +65,15 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-import scipy.signal
 import torch
 from torch import nn
 
 from . import biquads
 from .biquads import FilterType
+from .constants import N_EQ_BANDS
+from .sosfilt import sosfilt
 
 __all__ = [
-    "N_BANDS",
     "ALIAS_FLOOR_DB",
     "PAD_MARGIN",
     "MAX_PAD",
@@ -84,9 +84,6 @@ __all__ = [
     "default_settings",
     "MultiEQ",
 ]
-
-N_BANDS = 6
-"""Number of bands of the plug-in."""
 
 ALIAS_FLOOR_DB = 80.0
 """Decay (dB) of the slowest pole's envelope that sets the zero-padding."""
@@ -292,6 +289,7 @@ def _chain_response(
             # Linkwitz-Riley: the same section twice.
             band_response = torch.where(doubled[:, band : band + 1], band_response * band_response, band_response)
         if partly_off[band]:
+            assert enabled is not None  # partly_off is all False without it
             # The identity section's B/A is 1 only to rounding; an exact 1 keeps a
             # disabled band bit-transparent next to items where the band is on.
             band_response = torch.where(enabled[:, band : band + 1], band_response, torch.ones_like(band_response))
@@ -383,16 +381,19 @@ def multi_eq(
 
 
 def _filter_recursively(x, b, a, doubled, enabled) -> torch.Tensor:
-    """The bands as second-order sections run by ``scipy.signal.sosfilt`` (float64, CPU)."""
+    """The bands as second-order sections run by :func:`.sosfilt.sosfilt` (scipy's ``sosfilt``, bit for bit;
+    float64, CPU)."""
     if x.device.type != "cpu":
         raise ValueError("method 'iir' runs on the CPU only; use method 'fft' on other devices")
     sections = torch.cat([b, a], dim=-1).detach().to(torch.float64).numpy()  # (batch, bands, 6)
     repeats = (1 + doubled.to(torch.long)) * enabled.to(torch.long)
-    signal_in = x.detach().to(torch.float64).numpy()
-    out = np.empty_like(signal_in)
+    # float32 is read as it is: the filter widens each sample to float64 exactly.
+    signal_in = x.detach().numpy() if x.dtype in (torch.float32, torch.float64) else \
+        x.detach().to(torch.float64).numpy()
+    out = np.empty(signal_in.shape, dtype=np.float64)
     for item in range(x.shape[0]):
         sos = np.repeat(sections[item], repeats[item].numpy(), axis=0)
-        out[item] = scipy.signal.sosfilt(sos, signal_in[item], axis=-1) if len(sos) else signal_in[item]
+        out[item] = sosfilt(sos, signal_in[item]) if len(sos) else signal_in[item]
     return torch.from_numpy(out).to(x.dtype)
 
 
@@ -423,21 +424,22 @@ def multi_eq_response(
     return _chain_response(b, a, doubled, n_fft, enabled)
 
 
-def default_settings(batch: int = 1, device=None, dtype=torch.float32) -> dict[str, torch.Tensor]:
+def default_settings(batch: int = 1, device: torch.device | str | None = None,
+                     dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """The plug-in's default settings (v1.15 type numbering) as ``(batch, 6)`` tensors.
 
     Not transparent: band 0 is a 2nd-order high-pass at 20 Hz, Q 0.7.
     """
-    rows = {
+    rows: dict[str, tuple[list, torch.dtype]] = {
         "frequency_hz": ([20.0, 120.0, 500.0, 2200.0, 8000.0, 16000.0], dtype),
-        "gain_db": ([0.0] * N_BANDS, dtype),
-        "q": ([0.7] * N_BANDS, dtype),
+        "gain_db": ([0.0] * N_EQ_BANDS, dtype),
+        "q": ([0.7] * N_EQ_BANDS, dtype),
         "filter_type": (
             [FilterType.HIGHPASS_2, FilterType.PEAK, FilterType.PEAK, FilterType.PEAK, FilterType.PEAK,
              FilterType.HIGH_SHELF],
             torch.long,
         ),
-        "enabled": ([True] * N_BANDS, torch.bool),
+        "enabled": ([True] * N_EQ_BANDS, torch.bool),
     }
     return {
         name: torch.tensor([int(v) if t == torch.long else v for v in row], dtype=t, device=device)
@@ -461,7 +463,10 @@ class MultiEQ(nn.Module):
         super().__init__()
         self.sample_rate = float(sample_rate)
 
-    def forward(self, x, frequency_hz, gain_db=None, q=None, filter_type=None, enabled=None, *, n_fft=None):
+    def forward(self, x: torch.Tensor, frequency_hz: torch.Tensor | Mapping[str, torch.Tensor],
+                gain_db: torch.Tensor | None = None, q: torch.Tensor | None = None,
+                filter_type: torch.Tensor | None = None, enabled: torch.Tensor | None = None, *,
+                n_fft: int | None = None) -> torch.Tensor:
         if isinstance(frequency_hz, Mapping):
             settings = frequency_hz
             unknown = set(settings) - set(_PARAMETER_NAMES)
@@ -475,3 +480,26 @@ class MultiEQ(nn.Module):
 
     def extra_repr(self) -> str:
         return f"sample_rate={self.sample_rate:g}"
+
+
+def multi_eq_sections(
+    sr: float,
+    frequency_hz: torch.Tensor,
+    gain_db: torch.Tensor,
+    q: torch.Tensor,
+    filter_type: torch.Tensor,
+    enabled: torch.Tensor | None = None,
+) -> list[np.ndarray]:
+    """Per batch item, the float64 second-order sections ``(n, 6)`` that ``multi_eq(..., method="iir")``
+    runs (empty when every band of the item is off), for a caller that filters block by block
+    (``scipy.signal.sosfilt`` with its state carried gives :func:`multi_eq`'s output bit for bit).
+
+    Parameters as in :func:`multi_eq`, float32 for the float32 render.
+    """
+    rows = torch.as_tensor(frequency_hz)
+    like = torch.zeros(rows.shape[0] if rows.dim() == 2 else 1, 1, 1)  # a float32 signal, as in a render
+    frequency_hz, gain_db, q, filter_type, enabled = _prepare(like, frequency_hz, gain_db, q, filter_type, enabled)
+    b, a, doubled = band_coefficients(sr, frequency_hz, gain_db, q, filter_type, enabled)
+    sections = torch.cat([b, a], dim=-1).detach().to(torch.float64).numpy()
+    repeats = ((1 + doubled.to(torch.long)) * enabled.to(torch.long)).numpy()
+    return [np.repeat(sections[item], repeats[item], axis=0) for item in range(len(sections))]

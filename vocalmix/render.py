@@ -20,22 +20,37 @@ from typing import Callable, Optional
 import numpy as np
 import soundfile as sf
 
-from . import __version__, analysis
-from .audio import (DEFAULT_MAX_SECONDS, OUTPUT_SUBTYPES, WORKING_RATE, check_output_path, load_audio, load_vocal,
-                    match_length, resample, to_stereo, write_audio)
+from . import __version__, analysis, streaming
+from .audio import (
+    DEFAULT_MAX_SECONDS,
+    OUTPUT_SUBTYPES,
+    WORKING_RATE,
+    check_output_path,
+    load_audio,
+    load_vocal,
+    match_length,
+    resample,
+    to_stereo,
+)
+from .dsp.reverb import IR_MAX_SECONDS as DEFAULT_REVERB_IR_SECONDS
 from .errors import InputError
 from .files import write_atomic
 from .jsonable import jsonable
-from .plugins import reverb_tail_seconds, snap_to_plugin_grids
 from .methods import available, check_audio_method_outputs, get_method
-from .dsp.reverb import IR_MAX_SECONDS as DEFAULT_REVERB_IR_SECONDS
-from .mixing import (Mix, fit_length, hold_ceiling_as_written, output_gain, render_mix, reverb_decay_left_db,
-                     vocal_before_level)
+from .mixing import fit_length, reverb_decay_left_db, vocal_before_level
+from .plugins import reverb_tail_seconds, snap_to_plugin_grids
 from .rules.compression import DEFAULT_TARGET_LRA_LU
 from .rules.level import DEFAULT_RELATIVE_LOUDNESS_LU
 from .rules.method import REVERB_MODES
-from .settings import (SCHEMA_VERSION, LevelSettings, MixSettings, OutputSettings, spec_of, warn_about_settings,
-                       with_effective_fade_in)
+from .settings import (
+    SCHEMA_VERSION,
+    LevelSettings,
+    MixSettings,
+    OutputSettings,
+    spec_of,
+    warn_about_settings,
+    with_effective_fade_in,
+)
 
 log = logging.getLogger("vocalmix")
 
@@ -431,40 +446,34 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     vocal_in = fit_length(vocal, _chain_samples(length, sr, out_rate))
     if decided.audio is not None:
         # The network mixed already: its mix goes through the output stage alone (no vocal chain).
-        network_mix = fit_length(resample(decided.audio, sr, out_rate), length).astype(np.float64)
-        gain, stage = output_gain(network_mix, out_rate, settings.output.ceiling_dbtp,
-                                  settings.output.target_loudness_lufs)
-        no_stems = np.zeros((2, 0), np.float32)
-        mix = Mix((network_mix * gain).astype(np.float32), no_stems, no_stems, stage, settings, out_rate)
+        source = streaming.MixSource(fit_length(resample(decided.audio, sr, out_rate), length), None)
+        stage: dict = {}
     else:
         chain = decided.chain
         if req.engine == "iem":
             from .iem_engine import vocal_before_level_iem as chain
         else:
             _warn_if_reverb_cut(settings, req.reverb_ir_max)
-        mix = render_mix(vocal_in, backing_out, sr, settings, backing_rate=out_rate, relevel_to=decided.level_target,
-                         chain=chain, reverb_ir_max_s=req.reverb_ir_max, measure=False,
-                         backing_lufs=song.backing_lufs_if_same(backing_out, out_rate))
-    mix = hold_ceiling_as_written(mix, OUTPUT_SUBTYPES[req.sample_format])
-    settings = mix.settings
+        source, settings, stage = streaming.mix_source(
+            vocal_in, backing_out, sr, out_rate, settings, relevel_to=decided.level_target, chain=chain,
+            reverb_ir_max_s=req.reverb_ir_max, backing_lufs=song.backing_lufs_if_same(backing_out, out_rate))
     report = dict(decided.report)
     report["engine"] = req.engine
-    stage = dict(mix.report)
     if "level" in stage:
         report["level"] = {**stage.pop("level"), "decided_on": f"the rendered chain at {out_rate} Hz"}
         _check_level_range(report["level"], req.vocal_path)
-    stage["tail_s"] = tail_s
     timings["render_s"] = time.perf_counter() - start
 
+    # The output stage and the files, block by block (vocalmix/streaming.py).
     start = time.perf_counter()
-    outputs = {"mix": mix.mix, "vocal": mix.vocal, "backing": mix.backing}
     inputs = tuple(p for p in (req.vocal_path, req.backing_path, req.settings_file) if p is not None)
-    written = []
-    for kind in ("mix", "vocal", "backing"):
-        if kind in paths:
-            progress(f"writing {paths[kind]}")
-            written.append(write_audio(paths[kind], outputs[kind], out_rate, req.sample_format, force=req.force,
-                                       protected=inputs))
+    audio_paths = {kind: path for kind, path in paths.items() if kind != "settings"}
+    for path in audio_paths.values():
+        check_output_path(path, force=req.force, protected=inputs)
+    stage.update(streaming.master_and_write(audio_paths, source, settings, out_rate, req.sample_format,
+                                            progress=progress))
+    stage["tail_s"] = tail_s
+    written = list(audio_paths.values())
     timings["write_s"] = time.perf_counter() - start
 
     document = {

@@ -31,9 +31,19 @@ def decide_level(
     # K-weighting is linear, so a gain of g dB adds g to every gating block's loudness: one
     # weighting pass serves every trial gain below.
     vocal_blocks = analysis.momentary_loudness(processed_vocal, sample_rate)
-    vocal_lufs = analysis.integrated_from_momentary(vocal_blocks)
     if backing_lufs is None:
         backing_lufs = analysis.integrated_loudness(backing, sample_rate)
+    return decide_level_from_loudness(vocal_blocks, backing_lufs, target_relative_lu)
+
+
+def decide_level_from_loudness(
+    vocal_blocks: np.ndarray,
+    backing_lufs: float,
+    target_relative_lu: float = DEFAULT_RELATIVE_LOUDNESS_LU,
+) -> tuple[LevelSettings, dict]:
+    """:func:`decide_level` from the processed vocal's momentary loudness series (its BS.1770 gating
+    blocks, LUFS) and the backing's integrated loudness, for a caller that measured them block by block."""
+    vocal_lufs = analysis.integrated_from_momentary(vocal_blocks)
     if vocal_lufs <= analysis.SILENCE_LUFS:
         raise InputError("vocal: too quiet to measure its loudness (below the -70 LUFS gate)")
     if backing_lufs <= analysis.SILENCE_LUFS:

@@ -1,0 +1,157 @@
+"""Block-wise rendering (vocalmix/streaming.py, issue 19 item 9) against the whole-song functions.
+
+The references are the whole-song implementations in vocalmix.mixing and vocalmix.analysis,
+which hold every stage as one array; the block-wise passes must give the same samples
+(bit for bit where the arithmetic is the same, within float64 rounding for the limiter's
+moving average) whatever the block size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from vocalmix import analysis, mixing, streaming
+from vocalmix.dsp.compressor import CompressorStream, compressor
+from vocalmix.settings import EQBand, MixSettings
+
+SR = 44100
+
+
+def _voice(seconds: float, seed: int = 0) -> np.ndarray:
+    """A vocal-like test signal: a gliding harmonic tone with syllable envelopes and breath noise, (1, n)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 180 + 40 * np.sin(2 * np.pi * 0.3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    tone = sum(np.sin(k * phase) / k for k in range(1, 8))
+    syllables = np.clip(np.sin(2 * np.pi * 2.1 * t), 0, None) ** 2 * (0.3 + 0.7 * (np.sin(2 * np.pi * 0.07 * t) > 0))
+    x = 0.3 * tone * syllables + 0.01 * rng.standard_normal(t.shape)
+    return x[None, :].astype(np.float32)
+
+
+def _backing(seconds: float, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    beat = (np.sin(2 * np.pi * 2 * t) > 0.95) * rng.standard_normal(n)
+    pad = 0.2 * np.sin(2 * np.pi * 110 * t)[None, :] * np.array([[1.0], [0.8]])
+    return (pad + 0.4 * beat).astype(np.float32)
+
+
+def _settings(reverb_time_s: float = 0.4, lookahead: bool = True) -> MixSettings:
+    s = MixSettings()
+    bands = (EQBand(enabled=True, type="highpass2", frequency_hz=90.0, q=0.7),
+             EQBand(enabled=True, type="peak", frequency_hz=300.0, q=2.0, gain_db=-4.0),
+             EQBand(enabled=True, type="peak", frequency_hz=3000.0, q=1.0, gain_db=3.0),
+             *s.eq.bands[3:5],
+             EQBand(enabled=True, type="lowpass_lr", frequency_hz=12000.0, q=0.7))  # Linkwitz-Riley: a doubled section
+    return replace(s, eq=replace(s.eq, bands=bands),
+                   compressor=replace(s.compressor, threshold_db=-24.0, ratio=4.0, lookahead=lookahead),
+                   reverb=replace(s.reverb, reverb_time_s=reverb_time_s, dry_wet_pct=30.0))
+
+
+@pytest.mark.parametrize("seconds, reverb_time_s", [(14.0, 0.4), (4.0, 1.5)])
+def test_vocal_chain_in_blocks_equals_the_whole_song_render_bit_for_bit(seconds, reverb_time_s):
+    # 14 s with a short reverb: the convolution's overlap-save path; 4 s with a longer one: its one-FFT path.
+    vocal = _voice(seconds)
+    settings = _settings(reverb_time_s)
+    whole = mixing.vocal_before_level(vocal, SR, settings)
+    for block in (4099, 65536, 1 << 22):
+        pieces = list(streaming.wet_blocks(vocal, SR, settings, block))
+        assert np.array_equal(np.concatenate(pieces, axis=1), whole), block
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_compressor_stream_equals_the_compressor(lookahead):
+    x = torch.from_numpy(_voice(3.0)).unsqueeze(0)
+    args = (SR, torch.tensor([-30.0]), torch.tensor([6.0]), torch.tensor([3.0]), torch.tensor([2.0]),
+            torch.tensor([80.0]), torch.tensor([2.5]))
+    with torch.no_grad():
+        whole = compressor(x, *args, lookahead=lookahead)
+    stream = CompressorStream(*args, lookahead=lookahead)
+    # Blocks shorter than the 220-sample lookahead too.
+    sizes = [100, 37, 5000, 1, 20000] + [30011] * 10
+    pieces, start = [], 0
+    for size in sizes:
+        if start >= x.shape[-1]:
+            break
+        pieces.append(stream.process(x[..., start: start + size].clone()))
+        start += size
+    assert torch.equal(torch.cat(pieces, dim=-1), whole[..., :start])
+
+
+@pytest.mark.parametrize("rate", [44100, 16000])
+def test_meters_in_blocks_equal_the_whole_signal_readings(rate):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, int(7.3 * rate))) * np.linspace(0.01, 0.5, int(7.3 * rate))
+    x[:, rate: 2 * rate] = 0.0  # silence, below the gate
+    loudness, peak = streaming.LoudnessMeter(rate, 2), streaming.TruePeakMeter(rate, 2)
+    for start in range(0, x.shape[1], 12345):
+        loudness.add(x[:, start: start + 12345])
+        peak.add(x[:, start: start + 12345])
+    assert loudness.integrated() == analysis.integrated_loudness(x, rate)
+    assert np.array_equal(loudness.momentary(), analysis.momentary_loudness(x, rate))
+    assert peak.finish() == analysis.true_peak(x, rate)
+
+
+def test_output_stage_in_blocks_matches_the_whole_song_output_gain():
+    vocal, backing = np.vstack([_voice(12.0)] * 2), _backing(12.0)
+    source = streaming.MixSource(vocal, backing, vocal_gain_db=3.0)
+    mix = vocal.astype(np.float64) * 10 ** (3.0 / 20) + backing.astype(np.float64)
+    # Without a target: one static trim, equal exactly.
+    stage, report = streaming.decide_output(source, SR, -6.0, None, block=10007)
+    curve, expected = mixing.output_gain(mix, SR, -6.0, None)
+    assert report == expected and stage.gain == curve[0, 0] and not stage.limiter
+    # With a loudness target: the limiter. Its moving average is summed per block, so float64 rounding differs.
+    stage, report = streaming.decide_output(source, SR, -1.0, -9.0, block=10007)
+    curve, expected = mixing.output_gain(mix, SR, -1.0, -9.0)
+    assert report["limiter"] == expected["limiter"] == "on"
+    for key in ("gain_db", "max_gain_reduction_db", "achieved_loudness_lufs"):
+        assert report[key] == pytest.approx(expected[key], abs=1e-6), key
+    blocks = np.concatenate([c for _, _, c in stage.curves(source, SR, 10007)], axis=1)
+    assert np.max(np.abs(blocks / curve - 1)) < 1e-9
+    assert analysis.true_peak(mix * blocks, SR) <= -1.0
+
+
+@pytest.mark.parametrize("loudness, sample_format", [(None, "pcm16"), (-14.0, "pcm24")])
+def test_a_song_rendered_in_small_blocks_is_the_song_rendered_in_one(loudness, sample_format, tmp_path):
+    vocal, backing = _voice(16.0), _backing(16.0)
+    settings = replace(_settings(), output=replace(MixSettings().output, target_loudness_lufs=loudness))
+    written = {}
+    for block in (8191, 1 << 24):
+        paths = {kind: tmp_path / f"{block}.{kind}.wav" for kind in ("mix", "vocal", "backing")}
+        source, rendered, report = streaming.mix_source(vocal, backing, SR, SR, settings, relevel_to=-1.77,
+                                                        block=block)
+        report.update(streaming.master_and_write(paths, source, rendered, SR, sample_format, block=block))
+        written[block] = ({k: sf.read(p, dtype="float32")[0] for k, p in paths.items()}, report, rendered)
+    (small, small_report, small_settings), (one, one_report, one_settings) = written.values()
+    assert small_settings == one_settings  # the level decided last: bit-identical loudness series
+    for kind in small:
+        if loudness is None:
+            assert np.array_equal(small[kind], one[kind]), kind
+        else:  # the limiter's curve differs at float64 rounding: at most one step of 24-bit rounding
+            assert np.max(np.abs(small[kind] - one[kind])) <= 2.0 ** -23, kind
+    assert small_report["true_peak_dbtp"] <= -1.0 and one_report["true_peak_dbtp"] <= -1.0
+    if loudness is not None:
+        assert small_report["integrated_loudness_lufs"] == pytest.approx(loudness, abs=0.5)
+    # The stems add up to the mix as written.
+    assert np.max(np.abs(small["vocal"] + small["backing"] - small["mix"])) <= 2.0 ** -14
+
+
+def test_whole_song_render_and_block_render_write_the_same_file(tmp_path):
+    """render_mix + hold_ceiling_as_written (the whole-song path) against the streaming one."""
+    vocal, backing = _voice(16.0), _backing(16.0)
+    settings = _settings()
+    mix = mixing.hold_ceiling_as_written(
+        mixing.render_mix(vocal, backing, SR, settings, relevel_to=-1.77, measure=False), "PCM_24")
+    source, rendered, report = streaming.mix_source(vocal, backing, SR, SR, settings, relevel_to=-1.77, block=5000)
+    report.update(streaming.master_and_write({"mix": tmp_path / "m.wav"}, source, rendered, SR, "pcm24", block=5000))
+    assert rendered == mix.settings
+    assert np.array_equal(sf.read(tmp_path / "m.wav", dtype="float32")[0].T, mixing.as_written(mix.mix, SR, "PCM_24"))
+    for key, value in mix.report.items():
+        assert report[key] == value, key

@@ -1,133 +1,175 @@
 #!/usr/bin/env python
 """EQ-model ablations behind the default models' model card (research aid, not shipped).
 
-Generates EQ examples in memory from one vocal source, trains the EQ CNN, and scores it
-on held-out synthetic songs, the held-out last quarter of the CC BY dry vocals, and the
-real songs and karaoke clips (the dataset `scripts/evaluate_real_clips.py` builds; run
-that first). One JSON line per run is appended to ``--results``::
+Every row is scored on the real songs and karaoke clips (the dataset
+``scripts/evaluate_real_clips.py`` builds; run that first), as MAE / the training-mean MAE::
 
-    python scripts/ablate_eq_cnn.py syn-paper --train syn --loss paper --val syn
-    python scripts/ablate_eq_cnn.py dry-paper --train dry --loss paper
-    python scripts/ablate_eq_cnn.py dry-var-mse --train dry --loss mse --augment variation
+    python scripts/ablate_eq_cnn.py                       # every row
+    python scripts/ablate_eq_cnn.py --rows estimator,ridge
 
-The model card's last two EQ rows (recording variations with L1 and with MSE) were
-measured on the default models' own EQ dataset instead (``vocalmix train eq
-<work>/data-eq-12x100 --loss l1|mse``, then ``scripts/evaluate_real_clips.py --models``).
-The first rows were measured with a draft of this script whose per-source generators
-were seeded by Python's salted ``hash``; reruns draw other degradations, so their MAEs
-differ somewhat from the quoted ones (not re-measured).
+Rows: 0 dB everywhere (always), ``estimator`` (no learning: the block's time-averaged vocal spectrum minus the mean
+spectrum of the training vocals, least squares onto the 9 peak filters' responses plus an
+offset, with several shrinkages toward 0 dB; and, as an unrealisable oracle, each real
+song's own undegraded mean spectrum as the reference), ``ridge`` (ridge regression on the
+128-band spectrum), ``mlp`` (``SpectrumMLP`` trained by ``vocalmix.training.train.fit``,
+MSE and L1), ``cnn`` (the Li & Lerch CNN, MSE and L1, 4 epochs), each on the dry vocals as
+recorded (``dry``: their first 75 %, 480 degraded stretches each), augmented (``aug``) and with
+the synthetic voices (``aug+voices``). Training examples come
+from ``scripts/train_default_models.py``'s generator and cache (``--work``).
 
-Examples are cached in ``--work`` (default ``/tmp/vocalmix-eq-ablation``).
+The model card's rows were measured with a draft of this script on larger sets (5 x 40
+augmented takes of 48 stretches, 500 synthetic voices); a rerun with the defaults draws
+other examples, so its numbers differ somewhat (not re-measured).
 """
+
+from __future__ import annotations
+
 import argparse
+import importlib.util
 import json
-import os
-import pickle
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vocalmix.training.build import BuildConfig, _eq_examples, song_seed
-from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
-from vocalmix.training.train import Arrays, TrainConfig, fit, load_arrays, denormalise, predict_normalised
-from vocalmix.training.synthesis import synthetic_song, synthetic_backing
-from vocalmix.training.targets import integrated_loudness
-from vocalmix.audio import load_audio
-from vocalmix.training.synthesis import recording_variation
+REPO = Path(__file__).resolve().parents[1]
+CENTRES_HZ = np.array([63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000], dtype=float)
 
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
 
-REAL = "/tmp/vocalmix-real-clips/real-test-seed0-eq200"
-DRY = ["vocadito_1", "vocalset_male1_vibrato", "vocalset_female1_straight", "vocalset_female1_vibrato", "vocalset_male1_spoken"]
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-def dry_sources(part):  # part: 'train' (first 75 %) or 'val' (last 25 %)
-    out = []
-    for i, name in enumerate(DRY):
-        v = load_audio(AUDIO / "dry" / f"{name}.flac").samples.mean(0)
-        v = v * 10 ** ((-20 - integrated_loudness(v[None], 44100)) / 20)
-        cut = int(0.75 * len(v))
-        v = v[:cut] if part == "train" else v[cut:]
-        rng = np.random.default_rng([7, i, part == "val"])
-        b = synthetic_backing(len(v) / 44100, 44100, rng)[:, :len(v)].mean(0)
-        bal = rng.uniform(-6, 2)
-        b = b * 10 ** ((-20 - bal - integrated_loudness(b[None], 44100)) / 20)
-        out.append((name, v.astype(np.float32), b.astype(np.float32)))
+
+def block_spectra(features: np.ndarray, db_range: float = 80.0) -> np.ndarray:
+    """``(N, 2, 128, 64)`` blocks -> the vocal's time-averaged spectrum in dB below the block maximum."""
+    return (features[:, 0].astype(np.float64) - 1.0).mean(-1) * db_range
+
+
+def peak_response_matrix() -> np.ndarray:
+    """dB change per dB of gain of each octave peak filter (RBJ, Q 1) in each of the 128 mel bands."""
+    from vocalmix.features import mel_filterbank
+
+    fb = mel_filterbank(44100, 2048, 128).double().numpy()
+    z = np.exp(-2j * np.pi * np.arange(1025) / 2048)
+    out = np.zeros((128, 9))
+    for k, f0 in enumerate(CENTRES_HZ):
+        a_, w0 = 10 ** (10 / 40), 2 * np.pi * f0 / 44100
+        alpha = np.sin(w0) / 2
+        h = ((1 + alpha * a_) - 2 * np.cos(w0) * z + (1 - alpha * a_) * z * z) / \
+            ((1 + alpha / a_) - 2 * np.cos(w0) * z + (1 - alpha / a_) * z * z)
+        out[:, k] = 10 * np.log10((fb @ np.abs(h) ** 2) / fb.sum(1)) / 10
     return out
 
-def synth_sources(n, seconds=10, seed=0):
-    out = []
-    for i in range(n):
-        s = synthetic_song(seed * 100003 + i, seconds)
-        out.append((f"syn{i}", s["vocal"].mean(0).astype(np.float32), s["backing"].mean(0).astype(np.float32)))
-    return out
 
-def examples(sources, per_source, seed=0, augment=None):
-    feats, tg, ch, songs = [], [], [], []
-    for j, (name, v, b) in enumerate(sources):
-        cfg = BuildConfig(seed=seed, eq_per_song=per_source)
-        g = torch.Generator().manual_seed(song_seed(seed, name))
-        if augment is None:
-            f, t, c = _eq_examples(v, b, cfg, g)
-            feats.append(f.float().numpy()); tg.append(t.numpy()); ch.append(c.numpy()); songs += [name] * len(f)
-            continue
-        k = 20
-        cfg = BuildConfig(seed=seed, eq_per_song=max(1, per_source // k))
-        for r in range(k):
-            vv = augment(v, np.random.default_rng([seed, j, r]))
-            f, t, c = _eq_examples(vv, b, cfg, g)
-            feats.append(f.float().numpy()); tg.append(t.numpy()); ch.append(c.numpy()); songs += [name] * len(f)
-    return Arrays(np.concatenate(feats), np.concatenate(tg).astype(np.float64), songs, np.concatenate(ch))
+def least_squares_undo(spectra, reference, response, lam, shrink, floor=-70.0):
+    """Per block: fit spectrum - reference = response @ applied + offset (bands above ``floor``); undo = -applied."""
+    design = np.c_[response, np.ones(len(response))]
+    out = np.zeros((len(spectra), 9))
+    for i, s in enumerate(spectra):
+        ref = reference[i] if reference.ndim == 2 else reference
+        keep = (s > floor) & (ref > floor)
+        x, d = design[keep], (s - ref)[keep]
+        gram = x.T @ x + lam * keep.sum() * np.diag([1.0] * 9 + [0.0])
+        out[i] = -shrink * np.linalg.solve(gram, x.T @ d)[:9]
+    return np.clip(out, -15, 15)
 
-def real_eq():
-    return load_arrays(REAL, "eq", "test")
 
-def score(ckpt, data):
-    p = load_checkpoint(ckpt); m = model_from_checkpoint(p)
-    u = predict_normalised(m, data.features)
-    pred = denormalise("eq", u)
-    err = np.abs(pred - data.targets).mean()
-    base = np.abs(np.asarray(p["train_mean"])[None] - data.targets).mean()
-    return float(err), float(base), np.abs(pred - data.targets).mean(0)
+def ratio(pred, real, mean) -> dict:
+    err, base = np.abs(pred - real.targets), np.abs(mean - real.targets)
+    part = np.array([s.split("/")[0] for s in real.songs])
+    return {"real": round(float(err.mean() / base.mean()), 3),
+            **{p: round(float(err[part == p].mean() / base[part == p].mean()), 3) for p in ("songs", "karaoke")}}
 
-torch.set_num_threads(1)
-p = argparse.ArgumentParser(description="EQ-model ablations")
-p.add_argument("name"); p.add_argument("--train", default="dry")
-p.add_argument("--lr", type=float, default=1e-3); p.add_argument("--epochs", type=int, default=10)
-p.add_argument("--augment", choices=("none", "variation"), default="none")
-p.add_argument("--loss", default="paper")
-p.add_argument("--work", default="/tmp/vocalmix-eq-ablation"); p.add_argument("--n", type=int, default=8000)
-p.add_argument("--val", default="dry"); p.add_argument("--batch", type=int, default=30)
-p.add_argument("--patience", type=int, default=4)
-a = p.parse_args()
 
-def cached(name, make):
-    path = f"{a.work}/cache-{name}.pkl"
-    if os.path.exists(path):
-        return pickle.load(open(path, "rb"))
-    t = time.time(); obj = make(); print(f"made {name} in {time.time()-t:.0f}s", flush=True)
-    pickle.dump(obj, open(path, "wb")); return obj
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", default="estimator,ridge,mlp,cnn")
+    p.add_argument("--audio", type=Path, default=REPO.parent / "shared" / "audio")
+    p.add_argument("--work", type=Path, default=Path("/tmp/vocalmix-default-models"))
+    p.add_argument("--takes", type=int, default=16)
+    p.add_argument("--voices", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", type=Path, default=None, help="append one JSON line per row here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
+    from vocalmix.training.train import TrainConfig, denormalise, fit, load_arrays, predict_normalised
 
-os.makedirs(a.work, exist_ok=True)
-aug = None if a.augment == "none" else (lambda v, rng: recording_variation(v, 44100, rng))
-parts = []
-if a.train in ("syn", "both"):
-    k = a.n if a.train == "syn" else a.n // 2
-    parts.append(cached(f"syn-train-{k}-{a.augment}", lambda: examples(synth_sources(40), k // 40, augment=aug)))
-if a.train in ("dry", "both"):
-    k = a.n if a.train == "dry" else a.n // 2
-    parts.append(cached(f"dry-train-{k}-{a.augment}", lambda: examples(dry_sources("train"), k // 5, seed=1, augment=aug)))
-train = Arrays.concat(parts)
-vals = {"dry": cached("dry-val", lambda: examples(dry_sources("val"), 80, seed=2)),
-        "syn": cached("syn-val", lambda: examples(synth_sources(8, seed=9), 50, seed=2))}
-cfg = TrainConfig(task="eq", epochs=a.epochs, lr=a.lr, loss=a.loss, patience=a.patience, batch_size=a.batch)
-t = time.time()
-r = fit(cfg, train, vals[a.val], f"{a.work}/models-{a.name}", progress=True)
-ck = f"{a.work}/models-{a.name}/eq.pt"
-res = {"name": a.name, "args": vars(a), "minutes": (time.time()-t)/60, "best_epoch": r.best_epoch, "n_train": len(train)}
-for k, d in [("dry_val", vals["dry"]), ("syn_val", vals["syn"]), ("real", real_eq())]:
-    e, b, bands = score(ck, d)
-    res[k] = {"cnn": round(e, 3), "mean": round(b, 3), "ratio": round(e / b, 3), "bands": [round(float(x), 2) for x in bands]}
-print(json.dumps(res), flush=True)
-open(f"{a.work}/results.jsonl", "a").write(json.dumps(res) + "\n")
+    real_clips = _script("evaluate_real_clips")
+    real = load_arrays(real_clips.build_real_test(args.audio, real_clips.DEFAULT_WORK / "real-test-seed0-eq200"),
+                       "eq", "test")
+    default_models = _script("train_default_models")
+    args.work.mkdir(parents=True, exist_ok=True)
+    aug_voices, val = default_models.eq_examples(args.audio, args.work, args.seed, args.takes, args.voices, 48)
+    is_voice = np.array([s.startswith("synthetic-voice/") for s in aug_voices.songs])
+    aug = aug_voices.subset(~is_voice)
+    from vocalmix.training.datasets import CC_BY_DRY_VOCALS
+    from vocalmix.training.eq_voices import eq_examples_from_vocals
+
+    dry = []
+    for name in CC_BY_DRY_VOCALS:
+        vocal = default_models._load_dry(args.audio / "dry" / f"{name}.flac")[0].astype(np.float32)
+        dry.append((f"eq/{name}/plain", vocal[:int(default_models.EQ_TRAIN_SHARE * len(vocal))]))
+    sets = {"dry": eq_examples_from_vocals(dry, 480, args.seed + 100), "aug": aug, "aug+voices": aug_voices}
+    rows = []
+
+    def emit(name, pred, train):
+        row = {"row": name, "n_train": len(train), **ratio(pred, real, train.targets.mean(0))}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    s_real = block_spectra(real.features)
+    emit("no model: 0 dB on every band (the targets' median)", np.zeros_like(real.targets), aug)
+    wanted = args.rows.split(",")
+    if "estimator" in wanted:
+        response = peak_response_matrix()
+        reference = block_spectra(aug.features).mean(0)
+        for lam, shrink in ((0.0, 1.0), (0.05, 1.0), (0.1, 0.6), (0.5, 0.3), (2.0, 0.3)):
+            emit(f"estimator CC BY mean ref lam={lam} shrink={shrink}",
+                 least_squares_undo(s_real, reference, response, lam, shrink), aug)
+        from vocalmix.features import song_features
+
+        own = {}
+        for song in real_clips.real_clip_songs(args.audio):
+            vocal, backing = song.load(44100)
+            own[song.id] = block_spectra(song_features(vocal, backing, 44100).numpy()).mean(0)
+        reference = np.stack([own[s] for s in real.songs])
+        for lam, shrink in ((0.05, 0.5), (0.2, 1.0)):
+            emit(f"estimator ORACLE own-song ref lam={lam} shrink={shrink}",
+                 least_squares_undo(s_real, reference, response, lam, shrink), aug)
+    for set_name, train in sets.items():
+        x = np.c_[block_spectra(train.features) / 80, np.ones(len(train))]
+        if "ridge" in wanted:
+            for lam in (100.0, 1000.0):
+                w = np.linalg.solve(x.T @ x + lam * np.diag([1.0] * 128 + [0.0]), x.T @ train.targets)
+                emit(f"ridge lam={lam:g} on {set_name}", np.clip(np.c_[s_real / 80, np.ones(len(real))] @ w, -15, 15),
+                     train)
+        for arch in ("mlp", "cnn"):
+            if arch not in wanted or (arch == "cnn" and set_name != "aug"):
+                continue
+            for loss in ("mse", "l1"):
+                t0 = time.monotonic()
+                mlp = arch == "mlp"
+                config = TrainConfig(task="eq", loss=loss, seed=args.seed, patience=10,
+                                     epochs=40 if mlp else 4, architecture="spectrum-mlp" if mlp else "li-lerch-cnn",
+                                     lr=3e-3 if mlp else None, batch_size=128 if mlp else None,
+                                     dropout=0.1 if mlp else 0.3)
+                out = args.work / f"ablation-{arch}-{loss}-{set_name}"
+                result = fit(config, train, val, out, progress=False)
+                model = model_from_checkpoint(load_checkpoint(result.checkpoint))
+                emit(f"{arch} {loss} on {set_name} (best epoch {result.best_epoch}, "
+                     f"{(time.monotonic() - t0) / 60:.1f} min)",
+                     denormalise("eq", predict_normalised(model, real.features)), train)
+    if args.results:
+        with open(args.results, "a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -199,6 +199,7 @@ class TrainConfig:
     init_at_mean: bool = True
     max_minutes: float | None = None
     loss: str = "paper"
+    architecture: str = "li-lerch-cnn"  # or "spectrum-mlp" (vocalmix.nets.spectrum_mlp, the EQ default)
 
     def resolved(self) -> "TrainConfig":
         hp = TASK_HYPERPARAMETERS[self.task]
@@ -341,7 +342,7 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
 
     set_determinism(config.seed)
     model = build_model(task, hidden=config.hidden, dropout=config.dropout,
-                        input_shape=tuple(train_data.features.shape[1:])).to(device)
+                        input_shape=tuple(train_data.features.shape[1:]), architecture=config.architecture).to(device)
     u_train = normalise(task, train_data.targets)
     train_mean = train_data.targets.mean(axis=0)
     if config.init_at_mean:
@@ -457,7 +458,7 @@ def train(task: str, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
           device: str = "cpu", resume: bool = False, patience: int = 10, batch_size: int | None = None,
           lr: float | None = None, weight_decay: float | None = None, hidden: int = 64,
           init_at_mean: bool = True, max_minutes: float | None = None, progress: bool = True,
-          loss: str = "paper") -> TrainResult:
+          loss: str = "paper", architecture: str = "li-lerch-cnn", dropout: float = 0.3) -> TrainResult:
     """Train ``task`` on the dataset's train split, validating on its val split (different songs).
 
     Returns a :class:`TrainResult`; the best checkpoint is ``out_dir/<task>.pt``.
@@ -473,7 +474,8 @@ def train(task: str, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
         raise InputError(f"{dataset_dir}: songs in both train and val splits ({sorted(overlap)[0]}, ...)")
     config = TrainConfig(task=task, epochs=epochs, seed=seed, device=device, patience=patience,
                          batch_size=batch_size, lr=lr, weight_decay=weight_decay, hidden=hidden,
-                         init_at_mean=init_at_mean, max_minutes=max_minutes, loss=loss)
+                         init_at_mean=init_at_mean, max_minutes=max_minutes, loss=loss,
+                         architecture=architecture, dropout=dropout)
     metadata = {"dataset_dir": str(Path(dataset_dir).resolve()), "data_manifest_sha256": manifest_sha256(dataset_dir),
                 "train_songs": sorted(set(train_data.songs)), "val_songs": sorted(set(val_data.songs))}
     return fit(config, train_data, val_data, out_dir, resume=resume, metadata=metadata, progress=progress)

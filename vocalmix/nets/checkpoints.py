@@ -20,7 +20,8 @@ from vocalmix.errors import InputError
 from vocalmix.settings import SCHEMA_VERSION
 
 from .cnn_targets import TASKS, target_ranges_record
-from .mixing_cnn import MixingCNN, ModelConfig
+from .mixing_cnn import MixingCNN, ModelConfig, network_from_config
+from .spectrum_mlp import SpectrumMLP
 from .waveunet import WaveUNet, WaveUNetConfig
 
 #: The parameter CNNs (``--method cnn``) and the cnn-e2e predictor.
@@ -62,10 +63,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return payload
 
 
-def model_from_checkpoint(payload: dict, path: str | os.PathLike = "checkpoint") -> MixingCNN:
+def model_from_checkpoint(payload: dict, path: str | os.PathLike = "checkpoint") -> MixingCNN | SpectrumMLP:
     """Rebuild the model of a loaded checkpoint in eval mode, float32, on the CPU."""
     try:
-        model = MixingCNN(ModelConfig.from_dict(payload["model_config"]))
+        model = network_from_config(ModelConfig.from_dict(payload["model_config"]))
         state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

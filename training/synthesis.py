@@ -382,7 +382,8 @@ class BatchRenderer:
         wants_grad = torch.is_grad_enabled() and (clips.requires_grad or gains_db.requires_grad)
         if self.device.type == "cpu" and not wants_grad:
             return multi_eq(clips, float(self.sample_rate), freq, gain, q, kind, method="iir")
-        _, a, _ = band_coefficients(float(self.sample_rate), freq, gain, q, kind, torch.ones_like(kind, dtype=torch.bool))
+        all_on = torch.ones_like(kind, dtype=torch.bool)
+        _, a, _ = band_coefficients(float(self.sample_rate), freq, gain, q, kind, all_on)
         tail = fft_length(1, a)  # samples until the slowest ringing is 80 dB down
         block = 1 << max(13, math.ceil(math.log2(2.5 * tail)))
         p_grid, q_grid = self._peak_grids(block)  # (9, bins) complex64 each
@@ -431,7 +432,8 @@ class BatchRenderer:
         if self.reverb_bank is not None:
             if self._bank is None:
                 bank_generator = torch.Generator(device="cpu").manual_seed(self._bank_seed)
-                self._bank = self._draw_reverb_settings(self.reverb_bank, lambda k: torch.rand(k, generator=bank_generator))
+                self._bank = self._draw_reverb_settings(self.reverb_bank,
+                                                        lambda k: torch.rand(k, generator=bank_generator))
             pick = torch.randint(self.reverb_bank, (n,), generator=self.generator)
             return {name: value[pick] for name, value in self._bank.items()}
         return self._draw_reverb_settings(n, self._rand)
@@ -514,43 +516,48 @@ class BatchRenderer:
         # The same stages as vocal_chain, with the reverb's IRs taken from the cache: the
         # output is vocal_chain's bit for bit (tests/test_training_data.py).
         y = vocal_chain(clips, self.sample_rate, on_device, upto="compressor")
-        keys, h = self._cached_irs(on_device.reverb, y.shape[-1])
-        n_in, k = y.shape[-1], h.shape[-1]
+        keys = self._fill_ir_cache(on_device.reverb, y.shape[-1])
+        n_in, k = y.shape[-1], max(self._irs[key].shape[-1] for key in keys)
         # fdn_reverb's rule for one FFT of the whole clip (reverb._fft_convolve); longer
         # clips take its overlap-save path with the cached IRs.
         block = 1 << max(15, math.ceil(math.log2(4 * k)))
         if n_in + k > 2 * block or torch.is_grad_enabled():
-            y = dsp_reverb.reverb_with_ir(y, h, on_device.reverb.dry_wet)
+            y = dsp_reverb.reverb_with_ir(y, self._padded_irs(keys), on_device.reverb.dry_wet)
         else:
             # The same arithmetic as reverb_with_ir's one-FFT convolution, with each
             # setting's wet/dry-folded IR spectrum kept: per clip one forward and two
-            # inverse FFTs instead of three and two.
+            # inverse FFTs instead of three and two, and each clip's product written
+            # straight into the inverse FFT's input (no stacked copy of the spectra).
             n_fft = 1 << math.ceil(math.log2(n_in + k - 1))
-            spectra = self._cached_spectra(keys, h, on_device.reverb.dry_wet, n_fft, y.dtype)
-            y = torch.fft.irfft(torch.fft.rfft(y, n=n_fft).unsqueeze(2) * spectra, n=n_fft)[:, 0, :, :n_in]
+            dry_wet = on_device.reverb.dry_wet.to(y.dtype).clamp(0.0, 1.0)
+            spectrum = torch.fft.rfft(y, n=n_fft)  # (B, 1, bins)
+            product = spectrum.new_empty(y.shape[0], 2, spectrum.shape[-1])
+            for i, key in enumerate(keys):
+                torch.mul(spectrum[i], self._cached_spectrum(key, dry_wet[i], n_fft), out=product[i])
+            y = torch.fft.irfft(product, n=n_fft)[..., :n_in]
         return vocal_chain(y, self.sample_rate, on_device, start="level"), params
 
-    def _cached_spectra(self, keys, h, dry_wet, n_fft: int, dtype) -> torch.Tensor:
-        """rfft of each item's IR with the dry path folded in, as reverb_with_ir folds it,
-        ``(B, 1, 2, n_fft // 2 + 1)``; one per (setting, dry/wet, FFT length) per renderer."""
-        w = dry_wet.to(dtype).clamp(0.0, 1.0).view(-1, 1, 1, 1)
+    def _cached_spectrum(self, key: tuple, dry_wet: torch.Tensor, n_fft: int) -> torch.Tensor:
+        """rfft ``(2, n_fft // 2 + 1)`` of a setting's IR with the dry path folded in as
+        reverb_with_ir folds it (``dry_wet`` a 0-d tensor already clamped to 0..1); one
+        per (setting, dry/wet, FFT length) per renderer. The IR's zero padding to a batch's
+        longest would not change it: rfft pads to ``n_fft`` anyway."""
         cache = self.__dict__.setdefault("_spectra", {})
-        out = []
-        for i, key in enumerate(keys):
-            skey = (key, float(w[i]), n_fft)
-            if skey not in cache:
-                wet = w[i:i + 1] * h[i:i + 1].to(dtype)
-                dry = torch.zeros_like(wet[..., :1])
-                dry[:, 0, :, 0] = 1.0
-                folded = torch.cat([wet[..., :1] + (1.0 - w[i:i + 1]) * dry, wet[..., 1:]], dim=-1)
-                cache[skey] = torch.fft.rfft(folded, n=n_fft)[0]
-            out.append(cache[skey])
-        return torch.stack(out)
+        skey = (key, float(dry_wet), n_fft)
+        if skey not in cache:
+            w = dry_wet.view(1, 1, 1, 1)
+            wet = w * self._irs[key][None, None].to(dry_wet.dtype)  # (1, 1, 2, n)
+            dry = torch.zeros_like(wet[..., :1])
+            dry[:, 0, :, 0] = 1.0
+            folded = torch.cat([wet[..., :1] + (1.0 - w) * dry, wet[..., 1:]], dim=-1)
+            cache[skey] = torch.fft.rfft(folded, n=n_fft)[0, 0]
+        return cache[skey]
 
-    def _cached_irs(self, params: ReverbParams, n_samples: int) -> torch.Tensor:
-        """``(keys, IRs)``: mono-feed wet IRs ``(B, 1, 2, n)`` of the items' reverb settings, each distinct
-        setting computed once per renderer (as :func:`fdn_reverb` computes it for
-        ``n_samples``-long input) and the batch's zero-padded to its longest, as fdn_reverb pads."""
+    def _fill_ir_cache(self, params: ReverbParams, n_samples: int) -> list[tuple]:
+        """The cache keys of the items' reverb settings, each distinct setting's mono-feed
+        wet IR ``(2, n)`` computed once per renderer, as :func:`fdn_reverb` computes it for
+        ``n_samples``-long input (one setting per call, so the IR has exactly its own length:
+        its decay floor or the clip length)."""
         names = ("room_size", "reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s",
                  "high_cutoff_hz", "high_q", "high_gain_db_per_s", "fade_in_s")
         fdn_lines = params.fdn_lines
@@ -558,14 +565,16 @@ class BatchRenderer:
         keys = [(fdn_lines, n_samples, *row) for row in rows]
         for i, key in enumerate(keys):
             if key not in self._irs:
-                # One setting per call, so the IR has exactly its own length (its decay
-                # floor or the clip length), which fixes the batch's padding and FFT size.
                 self._irs[key] = dsp_reverb.fdn_impulse_response(
                     self.sample_rate, *(getattr(params, k)[i:i + 1] for k in names), fdn_lines=fdn_lines,
                     mono_input=True, max_samples=n_samples)[0]
+        return keys
+
+    def _padded_irs(self, keys: list[tuple]) -> torch.Tensor:
+        """The items' cached IRs ``(B, 1, 2, n)``, zero-padded to the batch's longest as fdn_reverb pads."""
         irs = [self._irs[key] for key in keys]
         longest = max(ir.shape[-1] for ir in irs)
-        return keys, torch.stack([torch.nn.functional.pad(ir, (0, longest - ir.shape[-1])) for ir in irs])[:, None]
+        return torch.stack([torch.nn.functional.pad(ir, (0, longest - ir.shape[-1])) for ir in irs])[:, None]
 
 
 # ---------------------------------------------------------------------------------------

@@ -488,3 +488,19 @@ def test_shipped_eq_model_undoes_a_known_eq_on_a_held_out_dry_vocal(shared_audio
     for applied in (-12.0, 12.0):
         moved = _held_out_dry_undo(shared_audio, applied)[band] - clean[band]
         assert 3.0 < -np.sign(applied) * moved < abs(applied), (applied, moved)
+
+
+def test_eq_voices_are_seeded_and_the_speed_change_moves_every_frequency_by_its_ratio():
+    from vocalmix.training.eq_voices import _resample_speed, augment_vocal, synthetic_voice
+
+    a = synthetic_voice(1.0, np.random.default_rng(3))
+    assert np.array_equal(a, synthetic_voice(1.0, np.random.default_rng(3)))
+    assert a.dtype == np.float32 and a.size == 44100 and np.abs(a).max() == pytest.approx(0.5, abs=1e-6)
+    assert not np.array_equal(a, synthetic_voice(1.0, np.random.default_rng(4)))
+    sine = np.sin(2 * np.pi * 1000.0 * np.arange(44100) / 44100).astype(np.float32)
+    for ratio in (2 ** (-4 / 12), 2 ** (3 / 12)):
+        y = _resample_speed(sine, ratio)
+        f = np.fft.rfftfreq(y.size, 1 / 44100)[np.argmax(np.abs(np.fft.rfft(y * np.hanning(y.size))))]
+        assert f == pytest.approx(1000.0 * ratio, abs=2.0) and y.size == int(44100 / ratio)
+    b = augment_vocal(a, np.random.default_rng(7))
+    assert np.array_equal(b, augment_vocal(a, np.random.default_rng(7)))

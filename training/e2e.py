@@ -59,7 +59,8 @@ from vocalmix.features import DEFAULT_FEATURES, frontend, normalise_block
 from vocalmix.methods.cnn_e2e import CHECKPOINT_NAME, TASK, predict_units
 from vocalmix.nets import e2e_outputs as E2E
 from vocalmix.nets.checkpoints import CNN_CHECKPOINT_FORMAT, CNN_CHECKPOINT_VERSION, load_checkpoint
-from vocalmix.nets.mixing_cnn import MixingCNN, ModelConfig
+from vocalmix.nets.mixing_cnn import MixingCNN
+from vocalmix.nets.model_config import ModelConfig
 from vocalmix.settings import FILTER_TYPES, SCHEMA_VERSION, LevelSettings, spec_of
 
 from . import e2e_params as P

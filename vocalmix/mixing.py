@@ -5,6 +5,11 @@ writes (processed vocal and backing) add up to the mix exactly and the balance
 the method chose is kept. By default that curve is a static gain that brings
 the true peak to the ceiling only if it is above it; with a loudness target it
 is the gain to the target followed by a true-peak limiter.
+
+``vocalmix render`` runs the same output stage block by block (:mod:`vocalmix.streaming`,
+bounded memory for long songs); :func:`render_mix`, :func:`output_gain` and
+:func:`hold_ceiling_as_written` here hold whole songs, serve callers with short clips and
+are the reference the block-wise passes are tested against.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from dataclasses import dataclass, field, replace
 import numba
 import numpy as np
 import torch
-from scipy import ndimage, signal
 
 from . import analysis
 from .dsp import reverb as dsp_reverb
@@ -314,6 +318,8 @@ def true_peak_limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: floa
     envelope = _true_peak_envelope(mix)
     needed = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
     lookahead = max(1, int(round(LIMITER_LOOKAHEAD_S * sample_rate)))
+    from scipy import ndimage  # imported when a limiter runs: scipy's imports cost seconds at start-up
+
     held = ndimage.minimum_filter1d(needed, size=2 * lookahead + 1, mode="nearest")
     smoothed = ndimage.uniform_filter1d(held, size=lookahead, mode="nearest")
     smoothed = np.minimum(smoothed, needed)
@@ -327,6 +333,8 @@ def true_peak_limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: floa
 
 
 def _true_peak_envelope(mix: np.ndarray) -> np.ndarray:
+    from scipy import signal
+
     up = signal.resample_poly(mix, TRUE_PEAK_OVERSAMPLING, 1, axis=-1)
     n = mix.shape[-1]
     per_sample = np.abs(up[..., : n * TRUE_PEAK_OVERSAMPLING]).reshape(mix.shape[0], n, TRUE_PEAK_OVERSAMPLING)

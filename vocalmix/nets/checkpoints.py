@@ -20,7 +20,8 @@ from vocalmix.errors import InputError
 from vocalmix.settings import SCHEMA_VERSION
 
 from .cnn_targets import TASKS, target_ranges_record
-from .mixing_cnn import MixingCNN, ModelConfig, network_from_config
+from .mixing_cnn import MixingCNN, network_from_config
+from .model_config import ModelConfig
 from .spectrum_mlp import SpectrumMLP
 from .waveunet import WaveUNet, WaveUNetConfig
 

@@ -28,48 +28,15 @@ comes from clipping when denormalising (``ParamSpec.denormalise`` clips to [0, 1
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
+from .model_config import PUBLISHED_CHANNELS, ModelConfig
+from .spectrum_mlp import ARCHITECTURE as SPECTRUM_MLP
+from .spectrum_mlp import SpectrumMLP
+
 #: Outputs per task, as in the paper.
 TASK_OUTPUTS: dict[str, int] = {"level": 1, "compression": 1, "eq": 9, "reverb": 10}
-
-PUBLISHED_CHANNELS = (8, 16, 32, 64)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model; stored in every checkpoint.
-
-    ``input_shape`` is ``(channels, mel bands, frames)``; ``hidden`` is the MLP's
-    hidden width (0 = a single linear layer); ``dropout`` the probability before it.
-    """
-
-    n_outputs: int
-    input_shape: tuple[int, int, int] = (2, 128, 64)
-    channels: tuple[int, ...] = PUBLISHED_CHANNELS
-    hidden: int = 64
-    dropout: float = 0.3
-    architecture: str = "li-lerch-cnn"
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["input_shape"] = list(self.input_shape)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        return cls(
-            n_outputs=int(d["n_outputs"]),
-            input_shape=tuple(int(v) for v in d["input_shape"]),
-            channels=tuple(int(v) for v in d["channels"]),
-            hidden=int(d["hidden"]),
-            dropout=float(d["dropout"]),
-            architecture=str(d.get("architecture", "li-lerch-cnn")),
-        )
 
 
 def flattened_size(input_shape: tuple[int, int, int], channels: tuple[int, ...] = PUBLISHED_CHANNELS) -> int:
@@ -152,9 +119,7 @@ def network_from_config(config: ModelConfig) -> nn.Module:
     """The network a :class:`ModelConfig` describes (its ``architecture`` picks the class)."""
     if config.architecture == "li-lerch-cnn":
         return MixingCNN(config)
-    from .spectrum_mlp import ARCHITECTURE, SpectrumMLP
-
-    if config.architecture == ARCHITECTURE:
+    if config.architecture == SPECTRUM_MLP:
         return SpectrumMLP(config)
     raise ValueError(f"unknown architecture {config.architecture!r}")
 

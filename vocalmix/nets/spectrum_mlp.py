@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mixing_cnn import ModelConfig
+from .model_config import ModelConfig
 
 ARCHITECTURE = "spectrum-mlp"
 

@@ -45,6 +45,13 @@ def test_sosfilt_equals_scipy_bit_for_bit():
         np.testing.assert_array_equal(sosfilt(sos, x), scipy.signal.sosfilt(sos, x, axis=-1))
     one = np.asarray(x[0], dtype=np.float32)  # float32 in: filtered in float64, as scipy's float64 call
     np.testing.assert_array_equal(sosfilt(cases[0], one), scipy.signal.sosfilt(cases[0], one.astype(np.float64)))
+    for sos in (cases[0], cases[-1]):  # in blocks with the state carried (scipy's zi layout)
+        zi = rng.standard_normal((sos.shape[0], 2, 2))
+        expected, expected_state = scipy.signal.sosfilt(sos, x, axis=-1, zi=zi)
+        first, state = sosfilt(sos, x[:, :10007], zi=zi)
+        rest, state = sosfilt(sos, x[:, 10007:], zi=state)
+        np.testing.assert_array_equal(np.concatenate([first, rest], axis=-1), expected)
+        np.testing.assert_array_equal(state, expected_state)
 
 
 def test_sosfilt_refuses_unnormalised_sections():

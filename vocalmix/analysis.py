@@ -98,12 +98,15 @@ _SHORT_TERM_HOPS = 30  # 3 s
 # --------------------------------------------------------------------------
 
 
-def _as_channels(x: Any) -> np.ndarray:
-    """Return ``x`` as a float64 numpy array shaped (channels, samples)."""
+def _as_channels(x: Any, keep_float32: bool = False) -> np.ndarray:
+    """Return ``x`` as a float64 numpy array shaped (channels, samples) (float32 kept as it is with
+    ``keep_float32``, for a reader that widens each sample exactly as it goes)."""
     if type(x).__module__.split(".")[0] == "torch":
         # Cast on the torch side: numpy has no bfloat16.
         x = x.detach().cpu().double().numpy()
-    arr = np.asarray(x, dtype=np.float64)
+    arr = np.asarray(x)
+    if not (keep_float32 and arr.dtype == np.float32):
+        arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim == 1:
         arr = arr[np.newaxis, :]
     elif arr.ndim != 2:
@@ -228,7 +231,7 @@ class Loudness:
     """
 
     def __init__(self, x: Any, sr: float):
-        audio = _as_channels(x)
+        audio = _as_channels(x, keep_float32=True)  # the filter widens each sample to float64, exactly
         self.sample_rate = _check_rate(sr)
         self.hop = _hop_samples(self.sample_rate)
         n_channels, n_samples = audio.shape

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy import signal
 
 from .errors import AudioFileError, InputError
 from .files import write_atomic
@@ -184,6 +183,9 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Polyphase resampling with a long Kaiser-windowed filter (stop band below -100 dB)."""
     if from_rate == to_rate:
         return samples
+    # Imported here: scipy.signal's import alone costs 1-2 s of CPU, and most renders never resample.
+    from scipy import signal
+
     ratio = Fraction(to_rate, from_rate)
     out = signal.resample_poly(
         samples.astype(np.float64), ratio.numerator, ratio.denominator, axis=-1, window=("kaiser", 10.0)

@@ -476,7 +476,7 @@ def true_peak(x: Any, sr: float) -> float:
     signal is taken to be surrounded by silence.  Never below
     :func:`sample_peak`.  Silence reads SILENCE_DB.
     """
-    audio = _as_channels(x)
+    audio = _as_channels(x, keep_float32=True)  # read into float32 buffers below: no float64 copy
     sr = _check_rate(sr)
     peak = _largest_magnitude(audio)
     if peak == 0.0:
@@ -608,7 +608,7 @@ def octave_band_rms(x: Any, sr: float, k_weighted: bool = False, gate: float | N
     every frame.  If no frame
     passes, every band reads SILENCE_DB.
     """
-    audio = _as_channels(x)
+    audio = _as_channels(x, keep_float32=True)  # read into float32 buffers below: no float64 copy
     sr = _check_rate(sr)
     n_channels, n_samples = audio.shape
     silent = np.full(len(OCTAVE_CENTRES_HZ), SILENCE_DB)

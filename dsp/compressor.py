@@ -427,7 +427,8 @@ class _BallisticsTorch(torch.autograd.Function):
         decay = torch.flip(1.0 - a, dims=[1])
         decay = torch.cat([torch.ones_like(decay[:, :1]), decay[:, :-1]], dim=1)
         lam = torch.flip(
-            _linear_recurrence(decay, torch.flip(grad_state.to(f64), dims=[1]), grad_state.new_zeros(a.shape[0], dtype=f64)),
+            _linear_recurrence(decay, torch.flip(grad_state.to(f64), dims=[1]),
+                               grad_state.new_zeros(a.shape[0], dtype=f64)),
             dims=[1],
         )
         previous = torch.cat([torch.zeros_like(state[:, :1]), state[:, :-1]], dim=1).to(f64)

@@ -848,7 +848,8 @@ def _spectral_block(gains, hs, ls, lengths, excite, zinv, hadamard):
     # u = e + D H (g / sqrt(N) F u)  ->  (I - D H diag(g F / sqrt(N))) u = e, per bin.
     column = (gains.to(shelves.dtype)[..., None] * shelves / math.sqrt(n_lines)).permute(0, 2, 1)  # (J, k, N)
     row = delay.permute(0, 2, 1)  # (J, k, N)
-    system = torch.eye(n_lines, dtype=shelves.dtype, device=shelves.device) - row[..., :, None] * hadamard * column[..., None, :]
+    identity = torch.eye(n_lines, dtype=shelves.dtype, device=shelves.device)
+    system = identity - row[..., :, None] * hadamard * column[..., None, :]
     rhs = excite.to(shelves.dtype)[:, None, :, None].expand(-1, zinv.shape[0], -1, 1)
     u = torch.linalg.solve(system, rhs)[..., 0]  # (J, k, N)
     return (u[..., :2] * shelves[:, :2].permute(0, 2, 1)).permute(0, 2, 1)  # v = F u on lines 0, 1

@@ -13,9 +13,10 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
@@ -136,7 +137,8 @@ def _check_options(req: RenderRequest) -> None:
         raise InputError(f"--rate {req.rate!r}: choose 'input' or 'working'")
     ceiling_spec = spec_of(OutputSettings, "ceiling_dbtp")
     if req.ceiling is not None and not (ceiling_spec.minimum <= req.ceiling <= ceiling_spec.maximum):
-        raise InputError(f"--ceiling {req.ceiling:g} dBTP is outside [{ceiling_spec.minimum:g}, {ceiling_spec.maximum:g}]")
+        raise InputError(f"--ceiling {req.ceiling:g} dBTP is outside "
+                         f"[{ceiling_spec.minimum:g}, {ceiling_spec.maximum:g}]")
     loudness_spec = spec_of(OutputSettings, "target_loudness_lufs")
     if req.loudness is not None and not (loudness_spec.minimum <= req.loudness <= loudness_spec.maximum):
         raise InputError(f"--loudness {req.loudness:g} LUFS is outside [{loudness_spec.minimum:g}, "
@@ -486,7 +488,8 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     }
     if decided.audio is not None:
         document = {"schema_version": SCHEMA_VERSION, **document, "settings": None, "effect_settings":
-                    f"none: the {decided.method} method outputs the mix itself; there is nothing to export or re-render"}
+                    f"none: the {decided.method} method outputs the mix itself; "
+                    "there is nothing to export or re-render"}
     _write_text_atomic(paths["settings"], settings.to_json(**document) if decided.audio is None
                        else json.dumps(document, indent=2))
     written.insert(1, paths["settings"])

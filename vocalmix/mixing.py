@@ -264,6 +264,20 @@ def hold_ceiling_as_written(mix: Mix, subtype: str) -> Mix:
     return replace(mix, report=report)
 
 
+def report_limiting(report: dict, pre_gain: float, reduction_db: float, achieved: float, target_lufs: float,
+                    ceiling_dbtp: float) -> None:
+    """Record a limited output stage in ``report`` and warn when the target is missed or reached only by heavy
+    limiting (the whole-song and the block-wise output stage share this)."""
+    report["gain_db"] = 20 * math.log10(pre_gain)
+    report["limiter"] = "on"
+    report["max_gain_reduction_db"] = reduction_db
+    report["achieved_loudness_lufs"] = achieved
+    if abs(target_lufs - achieved) > LOUDNESS_MISS_WARN_LU or reduction_db > LIMITING_WARN_DB:
+        log.warning("loudness target %g LUFS: the mix reaches %.1f LUFS with up to %.1f dB of limiting under the "
+                    "%g dBTP ceiling; a lower target or a higher ceiling distorts less", target_lufs, achieved,
+                    reduction_db, ceiling_dbtp)
+
+
 def output_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float,
                 target_lufs: float | None) -> tuple[np.ndarray, dict]:
     """Gain to apply to ``mix`` ``(channels, samples)``: a scalar, or a per-sample curve when limiting."""
@@ -295,14 +309,7 @@ def output_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float,
             break
         pre_gain *= 10 ** (shortfall / 20)
     reduction_db = float(-20 * np.log10(np.min(curve) / pre_gain))
-    report["gain_db"] = 20 * math.log10(pre_gain)
-    report["limiter"] = "on"
-    report["max_gain_reduction_db"] = reduction_db
-    report["achieved_loudness_lufs"] = achieved
-    if abs(target_lufs - achieved) > LOUDNESS_MISS_WARN_LU or reduction_db > LIMITING_WARN_DB:
-        log.warning("loudness target %g LUFS: the mix reaches %.1f LUFS with up to %.1f dB of limiting under the "
-                    "%g dBTP ceiling; a lower target or a higher ceiling distorts less", target_lufs, achieved,
-                    reduction_db, ceiling_dbtp)
+    report_limiting(report, pre_gain, reduction_db, achieved, target_lufs, ceiling_dbtp)
     return curve[None, :], report
 
 

@@ -433,7 +433,7 @@ def decide_output(source: MixSource, sr: int, ceiling_dbtp: float, target_lufs: 
     The report has the same fields. One pass measures the mix; with a loudness target and
     a true peak over the ceiling each limiting round is one more pass.
     """
-    from .mixing import LIMITING_WARN_DB, LOUDNESS_MISS_WARN_LU, LOUDNESS_PASSES, LOUDNESS_TOLERANCE_LU
+    from .mixing import LOUDNESS_PASSES, LOUDNESS_TOLERANCE_LU, report_limiting
 
     report: dict = {"ceiling_dbtp": ceiling_dbtp}
     peak_meter = TruePeakMeter(sr, 2)
@@ -471,14 +471,7 @@ def decide_output(source: MixSource, sr: int, ceiling_dbtp: float, target_lufs: 
         pre_gain *= 10 ** (shortfall / 20)
     # After the last round pre_gain may have moved on from the curve kept, as in output_gain.
     reduction_db = float(-20 * np.log10(stage.gain * lowest / pre_gain))
-    report["gain_db"] = 20 * math.log10(pre_gain)
-    report["limiter"] = "on"
-    report["max_gain_reduction_db"] = reduction_db
-    report["achieved_loudness_lufs"] = achieved
-    if abs(target_lufs - achieved) > LOUDNESS_MISS_WARN_LU or reduction_db > LIMITING_WARN_DB:
-        log.warning("loudness target %g LUFS: the mix reaches %.1f LUFS with up to %.1f dB of limiting under the "
-                    "%g dBTP ceiling; a lower target or a higher ceiling distorts less", target_lufs, achieved,
-                    reduction_db, ceiling_dbtp)
+    report_limiting(report, pre_gain, reduction_db, achieved, target_lufs, ceiling_dbtp)
     return stage, report
 
 

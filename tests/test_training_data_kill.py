@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from vocalmix.errors import InputError
-from vocalmix.nets.cnn_targets import TASKS
+from vocalmix.nets.cnn_targets import TASKS as TARGETS_BY_TASK
 from vocalmix.training import data as D
 from vocalmix.training.datasets import synthetic_songs
 
@@ -145,7 +145,7 @@ def test_sigkilled_build_resumes_without_redoing_songs_or_corrupt_shards(tmp_pat
         total = 0
         for split in D.SPLITS:
             d = D.load_split(killed, task, split)
-            assert d.features.shape[1:] == D.FEATURE_SHAPE and d.targets.shape == (len(d), len(TASKS[task]))
+            assert d.features.shape[1:] == D.FEATURE_SHAPE and d.targets.shape == (len(d), len(TARGETS_BY_TASK[task]))
             assert set(d.songs) <= set(manifest["splits"][split])
             total += len(d)
         assert total == sum(manifest["tasks"][task]["blocks"].values()) and total > 0, task

@@ -53,15 +53,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a CNN checkpoint (tensors and plain values only); a bad file raises InputError naming it."""
     path = Path(path)
     payload = _torch_load(path, "model", "vocalmix model")
-    if not isinstance(payload, dict) or payload.get("format") != CNN_CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a vocalmix model checkpoint")
-    if payload.get("format_version") != CNN_CHECKPOINT_VERSION:
-        raise InputError(f"{path}: checkpoint format version {payload.get('format_version')!r} "
-                         f"is not supported (expected {CNN_CHECKPOINT_VERSION})")
-    for key in ("task", "model_config", "state_dict", "target_names"):
+    _check_payload(path, payload, "model", CNN_CHECKPOINT_FORMAT, CNN_CHECKPOINT_VERSION,
+                   ("task", "model_config", "state_dict", "target_names"))
+    return payload
+
+
+def _check_payload(path: Path, payload: object, kind: str, checkpoint_format: str, version: int,
+                   keys: tuple[str, ...]) -> None:
+    """InputError naming ``path`` unless ``payload`` is a ``kind`` checkpoint of this format version with ``keys``."""
+    if not isinstance(payload, dict) or payload.get("format") != checkpoint_format:
+        raise InputError(f"{path}: not a vocalmix {kind} checkpoint")
+    if payload.get("format_version") != version:
+        raise InputError(f"{path}: {kind} checkpoint format version {payload.get('format_version')!r} "
+                         f"is not supported (expected {version})")
+    for key in keys:
         if key not in payload:
             raise InputError(f"{path}: checkpoint lacks '{key}'")
-    return payload
 
 
 def model_from_checkpoint(payload: dict, path: str | os.PathLike = "checkpoint") -> MixingCNN | SpectrumMLP:
@@ -95,14 +102,8 @@ def check_compatible(payload: dict, path: str | os.PathLike = "checkpoint") -> N
 def load_waveunet_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     payload = _torch_load(path, "Wave-U-Net", "Wave-U-Net")
-    if not isinstance(payload, dict) or payload.get("format") != WAVEUNET_CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a vocalmix Wave-U-Net checkpoint")
-    if payload.get("format_version") != WAVEUNET_CHECKPOINT_VERSION:
-        raise InputError(f"{path}: Wave-U-Net checkpoint version {payload.get('format_version')!r} is not supported "
-                         f"(expected {WAVEUNET_CHECKPOINT_VERSION})")
-    for key in ("model_config", "state_dict", "sample_rate_hz"):
-        if key not in payload:
-            raise InputError(f"{path}: checkpoint lacks '{key}'")
+    _check_payload(path, payload, "Wave-U-Net", WAVEUNET_CHECKPOINT_FORMAT, WAVEUNET_CHECKPOINT_VERSION,
+                   ("model_config", "state_dict", "sample_rate_hz"))
     if payload["sample_rate_hz"] != WAVEUNET_SAMPLE_RATE:
         raise InputError(f"{path}: trained at {payload['sample_rate_hz']} Hz; vocalmix mixes at "
                          f"{WAVEUNET_SAMPLE_RATE} Hz")

@@ -11,3 +11,19 @@ def shared_audio() -> Path:
     if not SHARED_AUDIO.is_dir():
         pytest.skip(f"real audio not available: {SHARED_AUDIO} is absent")
     return SHARED_AUDIO
+
+
+@pytest.fixture(autouse=True)
+def _isolated_vocalmix_logger():
+    """Undo the CLI's logging set-up after each test.
+
+    An in-process CLI call attaches a handler bound to that test's captured stderr and stops
+    propagation; left in place, later tests' caplog sees nothing and the stale handler writes
+    to a closed stream.
+    """
+    import logging
+
+    logger = logging.getLogger("vocalmix")
+    saved = (list(logger.handlers), logger.level, logger.propagate, logger.disabled)
+    yield
+    logger.handlers[:], logger.level, logger.propagate, logger.disabled = saved

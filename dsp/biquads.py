@@ -38,8 +38,9 @@ __all__ = [
 ]
 
 
-def _normalise(b0: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor, a0: torch.Tensor, a1: torch.Tensor,
-               a2: torch.Tensor) -> Coefficients:
+def _normalise(
+    b0: torch.Tensor, b1: torch.Tensor, b2: torch.Tensor, a0: torch.Tensor, a1: torch.Tensor, a2: torch.Tensor
+) -> Coefficients:
     b = torch.stack([b0 / a0, b1 / a0, b2 / a0], dim=-1)
     a = torch.stack([torch.ones_like(a0), a1 / a0, a2 / a0], dim=-1)
     return b, a
@@ -133,8 +134,9 @@ def lowpass2(freq_hz: torch.Tensor, q: torch.Tensor, sr: float) -> Coefficients:
     return _normalise(c, 2 * c, c, one, 2 * c * (1 - n * n), c * (1 - n / q + n * n))
 
 
-def design(filter_type: torch.Tensor, freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor,
-           sr: float) -> Coefficients:
+def design(
+    filter_type: torch.Tensor, freq_hz: torch.Tensor, gain_db: torch.Tensor, q: torch.Tensor, sr: float
+) -> Coefficients:
     """Coefficients for a batch of bands whose types may differ.
 
     ``filter_type`` holds :class:`FilterType` values. Linkwitz-Riley types return
@@ -181,8 +183,9 @@ class UnitCircleGrid(NamedTuple):
     sin: torch.Tensor  # sin ω
 
 
-def unit_circle_terms(n_fft: int, device: torch.device | str | None = None,
-                      dtype: torch.dtype = torch.float32) -> UnitCircleGrid:
+def unit_circle_terms(
+    n_fft: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> UnitCircleGrid:
     """The :class:`UnitCircleGrid` of length ``n_fft`` in ``dtype``.
 
     1 - cos ω, 1 + cos ω and sin ω are formed as 2 sin²(ω/2), 2 cos²(ω/2) and

@@ -16,8 +16,7 @@ from .eq import multi_eq
 from .params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
 from .reverb import fdn_reverb
 
-__all__ = ["STAGES", "vocal_chain", "VocalChain", "apply_eq", "apply_compressor", "apply_reverb", "apply_level",
-           "gain"]
+__all__ = ["STAGES", "vocal_chain", "VocalChain", "apply_eq", "apply_compressor", "apply_reverb", "apply_level", "gain"]
 
 STAGES = ("eq", "compressor", "reverb", "level")
 
@@ -29,24 +28,49 @@ def gain(x: torch.Tensor, gain_db: torch.Tensor) -> torch.Tensor:
 
 def apply_eq(x: torch.Tensor, sample_rate: float, params: EQParams) -> torch.Tensor:
     """MultiEQ (:func:`.eq.multi_eq`) on ``x`` ``(batch, channels, samples)``."""
-    return multi_eq(x, sample_rate, params.frequency_hz, params.gain_db, params.q, params.filter_type,
-                    params.enabled)
+    return multi_eq(x, sample_rate, params.frequency_hz, params.gain_db, params.q, params.filter_type, params.enabled)
 
 
-def apply_compressor(x: torch.Tensor, sample_rate: float, params: CompressorParams, *, training: bool = False,
-                     backend: str = "auto") -> torch.Tensor:
+def apply_compressor(
+    x: torch.Tensor, sample_rate: float, params: CompressorParams, *, training: bool = False, backend: str = "auto"
+) -> torch.Tensor:
     """OmniCompressor (:func:`.compressor.compressor`) on ``x`` ``(batch, channels, samples)``."""
-    return compressor(x, sample_rate, params.threshold_db, params.ratio, params.knee_db, params.attack_ms,
-                      params.release_ms, params.makeup_db, params.lookahead, backend=backend, training=training)
+    return compressor(
+        x,
+        sample_rate,
+        params.threshold_db,
+        params.ratio,
+        params.knee_db,
+        params.attack_ms,
+        params.release_ms,
+        params.makeup_db,
+        params.lookahead,
+        backend=backend,
+        training=training,
+    )
 
 
-def apply_reverb(x: torch.Tensor, sample_rate: float, params: ReverbParams, *, training: bool = False,
-                 backend: str = "auto") -> torch.Tensor:
+def apply_reverb(
+    x: torch.Tensor, sample_rate: float, params: ReverbParams, *, training: bool = False, backend: str = "auto"
+) -> torch.Tensor:
     """FdnReverb (:func:`.reverb.fdn_reverb`) on ``x`` ``(batch, 1 or 2, samples)``; stereo out."""
-    return fdn_reverb(x, sample_rate, params.room_size, params.reverb_time_s, params.low_cutoff_hz, params.low_q,
-                      params.low_gain_db_per_s, params.high_cutoff_hz, params.high_q, params.high_gain_db_per_s,
-                      params.dry_wet, params.fade_in_s, fdn_lines=params.fdn_lines, backend=backend,
-                      training=training)
+    return fdn_reverb(
+        x,
+        sample_rate,
+        params.room_size,
+        params.reverb_time_s,
+        params.low_cutoff_hz,
+        params.low_q,
+        params.low_gain_db_per_s,
+        params.high_cutoff_hz,
+        params.high_q,
+        params.high_gain_db_per_s,
+        params.dry_wet,
+        params.fade_in_s,
+        fdn_lines=params.fdn_lines,
+        backend=backend,
+        training=training,
+    )
 
 
 def apply_level(x: torch.Tensor, params: LevelParams) -> torch.Tensor:
@@ -54,8 +78,16 @@ def apply_level(x: torch.Tensor, params: LevelParams) -> torch.Tensor:
     return gain(x, params.vocal_gain_db)
 
 
-def vocal_chain(vocal: torch.Tensor, sample_rate: float, params: ChainParams, *, upto: str = "level",
-                start: str = "eq", training: bool = False, backend: str = "auto") -> torch.Tensor:
+def vocal_chain(
+    vocal: torch.Tensor,
+    sample_rate: float,
+    params: ChainParams,
+    *,
+    upto: str = "level",
+    start: str = "eq",
+    training: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
     """Render ``vocal`` through the stages from ``start`` up to and including ``upto``.
 
     ``vocal`` is ``(batch, 1, samples)`` (``(batch, 2, samples)`` when starting at the
@@ -80,12 +112,13 @@ def vocal_chain(vocal: torch.Tensor, sample_rate: float, params: ChainParams, *,
         raise TypeError(f"params must be ChainParams, got {type(params).__name__}")
     expected_channels = 2 if start == "level" else 1
     if vocal.dim() != 3 or vocal.shape[1] != expected_channels:
-        raise ValueError(f"input to the {start} stage must be (batch, {expected_channels}, samples), "
-                         f"got {tuple(vocal.shape)}")
+        raise ValueError(
+            f"input to the {start} stage must be (batch, {expected_channels}, samples), got {tuple(vocal.shape)}"
+        )
     if vocal.shape[0] != params.batch_size:
         raise ValueError(f"{vocal.shape[0]} signals but parameters for {params.batch_size}")
     y = vocal
-    for stage in STAGES[first: last + 1]:
+    for stage in STAGES[first : last + 1]:
         if stage == "eq":
             y = apply_eq(y, sample_rate, params.eq)
         elif stage == "compressor":
@@ -106,7 +139,13 @@ class VocalChain(nn.Module):
         self.training_effects = bool(training)
         self.backend = backend
 
-    def forward(self, vocal: torch.Tensor, params: ChainParams, upto: str = "level",
-                start: str = "eq") -> torch.Tensor:
-        return vocal_chain(vocal, self.sample_rate, params, upto=upto, start=start, training=self.training_effects,
-                           backend=self.backend)
+    def forward(self, vocal: torch.Tensor, params: ChainParams, upto: str = "level", start: str = "eq") -> torch.Tensor:
+        return vocal_chain(
+            vocal,
+            self.sample_rate,
+            params,
+            upto=upto,
+            start=start,
+            training=self.training_effects,
+            backend=self.backend,
+        )

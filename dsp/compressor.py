@@ -228,9 +228,7 @@ class _Ballistics(torch.autograd.Function):
         alpha_rel_np = _cpu_numpy(alpha_release).astype(np.float64)
         state = torch.empty_like(target_cpu)
         attack_taken = torch.empty(target_cpu.shape, dtype=torch.uint8)
-        _ballistics_forward_kernel(
-            target_cpu.numpy(), alpha_att_np, alpha_rel_np, state.numpy(), attack_taken.numpy()
-        )
+        _ballistics_forward_kernel(target_cpu.numpy(), alpha_att_np, alpha_rel_np, state.numpy(), attack_taken.numpy())
         ctx.save_for_backward(target_cpu, state, attack_taken)
         ctx.alphas = (alpha_att_np, alpha_rel_np)
         ctx.alpha_meta = (alpha_attack.device, alpha_attack.dtype, alpha_release.device, alpha_release.dtype)
@@ -244,8 +242,14 @@ class _Ballistics(torch.autograd.Function):
         grad_target = torch.empty_like(target_cpu)
         grad_alpha = np.empty((target_cpu.shape[0], 2), dtype=np.float64)
         _ballistics_backward_kernel(
-            _cpu_numpy(grad_state), target_cpu.numpy(), state.numpy(), attack_taken.numpy(),
-            alpha_att_np, alpha_rel_np, grad_target.numpy(), grad_alpha,
+            _cpu_numpy(grad_state),
+            target_cpu.numpy(),
+            state.numpy(),
+            attack_taken.numpy(),
+            alpha_att_np,
+            alpha_rel_np,
+            grad_target.numpy(),
+            grad_alpha,
         )
         dev_a, dt_a, dev_r, dt_r = ctx.alpha_meta
         grad_alpha_t = torch.from_numpy(grad_alpha)
@@ -427,8 +431,9 @@ class _BallisticsTorch(torch.autograd.Function):
         decay = torch.flip(1.0 - a, dims=[1])
         decay = torch.cat([torch.ones_like(decay[:, :1]), decay[:, :-1]], dim=1)
         lam = torch.flip(
-            _linear_recurrence(decay, torch.flip(grad_state.to(f64), dims=[1]),
-                               grad_state.new_zeros(a.shape[0], dtype=f64)),
+            _linear_recurrence(
+                decay, torch.flip(grad_state.to(f64), dims=[1]), grad_state.new_zeros(a.shape[0], dtype=f64)
+            ),
             dims=[1],
         )
         previous = torch.cat([torch.zeros_like(state[:, :1]), state[:, :-1]], dim=1).to(f64)
@@ -600,9 +605,7 @@ def _delay(signal: torch.Tensor, samples: int) -> torch.Tensor:
 
 
 def _needs_grad(*tensors) -> bool:
-    return torch.is_grad_enabled() and any(
-        isinstance(t, torch.Tensor) and t.requires_grad for t in tensors
-    )
+    return torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
 
 
 def _straight_through(exact: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
@@ -623,8 +626,9 @@ def _surrogate_gain_db(level_db, threshold_db, ratio, knee_db):
     return slope * width * torch.nn.functional.softplus((level_db - _column(threshold_db, nd)) / width)
 
 
-def _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend="auto",
-               training=False):
+def _reduction(
+    x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend="auto", training=False
+):
     """Gain reduction in dB aligned with the output, and the normalised lookahead mask."""
     use_torch = select_backend(x.device, backend) == "torch"
     ballistics = _BallisticsTorch if use_torch else _Ballistics
@@ -685,9 +689,7 @@ def gain_reduction_db(
     the (delayed) input, minus makeup. ``backend``: see :func:`select_backend`.
     """
     in_place = not _needs_grad(x, threshold_db, ratio, knee_db, attack_ms, release_ms)
-    return _reduction(
-        x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend
-    )[0]
+    return _reduction(x, sr, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead, in_place, backend)[0]
 
 
 def compressor(
@@ -780,17 +782,38 @@ class Compressor(nn.Module):
         lookahead: LookaheadArg = False,
     ) -> torch.Tensor:
         return compressor(
-            x, self.sample_rate, threshold_db, ratio, knee_db, attack_ms, release_ms,
-            makeup_db, lookahead, self.backend,
+            x,
+            self.sample_rate,
+            threshold_db,
+            ratio,
+            knee_db,
+            attack_ms,
+            release_ms,
+            makeup_db,
+            lookahead,
+            self.backend,
         )
 
     def gain_reduction_db(
-        self, x: torch.Tensor, threshold_db: Param, ratio: Param, knee_db: Param, attack_ms: Param,
-        release_ms: Param, lookahead: LookaheadArg = False,
+        self,
+        x: torch.Tensor,
+        threshold_db: Param,
+        ratio: Param,
+        knee_db: Param,
+        attack_ms: Param,
+        release_ms: Param,
+        lookahead: LookaheadArg = False,
     ) -> torch.Tensor:
         """See :func:`gain_reduction_db`."""
         return gain_reduction_db(
-            x, self.sample_rate, threshold_db, ratio, knee_db, attack_ms, release_ms, lookahead,
+            x,
+            self.sample_rate,
+            threshold_db,
+            ratio,
+            knee_db,
+            attack_ms,
+            release_ms,
+            lookahead,
             self.backend,
         )
 
@@ -833,12 +856,23 @@ class CompressorStream:
     Parameters as in :func:`compressor`, one value per batch item.
     """
 
-    def __init__(self, sr: float, threshold_db: Param, ratio: Param, knee_db: Param, attack_ms: Param,
-                 release_ms: Param, makeup_db: Param, lookahead: bool = False, batch: int = 1):
+    def __init__(
+        self,
+        sr: float,
+        threshold_db: Param,
+        ratio: Param,
+        knee_db: Param,
+        attack_ms: Param,
+        release_ms: Param,
+        makeup_db: Param,
+        lookahead: bool = False,
+        batch: int = 1,
+    ):
         like = torch.zeros(batch, 1, 1)
         self.batch = batch
-        self.threshold_db, self.ratio, self.knee_db = (_per_item(p, batch, like) for p in (threshold_db, ratio,
-                                                                                            knee_db))
+        self.threshold_db, self.ratio, self.knee_db = (
+            _per_item(p, batch, like) for p in (threshold_db, ratio, knee_db)
+        )
         self.alpha_attack = time_constant_to_alpha(_per_item(attack_ms, batch, like), sr).numpy().astype(np.float64)
         self.alpha_release = time_constant_to_alpha(_per_item(release_ms, batch, like), sr).numpy().astype(np.float64)
         self.makeup_neper = _column(_per_item(makeup_db, batch, like) * _DB_TO_NEPER, 2)
@@ -853,15 +887,14 @@ class CompressorStream:
         level = detector_level_db(x, in_place=True)
         target = static_gain_db(level, self.threshold_db, self.ratio, self.knee_db, in_place=True).contiguous()
         reduction = torch.empty_like(target)
-        _ballistics_resume_kernel(target.numpy(), self.alpha_attack, self.alpha_release, reduction.numpy(),
-                                  self._state)
+        _ballistics_resume_kernel(target.numpy(), self.alpha_attack, self.alpha_release, reduction.numpy(), self._state)
         if self.delay:
             # Output m needs the reductions m - D .. m - 1 (the ramps of compressor()), so a block's
             # ramps run over the D reductions before it and its own.
             values = torch.cat([self._reductions, reduction], dim=-1).contiguous()
             out = np.empty_like(values.numpy())
             _min_of_ramps_kernel(values.numpy(), self.delay, out, np.empty((1, 1), dtype=np.int64), False)
-            self._reductions = values[:, values.shape[-1] - self.delay:].clone()
+            self._reductions = values[:, values.shape[-1] - self.delay :].clone()
             reduction = torch.from_numpy(out[:, : reduction.shape[-1]])
         gain = reduction.mul_(_DB_TO_NEPER).add_(self.makeup_neper).exp_()
         gain = torch.nn.functional.threshold_(gain, 10.0 ** (LEVEL_FLOOR_DB / 20.0), 0.0)  # type: ignore[attr-defined]
@@ -870,5 +903,5 @@ class CompressorStream:
         if self._inputs is None:
             self._inputs = x.new_zeros(x.shape[0], x.shape[1], self.delay)
         joined = torch.cat([self._inputs, x], dim=-1)
-        self._inputs = joined[..., joined.shape[-1] - self.delay:].clone()
+        self._inputs = joined[..., joined.shape[-1] - self.delay :].clone()
         return joined[..., : x.shape[-1]].mul_(gain[:, None, :])

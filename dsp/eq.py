@@ -388,8 +388,9 @@ def _filter_recursively(x, b, a, doubled, enabled) -> torch.Tensor:
     sections = torch.cat([b, a], dim=-1).detach().to(torch.float64).numpy()  # (batch, bands, 6)
     repeats = (1 + doubled.to(torch.long)) * enabled.to(torch.long)
     # float32 is read as it is: the filter widens each sample to float64 exactly.
-    signal_in = x.detach().numpy() if x.dtype in (torch.float32, torch.float64) else \
-        x.detach().to(torch.float64).numpy()
+    signal_in = (
+        x.detach().numpy() if x.dtype in (torch.float32, torch.float64) else x.detach().to(torch.float64).numpy()
+    )
     out = np.empty(signal_in.shape, dtype=np.float64)
     for item in range(x.shape[0]):
         sos = np.repeat(sections[item], repeats[item].numpy(), axis=0)
@@ -424,8 +425,9 @@ def multi_eq_response(
     return _chain_response(b, a, doubled, n_fft, enabled)
 
 
-def default_settings(batch: int = 1, device: torch.device | str | None = None,
-                     dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def default_settings(
+    batch: int = 1, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> dict[str, torch.Tensor]:
     """The plug-in's default settings (v1.15 type numbering) as ``(batch, 6)`` tensors.
 
     Not transparent: band 0 is a 2nd-order high-pass at 20 Hz, Q 0.7.
@@ -435,8 +437,14 @@ def default_settings(batch: int = 1, device: torch.device | str | None = None,
         "gain_db": ([0.0] * N_EQ_BANDS, dtype),
         "q": ([0.7] * N_EQ_BANDS, dtype),
         "filter_type": (
-            [FilterType.HIGHPASS_2, FilterType.PEAK, FilterType.PEAK, FilterType.PEAK, FilterType.PEAK,
-             FilterType.HIGH_SHELF],
+            [
+                FilterType.HIGHPASS_2,
+                FilterType.PEAK,
+                FilterType.PEAK,
+                FilterType.PEAK,
+                FilterType.PEAK,
+                FilterType.HIGH_SHELF,
+            ],
             torch.long,
         ),
         "enabled": ([True] * N_EQ_BANDS, torch.bool),
@@ -463,10 +471,17 @@ class MultiEQ(nn.Module):
         super().__init__()
         self.sample_rate = float(sample_rate)
 
-    def forward(self, x: torch.Tensor, frequency_hz: torch.Tensor | Mapping[str, torch.Tensor],
-                gain_db: torch.Tensor | None = None, q: torch.Tensor | None = None,
-                filter_type: torch.Tensor | None = None, enabled: torch.Tensor | None = None, *,
-                n_fft: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        frequency_hz: torch.Tensor | Mapping[str, torch.Tensor],
+        gain_db: torch.Tensor | None = None,
+        q: torch.Tensor | None = None,
+        filter_type: torch.Tensor | None = None,
+        enabled: torch.Tensor | None = None,
+        *,
+        n_fft: int | None = None,
+    ) -> torch.Tensor:
         if isinstance(frequency_hz, Mapping):
             settings = frequency_hz
             unknown = set(settings) - set(_PARAMETER_NAMES)

@@ -79,8 +79,10 @@ class _EffectParams:
             if first is None:
                 first = (f.name, value)
             elif value.shape != first[1].shape:
-                raise ValueError(f"{where} has shape {tuple(value.shape)} but {first[0]} has "
-                                 f"{tuple(first[1].shape)}: one row per batch item")
+                raise ValueError(
+                    f"{where} has shape {tuple(value.shape)} but {first[0]} has "
+                    f"{tuple(first[1].shape)}: one row per batch item"
+                )
             elif value.device != first[1].device:
                 raise ValueError(f"{where} is on {value.device} but {first[0]} on {first[1].device}")
 
@@ -217,10 +219,12 @@ class ChainParams:
     def map_tensors(self, fn: TensorMap) -> ChainParams:
         """A copy with every tensor replaced by ``fn(dotted name, tensor)``, e.g. to make some leaves
         that require gradients."""
-        return ChainParams(eq=self.eq.map_tensors(lambda name, t: fn(f"eq.{name}", t)),
-                           compressor=self.compressor.map_tensors(lambda name, t: fn(f"compressor.{name}", t)),
-                           reverb=self.reverb.map_tensors(lambda name, t: fn(f"reverb.{name}", t)),
-                           level=self.level.map_tensors(lambda name, t: fn(f"level.{name}", t)))
+        return ChainParams(
+            eq=self.eq.map_tensors(lambda name, t: fn(f"eq.{name}", t)),
+            compressor=self.compressor.map_tensors(lambda name, t: fn(f"compressor.{name}", t)),
+            reverb=self.reverb.map_tensors(lambda name, t: fn(f"reverb.{name}", t)),
+            level=self.level.map_tensors(lambda name, t: fn(f"level.{name}", t)),
+        )
 
     def to(self, device: torch.device | str) -> ChainParams:
         """The same parameters on ``device``."""

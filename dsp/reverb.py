@@ -591,8 +591,14 @@ class _FdnImpulseResponses(torch.autograd.Function):
         first_of: dict[tuple, int] = {}
         source = []
         for j in range(n_jobs):
-            key = (lengths[j], delays[j].tobytes(), g_np[j].tobytes(), hs_np[j].tobytes(),
-                   ls_np[j].tobytes(), np.asarray(excite[j]).tobytes())
+            key = (
+                lengths[j],
+                delays[j].tobytes(),
+                g_np[j].tobytes(),
+                hs_np[j].tobytes(),
+                ls_np[j].tobytes(),
+                np.asarray(excite[j]).tobytes(),
+            )
             source.append(first_of.setdefault(key, j))
         unique = sorted(first_of.values())
         outs: list[np.ndarray | None] = [None] * n_jobs
@@ -604,7 +610,8 @@ class _FdnImpulseResponses(torch.autograd.Function):
             _fdn_forward_kernel,
             [
                 (delays[j], g_np[j], hs_np[j], ls_np[j], excite[j], outs[j], u_store[j], needs_grad)
-                for j in _longest_first(lengths) if source[j] == j
+                for j in _longest_first(lengths)
+                if source[j] == j
             ],
         )
         outs = [outs[source[j]] for j in range(n_jobs)]
@@ -631,9 +638,21 @@ class _FdnImpulseResponses(torch.autograd.Function):
         go = grad_out.detach().cpu().to(torch.float64).numpy()
         _run_jobs(
             _fdn_adjoint_kernel,
-            [(delays[j], g_np[j], hs_np[j], ls_np[j], u_store[j], np.ascontiguousarray(go[j, :, : lengths[j]]),
-              grad_g[j], grad_hs[j], grad_ls[j], _ADJOINT_SEGMENT)
-             for j in _longest_first(lengths)],
+            [
+                (
+                    delays[j],
+                    g_np[j],
+                    hs_np[j],
+                    ls_np[j],
+                    u_store[j],
+                    np.ascontiguousarray(go[j, :, : lengths[j]]),
+                    grad_g[j],
+                    grad_hs[j],
+                    grad_ls[j],
+                    _ADJOINT_SEGMENT,
+                )
+                for j in _longest_first(lengths)
+            ],
         )
         dev = gains.device
         return (
@@ -666,12 +685,15 @@ def _cascade_state_space(hs: torch.Tensor, ls: torch.Tensor):
     zero, one = torch.zeros_like(hb0), torch.ones_like(hb0)
     lc1 = lb1 - la1 * lb0  # low-shelf state inputs per unit of w = hb0 u + s1
     lc2 = lb2 - la2 * lb0
-    a = torch.stack([
-        torch.stack([-ha1, one, zero, zero], -1),
-        torch.stack([-ha2, zero, zero, zero], -1),
-        torch.stack([lc1, zero, -la1, one], -1),
-        torch.stack([lc2, zero, -la2, zero], -1),
-    ], -2)
+    a = torch.stack(
+        [
+            torch.stack([-ha1, one, zero, zero], -1),
+            torch.stack([-ha2, zero, zero, zero], -1),
+            torch.stack([lc1, zero, -la1, one], -1),
+            torch.stack([lc2, zero, -la2, zero], -1),
+        ],
+        -2,
+    )
     b = torch.stack([hb1 - ha1 * hb0, hb2 - ha2 * hb0, lc1 * hb0, lc2 * hb0], -1)
     c = torch.stack([lb0, zero, one, zero], -1)
     return a, b, c, lb0 * hb0
@@ -880,8 +902,15 @@ def _fdn_impulse_responses_spectral(gains, hs, ls, delays, excite, n_samples: in
     excite = torch.as_tensor(excite, dtype=f64, device=device)
     blocks = []
     for start in range(0, zinv.shape[0], SPECTRAL_BINS_PER_SOLVE):
-        args = (gains.to(f64), hs.to(f64), ls.to(f64), lengths, excite, zinv[start : start + SPECTRAL_BINS_PER_SOLVE],
-                hadamard)
+        args = (
+            gains.to(f64),
+            hs.to(f64),
+            ls.to(f64),
+            lengths,
+            excite,
+            zinv[start : start + SPECTRAL_BINS_PER_SOLVE],
+            hadamard,
+        )
         if torch.is_grad_enabled() and any(t.requires_grad for t in args[:3]):
             blocks.append(torch.utils.checkpoint.checkpoint(_spectral_block, *args, use_reentrant=False))
         else:
@@ -925,9 +954,7 @@ def _line_seconds(delays, sr, device) -> torch.Tensor:
     return torch.as_tensor(delays, dtype=torch.float64, device=device) / float(sr)
 
 
-def _line_coefficients(
-    seconds, sr, reverb_time_s, low_cutoff_hz, low_q, low_gain, high_cutoff_hz, high_q, high_gain
-):
+def _line_coefficients(seconds, sr, reverb_time_s, low_cutoff_hz, low_q, low_gain, high_cutoff_hz, high_q, high_gain):
     """Per-line decay gains (B, N) and shelves (B, N, 5), float64.
 
     ``seconds`` is the (B, N) float64 tensor of :func:`_line_seconds`; the other
@@ -1001,8 +1028,9 @@ def _loop_decay_rates(gains, hs, ls, seconds, sr, shelf_db=None) -> torch.Tensor
     return torch.amin(-loop_db / seconds, dim=-1)
 
 
-def fdn_ir_length(decay_db_per_s: float | np.ndarray | torch.Tensor, longest_delay: int, sr: float,
-                  max_samples: int | None = None) -> int:
+def fdn_ir_length(
+    decay_db_per_s: float | np.ndarray | torch.Tensor, longest_delay: int, sr: float, max_samples: int | None = None
+) -> int:
     """IR length in samples: -90 dB at the slowest decay plus the longest delay.
 
     ``decay_db_per_s`` is a float, an array or a tensor (its slowest rate is used). Capped at
@@ -1087,17 +1115,44 @@ def fdn_impulse_response(
     ``fdn_reverb(x, ...)`` bit for bit (mono ``x``).
     """
     h = _impulse_responses(
-        sr, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
-        high_cutoff_hz, high_q, high_gain_db_per_s, fade_in_s, fdn_lines, n_samples, mono_input,
-        max_samples=max_samples, backend=backend, ir_method=ir_method,
+        sr,
+        room_size,
+        reverb_time_s,
+        low_cutoff_hz,
+        low_q,
+        low_gain_db_per_s,
+        high_cutoff_hz,
+        high_q,
+        high_gain_db_per_s,
+        fade_in_s,
+        fdn_lines,
+        n_samples,
+        mono_input,
+        max_samples=max_samples,
+        backend=backend,
+        ir_method=ir_method,
     )
     return h[:, 0] if mono_input else h
 
 
 def _impulse_responses(
-    sr, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
-    high_cutoff_hz, high_q, high_gain_db_per_s, fade_in_s, fdn_lines, n_samples, mono_input,
-    max_samples=None, backend="auto", ir_floor_db=IR_FLOOR_DB, ir_method="recursion",
+    sr,
+    room_size,
+    reverb_time_s,
+    low_cutoff_hz,
+    low_q,
+    low_gain_db_per_s,
+    high_cutoff_hz,
+    high_q,
+    high_gain_db_per_s,
+    fade_in_s,
+    fdn_lines,
+    n_samples,
+    mono_input,
+    max_samples=None,
+    backend="auto",
+    ir_floor_db=IR_FLOOR_DB,
+    ir_method="recursion",
 ):
     """Wet IRs (B, E, 2, n), E = 1 (mono feed) or 2 fed lines.
 
@@ -1114,8 +1169,22 @@ def _impulse_responses(
     param_dtype = rt.dtype
     # Scalars broadcast over the batch that the (batch,) tensors define.
     batch = max(
-        [1] + [v.numel() for v in (rt, room_size, low_cutoff_hz, low_q, low_gain_db_per_s, high_cutoff_hz,
-                                   high_q, high_gain_db_per_s, fade_in_s) if torch.is_tensor(v)]
+        [1]
+        + [
+            v.numel()
+            for v in (
+                rt,
+                room_size,
+                low_cutoff_hz,
+                low_q,
+                low_gain_db_per_s,
+                high_cutoff_hz,
+                high_q,
+                high_gain_db_per_s,
+                fade_in_s,
+            )
+            if torch.is_tensor(v)
+        ]
     )
     rt = _as_batch(rt.reshape(-1) if rt.numel() == batch else rt.reshape(()), batch)
     p = [
@@ -1154,8 +1223,7 @@ def _impulse_responses(
         # least the minimum), so a batch item's IR is the one it gets when rendered alone
         # and short reverbs and fade-in twins cost their own length, not the batch's
         # longest. The lengths are integers computed on the device.
-        job_lengths = _item_ir_lengths(slowest, delays[list(range(batch)) + fade_items], sr, max_samples,
-                                       ir_floor_db)
+        job_lengths = _item_ir_lengths(slowest, delays[list(range(batch)) + fade_items], sr, max_samples, ir_floor_db)
         n_samples = int(job_lengths.max())  # an integer to the host: it sets the shape
     n_samples = int(n_samples)
 
@@ -1188,8 +1256,13 @@ def _impulse_responses(
         store_dtype = np.float64 if param_dtype == torch.float64 else np.float32
         lengths = [n_samples] * len(job_delays) if job_lengths is None else job_lengths.tolist()
         out = _FdnImpulseResponses.apply(
-            job_gains.contiguous(), job_hs.contiguous(), job_ls.contiguous(),
-            job_delays, excite.cpu().numpy(), lengths, store_dtype,
+            job_gains.contiguous(),
+            job_hs.contiguous(),
+            job_ls.contiguous(),
+            job_delays,
+            excite.cpu().numpy(),
+            lengths,
+            store_dtype,
         )
     out = out.reshape(len(job_items), n_feeds, 2, n_samples)
     h = out[:batch]
@@ -1305,8 +1378,19 @@ def fdn_reverb(
     batch, channels, n_in = x.shape
     rt = _as_batch(reverb_time_s, batch, like=x)
     h = _impulse_responses(
-        sr, room_size, rt, low_cutoff_hz, low_q, low_gain_db_per_s,
-        high_cutoff_hz, high_q, high_gain_db_per_s, fade_in_s, fdn_lines, None, channels == 1,
+        sr,
+        room_size,
+        rt,
+        low_cutoff_hz,
+        low_q,
+        low_gain_db_per_s,
+        high_cutoff_hz,
+        high_q,
+        high_gain_db_per_s,
+        fade_in_s,
+        fdn_lines,
+        None,
+        channels == 1,
         max_samples=n_in,  # later IR samples never reach the output
         backend=select_backend(x.device, backend),
         ir_floor_db=TRAINING_IR_FLOOR_DB if training else IR_FLOOR_DB,
@@ -1366,7 +1450,19 @@ class FdnReverb(torch.nn.Module):
         fade_in_s: Param,
     ) -> torch.Tensor:
         return fdn_reverb(
-            x, self.sample_rate, room_size, reverb_time_s, low_cutoff_hz, low_q, low_gain_db_per_s,
-            high_cutoff_hz, high_q, high_gain_db_per_s, dry_wet, fade_in_s, self.fdn_lines,
-            self.backend, self.training_reverb,
+            x,
+            self.sample_rate,
+            room_size,
+            reverb_time_s,
+            low_cutoff_hz,
+            low_q,
+            low_gain_db_per_s,
+            high_cutoff_hz,
+            high_q,
+            high_gain_db_per_s,
+            dry_wet,
+            fade_in_s,
+            self.fdn_lines,
+            self.backend,
+            self.training_reverb,
         )

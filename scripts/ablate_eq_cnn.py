@@ -61,8 +61,9 @@ def peak_response_matrix() -> np.ndarray:
     for k, f0 in enumerate(CENTRES_HZ):
         a_, w0 = 10 ** (10 / 40), 2 * np.pi * f0 / 44100
         alpha = np.sin(w0) / 2
-        h = ((1 + alpha * a_) - 2 * np.cos(w0) * z + (1 - alpha * a_) * z * z) / \
-            ((1 + alpha / a_) - 2 * np.cos(w0) * z + (1 - alpha / a_) * z * z)
+        h = ((1 + alpha * a_) - 2 * np.cos(w0) * z + (1 - alpha * a_) * z * z) / (
+            (1 + alpha / a_) - 2 * np.cos(w0) * z + (1 - alpha / a_) * z * z
+        )
         out[:, k] = 10 * np.log10((fb @ np.abs(h) ** 2) / fb.sum(1)) / 10
     return out
 
@@ -83,8 +84,10 @@ def least_squares_undo(spectra, reference, response, lam, shrink, floor=-70.0):
 def ratio(pred, real, mean) -> dict:
     err, base = np.abs(pred - real.targets), np.abs(mean - real.targets)
     part = np.array([s.split("/")[0] for s in real.songs])
-    return {"real": round(float(err.mean() / base.mean()), 3),
-            **{p: round(float(err[part == p].mean() / base[part == p].mean()), 3) for p in ("songs", "karaoke")}}
+    return {
+        "real": round(float(err.mean() / base.mean()), 3),
+        **{p: round(float(err[part == p].mean() / base[part == p].mean()), 3) for p in ("songs", "karaoke")},
+    }
 
 
 def main(argv=None) -> int:
@@ -102,8 +105,9 @@ def main(argv=None) -> int:
     from vocalmix.training.train import TrainConfig, denormalise, fit, load_arrays, predict_normalised
 
     real_clips = _script("evaluate_real_clips")
-    real = load_arrays(real_clips.build_real_test(args.audio, real_clips.DEFAULT_WORK / "real-test-seed0-eq200"),
-                       "eq", "test")
+    real = load_arrays(
+        real_clips.build_real_test(args.audio, real_clips.DEFAULT_WORK / "real-test-seed0-eq200"), "eq", "test"
+    )
     default_models = _script("train_default_models")
     args.work.mkdir(parents=True, exist_ok=True)
     aug_voices, val = default_models.eq_examples(args.audio, args.work, args.seed, args.takes, args.voices, 48)
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     dry = []
     for name in CC_BY_DRY_VOCALS:
         vocal = default_models._load_dry(args.audio / "dry" / f"{name}.flac")[0].astype(np.float32)
-        dry.append((f"eq/{name}/plain", vocal[:int(default_models.EQ_TRAIN_SHARE * len(vocal))]))
+        dry.append((f"eq/{name}/plain", vocal[: int(default_models.EQ_TRAIN_SHARE * len(vocal))]))
     sets = {"dry": eq_examples_from_vocals(dry, 480, args.seed + 100), "aug": aug, "aug+voices": aug_voices}
     rows = []
 
@@ -131,8 +135,11 @@ def main(argv=None) -> int:
         response = peak_response_matrix()
         reference = block_spectra(aug.features).mean(0)
         for lam, shrink in ((0.0, 1.0), (0.05, 1.0), (0.1, 0.6), (0.5, 0.3), (2.0, 0.3)):
-            emit(f"estimator CC BY mean ref lam={lam} shrink={shrink}",
-                 least_squares_undo(s_real, reference, response, lam, shrink), aug)
+            emit(
+                f"estimator CC BY mean ref lam={lam} shrink={shrink}",
+                least_squares_undo(s_real, reference, response, lam, shrink),
+                aug,
+            )
         from vocalmix.features import song_features
 
         own = {}
@@ -141,31 +148,47 @@ def main(argv=None) -> int:
             own[song.id] = block_spectra(song_features(vocal, backing, 44100).numpy()).mean(0)
         reference = np.stack([own[s] for s in real.songs])
         for lam, shrink in ((0.05, 0.5), (0.2, 1.0)):
-            emit(f"estimator ORACLE own-song ref lam={lam} shrink={shrink}",
-                 least_squares_undo(s_real, reference, response, lam, shrink), aug)
+            emit(
+                f"estimator ORACLE own-song ref lam={lam} shrink={shrink}",
+                least_squares_undo(s_real, reference, response, lam, shrink),
+                aug,
+            )
     for set_name, train in sets.items():
         x = np.c_[block_spectra(train.features) / 80, np.ones(len(train))]
         if "ridge" in wanted:
             for lam in (100.0, 1000.0):
                 w = np.linalg.solve(x.T @ x + lam * np.diag([1.0] * 128 + [0.0]), x.T @ train.targets)
-                emit(f"ridge lam={lam:g} on {set_name}", np.clip(np.c_[s_real / 80, np.ones(len(real))] @ w, -15, 15),
-                     train)
+                emit(
+                    f"ridge lam={lam:g} on {set_name}",
+                    np.clip(np.c_[s_real / 80, np.ones(len(real))] @ w, -15, 15),
+                    train,
+                )
         for arch in ("mlp", "cnn"):
             if arch not in wanted or (arch == "cnn" and set_name != "aug"):
                 continue
             for loss in ("mse", "l1"):
                 t0 = time.monotonic()
                 mlp = arch == "mlp"
-                config = TrainConfig(task="eq", loss=loss, seed=args.seed, patience=10,
-                                     epochs=40 if mlp else 4, architecture="spectrum-mlp" if mlp else "li-lerch-cnn",
-                                     lr=3e-3 if mlp else None, batch_size=128 if mlp else None,
-                                     dropout=0.1 if mlp else 0.3)
+                config = TrainConfig(
+                    task="eq",
+                    loss=loss,
+                    seed=args.seed,
+                    patience=10,
+                    epochs=40 if mlp else 4,
+                    architecture="spectrum-mlp" if mlp else "li-lerch-cnn",
+                    lr=3e-3 if mlp else None,
+                    batch_size=128 if mlp else None,
+                    dropout=0.1 if mlp else 0.3,
+                )
                 out = args.work / f"ablation-{arch}-{loss}-{set_name}"
                 result = fit(config, train, val, out, progress=False)
                 model = model_from_checkpoint(load_checkpoint(result.checkpoint))
-                emit(f"{arch} {loss} on {set_name} (best epoch {result.best_epoch}, "
-                     f"{(time.monotonic() - t0) / 60:.1f} min)",
-                     denormalise("eq", predict_normalised(model, real.features)), train)
+                emit(
+                    f"{arch} {loss} on {set_name} (best epoch {result.best_epoch}, "
+                    f"{(time.monotonic() - t0) / 60:.1f} min)",
+                    denormalise("eq", predict_normalised(model, real.features)),
+                    train,
+                )
     if args.results:
         with open(args.results, "a") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)

@@ -52,19 +52,45 @@ def main() -> None:
             start = time.perf_counter()
             for i in range(args.songs):
                 song = root / f"song{i:02d}"
-                subprocess.run([sys.executable, "-m", "vocalmix", "render", str(song / "vocal.wav"),
-                                str(song / "backing.wav"), "-o", str(root / "peer" / f"{song.name}.wav"), "-q"],
-                               check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "vocalmix",
+                        "render",
+                        str(song / "vocal.wav"),
+                        str(song / "backing.wav"),
+                        "-o",
+                        str(root / "peer" / f"{song.name}.wav"),
+                        "-q",
+                    ],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
             peer_s = time.perf_counter() - start
-            print(f"vocalmix render, one process per song: {peer_s:7.1f} s  "
-                  f"{args.songs / peer_s * 60:6.2f} songs/min")
+            print(f"vocalmix render, one process per song: {peer_s:7.1f} s  {args.songs / peer_s * 60:6.2f} songs/min")
 
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "vocalmix", "batch", str(manifest), "--out", str(root / "batch"),
-                        "-j", str(args.jobs), "-q"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vocalmix",
+                "batch",
+                str(manifest),
+                "--out",
+                str(root / "batch"),
+                "-j",
+                str(args.jobs),
+                "-q",
+            ],
+            check=True,
+        )
         batch_s = time.perf_counter() - start
-        print(f"vocalmix batch -j {args.jobs}:                 {batch_s:7.1f} s  "
-              f"{args.songs / batch_s * 60:6.2f} songs/min")
+        print(
+            f"vocalmix batch -j {args.jobs}:                 {batch_s:7.1f} s  "
+            f"{args.songs / batch_s * 60:6.2f} songs/min"
+        )
         if peer_s is not None:
             print(f"speed-up of batch over one process per song: x{peer_s / batch_s:.2f}")
         print(f"load after: {os.getloadavg()[0]:.2f}")

@@ -30,8 +30,9 @@ SR = 44100
 def chain_settings(rng: np.random.Generator) -> MixSettings:
     s = MixSettings()
     for slot, centre in zip(range(1, 5), rng.choice([125, 250, 500, 1000, 2000, 4000, 8000], 4, replace=False)):
-        s.eq.bands[slot] = EQBand(enabled=True, type="peak", frequency_hz=float(centre), q=1.0,
-                                  gain_db=float(rng.uniform(-12, 12)))
+        s.eq.bands[slot] = EQBand(
+            enabled=True, type="peak", frequency_hz=float(centre), q=1.0, gain_db=float(rng.uniform(-12, 12))
+        )
     s.compressor.threshold_db = float(rng.uniform(-30, -10))
     s.compressor.ratio = float(rng.uniform(2, 6))
     s.reverb.reverb_time_s = float(rng.uniform(0.5, 3.0))
@@ -56,8 +57,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="reuse freed memory as the vocalmix command does (vocalmix/memory.py), for both chains")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="reuse freed memory as the vocalmix command does (vocalmix/memory.py), for both chains",
+    )
     args = parser.parse_args()
     if args.keep_freed_memory:
         from vocalmix.memory import keep_freed_memory
@@ -80,11 +84,21 @@ def main() -> None:
     bands = [b for b in settings.eq.bands if b.enabled]
     board = pedalboard.Pedalboard(
         [pedalboard.PeakFilter(cutoff_frequency_hz=b.frequency_hz, gain_db=b.gain_db, q=b.q) for b in bands]
-        + [pedalboard.Compressor(threshold_db=settings.compressor.threshold_db, ratio=settings.compressor.ratio,
-                                 attack_ms=settings.compressor.attack_ms, release_ms=settings.compressor.release_ms),
-           pedalboard.Reverb(room_size=0.5, wet_level=settings.reverb.dry_wet_pct / 100,
-                             dry_level=1 - settings.reverb.dry_wet_pct / 100),
-           pedalboard.Gain(gain_db=settings.level.vocal_gain_db)])
+        + [
+            pedalboard.Compressor(
+                threshold_db=settings.compressor.threshold_db,
+                ratio=settings.compressor.ratio,
+                attack_ms=settings.compressor.attack_ms,
+                release_ms=settings.compressor.release_ms,
+            ),
+            pedalboard.Reverb(
+                room_size=0.5,
+                wet_level=settings.reverb.dry_wet_pct / 100,
+                dry_level=1 - settings.reverb.dry_wet_pct / 100,
+            ),
+            pedalboard.Gain(gain_db=settings.level.vocal_gain_db),
+        ]
+    )
 
     def theirs():
         board(vocal, SR, reset=True)  # mono, like our input (our reverb also makes it stereo)
@@ -94,8 +108,10 @@ def main() -> None:
     t_ours, c_ours = best_of(args.repeats, ours)
     t_theirs, c_theirs = best_of(args.repeats, theirs)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"threads: torch {torch.get_num_threads()}; {os.cpu_count()} CPUs, load average {load} (1/5/15 min); "
-          f"freed memory {'kept' if args.keep_freed_memory else 'returned (glibc default)'}")
+    print(
+        f"threads: torch {torch.get_num_threads()}; {os.cpu_count()} CPUs, load average {load} (1/5/15 min); "
+        f"freed memory {'kept' if args.keep_freed_memory else 'returned (glibc default)'}"
+    )
     print(f"single chain, {args.seconds:.0f} s mono vocal at {SR} Hz (best of {args.repeats}):")
     print(f"  vocalmix.dsp  {t_ours:7.3f} s wall  {c_ours:7.3f} s CPU  ({args.seconds / t_ours:7.1f}x real time)")
     print(f"  pedalboard    {t_theirs:7.3f} s wall  {c_theirs:7.3f} s CPU  ({args.seconds / t_theirs:7.1f}x real time)")

@@ -36,8 +36,9 @@ print(json.dumps({"seconds": seconds, "eq_examples": int(result["eq"]["features"
 
 
 def measure(seconds: float, eq: int, part: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _TASK, str(seconds), str(eq), str(part)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _TASK, str(seconds), str(eq), str(part)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -74,7 +74,9 @@ SR = 44100
 def _clips(first: int, count: int, seconds: float, seed: int) -> np.ndarray:
     from vocalmix.training.synthesis import synthetic_vocal
 
-    return np.stack([synthetic_vocal(seconds, SR, np.random.default_rng(seed + i)) for i in range(first, first + count)])
+    return np.stack(
+        [synthetic_vocal(seconds, SR, np.random.default_rng(seed + i)) for i in range(first, first + count)]
+    )
 
 
 def _settings(n: int, seed: int, reverb_bank: int | None = None) -> dict:
@@ -99,14 +101,14 @@ def _ours(kind, clips, settings, batch, reverb_bank=None):
     out = []
     with torch.no_grad():
         for i in range(0, clips.shape[0], batch):
-            x = torch.from_numpy(clips[i:i + batch])
+            x = torch.from_numpy(clips[i : i + batch])
             if kind == "eq":
-                applied = torch.from_numpy(settings["applied_db"][i:i + batch])
-                bands = torch.from_numpy(settings["bands"][i:i + batch])
+                applied = torch.from_numpy(settings["applied_db"][i : i + batch])
+                bands = torch.from_numpy(settings["bands"][i : i + batch])
                 d = EqDegradation(applied, applied != 0, bands)
                 out.append(r.eq_degrade(x, d)[0].numpy())
             else:
-                out.append(r.render_chain(x, settings[i:i + batch])[0].numpy())
+                out.append(r.render_chain(x, settings[i : i + batch])[0].numpy())
     return out
 
 
@@ -119,27 +121,48 @@ def _pedalboard(kind, clips, settings, batch, reverb_bank=None):
     for i in range(clips.shape[0]):
         if kind == "eq":
             bands = settings["bands"][i]
-            board = pb.Pedalboard([pb.PeakFilter(cutoff_frequency_hz=float(OCTAVE_CENTRES_HZ[b]),
-                                                 gain_db=float(settings["applied_db"][i, b]), q=1.0) for b in bands])
+            board = pb.Pedalboard(
+                [
+                    pb.PeakFilter(
+                        cutoff_frequency_hz=float(OCTAVE_CENTRES_HZ[b]),
+                        gain_db=float(settings["applied_db"][i, b]),
+                        q=1.0,
+                    )
+                    for b in bands
+                ]
+            )
         else:
             s = {k: v[i].numpy() for k, v in settings.named_tensors()}
             f, g, q = s["eq.frequency_hz"], s["eq.gain_db"], s["eq.q"]
             board = pb.Pedalboard(
                 [pb.HighpassFilter(cutoff_frequency_hz=float(f[0]))]
-                + [pb.PeakFilter(cutoff_frequency_hz=float(f[k]), gain_db=float(g[k]), q=float(q[k])) for k in range(1, 5)]
-                + [pb.HighShelfFilter(cutoff_frequency_hz=float(f[5]), gain_db=float(g[5]), q=0.7),
-                   pb.Compressor(threshold_db=float(s["compressor.threshold_db"]), ratio=float(s["compressor.ratio"]),
-                                 attack_ms=max(float(s["compressor.attack_ms"]), 0.01),
-                                 release_ms=max(float(s["compressor.release_ms"]), 1.0)),
-                   pb.Reverb(room_size=min(1.0, float(s["reverb.reverb_time_s"]) / 9.0),
-                             wet_level=float(s["reverb.dry_wet"]), dry_level=1.0 - float(s["reverb.dry_wet"])),
-                   pb.Gain(gain_db=float(s["level.vocal_gain_db"]))])
+                + [
+                    pb.PeakFilter(cutoff_frequency_hz=float(f[k]), gain_db=float(g[k]), q=float(q[k]))
+                    for k in range(1, 5)
+                ]
+                + [
+                    pb.HighShelfFilter(cutoff_frequency_hz=float(f[5]), gain_db=float(g[5]), q=0.7),
+                    pb.Compressor(
+                        threshold_db=float(s["compressor.threshold_db"]),
+                        ratio=float(s["compressor.ratio"]),
+                        attack_ms=max(float(s["compressor.attack_ms"]), 0.01),
+                        release_ms=max(float(s["compressor.release_ms"]), 1.0),
+                    ),
+                    pb.Reverb(
+                        room_size=min(1.0, float(s["reverb.reverb_time_s"]) / 9.0),
+                        wet_level=float(s["reverb.dry_wet"]),
+                        dry_level=1.0 - float(s["reverb.dry_wet"]),
+                    ),
+                    pb.Gain(gain_db=float(s["level.vocal_gain_db"])),
+                ]
+            )
         out.append(board(clips[i], SR))
     return out
 
 
-def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats, barrier, queue, reverb_bank,
-            keep_memory=False):
+def _worker(
+    method, kind, first, count, seconds, seed, settings, batch, repeats, barrier, queue, reverb_bank, keep_memory=False
+):
     import torch
 
     if keep_memory:
@@ -151,10 +174,10 @@ def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats,
     os.environ["NUMBA_NUM_THREADS"] = "1"
     clips = _clips(first, count, seconds, seed)
     if kind == "chain":  # ChainParams selects batch items itself
-        part = settings[kind][first:first + count]
+        part = settings[kind][first : first + count]
         warm = part[:1]
     else:
-        part = {k: v[first:first + count] for k, v in settings[kind].items()}
+        part = {k: v[first : first + count] for k, v in settings[kind].items()}
         warm = {k: v[:1] for k, v in part.items()}
     render = _ours if method == "vocalmix" else _pedalboard
     render(kind, clips[:1, :, : SR // 2], warm, batch, reverb_bank)  # compile / warm caches
@@ -168,17 +191,33 @@ def _worker(method, kind, first, count, seconds, seed, settings, batch, repeats,
     queue.put((first, passes, sample))
 
 
-def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=1, reverb_bank=None,
-        keep_memory=False):
+def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=1, reverb_bank=None, keep_memory=False):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
     queue = ctx.Queue()
     share = [n_clips // workers + (1 if w < n_clips % workers else 0) for w in range(workers)]
     starts = np.cumsum([0] + share[:-1])
-    procs = [ctx.Process(target=_worker,
-                         args=(method, kind, int(s), c, seconds, seed, settings, batch, repeats, barrier, queue,
-                               reverb_bank, keep_memory))
-             for s, c in zip(starts, share)]
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(
+                method,
+                kind,
+                int(s),
+                c,
+                seconds,
+                seed,
+                settings,
+                batch,
+                repeats,
+                barrier,
+                queue,
+                reverb_bank,
+                keep_memory,
+            ),
+        )
+        for s, c in zip(starts, share)
+    ]
     for p in procs:
         p.start()
     results = [queue.get() for _ in procs]
@@ -186,13 +225,24 @@ def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=
         p.join()
     # Pass k of every worker started after the same barrier: its wall time runs from the
     # first start to the last finish; the best pass is kept, with its total CPU time.
-    wall, cpu = min((max(r[1][k][1] for r in results) - min(r[1][k][0] for r in results),
-                     sum(r[1][k][2] for r in results)) for k in range(repeats))
+    wall, cpu = min(
+        (max(r[1][k][1] for r in results) - min(r[1][k][0] for r in results), sum(r[1][k][2] for r in results))
+        for k in range(repeats)
+    )
     first_clip = min(results, key=lambda r: r[0])[2]
     audio_s = n_clips * seconds
-    return {"method": method, "kind": kind, "workers": workers, "clips": n_clips, "audio_s": audio_s,
-            "wall_s": wall, "audio_s_per_s": audio_s / wall, "cpu_s": cpu, "audio_s_per_cpu_s": audio_s / cpu,
-            "first_clip": first_clip}
+    return {
+        "method": method,
+        "kind": kind,
+        "workers": workers,
+        "clips": n_clips,
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "audio_s_per_s": audio_s / wall,
+        "cpu_s": cpu,
+        "audio_s_per_cpu_s": audio_s / cpu,
+        "first_clip": first_clip,
+    }
 
 
 def main(argv=None):
@@ -204,33 +254,57 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed passes; the best is reported")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", default="eq,chain")
-    ap.add_argument("--reverb-bank", type=int, default=None,
-                    help="draw reverb settings from a seeded bank of this many (IRs computed once per setting)")
-    ap.add_argument("--keep-freed-memory", action="store_true",
-                    help="every worker reuses freed memory as the vocalmix command does (vocalmix/memory.py)")
+    ap.add_argument(
+        "--reverb-bank",
+        type=int,
+        default=None,
+        help="draw reverb settings from a seeded bank of this many (IRs computed once per setting)",
+    )
+    ap.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="every worker reuses freed memory as the vocalmix command does (vocalmix/memory.py)",
+    )
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     settings = _settings(args.clips, args.seed, args.reverb_bank)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     bank = f"a bank of {args.reverb_bank} reverb settings" if args.reverb_bank else "every reverb setting drawn anew"
     memory = "freed memory kept" if args.keep_freed_memory else "freed memory returned (glibc default)"
-    print(f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min); best of {args.repeats} passes; {bank}; {memory}",
-          flush=True)
+    print(
+        f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min); best of {args.repeats} passes; {bank}; {memory}",
+        flush=True,
+    )
     rows = []
     for kind in args.kinds.split(","):
-        res = {m: run(m, kind, args.clips, args.seconds, args.workers, args.seed, settings, args.batch, args.repeats,
-                      args.reverb_bank, args.keep_freed_memory)
-               for m in ("vocalmix", "pedalboard")}
+        res = {
+            m: run(
+                m,
+                kind,
+                args.clips,
+                args.seconds,
+                args.workers,
+                args.seed,
+                settings,
+                args.batch,
+                args.repeats,
+                args.reverb_bank,
+                args.keep_freed_memory,
+            )
+            for m in ("vocalmix", "pedalboard")
+        }
         for m, r in res.items():
             rows.append({k: v for k, v in r.items() if k != "first_clip"})
-            print(f"{kind:<6} {m:<11} {args.workers} workers: {r['audio_s']:.0f} s of audio in {r['wall_s']:.2f} s"
-                  f" = {r['audio_s_per_s']:,.0f} s/s ({r['audio_s_per_s'] / args.workers:,.0f} s/s per worker);"
-                  f" CPU {r['cpu_s']:.2f} s = {r['audio_s_per_cpu_s']:,.0f} s of audio per CPU second",
-                  flush=True)
+            print(
+                f"{kind:<6} {m:<11} {args.workers} workers: {r['audio_s']:.0f} s of audio in {r['wall_s']:.2f} s"
+                f" = {r['audio_s_per_s']:,.0f} s/s ({r['audio_s_per_s'] / args.workers:,.0f} s/s per worker);"
+                f" CPU {r['cpu_s']:.2f} s = {r['audio_s_per_cpu_s']:,.0f} s of audio per CPU second",
+                flush=True,
+            )
         if kind == "eq":
             a = res["vocalmix"]["first_clip"].reshape(-1)
             b = res["pedalboard"]["first_clip"].reshape(-1)[: a.size]
-            diff_db = 10 * np.log10(np.sum((a - b) ** 2) / max(np.sum(b ** 2), 1e-30) + 1e-30)
+            diff_db = 10 * np.log10(np.sum((a - b) ** 2) / max(np.sum(b**2), 1e-30) + 1e-30)
             print(f"eq     difference vocalmix vs pedalboard on clip 0: {diff_db:.1f} dB (relative energy)")
             rows[-1]["eq_difference_db"] = float(diff_db)
     if args.json:

@@ -38,8 +38,11 @@ def measure(minutes: float, folder: Path) -> dict:
     start = time.perf_counter()
     # A fresh child per length, waited for before the next, so RUSAGE_CHILDREN's maximum is its own
     # (ru_maxrss of children is the largest of them; lengths run shortest first).
-    proc = subprocess.run([sys.executable, "-m", "vocalmix", "render", str(vocal), str(backing), "-o", str(out),
-                           "-q", "--force"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vocalmix", "render", str(vocal), str(backing), "-o", str(out), "-q", "--force"],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"render of {minutes:g} min failed: {proc.stderr.strip()}")
@@ -47,8 +50,13 @@ def measure(minutes: float, folder: Path) -> dict:
     audio = int(seconds * SR) * 3 * 4
     for path in (vocal, backing, out, out.with_suffix(".settings.json")):
         path.unlink(missing_ok=True)
-    return {"minutes": minutes, "peak_gb": round(peak / 1e9, 2), "inputs_float32_gb": round(audio / 1e9, 3),
-            "peak_over_inputs": round(peak / audio, 1), "wall_s": round(wall, 1)}
+    return {
+        "minutes": minutes,
+        "peak_gb": round(peak / 1e9, 2),
+        "inputs_float32_gb": round(audio / 1e9, 3),
+        "peak_over_inputs": round(peak / audio, 1),
+        "wall_s": round(wall, 1),
+    }
 
 
 def main() -> None:

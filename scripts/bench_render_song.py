@@ -42,8 +42,18 @@ def main() -> None:
     sf.write(folder / "backing.wav", backing.T, SR, subtype="PCM_24")
     out = folder / "mix.wav"
     # One warm-up run so numba's on-disk cache is filled, as it is after a first use.
-    cmd = [sys.executable, "-m", "vocalmix", "render", str(folder / "vocal.wav"), str(folder / "backing.wav"),
-           "-o", str(out), "--force", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vocalmix",
+        "render",
+        str(folder / "vocal.wav"),
+        str(folder / "backing.wav"),
+        "-o",
+        str(out),
+        "--force",
+        "-q",
+    ]
     subprocess.run(cmd, check=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -59,8 +69,10 @@ def main() -> None:
     for stage, seconds in rule_times.items():
         print(f"    rule {stage:<8} {seconds:7.3f} s")
     print(f"  total (process start to exit) {total:7.3f} s")
-    print(f"  CPU time {user + system:.3f} s (user {user:.3f}, system {system:.3f}); load average before "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"  CPU time {user + system:.3f} s (user {user:.3f}, system {system:.3f}); load average before "
+        f"{os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

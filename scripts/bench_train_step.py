@@ -142,8 +142,12 @@ def chain_params(flat: dict):
     def section(name: str) -> dict:
         return {k.split(".", 1)[1]: v for k, v in flat.items() if k.startswith(name + ".")}
 
-    return P.ChainParams(P.EQParams(**section("eq")), P.CompressorParams(**section("compressor")),
-                         P.ReverbParams(**section("reverb"), fdn_lines=FDN_LINES), P.LevelParams(**section("level")))
+    return P.ChainParams(
+        P.EQParams(**section("eq")),
+        P.CompressorParams(**section("compressor")),
+        P.ReverbParams(**section("reverb"), fdn_lines=FDN_LINES),
+        P.LevelParams(**section("level")),
+    )
 
 
 def learnable(params: dict) -> list[str]:
@@ -168,20 +172,25 @@ def run_step(clips, params, target, loss_fn, chain_kwargs) -> tuple[dict, torch.
     y = clips
     for stage in STAGES:
         ins[stage] = y.detach().requires_grad_(stage != "eq")
-        outs[stage] = timed(f"{stage} forward", lambda: vocal_chain(ins[stage], SR, chain, upto=stage, start=stage,
-                                                                    **chain_kwargs))
+        outs[stage] = timed(
+            f"{stage} forward",
+            lambda stage=stage: vocal_chain(ins[stage], SR, chain, upto=stage, start=stage, **chain_kwargs),
+        )
         y = outs[stage]
     loss = timed("loss forward", lambda: loss_fn(y, target))
     timed("loss+level backward", lambda: loss.backward(inputs=[ins["level"], p["level.vocal_gain_db"]]))
     for stage, previous in (("reverb", "level"), ("compressor", "reverb"), ("eq", "compressor")):
-        timed(f"{stage} backward", lambda: torch.autograd.backward(outs[stage], ins[previous].grad))
+        timed(
+            f"{stage} backward",
+            lambda stage=stage, previous=previous: torch.autograd.backward(outs[stage], ins[previous].grad),
+        )
     chain = [k for k in times if not k.startswith("loss")]
     times["chain (no loss)"] = tuple(sum(times[k][i] for k in chain) for i in range(2))
-    times["total"] = tuple(sum(times[k][i] for k in chain + ["loss forward", "loss+level backward"])
-                           for i in range(2))
+    times["total"] = tuple(sum(times[k][i] for k in chain + ["loss forward", "loss+level backward"]) for i in range(2))
     # A setting no item uses (fade-in 0 everywhere) gets no gradient at all.
-    grads = {k: (p[k].grad.detach().clone() if p[k].grad is not None else torch.zeros_like(p[k]))
-             for k in learnable(params)}
+    grads = {
+        k: (p[k].grad.detach().clone() if p[k].grad is not None else torch.zeros_like(p[k])) for k in learnable(params)
+    }
     return times, y.detach(), grads
 
 
@@ -205,8 +214,9 @@ def worker(args) -> None:
         target = vocal_chain(clips, SR, chain_params(draw_params(args.batch, args.seed + 1)))
     loss_fn = auraloss.freq.MultiResolutionSTFTLoss()
     # Warm-up (JIT caches, allocator) on a short batch of two.
-    run_step(clips[:2, :, : SR // 2], {k: v[:2] for k, v in params.items()},
-             target[:2, :, : SR // 2], loss_fn, chain_kwargs)
+    run_step(
+        clips[:2, :, : SR // 2], {k: v[:2] for k, v in params.items()}, target[:2, :, : SR // 2], loss_fn, chain_kwargs
+    )
     best = None
     for _ in range(args.repeats):
         times, out, grads = run_step(clips, params, target, loss_fn, chain_kwargs)
@@ -232,8 +242,11 @@ def main() -> None:
     parser.add_argument("--modes", default="exact,training", help="comma-separated: exact, training, peer")
     parser.add_argument("--backend", default="auto", choices=["auto", "numba", "torch"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--peer-path", help="a directory holding an earlier vocalmix package (e.g. from "
-                        "`git archive`); mode 'peer' runs the render path from there")
+    parser.add_argument(
+        "--peer-path",
+        help="a directory holding an earlier vocalmix package (e.g. from "
+        "`git archive`); mode 'peer' runs the render path from there",
+    )
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -248,7 +261,8 @@ def main() -> None:
         for mode in modes:
             result = Path(tmp) / f"{mode}.pt"
             cmd = [sys.executable, __file__, "--mode", mode, "--result", str(result)] + [
-                f"--{k}={getattr(args, k)}" for k in ("batch", "seconds", "repeats", "seed", "backend", "threads")]
+                f"--{k}={getattr(args, k)}" for k in ("batch", "seconds", "repeats", "seed", "backend", "threads")
+            ]
             env = dict(os.environ)
             if mode == "peer":
                 if not args.peer_path:
@@ -259,9 +273,11 @@ def main() -> None:
             results[mode] = torch.load(result)
     load_after = os.getloadavg()[0]
 
-    print(f"batch {args.batch} x {args.seconds:g} s at {SR} Hz, backend {args.backend}, "
-          f"torch threads {args.threads or torch.get_num_threads()}, best of {args.repeats}; "
-          f"load average {load_before:.2f} before, {load_after:.2f} after ({os.cpu_count()} cores)")
+    print(
+        f"batch {args.batch} x {args.seconds:g} s at {SR} Hz, backend {args.backend}, "
+        f"torch threads {args.threads or torch.get_num_threads()}, best of {args.repeats}; "
+        f"load average {load_before:.2f} before, {load_after:.2f} after ({os.cpu_count()} cores)"
+    )
     rows = list(results[modes[0]]["times"])
     print(f"{'seconds (wall / CPU)':<22}" + "".join(f"{m:>20}" for m in modes))
     for row in rows:
@@ -270,12 +286,17 @@ def main() -> None:
     ref = results[modes[0]]
     for mode in modes[1:]:
         r = results[mode]
-        print(f"{mode} vs {modes[0]}: chain speed-up {ref['times']['chain (no loss)'][0] / r['times']['chain (no loss)'][0]:.1f}x "
-              f"(wall), {ref['times']['chain (no loss)'][1] / r['times']['chain (no loss)'][1]:.1f}x (CPU); "
-              f"output error {error_db(r['out'], ref['out']):.1f} dB")
+        print(
+            f"{mode} vs {modes[0]}: chain speed-up "
+            f"{ref['times']['chain (no loss)'][0] / r['times']['chain (no loss)'][0]:.1f}x "
+            f"(wall), {ref['times']['chain (no loss)'][1] / r['times']['chain (no loss)'][1]:.1f}x (CPU); "
+            f"output error {error_db(r['out'], ref['out']):.1f} dB"
+        )
         grad_errors = {k: error_db(r["grads"][k][None], ref["grads"][k][None]) for k in ref["grads"]}
-        print("  gradient error (dB, relative to the reference gradient's energy): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in grad_errors.items()))
+        print(
+            "  gradient error (dB, relative to the reference gradient's energy): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in grad_errors.items())
+        )
     print(json.dumps({m: results[m]["times"] for m in modes}))
 
 

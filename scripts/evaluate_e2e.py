@@ -65,8 +65,9 @@ def eq_response_db(settings_list, sr: int, n_fft: int = 8192) -> np.ndarray:
     from vocalmix.mixing import settings_to_params
 
     eq = settings_to_params(settings_list).eq
-    h = multi_eq_response(sr, n_fft, eq.frequency_hz.double(), eq.gain_db.double(), eq.q.double(), eq.filter_type,
-                          eq.enabled)
+    h = multi_eq_response(
+        sr, n_fft, eq.frequency_hz.double(), eq.gain_db.double(), eq.q.double(), eq.filter_type, eq.enabled
+    )
     return 20 * np.log10(np.abs(h.numpy()) + 1e-12)
 
 
@@ -82,8 +83,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cases-per-song", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--methods", default=None,
-                    help=f"comma-separated subset of: {', '.join(ALL_METHODS)} (default: all)")
+    ap.add_argument(
+        "--methods", default=None, help=f"comma-separated subset of: {', '.join(ALL_METHODS)} (default: all)"
+    )
     args = ap.parse_args(argv)
     chosen = ALL_METHODS if args.methods is None else tuple(m.strip() for m in args.methods.split(","))
     unknown = [m for m in chosen if m not in ALL_METHODS]
@@ -148,11 +150,20 @@ def main(argv=None) -> int:
             target_settings = e2e_outputs.to_mix_settings(target_values, 0.0, snap=False)
             # The degradation's EQ as a response on the same grid.
             n_fft = 8192
-            h_deg = multi_eq_response(sr, n_fft, record["eq_frequency_hz"].double(), record["eq_gain_db"].double(),
-                                      record["eq_q"].double(),
-                                      torch.tensor([[FILTER_TYPES["low_shelf"]] + [FILTER_TYPES["peak"]] *
-                                                    (record["eq_frequency_hz"].shape[1] - 2) +
-                                                    [FILTER_TYPES["high_shelf"]]]))
+            h_deg = multi_eq_response(
+                sr,
+                n_fft,
+                record["eq_frequency_hz"].double(),
+                record["eq_gain_db"].double(),
+                record["eq_q"].double(),
+                torch.tensor(
+                    [
+                        [FILTER_TYPES["low_shelf"]]
+                        + [FILTER_TYPES["peak"]] * (record["eq_frequency_hz"].shape[1] - 2)
+                        + [FILTER_TYPES["high_shelf"]]
+                    ]
+                ),
+            )
             deg_db = 20 * np.log10(np.abs(h_deg.numpy()[0]) + 1e-12)
             target_db = eq_response_db([target_settings], sr, n_fft)[0]
             if grid is None:
@@ -187,19 +198,35 @@ def main(argv=None) -> int:
                 eq_err = float(np.sqrt(np.mean((method_db + heard_db - target_db)[grid] ** 2)))
                 rel = _relative(out[0].numpy(), backing, sr)
                 c, r = settings.compressor, settings.reverb
-                rows[name].append({
-                    "song": song.name, "case": case, "mr_stft": dist, "eq_response_db": eq_err,
-                    "ratio_error": abs(c.ratio - target_values["compressor.ratio"]),
-                    "reverb_time_octaves": abs(math.log2(r.reverb_time_s / target_values["reverb.reverb_time_s"])),
-                    "dry_wet_pct_error": abs(r.dry_wet_pct - target_values["reverb.dry_wet_pct"]),
-                    "relative_loudness_lu_error": abs(rel - rel_target), "valid": valid,
-                    "export_warnings": warnings, "decide_s": decide_s,
-                })
-            print(f"{song.name} case {case}: " + ", ".join(f"{m} {rows[m][-1]['mr_stft']:.3f}" for m in methods),
-                  file=sys.stderr, flush=True)
+                rows[name].append(
+                    {
+                        "song": song.name,
+                        "case": case,
+                        "mr_stft": dist,
+                        "eq_response_db": eq_err,
+                        "ratio_error": abs(c.ratio - target_values["compressor.ratio"]),
+                        "reverb_time_octaves": abs(math.log2(r.reverb_time_s / target_values["reverb.reverb_time_s"])),
+                        "dry_wet_pct_error": abs(r.dry_wet_pct - target_values["reverb.dry_wet_pct"]),
+                        "relative_loudness_lu_error": abs(rel - rel_target),
+                        "valid": valid,
+                        "export_warnings": warnings,
+                        "decide_s": decide_s,
+                    }
+                )
+            print(
+                f"{song.name} case {case}: " + ", ".join(f"{m} {rows[m][-1]['mr_stft']:.3f}" for m in methods),
+                file=sys.stderr,
+                flush=True,
+            )
 
-    keys = ["mr_stft", "eq_response_db", "ratio_error", "reverb_time_octaves", "dry_wet_pct_error",
-            "relative_loudness_lu_error"]
+    keys = [
+        "mr_stft",
+        "eq_response_db",
+        "ratio_error",
+        "reverb_time_octaves",
+        "dry_wet_pct_error",
+        "relative_loudness_lu_error",
+    ]
     summary = {}
     for name, rs in rows.items():
         summary[name] = {k: float(np.mean([r[k] for r in rs])) for k in keys}
@@ -209,13 +236,17 @@ def main(argv=None) -> int:
         summary[name]["cases"] = len(rs)
     n_cases = len(next(iter(rows.values())))
     print(f"\nHeld-out real vocals ({n_cases} degraded cases from {SONGS}), seed {args.seed}:\n")
-    print("| method | MR-STFT to target | EQ response error dB | ratio error | reverb time error (oct) | "
-          "dry/wet error % | level error LU | valid | export warnings |")
+    print(
+        "| method | MR-STFT to target | EQ response error dB | ratio error | reverb time error (oct) | "
+        "dry/wet error % | level error LU | valid | export warnings |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, s in summary.items():
-        print(f"| {name} | {s['mr_stft']:.3f} ± {s['mr_stft_std']:.3f} | {s['eq_response_db']:.2f} | "
-              f"{s['ratio_error']:.2f} | {s['reverb_time_octaves']:.2f} | {s['dry_wet_pct_error']:.1f} | "
-              f"{s['relative_loudness_lu_error']:.2f} | {'all' if s['all_valid'] else 'NO'} | {s['export_warnings']} |")
+        print(
+            f"| {name} | {s['mr_stft']:.3f} ± {s['mr_stft_std']:.3f} | {s['eq_response_db']:.2f} | "
+            f"{s['ratio_error']:.2f} | {s['reverb_time_octaves']:.2f} | {s['dry_wet_pct_error']:.1f} | "
+            f"{s['relative_loudness_lu_error']:.2f} | {'all' if s['all_valid'] else 'NO'} | {s['export_warnings']} |"
+        )
     if E2E in summary:
         e2e_d = summary[E2E]["mr_stft"]
         for ref in (CNN, MEAN):
@@ -224,8 +255,10 @@ def main(argv=None) -> int:
         if MEAN in summary and CLEAN_MEAN in summary:
             removable = summary[MEAN]["mr_stft"] - summary[CLEAN_MEAN]["mr_stft"]
             if removable > 0:
-                print(f"cnn-e2e removes {100 * (summary[MEAN]['mr_stft'] - e2e_d) / removable:.0f} % of the distance "
-                      f"a perfect undo of the degradation would remove ({removable:.3f})")
+                print(
+                    f"cnn-e2e removes {100 * (summary[MEAN]['mr_stft'] - e2e_d) / removable:.0f} % of the distance "
+                    f"a perfect undo of the degradation would remove ({removable:.3f})"
+                )
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "cases": rows, "seed": args.seed}, indent=2))
     return 0

@@ -64,18 +64,31 @@ def build_real_test(audio_dir: Path, out: Path, seed: int = 0, eq_per_song: int 
     songs = real_clip_songs(audio_dir, "test")
     if not songs:
         raise SystemExit(f"{audio_dir}: no songs/ or karaoke/ folders with vocal and backing files")
-    config = BuildConfig(seed=seed, tasks=REAL_TASKS, split_fractions=(0.0, 0.0, 1.0), eq_per_song=eq_per_song,
-                         random_gain_db=0.0, shard_blocks=4096)
+    config = BuildConfig(
+        seed=seed,
+        tasks=REAL_TASKS,
+        split_fractions=(0.0, 0.0, 1.0),
+        eq_per_song=eq_per_song,
+        random_gain_db=0.0,
+        shard_blocks=4096,
+    )
     if not (out / "manifest.json").is_file():
-        build_dataset(songs, out, config, executor="process" if jobs > 1 else "serial", jobs=jobs, progress=False,
-                      source_info={"layout": "real-clips", "n_songs": len(songs)})
+        build_dataset(
+            songs,
+            out,
+            config,
+            executor="process" if jobs > 1 else "serial",
+            jobs=jobs,
+            progress=False,
+            source_info={"layout": "real-clips", "n_songs": len(songs)},
+        )
     return out
 
 
 def _song_spread(models_dir: Path, dataset: Path) -> dict:
     """Per task, the spread (std over songs) of the CNN's song-averaged outputs, and the outputs."""
-    from vocalmix.training.evaluate import group_predictions
     from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
+    from vocalmix.training.evaluate import group_predictions
     from vocalmix.training.train import denormalise, load_arrays, predict_normalised
 
     out = {}
@@ -88,8 +101,11 @@ def _song_spread(models_dir: Path, dataset: Path) -> dict:
         u = predict_normalised(model_from_checkpoint(payload, path), data.features)
         grouped, targets = group_predictions(data, u, "song")
         pred = denormalise(task, grouped)[:, 0]
-        out[task] = {"std_over_songs": float(pred.std()), "predictions": [round(float(v), 3) for v in pred],
-                     "targets": [round(float(v), 3) for v in targets[:, 0]]}
+        out[task] = {
+            "std_over_songs": float(pred.std()),
+            "predictions": [round(float(v), 3) for v in pred],
+            "targets": [round(float(v), 3) for v in targets[:, 0]],
+        }
     return out
 
 
@@ -98,11 +114,11 @@ def _reverb_spread(models_dir: Path, audio_dir: Path) -> dict | None:
     path = models_dir / "reverb.pt"
     if not path.is_file():
         return None
+    import torch
+
     from vocalmix.features import song_features
     from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
     from vocalmix.nets.cnn_targets import denormalise_targets
-
-    import torch
 
     payload = load_checkpoint(path)
     model = model_from_checkpoint(payload, path)
@@ -120,31 +136,38 @@ def _reverb_spread(models_dir: Path, audio_dir: Path) -> dict | None:
         return None
     values = np.stack(rows)
     spans = {"room_size": 29.0, "reverb_time_s": 10.0, "dry_wet_pct": 100.0}
-    return {"songs": len(rows),
-            "std_over_songs": {n: float(values[:, i].std()) for i, n in enumerate(names)},
-            "mean_over_songs": {n: float(values[:, i].mean()) for i, n in enumerate(names)},
-            "note": "std in physical units; spans for scale: " + json.dumps(spans)}
+    return {
+        "songs": len(rows),
+        "std_over_songs": {n: float(values[:, i].std()) for i, n in enumerate(names)},
+        "mean_over_songs": {n: float(values[:, i].mean()) for i, n in enumerate(names)},
+        "note": "std in physical units; spans for scale: " + json.dumps(spans),
+    }
 
 
-def evaluate_real(models_dir: Path, audio_dir: Path, work: Path, seed: int = 0, eq_per_song: int = 200,
-                  jobs: int = 1) -> dict:
+def evaluate_real(
+    models_dir: Path, audio_dir: Path, work: Path, seed: int = 0, eq_per_song: int = 200, jobs: int = 1
+) -> dict:
     """Everything the script prints, as a dict (also what the model card quotes)."""
-    from vocalmix.training.evaluate import evaluate
     from vocalmix.nets.checkpoints import load_checkpoint, model_from_checkpoint
+    from vocalmix.training.evaluate import evaluate
     from vocalmix.training.train import denormalise, load_arrays, predict_normalised
 
     dataset = build_real_test(audio_dir, work / f"real-test-seed{seed}-eq{eq_per_song}", seed, eq_per_song, jobs)
     result = evaluate(dataset, models_dir, tasks=list(REAL_TASKS), split="test")
-    summary: dict = {"table": result.format_table(), "dataset": str(dataset), "models": str(models_dir),
-                     "targets": {}}
+    summary: dict = {"table": result.format_table(), "dataset": str(dataset), "models": str(models_dir), "targets": {}}
     labels = {"level": "Level", "compression": "LRA", "eq": "EQ gain"}
     for task, label in labels.items():
         if task not in result.scores:
             continue
         s = result.scores[task]
         cnn, mean = result.column_value(label, "CNN"), result.column_value(label, "mean")
-        summary["targets"][label] = {"cnn": cnn, "mean": mean, "ratio": cnn / mean if mean else None,
-                                     "songs": s.n_songs, "items": s.n_items}
+        summary["targets"][label] = {
+            "cnn": cnn,
+            "mean": mean,
+            "ratio": cnn / mean if mean else None,
+            "songs": s.n_songs,
+            "items": s.n_items,
+        }
     if "eq" in result.scores:
         path = models_dir / "eq.pt"
         payload = load_checkpoint(path)
@@ -154,11 +177,24 @@ def evaluate_real(models_dir: Path, audio_dir: Path, work: Path, seed: int = 0, 
         err = np.abs(pred - data.targets)
         base = np.abs(np.asarray(payload["train_mean"])[None] - data.targets)
         names = list(payload["target_names"])
-        summary["eq_bands"] = {n: {"cnn": float(err[:, i].mean()), "mean": float(base[:, i].mean()),
-                                   "mean_prediction_db": float(pred[:, i].mean())} for i, n in enumerate(names)}
+        summary["eq_bands"] = {
+            n: {
+                "cnn": float(err[:, i].mean()),
+                "mean": float(base[:, i].mean()),
+                "mean_prediction_db": float(pred[:, i].mean()),
+            }
+            for i, n in enumerate(names)
+        }
         part = np.array([s.split("/")[0] for s in data.songs])
-        summary["eq_by_source"] = {p: {"cnn": float(err[part == p].mean()), "mean": float(base[part == p].mean()),
-                                       "items": int((part == p).sum())} for p in REAL_PARTS if (part == p).any()}
+        summary["eq_by_source"] = {
+            p: {
+                "cnn": float(err[part == p].mean()),
+                "mean": float(base[part == p].mean()),
+                "items": int((part == p).sum()),
+            }
+            for p in REAL_PARTS
+            if (part == p).any()
+        }
     summary["spread"] = _song_spread(models_dir, dataset)
     summary["reverb_spread"] = _reverb_spread(models_dir, audio_dir)
     return summary
@@ -167,8 +203,10 @@ def evaluate_real(models_dir: Path, audio_dir: Path, work: Path, seed: int = 0, 
 def format_summary(summary: dict) -> str:
     lines = [summary["table"], "", "CNN MAE vs mean MAE on the real clips (ratio < 1: better than the mean):"]
     for label, t in summary["targets"].items():
-        lines.append(f"  {label:<8} CNN {t['cnn']:6.2f}  mean {t['mean']:6.2f}  CNN/mean {t['ratio']:.2f}"
-                     f"  ({t['songs']} songs, {t['items']} items)")
+        lines.append(
+            f"  {label:<8} CNN {t['cnn']:6.2f}  mean {t['mean']:6.2f}  CNN/mean {t['ratio']:.2f}"
+            f"  ({t['songs']} songs, {t['items']} items)"
+        )
     if "eq_bands" in summary:
         lines.append("EQ per octave band (dB): band, CNN MAE, mean MAE, average CNN output")
         for n, b in summary["eq_bands"].items():
@@ -176,12 +214,16 @@ def format_summary(summary: dict) -> str:
         for p, b in summary["eq_by_source"].items():
             lines.append(f"  {p:<13} {b['cnn']:6.2f} {b['mean']:6.2f}  ({b['items']} items)")
     for task, s in summary["spread"].items():
-        lines.append(f"{task}: CNN output std over songs {s['std_over_songs']:.3f} LU; "
-                     f"outputs {s['predictions']} targets {s['targets']}")
+        lines.append(
+            f"{task}: CNN output std over songs {s['std_over_songs']:.3f} LU; "
+            f"outputs {s['predictions']} targets {s['targets']}"
+        )
     if summary.get("reverb_spread"):
         r = summary["reverb_spread"]
-        lines.append(f"reverb: std of each setting over {r['songs']} real clips: " +
-                     ", ".join(f"{n} {v:.3g}" for n, v in r["std_over_songs"].items()))
+        lines.append(
+            f"reverb: std of each setting over {r['songs']} real clips: "
+            + ", ".join(f"{n} {v:.3g}" for n, v in r["std_over_songs"].items())
+        )
     return "\n".join(lines)
 
 

@@ -80,14 +80,21 @@ def dry_vocal_songs(audio_dir: Path, work: Path, seed: int):
         # The feature gate is absolute (-30 LUFS per frame): bring quiet takes (vocadito
         # peaks at -18 dBFS) to a typical stem loudness first.
         vocal = vocal * 10 ** ((-20.0 - integrated_loudness(vocal, 44100)) / 20)
-        backing = synthetic_backing(vocal.shape[-1] / 44100, 44100, rng)[:, :vocal.shape[-1]]
+        backing = synthetic_backing(vocal.shape[-1] / 44100, 44100, rng)[:, : vocal.shape[-1]]
         balance = rng.uniform(-6.0, 2.0)  # vocal minus backing, LU
         backing = backing * 10 ** ((-20.0 - balance - integrated_loudness(backing, 44100)) / 20)
         sf.write(folder / f"{name}-vocal.flac", vocal.T.astype(np.float32), 44100, subtype="PCM_24")
         sf.write(folder / f"{name}-backing.flac", backing.T.astype(np.float32), 44100, subtype="PCM_24")
-        songs.append(Song(id=f"dry/{name}", kind="stems", vocal=str(folder / f"{name}-vocal.flac"),
-                          backing=(str(folder / f"{name}-backing.flac"),), split="train",
-                          extra={"credit": credit}))
+        songs.append(
+            Song(
+                id=f"dry/{name}",
+                kind="stems",
+                vocal=str(folder / f"{name}-vocal.flac"),
+                backing=(str(folder / f"{name}-backing.flac"),),
+                split="train",
+                extra={"credit": credit},
+            )
+        )
     return songs
 
 
@@ -119,8 +126,9 @@ def eq_examples(audio_dir: Path, work: Path, seed: int, takes: int, voices: int,
             return Arrays(d["features"].astype(np.float32), d["targets"], [str(x) for x in d["songs"]], d["changed"])
         t0 = time.monotonic()
         a = make()
-        np.savez(path, features=a.features.astype(np.float16), targets=a.targets, songs=np.array(a.songs),
-                 changed=a.changed)
+        np.savez(
+            path, features=a.features.astype(np.float16), targets=a.targets, songs=np.array(a.songs), changed=a.changed
+        )
         log(f"EQ {name}: {len(a)} examples in {(time.monotonic() - t0) / 60:.1f} min")
         return Arrays(a.features.astype(np.float16).astype(np.float32), a.targets, a.songs, a.changed)
 
@@ -131,12 +139,15 @@ def eq_examples(audio_dir: Path, work: Path, seed: int, takes: int, voices: int,
             log(f"skipping {path}: not found")
             continue
         vocal = _load_dry(path)[0].astype(np.float32)
-        dry[name] = (vocal[:int(EQ_TRAIN_SHARE * len(vocal))], vocal[int(EQ_TRAIN_SHARE * len(vocal)):])
+        dry[name] = (vocal[: int(EQ_TRAIN_SHARE * len(vocal))], vocal[int(EQ_TRAIN_SHARE * len(vocal)) :])
 
     def augmented():
         renderer = BatchRenderer(44100, device="cpu", seed=seed)
-        takes_ = [(f"eq/{name}/take-{k:02d}", augment_vocal(part, np.random.default_rng([seed, i, k]), renderer))
-                  for i, (name, (part, _)) in enumerate(dry.items()) for k in range(takes)]
+        takes_ = [
+            (f"eq/{name}/take-{k:02d}", augment_vocal(part, np.random.default_rng([seed, i, k]), renderer))
+            for i, (name, (part, _)) in enumerate(dry.items())
+            for k in range(takes)
+        ]
         return eq_examples_from_vocals(takes_, per_take, seed + 1)
 
     def synthetic():
@@ -155,8 +166,10 @@ def eq_examples(audio_dir: Path, work: Path, seed: int, takes: int, voices: int,
     parts = [cached(f"dry-{takes}x{per_take}-seed{seed}", augmented)]
     if voices:
         parts.append(cached(f"voices-{voices}-seed{seed}", synthetic))
-    val = cached(f"dry-val-seed{seed}", lambda: eq_examples_from_vocals(
-        [(f"eq/{name}/val", rest) for name, (_, rest) in dry.items()], 100, seed + 3))
+    val = cached(
+        f"dry-val-seed{seed}",
+        lambda: eq_examples_from_vocals([(f"eq/{name}/val", rest) for name, (_, rest) in dry.items()], 100, seed + 3),
+    )
     return Arrays.concat(parts), val
 
 
@@ -176,16 +189,31 @@ def real_clip_songs(audio_dir: Path, split: str | None):
 def build(songs, out: Path, seed: int, eq_per_song: int, tasks, fractions, jobs: int, gain_db: float) -> Path:
     from vocalmix.training.build import BuildConfig, build_dataset, dataset_info
 
-    config = BuildConfig(seed=seed, tasks=tuple(tasks), split_fractions=fractions, eq_per_song=eq_per_song,
-                         random_gain_db=gain_db, shard_blocks=1024)
+    config = BuildConfig(
+        seed=seed,
+        tasks=tuple(tasks),
+        split_fractions=fractions,
+        eq_per_song=eq_per_song,
+        random_gain_db=gain_db,
+        shard_blocks=1024,
+    )
     if (out / "manifest.json").is_file():
         log(f"reusing the dataset in {out}")
     else:
-        build_dataset(songs, out, config, executor="process" if jobs > 1 else "serial", jobs=jobs, progress=True,
-                      source_info={"layout": "default-models", "n_songs": len(songs)})
+        build_dataset(
+            songs,
+            out,
+            config,
+            executor="process" if jobs > 1 else "serial",
+            jobs=jobs,
+            progress=True,
+            source_info={"layout": "default-models", "n_songs": len(songs)},
+        )
     info = dataset_info(out)
-    log(f"{out.name}: songs {info['songs']}, blocks " +
-        ", ".join(f"{t} {sum(v['blocks'].values())}" for t, v in info["tasks"].items()))
+    log(
+        f"{out.name}: songs {info['songs']}, blocks "
+        + ", ".join(f"{t} {sum(v['blocks'].values())}" for t, v in info["tasks"].items())
+    )
     return out
 
 
@@ -201,32 +229,62 @@ def main(argv=None) -> int:
     p.add_argument("--gain-augment-db", type=float, default=3.0)
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--patience", type=int, default=5)
-    p.add_argument("--reverb-lr", type=float, default=1e-5,
-                   help="reverb learning rate (published 1e-5; 1e-3 overfits the 95 blocks instead, see the card)")
-    p.add_argument("--level-lr", type=float, default=0.0,
-                   help="level learning rate: 0 ships the training mean (the synthetic balances hold no level "
-                        "decision, and trained level models were worse than the mean on real songs); "
-                        "the published value is 1e-3")
-    p.add_argument("--eq-augmented-takes", type=int, default=24,
-                   help="other voices/recordings made of each CC BY dry vocal for the EQ task (augment_vocal)")
-    p.add_argument("--eq-synthetic-voices", type=int, default=300,
-                   help="source-filter synthetic voices added to the EQ training set (synthetic_voice)")
+    p.add_argument(
+        "--reverb-lr",
+        type=float,
+        default=1e-5,
+        help="reverb learning rate (published 1e-5; 1e-3 overfits the 95 blocks instead, see the card)",
+    )
+    p.add_argument(
+        "--level-lr",
+        type=float,
+        default=0.0,
+        help="level learning rate: 0 ships the training mean (the synthetic balances hold no level "
+        "decision, and trained level models were worse than the mean on real songs); "
+        "the published value is 1e-3",
+    )
+    p.add_argument(
+        "--eq-augmented-takes",
+        type=int,
+        default=24,
+        help="other voices/recordings made of each CC BY dry vocal for the EQ task (augment_vocal)",
+    )
+    p.add_argument(
+        "--eq-synthetic-voices",
+        type=int,
+        default=300,
+        help="source-filter synthetic voices added to the EQ training set (synthetic_voice)",
+    )
     p.add_argument("--eq-examples-per-take", type=int, default=48)
     p.add_argument("--eq-architecture", choices=("spectrum-mlp", "li-lerch-cnn"), default="spectrum-mlp")
     p.add_argument("--eq-loss", choices=("paper", "mse", "l1"), default="l1")
     p.add_argument("--eq-epochs", type=int, default=40)
-    p.add_argument("--only-eq", action="store_true",
-                   help="retrain and re-ship the EQ model only; the other shipped checkpoints, their training "
-                        "record and the synthetic-song table are kept from --out")
-    p.add_argument("--real-eq-per-song", type=int, default=200,
-                   help="EQ degradations per real vocal in the real-clip test (as evaluate_real_clips.py)")
-    p.add_argument("--real-cv", type=int, default=0,
-                   help="folds of cross-validation trained on the real clips (research use only; 0: skip)")
+    p.add_argument(
+        "--only-eq",
+        action="store_true",
+        help="retrain and re-ship the EQ model only; the other shipped checkpoints, their training "
+        "record and the synthetic-song table are kept from --out",
+    )
+    p.add_argument(
+        "--real-eq-per-song",
+        type=int,
+        default=200,
+        help="EQ degradations per real vocal in the real-clip test (as evaluate_real_clips.py)",
+    )
+    p.add_argument(
+        "--real-cv",
+        type=int,
+        default=0,
+        help="folds of cross-validation trained on the real clips (research use only; 0: skip)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--no-ship", action="store_true", help="train and evaluate, but do not write --out")
-    p.add_argument("--reuse-models", action="store_true",
-                   help="skip training where --work already holds a finished checkpoint (re-evaluate, re-ship)")
+    p.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="skip training where --work already holds a finished checkpoint (re-evaluate, re-ship)",
+    )
     args = p.parse_args(argv)
 
     import torch
@@ -248,12 +306,21 @@ def main(argv=None) -> int:
         songs += dry_vocal_songs(args.audio, work, args.seed)
         if args.sources == "all" and have_real:
             songs += real_clip_songs(args.audio, None)
-        train_dir = build(songs, work / f"data-{args.sources}", args.seed, args.eq_per_song, TASKS,
-                          (0.8, 0.1, 0.1), args.jobs, args.gain_augment_db)
+        train_dir = build(
+            songs,
+            work / f"data-{args.sources}",
+            args.seed,
+            args.eq_per_song,
+            TASKS,
+            (0.8, 0.1, 0.1),
+            args.jobs,
+            args.gain_augment_db,
+        )
     # The EQ model learns from the CC BY dry vocals as many voices and recordings plus
     # source-filter synthetic voices (see the model card for what each adds).
-    eq_train, eq_val = eq_examples(args.audio, work, args.seed, args.eq_augmented_takes, args.eq_synthetic_voices,
-                                   args.eq_examples_per_take)
+    eq_train, eq_val = eq_examples(
+        args.audio, work, args.seed, args.eq_augmented_takes, args.eq_synthetic_voices, args.eq_examples_per_take
+    )
     kept = json.loads((args.out / "evaluation.json").read_text()) if args.only_eq else {}
 
     # 2. training
@@ -272,19 +339,37 @@ def main(argv=None) -> int:
             continue
         if task == "eq":
             mlp = args.eq_architecture == "spectrum-mlp"
-            config = TrainConfig(task="eq", epochs=args.eq_epochs, seed=args.seed, patience=10, loss=args.eq_loss,
-                                 architecture=args.eq_architecture, lr=3e-3 if mlp else None,
-                                 batch_size=128 if mlp else None, dropout=0.1 if mlp else 0.3)
-            r = fit(config, eq_train, eq_val, models_dir, progress=False, metadata={
-                "train_songs": sorted(set(eq_train.songs)), "val_songs": sorted(set(eq_val.songs))})
+            config = TrainConfig(
+                task="eq",
+                epochs=args.eq_epochs,
+                seed=args.seed,
+                patience=10,
+                loss=args.eq_loss,
+                architecture=args.eq_architecture,
+                lr=3e-3 if mlp else None,
+                batch_size=128 if mlp else None,
+                dropout=0.1 if mlp else 0.3,
+            )
+            r = fit(
+                config,
+                eq_train,
+                eq_val,
+                models_dir,
+                progress=False,
+                metadata={"train_songs": sorted(set(eq_train.songs)), "val_songs": sorted(set(eq_val.songs))},
+            )
         elif args.only_eq:
             shutil.copyfile(args.out / f"{task}.pt", models_dir / f"{task}.pt")
             results[task] = kept["training"][task]
             continue
         else:
             r = train(task, train_dir, models_dir, epochs=args.epochs, seed=args.seed, patience=args.patience, lr=lr)
-        results[task] = {"best_epoch": r.best_epoch, "epochs_run": r.epochs_run, "val_mae": r.val_mae,
-                         "minutes": round((time.monotonic() - t0) / 60, 2)}
+        results[task] = {
+            "best_epoch": r.best_epoch,
+            "epochs_run": r.epochs_run,
+            "val_mae": r.val_mae,
+            "minutes": round((time.monotonic() - t0) / 60, 2),
+        }
         log(f"{task}: best epoch {r.best_epoch}/{r.epochs_run} in {results[task]['minutes']} min")
 
     # 3. evaluation on held-out songs
@@ -303,10 +388,17 @@ def main(argv=None) -> int:
         evaluation["synthetic_test"]["table"].get("n", {}).pop("eq", None)
     real_cv_dir = None
     if have_real and args.sources == "redistributable" and args.real_cv >= 2:
-        real_cv_dir = real_clips_module().build_real_test(args.audio, work / "data-real-cv", args.seed,
-                                                          args.real_eq_per_song, args.jobs)
-        cv = cross_validate(real_cv_dir, folds=args.real_cv, tasks=["level", "compression", "eq"],
-                            epochs=args.epochs, seed=args.seed, patience=args.patience)
+        real_cv_dir = real_clips_module().build_real_test(
+            args.audio, work / "data-real-cv", args.seed, args.real_eq_per_song, args.jobs
+        )
+        cv = cross_validate(
+            real_cv_dir,
+            folds=args.real_cv,
+            tasks=["level", "compression", "eq"],
+            epochs=args.epochs,
+            seed=args.seed,
+            patience=args.patience,
+        )
         print(f"\n{args.real_cv}-fold cross-validation by song on the real clips alone:")
         print(cv.format_table())
         cv.to_csv(work / "mae-real-cv.csv")
@@ -325,8 +417,9 @@ def main(argv=None) -> int:
             scored_dir = args.out
     if have_real and args.sources == "redistributable":
         module = real_clips_module()
-        summary = module.evaluate_real(scored_dir, args.audio, module.DEFAULT_WORK, args.seed,
-                                       args.real_eq_per_song, args.jobs)
+        summary = module.evaluate_real(
+            scored_dir, args.audio, module.DEFAULT_WORK, args.seed, args.real_eq_per_song, args.jobs
+        )
         print("\nReal songs and karaoke clips (held out; level, LRA, EQ only):")
         print(module.format_summary(summary))
         evaluation["real_test"] = {k: v for k, v in summary.items() if k not in ("dataset", "models")}
@@ -339,7 +432,8 @@ def main(argv=None) -> int:
             f"--reverb-lr {args.reverb_lr:g} --level-lr {args.level_lr:g} "
             f"--eq-augmented-takes {args.eq_augmented_takes} --eq-synthetic-voices {args.eq_synthetic_voices} "
             f"--eq-examples-per-take {args.eq_examples_per_take} --eq-architecture {args.eq_architecture} "
-            f"--eq-loss {args.eq_loss} --eq-epochs {args.eq_epochs}" + (" --only-eq" if args.only_eq else ""))
+            f"--eq-loss {args.eq_loss} --eq-epochs {args.eq_epochs}" + (" --only-eq" if args.only_eq else "")
+        )
         evaluation["eq_model"] = eq_model_size_and_speed(args.out)
         evaluation["minutes"] = round((time.monotonic() - started) / 60, 1)
         evaluation["reused"] = bool(args.reuse_models)
@@ -371,9 +465,12 @@ def eq_model_size_and_speed(models_dir: Path, blocks: int = 256, repeats: int = 
 
     eq = model_from_checkpoint(load_checkpoint(models_dir / "eq.pt"))
     cnn = model_from_checkpoint(load_checkpoint(models_dir / "compression.pt"))
-    return {"parameters": sum(p.numel() for p in eq.parameters()),
-            "kb": (models_dir / "eq.pt").stat().st_size / 1024,
-            "ms_per_block": ms_per_block(eq), "cnn_ms_per_block": ms_per_block(cnn)}
+    return {
+        "parameters": sum(p.numel() for p in eq.parameters()),
+        "kb": (models_dir / "eq.pt").stat().st_size / 1024,
+        "ms_per_block": ms_per_block(eq),
+        "cnn_ms_per_block": ms_per_block(cnn),
+    }
 
 
 def real_clips_module():
@@ -391,7 +488,8 @@ def _table(result) -> dict:
 
     rows = [r for r in result.rows() if r[0] in ("CNN", "mean", "start")]
     return {name: {c[0]: v for c, v in zip(COLUMNS, values)} for name, values in rows} | {
-        "n": {t: {"songs": s.n_songs, "items": s.n_items} for t, s in result.scores.items()}}
+        "n": {t: {"songs": s.n_songs, "items": s.n_items} for t, s in result.scores.items()}
+    }
 
 
 def _num(v) -> str:
@@ -406,8 +504,11 @@ def _md_table(table: dict) -> str:
     used = [c for c in COLUMNS if table["CNN"].get(c[0]) is not None]
     head = "| | " + " | ".join(f"{c[0]} ({c[1]})" if c[1] else c[0] for c in used) + " |"
     rule = "|---" * (len(used) + 1) + "|"
-    rows = [f"| {m} | " + " | ".join(_num(table[m][c[0]]) for c in used) + " |"
-            for m in ("CNN", "mean", "start") if m in table]
+    rows = [
+        f"| {m} | " + " | ".join(_num(table[m][c[0]]) for c in used) + " |"
+        for m in ("CNN", "mean", "start")
+        if m in table
+    ]
     counts = "; ".join(f"{t} {v['songs']} songs" for t, v in table.get("n", {}).items())
     return "\n".join([head, rule, *rows, "", f"({counts})" if counts else ""])
 
@@ -447,9 +548,11 @@ def reverb_prior_section(evaluation: dict, reverb_lr: float | None = None) -> li
             "a few blocks per song, one label each) with "
             + ("the published learning rate (1e-5)" if reverb_lr is None else f"learning rate {reverb_lr:g}")
             + " and starts at the training mean (normalised), i.e. at the centre of this prior. "
-            + (f"On the held-out synthetic songs it beats that start by more than 3 % only on "
-               f"{', '.join(learned)}; " if learned else
-               "On the held-out synthetic songs it beats that start by more than 3 % on none of the settings; ")
+            + (
+                f"On the held-out synthetic songs it beats that start by more than 3 % only on {', '.join(learned)}; "
+                if learned
+                else "On the held-out synthetic songs it beats that start by more than 3 % on none of the settings; "
+            )
             + "in effect it proposes the prior's centre (plausible settings, little adapted to the song).",
         ]
     return lines
@@ -460,15 +563,25 @@ def _real_section(real: dict) -> list[str]:
     lines = ["| target | CNN MAE | mean MAE | CNN / mean | songs (items) |", "|---|---|---|---|---|"]
     units = {"Level": "LU", "LRA": "LU", "EQ gain": "dB"}
     for label, row in t.items():
-        lines.append(f"| {label} ({units[label]}) | {row['cnn']:.2f} | {row['mean']:.2f} | {row['ratio']:.2f} | "
-                     f"{row['songs']} ({row['items']}) |")
+        lines.append(
+            f"| {label} ({units[label]}) | {row['cnn']:.2f} | {row['mean']:.2f} | {row['ratio']:.2f} | "
+            f"{row['songs']} ({row['items']}) |"
+        )
     if "eq_bands" in real:
-        lines += ["", "EQ error per octave band on the real clips (dB; CNN / mean):", "",
-                  "| " + " | ".join(n.replace("gain_", "").replace("hz", " Hz") for n in real["eq_bands"]) + " |",
-                  "|---" * len(real["eq_bands"]) + "|",
-                  "| " + " | ".join(f"{b['cnn']:.2f} / {b['mean']:.2f}" for b in real["eq_bands"].values()) + " |",
-                  "", "By source: " + "; ".join(f"{p} {b['cnn']:.2f} / {b['mean']:.2f} dB ({b['items']} items)"
-                                                for p, b in real["eq_by_source"].items()) + "."]
+        lines += [
+            "",
+            "EQ error per octave band on the real clips (dB; CNN / mean):",
+            "",
+            "| " + " | ".join(n.replace("gain_", "").replace("hz", " Hz") for n in real["eq_bands"]) + " |",
+            "|---" * len(real["eq_bands"]) + "|",
+            "| " + " | ".join(f"{b['cnn']:.2f} / {b['mean']:.2f}" for b in real["eq_bands"].values()) + " |",
+            "",
+            "By source: "
+            + "; ".join(
+                f"{p} {b['cnn']:.2f} / {b['mean']:.2f} dB ({b['items']} items)" for p, b in real["eq_by_source"].items()
+            )
+            + ".",
+        ]
     return lines
 
 
@@ -480,18 +593,24 @@ def model_card(evaluation: dict, args) -> str:
         "Four regressors, float16 weights: level, compression and reverb with the architecture of Li & Lerch "
         "(`vocalmix/nets/mixing_cnn.py`, about 150 KB each); EQ a small MLP on the vocal's average mel "
         "spectrum of each feature block (`vocalmix/nets/spectrum_mlp.py`, "
-        + (f"{evaluation['eq_model']['parameters']:,} parameters, {evaluation['eq_model']['kb']:.0f} KB, "
-           f"{evaluation['eq_model']['ms_per_block']:.3f} ms per block on one CPU thread against "
-           f"{evaluation['eq_model']['cnn_ms_per_block']:.3f} ms for the CNN; " if "eq_model" in evaluation else "")
+        + (
+            f"{evaluation['eq_model']['parameters']:,} parameters, {evaluation['eq_model']['kb']:.0f} KB, "
+            f"{evaluation['eq_model']['ms_per_block']:.3f} ms per block on one CPU thread against "
+            f"{evaluation['eq_model']['cnn_ms_per_block']:.3f} ms for the CNN; "
+            if "eq_model" in evaluation
+            else ""
+        )
         + "same input blocks and outputs). Made by `scripts/train_default_models.py` "
         f"(`{evaluation['command']}`; "
-        + ("level, compression and reverb were kept from the previous pass, whose data took about 15 min; "
-           f"this pass {evaluation['minutes']} min on a 2-core CPU shared with other jobs). "
-           if args.only_eq else
-           f"this pass reused finished datasets and checkpoints ({evaluation['minutes']} min). "
-           if evaluation.get("reused") else f"{evaluation['minutes']} min on a shared 2-core CPU). ")
-        +
-        "The real-clip numbers below come from `python scripts/evaluate_real_clips.py` "
+        + (
+            "level, compression and reverb were kept from the previous pass, whose data took about 15 min; "
+            f"this pass {evaluation['minutes']} min on a 2-core CPU shared with other jobs). "
+            if args.only_eq
+            else f"this pass reused finished datasets and checkpoints ({evaluation['minutes']} min). "
+            if evaluation.get("reused")
+            else f"{evaluation['minutes']} min on a shared 2-core CPU). "
+        )
+        + "The real-clip numbers below come from `python scripts/evaluate_real_clips.py` "
         f"(EQ: {args.real_eq_per_song} seeded degradations per real vocal).",
         "",
         "## Training data",
@@ -519,27 +638,47 @@ def model_card(evaluation: dict, args) -> str:
         "",
     ]
     if real:
-        parts += ["## Measured errors on real recordings never seen", "",
-                  "Real songs (3 MUSDB18 excerpts) and karaoke clips (6 MIR-1K clips at 16 kHz), as "
-                  "`vocalmix dataset build` (song folders, all in the test split) and `vocalmix evaluate` "
-                  "score them: one value per song for level and LRA (outputs averaged over the song's blocks), "
-                  "one per degraded example for EQ. *mean*: the training-set mean of each target.", "",
-                  *_real_section(real), ""]
+        parts += [
+            "## Measured errors on real recordings never seen",
+            "",
+            "Real songs (3 MUSDB18 excerpts) and karaoke clips (6 MIR-1K clips at 16 kHz), as "
+            "`vocalmix dataset build` (song folders, all in the test split) and `vocalmix evaluate` "
+            "score them: one value per song for level and LRA (outputs averaged over the song's blocks), "
+            "one per degraded example for EQ. *mean*: the training-set mean of each target.",
+            "",
+            *_real_section(real),
+            "",
+        ]
     parts += CAUSES_SECTION + [""]
-    parts += ["## Held-out synthetic test songs", "",
-              "Mean absolute error in physical units, one value per held-out song. *start*: the untrained "
-              "network, whose output is the training mean in normalised space (for log-scaled settings the "
-              "geometric mean); only a CNN error below *start* was learned. "
-              + ("The EQ model is scored on real vocals above, not here. " if args.only_eq else
-                 "The EQ column scores synthetic vocals, a small part of the EQ model's training data. "), "",
-              _md_table(evaluation["synthetic_test"]["table"])]
+    parts += [
+        "## Held-out synthetic test songs",
+        "",
+        "Mean absolute error in physical units, one value per held-out song. *start*: the untrained "
+        "network, whose output is the training mean in normalised space (for log-scaled settings the "
+        "geometric mean); only a CNN error below *start* was learned. "
+        + (
+            "The EQ model is scored on real vocals above, not here. "
+            if args.only_eq
+            else "The EQ column scores synthetic vocals, a small part of the EQ model's training data. "
+        ),
+        "",
+        _md_table(evaluation["synthetic_test"]["table"]),
+    ]
     if "real_cv" in evaluation:
-        parts += ["", f"For comparison, {evaluation['real_cv']['folds']}-fold cross-validation by song with "
-                  "models trained on those real clips alone (not shipped):", "",
-                  _md_table(evaluation["real_cv"]["table"])]
+        parts += [
+            "",
+            f"For comparison, {evaluation['real_cv']['folds']}-fold cross-validation by song with "
+            "models trained on those real clips alone (not shipped):",
+            "",
+            _md_table(evaluation["real_cv"]["table"]),
+        ]
     parts += ["", *reverb_prior_section(evaluation, args.reverb_lr)]
-    parts += ["", "Published figures (Li & Lerch; CNN / mean): level 1.64 / 2.13 LU, LRA 2.63 / 2.88 LU, "
-              "EQ gain 4.48 / 3.33 dB, dry/wet 6.13 / 7.16 %, reverb time 1.006 / 1.007 s.", ""]
+    parts += [
+        "",
+        "Published figures (Li & Lerch; CNN / mean): level 1.64 / 2.13 LU, LRA 2.63 / 2.88 LU, "
+        "EQ gain 4.48 / 3.33 dB, dry/wet 6.13 / 7.16 %, reverb time 1.006 / 1.007 s.",
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -557,8 +696,7 @@ CAUSES_SECTION = [
     "| what changed | / mean | / 0 dB | songs | karaoke |",
     "|---|---|---|---|---|",
     "| shipped before: Li & Lerch CNN, 5 dry vocals x 12 recording variations, MSE | 1.34 | 1.38 | 1.18 | 1.42 |",
-    "| no model: 0 dB on every band (the targets' median; 5 of 9 bands are unchanged) | 0.966 | 1 | 0.966 "
-    "| 0.966 |",
+    "| no model: 0 dB on every band (the targets' median; 5 of 9 bands are unchanged) | 0.966 | 1 | 0.966 | 0.966 |",
     "| no learning: block spectrum minus the training vocals' mean spectrum, least squares onto the 9 peak "
     "responses (RBJ, Q 1) + offset: no ridge / ridge 0.05 / best of 5 shrinkages toward 0 dB "
     "| 3.23 / 1.37 / 0.973 | 3.35 / 1.42 / 1.007 | | |",
@@ -566,8 +704,7 @@ CAUSES_SECTION = [
     "| 0.942 | 0.975 | 0.909 | 0.958 |",
     "| ridge (1000) on the block spectrum: dry vocals as recorded / augmented / + synthetic voices "
     "| 1.07 / 1.06 / 1.05 | 1.11 / 1.10 / 1.09 | | |",
-    "| spectrum MLP, MSE: as recorded / augmented / + synthetic voices | 1.55 / 1.28 / 1.23 "
-    "| 1.60 / 1.32 / 1.27 | | |",
+    "| spectrum MLP, MSE: as recorded / augmented / + synthetic voices | 1.55 / 1.28 / 1.23 | 1.60 / 1.32 / 1.27 | | |",
     "| spectrum MLP, L1: as recorded / augmented / + synthetic voices | 1.36 / 0.997 / 1.002 "
     "| 1.41 / 1.03 / 1.04 | | |",
     "| Li & Lerch CNN on 5 x 40 augmented takes (8,668 blocks; draft run, its 0 dB row: 0.977), MSE / L1 "

@@ -35,8 +35,12 @@ def main(argv=None) -> int:
     ap.add_argument("--synthetic-vocals", type=int, default=8)
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--dry", type=Path, default=DRY, help="folder of the CC BY dry vocals")
-    ap.add_argument("--init", type=Path, default=ROOT / "vocalmix" / "models" / "cnn",
-                    help="parameter-trained CNN whose convolutional layers start the predictor")
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=ROOT / "vocalmix" / "models" / "cnn",
+        help="parameter-trained CNN whose convolutional layers start the predictor",
+    )
     ap.add_argument("--no-ship", action="store_true", help="do not copy the best checkpoint into the package")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -52,10 +56,22 @@ def main(argv=None) -> int:
         print(f"{args.dry}: the CC BY dry vocals are not here", file=sys.stderr)
         return 2
     resume = (args.work / "cnn_e2e.last.pt").exists()
-    train_e2e_command(args.dry, args.work, init=args.init, steps=args.steps, pairs=args.pairs,
-                      synthetic_vocals=args.synthetic_vocals, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      resume=resume, max_minutes=args.max_minutes, fresh_pairs=not args.fixed_pairs,
-                      lr_final=args.lr_final, val_every=args.val_every)
+    train_e2e_command(
+        args.dry,
+        args.work,
+        init=args.init,
+        steps=args.steps,
+        pairs=args.pairs,
+        synthetic_vocals=args.synthetic_vocals,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        resume=resume,
+        max_minutes=args.max_minutes,
+        fresh_pairs=not args.fixed_pairs,
+        lr_final=args.lr_final,
+        val_every=args.val_every,
+    )
     if args.no_ship:
         return 0
     dst = ROOT / "vocalmix" / "models" / "cnn_e2e" / CHECKPOINT_NAME

@@ -80,18 +80,24 @@ def build_songs(audio: Path, work: Path, seed: int) -> Path:
     for c, name in enumerate(CC_BY_DRY_VOCALS):
         vocal = load_audio(audio / "dry" / f"{name}.flac", SR).samples[:1]
         for p in range(max(1, vocal.shape[-1] // seg)):
-            piece = vocal[:, p * seg:(p + 1) * seg]
+            piece = vocal[:, p * seg : (p + 1) * seg]
             for b in range(BACKINGS_PER_VOCAL):
                 rng = np.random.default_rng([seed, c, p, b])
                 song_id = f"{name}-{p}-{b}"
-                backing = synthetic_backing(piece.shape[-1] / SR, SR, rng)[:, :piece.shape[-1]]
+                backing = synthetic_backing(piece.shape[-1] / SR, SR, rng)[:, : piece.shape[-1]]
                 gain = 10 ** (rng.uniform(*VOCAL_GAIN_DB) / 20)
                 d = folder / song_id
                 d.mkdir(exist_ok=True)
                 sf.write(d / "vocal.flac", (piece[0] * gain).clip(-1, 1), SR, subtype="PCM_24")
                 sf.write(d / "backing.flac", backing.T, SR, subtype="PCM_24")
-                rows.append({"id": song_id, "vocal": str(d / "vocal.flac"), "backing": str(d / "backing.flac"),
-                             "split": "val" if name == VAL_CLIP else "train"})
+                rows.append(
+                    {
+                        "id": song_id,
+                        "vocal": str(d / "vocal.flac"),
+                        "backing": str(d / "backing.flac"),
+                        "split": "val" if name == VAL_CLIP else "train",
+                    }
+                )
     path = work / "songs.csv"
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["id", "vocal", "backing", "split"])
@@ -118,8 +124,11 @@ def mrstft(x: np.ndarray, y: np.ndarray) -> float:
     from auraloss.freq import MultiResolutionSTFTLoss
 
     with torch.no_grad():
-        return float(MultiResolutionSTFTLoss()(torch.from_numpy(x[:, None].astype(np.float32)),
-                                               torch.from_numpy(y[:, None].astype(np.float32))))
+        return float(
+            MultiResolutionSTFTLoss()(
+                torch.from_numpy(x[:, None].astype(np.float32)), torch.from_numpy(y[:, None].astype(np.float32))
+            )
+        )
 
 
 def measure(audio: Path, model_dir: Path) -> dict:
@@ -163,16 +172,22 @@ def measure(audio: Path, model_dir: Path) -> dict:
         # plain sum of the stems as given
         mixes["sum"], _ = finish(np.repeat(vocal, 2, axis=0) + backing)
         rel["sum"] = rel_lu(np.repeat(vocal, 2, axis=0), backing)  # the mono vocal as it sits in the mix
-        row = {"clip": d.name, "kind": kind, "seconds": round(vocal.shape[-1] / SR, 2),
-               "relative_vocal_loudness_lu": rel}
+        row = {
+            "clip": d.name,
+            "kind": kind,
+            "seconds": round(vocal.shape[-1] / SR, 2),
+            "relative_vocal_loudness_lu": rel,
+        }
         if kind == "song":
             from vocalmix.audio import load_audio
+
             ref = load_audio(d / "mix.flac", SR).samples
-            ref = ref[:, :vocal.shape[-1]]
-            row["reference_relative_vocal_loudness_lu"] = rel_lu(load_audio(d / "vocal.flac", SR).samples,
-                                                                 load_audio(d / "backing.flac", SR).samples)
-            row["l2_to_reference"] = {k: float(np.mean((v[:, :ref.shape[-1]] - ref) ** 2)) for k, v in mixes.items()}
-            row["mrstft_to_reference"] = {k: mrstft(v[:, :ref.shape[-1]], ref) for k, v in mixes.items()}
+            ref = ref[:, : vocal.shape[-1]]
+            row["reference_relative_vocal_loudness_lu"] = rel_lu(
+                load_audio(d / "vocal.flac", SR).samples, load_audio(d / "backing.flac", SR).samples
+            )
+            row["l2_to_reference"] = {k: float(np.mean((v[:, : ref.shape[-1]] - ref) ** 2)) for k, v in mixes.items()}
+            row["mrstft_to_reference"] = {k: mrstft(v[:, : ref.shape[-1]], ref) for k, v in mixes.items()}
         row["l2_waveunet_to_rules"] = float(np.mean((mixes["waveunet"] - mixes["rules"]) ** 2))
         row["mrstft_waveunet_to_rules"] = mrstft(mixes["waveunet"], mixes["rules"])
         rows.append(row)
@@ -193,29 +208,51 @@ def speed_and_memory(model_dir: Path, work: Path) -> dict:
     vocal, backing = synthetic_vocal(60, SR, rng), synthetic_backing(60, SR, rng)
     load_before = os.getloadavg()[0]
     best = min(_timed(lambda: method.decide(vocal, backing, SR)) for _ in range(3))
-    out = {"network_seconds_per_minute": best, "load_average_1min": round(load_before, 1), "n_parameters": method.model.n_parameters(),
-           "checkpoint_bytes": (model_dir / "waveunet.pt").stat().st_size}
+    out = {
+        "network_seconds_per_minute": best,
+        "load_average_1min": round(load_before, 1),
+        "n_parameters": method.model.n_parameters(),
+        "checkpoint_bytes": (model_dir / "waveunet.pt").stat().st_size,
+    }
     # 5-minute song through the CLI, peak resident memory of the child process, waveunet vs rules.
     long_dir = work / "five-minutes"
     long_dir.mkdir(parents=True, exist_ok=True)
     sf.write(long_dir / "vocal.wav", np.tile(vocal[0], 5), SR, subtype="FLOAT")
     sf.write(long_dir / "backing.wav", np.tile(backing, 5).T, SR, subtype="FLOAT")
     # The network's own share: peak memory added by mixing a 5-minute song, inputs already in memory.
-    probe = ("import resource, sys, numpy as np; from vocalmix.methods import get_method; "
-             "m = get_method('waveunet', model_dir=sys.argv[1]); n = 300 * 44100; r = np.random.default_rng(0); "
-             "v = (0.1 * r.standard_normal((1, n))).astype(np.float32); "
-             "b = (0.1 * r.standard_normal((2, n))).astype(np.float32); "
-             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; m.decide(v, b, 44100); "
-             "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    done = subprocess.run([sys.executable, "-c", probe, str(model_dir)], capture_output=True, text=True,
-                          env={"OMP_NUM_THREADS": "1", **_env()}, check=True)
+    probe = (
+        "import resource, sys, numpy as np; from vocalmix.methods import get_method; "
+        "m = get_method('waveunet', model_dir=sys.argv[1]); n = 300 * 44100; r = np.random.default_rng(0); "
+        "v = (0.1 * r.standard_normal((1, n))).astype(np.float32); "
+        "b = (0.1 * r.standard_normal((2, n))).astype(np.float32); "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; m.decide(v, b, 44100); "
+        "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(model_dir)],
+        capture_output=True,
+        text=True,
+        env={"OMP_NUM_THREADS": "1", **_env()},
+        check=True,
+    )
     before_kb, after_kb = map(int, done.stdout.split())
     out["network_5min_added_peak_mb"] = round((after_kb - before_kb) / 1024, 1)
     for method_name in ("waveunet", "rules"):
-        cmd = [sys.executable, "-c", "import resource, sys; from vocalmix.cli import main; rc = main(sys.argv[1:]); "
-               "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)",
-               "render", str(long_dir / "vocal.wav"), str(long_dir / "backing.wav"), "-o",
-               str(long_dir / f"mix-{method_name}.wav"), "--method", method_name, "--force", "-q"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import resource, sys; from vocalmix.cli import main; rc = main(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)",
+            "render",
+            str(long_dir / "vocal.wav"),
+            str(long_dir / "backing.wav"),
+            "-o",
+            str(long_dir / f"mix-{method_name}.wav"),
+            "--method",
+            method_name,
+            "--force",
+            "-q",
+        ]
         if method_name == "waveunet":
             cmd += ["--model", str(model_dir)]
         t0 = time.perf_counter()
@@ -308,7 +345,8 @@ def write_card(evaluation: dict, out: Path) -> Path:
         "",
         "`songs/` of the project's test audio (MUSDB18 excerpts with their released mixes; research use only, never",
         "trained on). *waveunet* is this network, *rules* is `vocalmix render` with the rules method, *sum* is vocal +",
-        "backing unprocessed; each mix goes through the render's output stage (-1 dBTP ceiling). L2 is the mean squared",
+        "backing unprocessed; each mix goes through the render's output stage (-1 dBTP ceiling). "
+        "L2 is the mean squared",
         "sample difference to the released mix; MR-STFT is auraloss's multi-resolution STFT loss (FFT 1024/2048/512,",
         "spectral convergence + log-magnitude L1) on the signals as they are. Relative vocal loudness is vocal minus",
         "backing integrated loudness (BS.1770): for the reference, of its vocal and backing stems; for rules, of its",
@@ -321,27 +359,42 @@ def write_card(evaluation: dict, out: Path) -> Path:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in songs:
-        lines.append(f"| {r['clip']} | " + " | ".join(f"{r['l2_to_reference'][m]:.2e}" for m in methods) + " | "
-                     + " | ".join(_fmt(r["mrstft_to_reference"][m]) for m in methods) + " | "
-                     + " | ".join(_fmt(r["relative_vocal_loudness_lu"][m], 1) for m in ("waveunet", "rules"))
-                     + f" | {_fmt(r['reference_relative_vocal_loudness_lu'], 1)} |")
+        lines.append(
+            f"| {r['clip']} | "
+            + " | ".join(f"{r['l2_to_reference'][m]:.2e}" for m in methods)
+            + " | "
+            + " | ".join(_fmt(r["mrstft_to_reference"][m]) for m in methods)
+            + " | "
+            + " | ".join(_fmt(r["relative_vocal_loudness_lu"][m], 1) for m in ("waveunet", "rules"))
+            + f" | {_fmt(r['reference_relative_vocal_loudness_lu'], 1)} |"
+        )
     if songs:
-        lines.append("| **mean** | " + " | ".join(f"{mean(songs, 'l2_to_reference', m):.2e}" for m in methods) + " | "
-                     + " | ".join(_fmt(mean(songs, "mrstft_to_reference", m)) for m in methods) + " | "
-                     + " | ".join(_fmt(mean(songs, "relative_vocal_loudness_lu", m), 1) for m in ("waveunet", "rules"))
-                     + f" | {_fmt(float(np.mean([r['reference_relative_vocal_loudness_lu'] for r in songs])), 1)} |")
+        lines.append(
+            "| **mean** | "
+            + " | ".join(f"{mean(songs, 'l2_to_reference', m):.2e}" for m in methods)
+            + " | "
+            + " | ".join(_fmt(mean(songs, "mrstft_to_reference", m)) for m in methods)
+            + " | "
+            + " | ".join(_fmt(mean(songs, "relative_vocal_loudness_lu", m), 1) for m in ("waveunet", "rules"))
+            + f" | {_fmt(float(np.mean([r['reference_relative_vocal_loudness_lu'] for r in songs])), 1)} |"
+        )
     if songs:
         l2 = {m: mean(songs, "l2_to_reference", m) for m in methods}
         st = {m: mean(songs, "mrstft_to_reference", m) for m in methods}
         lines += [
             "",
-            f"In words: against the released mixes, waveunet's L2 is {'lower' if l2['waveunet'] < l2['rules'] else 'higher'}"
+            "In words: against the released mixes, waveunet's L2 is "
+            f"{'lower' if l2['waveunet'] < l2['rules'] else 'higher'}"
             f" than the rules' ({l2['waveunet']:.2e} vs {l2['rules']:.2e} mean) and its MR-STFT distance "
             f"{'lower' if st['waveunet'] < st['rules'] else 'higher'} ({st['waveunet']:.2f} vs {st['rules']:.2f}); the "
             f"unprocessed sum is closest on both ({l2['sum']:.2e}, {st['sum']:.2f}) because these stems are the "
-            "released mix's own." + (" The network changes the inputs less than the rules do (smaller L2) but in "
-                                     "ways the spectrum shows (larger MR-STFT)."
-                                     if l2["waveunet"] < l2["rules"] and st["waveunet"] > st["rules"] else ""),
+            "released mix's own."
+            + (
+                " The network changes the inputs less than the rules do (smaller L2) but in "
+                "ways the spectrum shows (larger MR-STFT)."
+                if l2["waveunet"] < l2["rules"] and st["waveunet"] > st["rules"]
+                else ""
+            ),
         ]
     lines += [
         "",
@@ -353,8 +406,10 @@ def write_card(evaluation: dict, out: Path) -> Path:
     ]
     for r in karaoke:
         rel = r["relative_vocal_loudness_lu"]
-        lines.append(f"| {r['clip']} | {r['l2_waveunet_to_rules']:.2e} | {_fmt(r['mrstft_waveunet_to_rules'])} | "
-                     f"{_fmt(rel['waveunet'], 1)} | {_fmt(rel['rules'], 1)} | {_fmt(rel['sum'], 1)} |")
+        lines.append(
+            f"| {r['clip']} | {r['l2_waveunet_to_rules']:.2e} | {_fmt(r['mrstft_waveunet_to_rules'])} | "
+            f"{_fmt(rel['waveunet'], 1)} | {_fmt(rel['rules'], 1)} | {_fmt(rel['sum'], 1)} |"
+        )
     lines += [
         "",
         "## Speed and memory (this project's 2-core machine, shared with other jobs while measured)",
@@ -366,7 +421,8 @@ def write_card(evaluation: dict, out: Path) -> Path:
         f"3; 1-minute load average {evaluation['load_average_1min']:g} on the 2 cores when measured, so an idle "
         "machine is faster).",
         f"- `vocalmix render --method waveunet` of a 5-minute song, start to exit: "
-        f"{evaluation['render_5min_waveunet_seconds']:g} s, peak memory {evaluation['render_5min_waveunet_peak_rss_mb']:g} MB "
+        f"{evaluation['render_5min_waveunet_seconds']:g} s, "
+        f"peak memory {evaluation['render_5min_waveunet_peak_rss_mb']:g} MB "
         f"(rules, same song and run: {evaluation['render_5min_rules_seconds']:g} s, "
         f"{evaluation['render_5min_rules_peak_rss_mb']:g} MB). Most of that is shared by every method: the audio "
         "itself and the output stage's 4x-oversampled true-peak measure.",
@@ -432,13 +488,27 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         shrink_waveunet_checkpoint(best, args.out / "waveunet.pt")
         log(f"wrote {args.out / 'waveunet.pt'}")
-    evaluation = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  **measure(args.audio, args.out), **speed_and_memory(args.out, args.work)}
+    evaluation = {
+        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        **measure(args.audio, args.out),
+        **speed_and_memory(args.out, args.work),
+    }
     from vocalmix.nets.checkpoints import load_waveunet_checkpoint
 
     payload = load_waveunet_checkpoint(args.out / "waveunet.pt")
-    evaluation["training"] = {k: payload.get(k) for k in ("model_config", "train_config", "metrics", "n_parameters",
-                                                         "input_length", "output_length", "train_songs", "val_songs")}
+    evaluation["training"] = {
+        k: payload.get(k)
+        for k in (
+            "model_config",
+            "train_config",
+            "metrics",
+            "n_parameters",
+            "input_length",
+            "output_length",
+            "train_songs",
+            "val_songs",
+        )
+    }
     evaluation["untrained_val_loss"] = untrained_val_loss(args.work)
     (args.out / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     log(f"wrote {args.out / 'evaluation.json'}")

@@ -462,7 +462,8 @@ def test_loudness_range_normalised_equals_range_of_the_scaled_signal():
     loudness = analysis.integrated_loudness(x, sr)
     scaled = x * 10 ** ((-23 - loudness) / 20)
     assert analysis.loudness_range(x, sr, normalise_to_lufs=-23) == pytest.approx(
-        analysis.loudness_range(scaled, sr), abs=1e-6)
+        analysis.loudness_range(scaled, sr), abs=1e-6
+    )
     assert analysis.loudness_range(x, sr) != pytest.approx(analysis.loudness_range(scaled, sr), abs=0.5)
 
 
@@ -473,6 +474,7 @@ def test_integrated_from_momentary_equals_integrated_loudness(seconds):
     n = int(seconds * sr)
     x = rng.normal(size=(2, n)) * np.linspace(0.001, 0.3, n)
     assert analysis.integrated_from_momentary(analysis.momentary_loudness(x, sr)) == pytest.approx(
-        analysis.integrated_loudness(x, sr), abs=1e-9)
+        analysis.integrated_loudness(x, sr), abs=1e-9
+    )
     silence = np.zeros((1, n))
     assert analysis.integrated_from_momentary(analysis.momentary_loudness(silence, sr)) == analysis.SILENCE_LUFS

@@ -82,8 +82,14 @@ def test_rules_render_loads_no_training_module(loaded_modules):
     assert _training_modules(loaded_modules["rules"]["modules"]) == []
 
 
-@pytest.mark.parametrize("method, module", [("cnn", "vocalmix.methods.cnn"), ("cnn-e2e", "vocalmix.methods.cnn_e2e"),
-                                            ("waveunet", "vocalmix.methods.waveunet")])
+@pytest.mark.parametrize(
+    "method, module",
+    [
+        ("cnn", "vocalmix.methods.cnn"),
+        ("cnn-e2e", "vocalmix.methods.cnn_e2e"),
+        ("waveunet", "vocalmix.methods.waveunet"),
+    ],
+)
 def test_learned_method_render_loads_no_training_module(loaded_modules, method, module):
     assert module in loaded_modules[method]["modules"], f"the render did not run {method}"
     assert _training_modules(loaded_modules[method]["modules"]) == []
@@ -121,8 +127,9 @@ def test_method_registry_points_at_runtime_modules():
     for name in methods.available():
         target = methods._REGISTRY[name].split(":")[0]
         assert target.startswith("vocalmix.") and not _training_modules([target]), (name, target)
-        assert (ROOT / "vocalmix" / Path(*target.split(".")[1:])).with_suffix(".py").is_file() or \
-            (ROOT / "vocalmix" / Path(*target.split(".")[1:]) / "__init__.py").is_file(), target
+        assert (ROOT / "vocalmix" / Path(*target.split(".")[1:])).with_suffix(".py").is_file() or (
+            ROOT / "vocalmix" / Path(*target.split(".")[1:]) / "__init__.py"
+        ).is_file(), target
 
 
 # -- the static import graph of vocalmix/, dsp/ and training/ ------------------------------------
@@ -147,7 +154,7 @@ def _load_time_imports(path: Path, in_functions: bool = False) -> set[str]:
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = package.split(".")
-                    base = base[:len(base) - (node.level - 1)]
+                    base = base[: len(base) - (node.level - 1)]
                     origin = ".".join(base + ([node.module] if node.module else []))
                 else:
                     origin = node.module or ""
@@ -178,8 +185,11 @@ def _load_time_imports(path: Path, in_functions: bool = False) -> set[str]:
 @functools.cache
 def _package_imports(in_functions: bool = False) -> dict[str, set[str]]:
     """Every module under vocalmix/, dsp/ and training/ -> the vocalmix names it imports (when loaded, or at all)."""
-    return {_module_name(p): _load_time_imports(p, in_functions)
-            for folder in PACKAGES for p in (ROOT / folder).rglob("*.py")}
+    return {
+        _module_name(p): _load_time_imports(p, in_functions)
+        for folder in PACKAGES
+        for p in (ROOT / folder).rglob("*.py")
+    }
 
 
 def _package_graph(in_functions: bool = False) -> dict[str, set[str]]:
@@ -249,15 +259,19 @@ def test_modules_import_each_other_without_cycles():
 def test_runtime_modules_never_import_training():
     """Nothing outside training/ imports it, not even inside a function; the CLI names its commands as strings."""
     imports = _package_imports(in_functions=True)
-    offenders = {name: sorted(_training_modules(sorted(deps))) for name, deps in imports.items()
-                 if not _training_modules([name])}
+    offenders = {
+        name: sorted(_training_modules(sorted(deps))) for name, deps in imports.items() if not _training_modules([name])
+    }
     assert {name: deps for name, deps in offenders.items() if deps} == {}
 
 
 def test_dsp_imports_nothing_above_it():
     imports = _package_imports(in_functions=True)
-    offenders = {name: sorted(m for m in deps if not (m == "vocalmix.dsp" or m.startswith("vocalmix.dsp.")))
-                 for name, deps in imports.items() if name.startswith("vocalmix.dsp")}
+    offenders = {
+        name: sorted(m for m in deps if not (m == "vocalmix.dsp" or m.startswith("vocalmix.dsp.")))
+        for name, deps in imports.items()
+        if name.startswith("vocalmix.dsp")
+    }
     assert {name: deps for name, deps in offenders.items() if deps} == {}
 
 
@@ -271,4 +285,3 @@ def test_render_option_ranges_are_the_settings_ranges(tmp_path, option, setting)
     for value in (spec.minimum - 0.1, spec.maximum + 0.1):
         with pytest.raises(InputError, match=rf"--{option} .* is outside \[{spec.minimum:g}, {spec.maximum:g}\]"):
             _check_options(RenderRequest(**request, **{option: value}))
-

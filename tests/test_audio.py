@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vocalmix.audio import (check_output_path, load_audio, match_length, resample, to_mono, to_stereo,
-                            write_audio)
+from vocalmix.audio import check_output_path, load_audio, match_length, resample, to_mono, to_stereo, write_audio
 from vocalmix.errors import AudioFileError, InputError
 
 
@@ -33,7 +32,7 @@ def test_resampling_keeps_frequency_and_level_and_rejects_images():
     spectrum = np.abs(np.fft.rfft(mid * np.hanning(mid.size)))
     freqs = np.fft.rfftfreq(mid.size, 1 / 44100)
     assert freqs[np.argmax(spectrum)] == pytest.approx(1000, abs=2)
-    rms_db = 20 * np.log10(np.sqrt(np.mean(mid ** 2)) / (0.5 / np.sqrt(2)))
+    rms_db = 20 * np.log10(np.sqrt(np.mean(mid**2)) / (0.5 / np.sqrt(2)))
     assert abs(rms_db) < 0.01
     # Everything that is not the tone (images, aliasing) is far below it.
     tone = (freqs > 950) & (freqs < 1050)
@@ -63,12 +62,15 @@ def test_length_matching_pads_with_silence():
     assert y.shape == (1, 8) and np.all(y[:, 5:] == 0) and np.all(y[:, :5] == 1)
 
 
-@pytest.mark.parametrize("make, problem", [
-    (lambda p: None, "file not found"),
-    (lambda p: p.write_bytes(b"this is not audio at all" * 10), "not a readable audio file"),
-    (lambda p: sf.write(p, np.zeros((0, 1)), 44100), "contains no audio"),
-    (lambda p: sf.write(p, np.full((100, 1), np.nan), 44100, subtype="FLOAT"), "NaN"),
-])
+@pytest.mark.parametrize(
+    "make, problem",
+    [
+        (lambda p: None, "file not found"),
+        (lambda p: p.write_bytes(b"this is not audio at all" * 10), "not a readable audio file"),
+        (lambda p: sf.write(p, np.zeros((0, 1)), 44100), "contains no audio"),
+        (lambda p: sf.write(p, np.full((100, 1), np.nan), 44100, subtype="FLOAT"), "NaN"),
+    ],
+)
 def test_bad_files_name_the_file_and_the_problem(tmp_path, make, problem):
     path = tmp_path / "input.wav"
     make(path)
@@ -151,7 +153,7 @@ def test_truncated_wav_is_refused_naming_the_file(tmp_path, keep, holds):
     sf.write(full, _noise(5.0).T, 44100, subtype="PCM_16")
     data = full.read_bytes()
     cut = tmp_path / "cut.wav"
-    cut.write_bytes(data[:int(len(data) * keep)])
+    cut.write_bytes(data[: int(len(data) * keep)])
     # libsndfile alone reads whatever is there: the cut file looks like a shorter, valid one.
     assert 0 < sf.info(cut).frames < 44100 * 5
     for load in (load_audio, load_vocal):
@@ -169,7 +171,7 @@ def test_wav_without_a_stated_length_is_not_called_truncated(tmp_path):
     sf.write(path, _noise(4.0).T, 44100, subtype="PCM_16")
     data = bytearray(path.read_bytes())
     at = data.index(b"data") + 4
-    data[at:at + 4] = (0xFFFFFFFF).to_bytes(4, "little")
+    data[at : at + 4] = (0xFFFFFFFF).to_bytes(4, "little")
     path.write_bytes(bytes(data))
     try:
         sf.info(path)
@@ -236,10 +238,12 @@ def test_stereo_vocal_whose_channels_cancel_uses_the_louder_channel(tmp_path, ca
 def test_ordinary_stereo_vocals_are_averaged_without_a_warning(caplog):
     voice = _noise(4.0)[0]
     other = _noise(4.0, seed=1)[0]
-    cases = [np.stack([voice, 0.8 * voice]),  # panned
-             np.stack([voice, other]),  # uncorrelated channels lose 3 dB when averaged: still a fold
-             np.stack([voice, np.zeros_like(voice)]),  # one channel only: also 3 dB
-             np.stack([voice, -0.3 * voice + other])]  # partly opposed
+    cases = [
+        np.stack([voice, 0.8 * voice]),  # panned
+        np.stack([voice, other]),  # uncorrelated channels lose 3 dB when averaged: still a fold
+        np.stack([voice, np.zeros_like(voice)]),  # one channel only: also 3 dB
+        np.stack([voice, -0.3 * voice + other]),
+    ]  # partly opposed
     with caplog.at_level("WARNING", logger="vocalmix"):
         for stereo in cases:
             assert np.allclose(fold_vocal(stereo, "v.wav"), stereo.mean(axis=0, keepdims=True))

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -34,8 +33,9 @@ def _manifest(tmp_path: Path, songs: list[str], extra_rows: list[dict] = ()) -> 
         writer = csv.DictWriter(f, fieldnames=["vocal", "backing", "output", "loudness"])
         writer.writeheader()
         for name in songs:
-            writer.writerow({"vocal": f"{name}/vocal.wav", "backing": f"{name}/backing.wav", "output": "",
-                             "loudness": ""})
+            writer.writerow(
+                {"vocal": f"{name}/vocal.wav", "backing": f"{name}/backing.wav", "output": "", "loudness": ""}
+            )
         for row in extra_rows:
             writer.writerow(row)
     return path
@@ -51,9 +51,11 @@ def test_batch_renders_reports_bad_song_and_skips_finished(tmp_path):
     _song(tmp_path / "two", 10)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "vocal.wav").write_bytes(b"not audio at all")
-    manifest = _manifest(tmp_path, ["one", "broken", "two"],
-                         [{"vocal": "two/vocal.wav", "backing": "two/backing.wav", "output": "two_loud",
-                           "loudness": "-20"}])
+    manifest = _manifest(
+        tmp_path,
+        ["one", "broken", "two"],
+        [{"vocal": "two/vocal.wav", "backing": "two/backing.wav", "output": "two_loud", "loudness": "-20"}],
+    )
     out = tmp_path / "mixes"
     jobs = read_manifest(manifest, out)
     summary = run_batch(jobs, out, {"method": "rules"})

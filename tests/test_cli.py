@@ -12,8 +12,9 @@ from vocalmix.cli import main
 
 
 def run(args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "vocalmix", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vocalmix", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -176,8 +177,9 @@ def test_analyze_reports_silence_as_null_and_finishes_a_batch_with_a_missing_fil
         assert rows[str(silent)][field] is None, field
     assert round(rows[str(tone)]["integrated_loudness_lufs"], 1) == -6.0  # BS.1770: stereo 1 kHz sine at 0.5
     assert document["errors"] == [{"file": str(missing), "error": "file not found"}]
-    assert [line for line in captured.err.splitlines() if "error" in line] == \
-        [f"vocalmix: error: {missing}: file not found"]
+    assert [line for line in captured.err.splitlines() if "error" in line] == [
+        f"vocalmix: error: {missing}: file not found"
+    ]
 
     assert main(["analyze", *files, "-q"]) == 2
     table = capsys.readouterr().out.splitlines()

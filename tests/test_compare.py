@@ -58,8 +58,16 @@ def test_compare_two_songs_with_rules(tmp_path, monkeypatch):
     with open(out / "descriptors.csv") as handle:
         reader = csv.DictReader(handle)
         assert reader.fieldnames == COLUMNS
-        assert COLUMNS[:8] == ["song", "method", "integrated_lufs", "lra_lu", "true_peak_dbtp",
-                               "relative_loudness_lu", "mrstft_to_reference", "ssm_similarity"]
+        assert COLUMNS[:8] == [
+            "song",
+            "method",
+            "integrated_lufs",
+            "lra_lu",
+            "true_peak_dbtp",
+            "relative_loudness_lu",
+            "mrstft_to_reference",
+            "ssm_similarity",
+        ]
         lines = list(reader)
     assert len(lines) == 3
     written = next(r for r in lines if r["song"] == "one" and r["method"] == "rules")
@@ -72,8 +80,12 @@ def test_compare_two_songs_with_rules(tmp_path, monkeypatch):
     with open(out / "statistics_per_song.csv") as handle:
         per_song = list(csv.DictReader(handle))
     anova = [r for r in per_song if r["song"] == "one" and r["test"] == "anova"]
-    assert {r["descriptor"] for r in anova} == {"rms_envelope_db", "odd_even_ratio_db", "harmonic_energy_db",
-                                                 "noisiness"}
+    assert {r["descriptor"] for r in anova} == {
+        "rms_envelope_db",
+        "odd_even_ratio_db",
+        "harmonic_energy_db",
+        "noisiness",
+    }
     assert all(int(r["n"]) > 30 and 0 <= float(r["p_value"]) <= 1 for r in anova)  # 4 s of 46 ms frames
     for name in ("statistics.csv", "report.md", "plots/descriptors.png", "plots/ssm_one.png"):
         assert (out / name).stat().st_size > 0
@@ -107,8 +119,9 @@ def test_unavailable_or_failing_methods_are_reported_not_fatal(tmp_path, monkeyp
     monkeypatch.setattr(methods, "get_method", refuse)
     monkeypatch.setattr(compare, "_render", render)
     song = _song(tmp_path / "song", 2, seconds=3.0)
-    code = main(["compare", str(song), "--methods", "rules,cnn,cnn-e2e", "--out", str(tmp_path / "out"), "-q",
-                 "--no-plots"])
+    code = main(
+        ["compare", str(song), "--methods", "rules,cnn,cnn-e2e", "--out", str(tmp_path / "out"), "-q", "--no-plots"]
+    )
     out = capsys.readouterr().out
     assert code == 1  # a method failed on a song: reported, the others finished
     assert "not available: cnn (cnn weights missing in this test)" in out
@@ -116,7 +129,8 @@ def test_unavailable_or_failing_methods_are_reported_not_fatal(tmp_path, monkeyp
     assert "rules" in out and not (tmp_path / "out" / "song" / "cnn.wav").exists()
     assert (tmp_path / "out" / "song" / "rules.wav").is_file()
     assert json.loads((tmp_path / "out" / "compare.json").read_text())["unavailable"] == {
-        "cnn": "cnn weights missing in this test"}
+        "cnn": "cnn weights missing in this test"
+    }
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
@@ -136,8 +150,7 @@ def test_projection_reads_the_balance_of_a_gain_only_mix():
     vocal = 0.1 * rng.standard_normal((1, 3 * SR))
     backing = 0.1 * rng.standard_normal((2, 3 * SR))
     mix = 0.5 * vocal + 1.5 * backing
-    expected = (analysis.integrated_loudness(0.5 * vocal, SR)
-                - analysis.integrated_loudness(1.5 * backing, SR))
+    expected = analysis.integrated_loudness(0.5 * vocal, SR) - analysis.integrated_loudness(1.5 * backing, SR)
     assert _projected_relative_loudness(mix, vocal, backing) == pytest.approx(expected, abs=1e-6)
 
 
@@ -170,7 +183,8 @@ def test_per_song_frame_statistics_match_scipy():
     out = frame_statistics(frames)
     anova = next(r for r in out if r["descriptor"] == "harmonic_energy_db" and r["test"] == "anova")
     assert anova["statistic"] == pytest.approx(stats.f_oneway(*values.values()).statistic)
-    pairs = {(r["group_a"], r["group_b"]): r for r in out if r["descriptor"] == "harmonic_energy_db"
-             and r["test"] == "tukey"}
+    pairs = {
+        (r["group_a"], r["group_b"]): r for r in out if r["descriptor"] == "harmonic_energy_db" and r["test"] == "tukey"
+    }
     assert pairs[("rules", "cnn")]["p_value"] < 1e-6 and pairs[("rules", "reference")]["p_value"] > 0.05
     assert next(r for r in out if r["descriptor"] == "noisiness")["note"] == "no variation within methods"

@@ -22,15 +22,15 @@ def test_pure_tone_is_all_odd_harmonic_and_not_noisy():
     assert out["odd_even_ratio_db"] == pytest.approx(10 * math.log10(1 / d.ODD_EVEN_FLOOR), abs=1.0)
     assert out["noisiness"] < 0.005
     # Harmonic energy of a sine of amplitude A is its mean square A^2 / 2.
-    assert out["harmonic_energy_db"] == pytest.approx(10 * math.log10(0.5 ** 2 / 2), abs=0.1)
+    assert out["harmonic_energy_db"] == pytest.approx(10 * math.log10(0.5**2 / 2), abs=0.1)
 
 
 @pytest.mark.parametrize("f0", [110.0, 196.0, 330.0])
 def test_odd_even_ratio_of_a_band_limited_sawtooth(f0):
     # Harmonic h with amplitude 1/h, h = 1..10: odd/even energy = sum 1/h^2 over odd h / over even h.
     harmonics = [(h * f0, 0.3 / h) for h in range(1, 11)]
-    odd = sum(1 / h ** 2 for h in range(1, 11, 2))
-    even = sum(1 / h ** 2 for h in range(2, 11, 2))
+    odd = sum(1 / h**2 for h in range(1, 11, 2))
+    even = sum(1 / h**2 for h in range(2, 11, 2))
     out = d.harmonic_descriptors(_tone(harmonics), SR)
     assert out["odd_even_ratio_db"] == pytest.approx(10 * math.log10(odd / even), abs=0.2)
     assert out["noisiness"] < 0.01
@@ -65,7 +65,7 @@ def test_rms_envelope_of_a_sine_and_of_two_levels():
     assert out["rms_envelope_iqr_db"] < 0.2
     # Half the time 20 dB quieter: the quartiles fall in the two halves, 20 dB apart.
     x = _tone([(1000.0, 0.5)], seconds=4.0)
-    x[:, 2 * SR:] *= 0.1
+    x[:, 2 * SR :] *= 0.1
     assert d.rms_envelope(x, SR)["rms_envelope_iqr_db"] == pytest.approx(20.0, abs=0.3)
 
 
@@ -110,8 +110,12 @@ def _progression(chords, seconds_each=1.0):
     return np.concatenate(parts, axis=1)
 
 
-C_MAJOR, A_MINOR, F_MAJOR, G_MAJOR = (261.63, 329.63, 392.0), (220.0, 261.63, 329.63), (174.61, 220.0, 261.63), \
-    (196.0, 246.94, 293.66)
+C_MAJOR, A_MINOR, F_MAJOR, G_MAJOR = (
+    (261.63, 329.63, 392.0),
+    (220.0, 261.63, 329.63),
+    (174.61, 220.0, 261.63),
+    (196.0, 246.94, 293.66),
+)
 
 
 def test_ssm_of_identical_or_rescaled_mixes_is_identical():
@@ -143,7 +147,7 @@ def test_ssim_known_values():
     c = np.array([[0.0, 0.5], [0.5, 0.0]])
     c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
     mb, mc, vb, vc, cov = 0.5, 0.25, 0.25, 0.0625, 0.125
-    expected = (2 * mb * mc + c1) * (2 * cov + c2) / ((mb ** 2 + mc ** 2 + c1) * (vb + vc + c2))
+    expected = (2 * mb * mc + c1) * (2 * cov + c2) / ((mb**2 + mc**2 + c1) * (vb + vc + c2))
     assert d.ssim(b, c) == pytest.approx(expected)
 
 
@@ -182,8 +186,11 @@ def _harmonic_power_frame_by_frame(x, sr):
                 break
             lo, hi = max(lo, 1), min(hi, n_bins)
             peak = lo + int(np.argmax(spec.power[i, lo:hi]))
-            lobe = [k for k in range(peak - d.MAIN_LOBE_BINS, peak + d.MAIN_LOBE_BINS + 1)
-                    if 0 <= k < n_bins and not claimed[k]]
+            lobe = [
+                k
+                for k in range(peak - d.MAIN_LOBE_BINS, peak + d.MAIN_LOBE_BINS + 1)
+                if 0 <= k < n_bins and not claimed[k]
+            ]
             claimed[lobe] = True
             out[i, h - 1] = spec.power[i, lobe].sum()
     return out
@@ -195,5 +202,6 @@ def test_vectorised_harmonics_equal_the_plain_loop(f0):
     rng = np.random.default_rng(7)
     x = _tone([(h * f0, 0.2 / h) for h in range(1, 25) if h * f0 < 20000], seconds=0.6)
     x = x + 0.02 * rng.standard_normal(x.shape)
-    assert np.allclose(d.harmonic_frames(x, SR).harmonic_power, _harmonic_power_frame_by_frame(x, SR), rtol=1e-12,
-                       atol=0)
+    assert np.allclose(
+        d.harmonic_frames(x, SR).harmonic_power, _harmonic_power_frame_by_frame(x, SR), rtol=1e-12, atol=0
+    )

@@ -245,8 +245,10 @@ def test_min_of_ramps_matches_naive():
     out = _MinOfRamps.apply(values, d).numpy()
     v = values.numpy()
     naive = np.array(
-        [[min(v[b, m + k] * (1 - k / d) for k in range(d) if m + k < v.shape[1]) for m in range(v.shape[1])]
-         for b in range(v.shape[0])]
+        [
+            [min(v[b, m + k] * (1 - k / d) for k in range(d) if m + k < v.shape[1]) for m in range(v.shape[1])]
+            for b in range(v.shape[0])
+        ]
     )
     np.testing.assert_allclose(out, naive, rtol=0, atol=1e-12)
 
@@ -370,19 +372,26 @@ def _parameter_grads(x, values):
 def test_gradients_finite_on_range_corners_and_nonzero_inside():
     n = 3000
     x = bursty_noise(1, 1, n, seed=11) * 2.0  # peaks around +12 dBFS
-    corners = torch.cartesian_prod(*[torch.tensor(r) for r in (
-        [-50.0, 10.0], [1.0, 16.0], [0.0, 30.0], [0.0, 100.0], [0.0, 500.0], [-10.0, 20.0]
-    )])
+    corners = torch.cartesian_prod(
+        *[torch.tensor(r) for r in ([-50.0, 10.0], [1.0, 16.0], [0.0, 30.0], [0.0, 100.0], [0.0, 500.0], [-10.0, 20.0])]
+    )
     x_grad, grads = _parameter_grads(x.expand(len(corners), 1, n), corners.T.tolist())
     assert torch.isfinite(x_grad).all()
     assert all(torch.isfinite(g).all() for g in grads)
 
     g = torch.Generator().manual_seed(12)
     u = torch.rand(16, 6, generator=g)
-    inside = torch.stack([
-        -50 + 60 * u[:, 0], 1.2 + 14.6 * u[:, 1], 0.5 + 29.5 * u[:, 2],
-        0.5 + 99.5 * u[:, 3], 5 + 495 * u[:, 4], -10 + 30 * u[:, 5],
-    ], dim=1)
+    inside = torch.stack(
+        [
+            -50 + 60 * u[:, 0],
+            1.2 + 14.6 * u[:, 1],
+            0.5 + 29.5 * u[:, 2],
+            0.5 + 99.5 * u[:, 3],
+            5 + 495 * u[:, 4],
+            -10 + 30 * u[:, 5],
+        ],
+        dim=1,
+    )
     # Keep the threshold within reach of the signal so the compressor acts at all.
     inside[:, 0] = torch.minimum(inside[:, 0], torch.tensor(2.0))
     x_grad, grads = _parameter_grads(x.expand(len(inside), 1, n), inside.T.tolist())
@@ -441,13 +450,33 @@ def test_linear_recurrence_matches_loop():
 
 TORCH_SETTINGS = [
     # threshold, ratio, knee, attack, release, makeup, lookahead
-    ([-30.0, -20.0, -45.0, 0.0], [4.0, 2.0, 16.0, 8.0], [6.0, 0.0, 12.0, 30.0],
-     [5.0, 0.5, 20.0, 0.0], [100.0, 50.0, 300.0, 0.0], [3.0, 0.0, 5.0, -4.0], False),
-    ([-40.0, -10.0, -25.0, -50.0], [3.0, 16.0, 1.5, 6.0], [0.0, 6.0, 3.0, 18.0],
-     [0.0, 1.0, 40.0, 10.0], [10.0, 500.0, 0.0, 80.0], [1.0, 20.0, -10.0, 0.0], True),
-    ([-40.0, -10.0, -25.0, -50.0], [3.0, 16.0, 1.5, 6.0], [0.0, 6.0, 3.0, 18.0],
-     [0.0, 1.0, 40.0, 10.0], [10.0, 500.0, 0.0, 80.0], [1.0, 20.0, -10.0, 0.0],
-     torch.tensor([True, False, True, False])),
+    (
+        [-30.0, -20.0, -45.0, 0.0],
+        [4.0, 2.0, 16.0, 8.0],
+        [6.0, 0.0, 12.0, 30.0],
+        [5.0, 0.5, 20.0, 0.0],
+        [100.0, 50.0, 300.0, 0.0],
+        [3.0, 0.0, 5.0, -4.0],
+        False,
+    ),
+    (
+        [-40.0, -10.0, -25.0, -50.0],
+        [3.0, 16.0, 1.5, 6.0],
+        [0.0, 6.0, 3.0, 18.0],
+        [0.0, 1.0, 40.0, 10.0],
+        [10.0, 500.0, 0.0, 80.0],
+        [1.0, 20.0, -10.0, 0.0],
+        True,
+    ),
+    (
+        [-40.0, -10.0, -25.0, -50.0],
+        [3.0, 16.0, 1.5, 6.0],
+        [0.0, 6.0, 3.0, 18.0],
+        [0.0, 1.0, 40.0, 10.0],
+        [10.0, 500.0, 0.0, 80.0],
+        [1.0, 20.0, -10.0, 0.0],
+        torch.tensor([True, False, True, False]),
+    ),
 ]
 
 
@@ -479,8 +508,13 @@ def test_torch_backend_matches_python_reference_float64():
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend, runs, never", [("torch", "_ballistics_torch", "_ballistics_forward_kernel"),
-                                                   ("numba", "_ballistics_forward_kernel", "_ballistics_torch")])
+@pytest.mark.parametrize(
+    "backend, runs, never",
+    [
+        ("torch", "_ballistics_torch", "_ballistics_forward_kernel"),
+        ("numba", "_ballistics_forward_kernel", "_ballistics_torch"),
+    ],
+)
 def test_module_backend_is_used(monkeypatch, backend, runs, never):
     # Both backends give the same output by design, so the output cannot tell them apart:
     # record which ballistics implementation the module actually calls.
@@ -491,8 +525,9 @@ def test_module_backend_is_used(monkeypatch, backend, runs, never):
     called = []
     for name in ("_ballistics_torch", "_ballistics_forward_kernel"):
         original = getattr(module_code, name)
-        monkeypatch.setattr(module_code, name,
-                            lambda *a, _original=original, _name=name: (called.append(_name), _original(*a))[1])
+        monkeypatch.setattr(
+            module_code, name, lambda *a, _original=original, _name=name: (called.append(_name), _original(*a))[1]
+        )
     x = bursty_noise(2, 1, 3000, seed=23)
     args = (-30.0, 4.0, 6.0, 5.0, 100.0, 3.0)
     module = Compressor(SR, backend=backend)
@@ -508,8 +543,14 @@ def test_module_backend_is_used(monkeypatch, backend, runs, never):
 @pytest.mark.parametrize("lookahead", [False, True])
 def test_torch_backend_gradients_match_numba(lookahead):
     x = bursty_noise(4, 2, 8000, seed=24) * 2.0
-    values = ([-30.0, -20.0, -40.0, -10.0], [4.0, 2.5, 16.5, 8.0], [6.0, 0.0, 12.0, 3.0],
-              [5.0, 0.5, 20.0, 2.0], [100.0, 50.0, 300.0, 10.0], [3.0, 0.0, 5.0, 1.0])
+    values = (
+        [-30.0, -20.0, -40.0, -10.0],
+        [4.0, 2.5, 16.5, 8.0],
+        [6.0, 0.0, 12.0, 3.0],
+        [5.0, 0.5, 20.0, 2.0],
+        [100.0, 50.0, 300.0, 10.0],
+        [3.0, 0.0, 5.0, 1.0],
+    )
     weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(25))
     grads = {}
     for backend in ("numba", "torch"):
@@ -518,8 +559,9 @@ def test_torch_backend_gradients_match_numba(lookahead):
         y = compressor(xx, SR, *params, lookahead=lookahead, backend=backend)
         (y * weights).sum().backward()
         grads[backend] = [xx.grad] + [p.grad for p in params]
-    for name, a, b in zip(["x", "threshold", "ratio", "knee", "attack", "release", "makeup"],
-                          grads["numba"], grads["torch"]):
+    for name, a, b in zip(
+        ["x", "threshold", "ratio", "knee", "attack", "release", "makeup"], grads["numba"], grads["torch"]
+    ):
         torch.testing.assert_close(b, a, rtol=1e-7, atol=1e-10, msg=name)
     assert (grads["torch"][1] != 0).all()
 

@@ -28,11 +28,14 @@ def grads(x, training, **settings):
 BASE = dict(threshold_db=-20.0, ratio=4.0, knee_db=6.0, attack_ms=10.0, release_ms=100.0, makeup_db=0.0)
 
 
-@pytest.mark.parametrize("case", [
-    dict(threshold_db=5.0, knee_db=0.0),  # above the peak: every setting's gradient is 0 in the exact model
-    dict(ratio=16.0),                     # the infinite-ratio switch
-    dict(attack_ms=0.0, release_ms=0.0),  # alpha is flat at 0 ms
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(threshold_db=5.0, knee_db=0.0),  # above the peak: every setting's gradient is 0 in the exact model
+        dict(ratio=16.0),  # the infinite-ratio switch
+        dict(attack_ms=0.0, release_ms=0.0),  # alpha is flat at 0 ms
+    ],
+)
 def test_training_gives_gradients_where_the_exact_model_has_none(case):
     x = burst()
     settings = dict(BASE, **case)
@@ -60,8 +63,15 @@ def test_training_surrogate_gradient_points_the_right_way():
 @pytest.mark.parametrize("lookahead", [False, True])
 def test_training_output_identical_with_lookahead_and_batch(lookahead):
     x = torch.cat([burst(2), burst(3)])
-    args = (SR, torch.tensor([-30.0, 0.0]), torch.tensor([3.0, 16.0]), torch.tensor([0.0, 12.0]),
-            torch.tensor([0.0, 30.0]), torch.tensor([50.0, 0.0]), torch.tensor([2.0, -1.0]))
+    args = (
+        SR,
+        torch.tensor([-30.0, 0.0]),
+        torch.tensor([3.0, 16.0]),
+        torch.tensor([0.0, 12.0]),
+        torch.tensor([0.0, 30.0]),
+        torch.tensor([50.0, 0.0]),
+        torch.tensor([2.0, -1.0]),
+    )
     args = [a.requires_grad_(True) if torch.is_tensor(a) else a for a in args]
     # Against the exact model's gradient path (its no-grad path fuses ops in place and
     # differs by float32 rounding).

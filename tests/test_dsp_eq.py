@@ -8,7 +8,6 @@ in float64 with scipy. They share nothing with eq.py's assembly or filtering.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import scipy.signal

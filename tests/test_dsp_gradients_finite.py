@@ -74,15 +74,26 @@ def assert_finite(render, values, name):
     assert not bad.any(), f"{name}: non-finite input gradient at {p[bad].tolist()}"
 
 
-REVERB = dict(room_size=20.0, reverb_time_s=1.8, low_cutoff_hz=100.0, low_q=0.5, low_gain_db_per_s=1.0,
-              high_cutoff_hz=2000.0, high_q=0.5, high_gain_db_per_s=-10.0, dry_wet=0.3, fade_in_s=0.2)
+REVERB = dict(
+    room_size=20.0,
+    reverb_time_s=1.8,
+    low_cutoff_hz=100.0,
+    low_q=0.5,
+    low_gain_db_per_s=1.0,
+    high_cutoff_hz=2000.0,
+    high_q=0.5,
+    high_gain_db_per_s=-10.0,
+    dry_wet=0.3,
+    fade_in_s=0.2,
+)
 REVERB_SWEEPS = {
     name: sweep(spec) for name, spec in specs(ReverbSettings).items() if name not in ("room_size", "dry_wet_pct")
 }
 REVERB_SWEEPS["dry_wet"] = [v / 100.0 for v in sweep(specs(ReverbSettings)["dry_wet_pct"])]
 # Fade-ins of 1-10 ms: the twin network's per-second decay factor 10^(-3/T) underflows.
-REVERB_SWEEPS["fade_in_s"] = sweep(specs(ReverbSettings)["fade_in_s"],
-                                   extra=(1e-6, 1e-3, 2e-3, 5e-3, 9.5e-3, 9.7e-3, 1e-2, 0.08))
+REVERB_SWEEPS["fade_in_s"] = sweep(
+    specs(ReverbSettings)["fade_in_s"], extra=(1e-6, 1e-3, 2e-3, 5e-3, 9.5e-3, 9.7e-3, 1e-2, 0.08)
+)
 
 
 @pytest.mark.parametrize("name", sorted(REVERB_SWEEPS))
@@ -149,11 +160,18 @@ def test_eq_sweep_is_finite(name, filter_type):
 
 def test_eq_six_stacked_extreme_bands_are_finite():
     """Six +15 dB, Q 8 peaks at 20 Hz (the slowest chain in range) and six -60 dB cuts."""
+
     def render(x, p):
         batch = p.shape[0]
         gain = p[:, None].expand(batch, 6)
-        return multi_eq(x, SR, torch.full((batch, 6), 20.0), gain, torch.full((batch, 6), 8.0),
-                        torch.full((batch, 6), int(FilterType.PEAK)))  # automatic (capped) FFT length
+        return multi_eq(
+            x,
+            SR,
+            torch.full((batch, 6), 20.0),
+            gain,
+            torch.full((batch, 6), 8.0),
+            torch.full((batch, 6), int(FilterType.PEAK)),
+        )  # automatic (capped) FFT length
 
     assert_finite(render, [-60.0, 15.0], "six stacked peaks")
 
@@ -181,8 +199,9 @@ def random_settings(batch: int, generator: torch.Generator) -> ChainParams:
     return ChainParams(
         eq=EQParams(bands["frequency_hz"], bands["gain_db"], bands["q"], filter_type, enabled),
         compressor=CompressorParams(**{n: drawn[n] for n in specs(CompressorSettings)}, lookahead=lookahead),
-        reverb=ReverbParams(**{n: drawn[n] for n in specs(ReverbSettings) if n in drawn}, dry_wet=dry_wet,
-                            fdn_lines=64),
+        reverb=ReverbParams(
+            **{n: drawn[n] for n in specs(ReverbSettings) if n in drawn}, dry_wet=dry_wet, fdn_lines=64
+        ),
         level=LevelParams(**{n: drawn[n] for n in specs(LevelSettings)}),
     )
 

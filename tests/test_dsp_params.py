@@ -39,10 +39,20 @@ def random_settings(seed: int) -> S.MixSettings:
 
 # -- one source for the plug-in facts ---------------------------------------------------------------
 
+
 def test_plugin_facts_have_one_source():
     # The v1.15 MultiEQ enum (shared/notes/iem-plugins.md), written out as the settings files name it.
-    v115 = {"highpass1": 0, "highpass2": 1, "highpass_lr": 2, "low_shelf": 3, "peak": 4, "high_shelf": 5,
-            "lowpass1": 6, "lowpass2": 7, "lowpass_lr": 8}
+    v115 = {
+        "highpass1": 0,
+        "highpass2": 1,
+        "highpass_lr": 2,
+        "low_shelf": 3,
+        "peak": 4,
+        "high_shelf": 5,
+        "lowpass1": 6,
+        "lowpass2": 7,
+        "lowpass_lr": 8,
+    }
     assert S.FILTER_TYPES == v115
     assert {t.setting_name: int(t) for t in constants.FilterType} == v115
     assert biquads.FilterType is constants.FilterType
@@ -77,6 +87,7 @@ def test_dsp_package_names_resolve():
 
 # -- settings -> parameters ------------------------------------------------------------------------
 
+
 def test_settings_to_params_carries_every_setting_under_its_name():
     settings = [random_settings(1), random_settings(2), random_settings(3)]
     p = settings_to_params(settings)
@@ -84,8 +95,11 @@ def test_settings_to_params_carries_every_setting_under_its_name():
     renamed = {("reverb", "dry_wet_pct"): ("dry_wet", 0.01), ("eq", "type"): ("filter_type", None)}
     seen = set()
     for i, s in enumerate(settings):
-        sections = {"compressor": (s.compressor, p.compressor), "reverb": (s.reverb, p.reverb),
-                    "level": (s.level, p.level)}
+        sections = {
+            "compressor": (s.compressor, p.compressor),
+            "reverb": (s.reverb, p.reverb),
+            "level": (s.level, p.level),
+        }
         for section, (values, params) in sections.items():
             for f in dataclasses.fields(values):
                 if f.name == "fdn_lines":
@@ -117,11 +131,17 @@ def test_one_batch_one_network_size():
 
 # -- the contract checks shapes in one place --------------------------------------------------------
 
+
 def _compressor(batch=2, **change):
-    values = dict(threshold_db=torch.full((batch,), -20.0), ratio=torch.full((batch,), 4.0),
-                  knee_db=torch.zeros(batch), attack_ms=torch.full((batch,), 10.0),
-                  release_ms=torch.full((batch,), 100.0), makeup_db=torch.zeros(batch),
-                  lookahead=torch.zeros(batch, dtype=torch.bool))
+    values = dict(
+        threshold_db=torch.full((batch,), -20.0),
+        ratio=torch.full((batch,), 4.0),
+        knee_db=torch.zeros(batch),
+        attack_ms=torch.full((batch,), 10.0),
+        release_ms=torch.full((batch,), 100.0),
+        makeup_db=torch.zeros(batch),
+        lookahead=torch.zeros(batch, dtype=torch.bool),
+    )
     return CompressorParams(**{**values, **change})
 
 
@@ -194,14 +214,21 @@ def test_public_dsp_api_is_annotated():
         for name in module.__all__:
             obj = getattr(module, name)
             if inspect.isclass(obj):
-                functions = [(f"{name}.{k}", v) for k, v in vars(obj).items() if inspect.isfunction(v)
-                             and (not k.startswith("_") or k in ("__init__", "__post_init__", "__getitem__"))]
+                functions = [
+                    (f"{name}.{k}", v)
+                    for k, v in vars(obj).items()
+                    if inspect.isfunction(v)
+                    and (not k.startswith("_") or k in ("__init__", "__post_init__", "__getitem__"))
+                ]
             else:
                 functions = [(name, obj)] if inspect.isfunction(obj) else []
             for qualified, function in functions:
                 signature = inspect.signature(function)
-                missing = [p for p in signature.parameters if p not in ("self", "cls")
-                           and signature.parameters[p].annotation is inspect.Parameter.empty]
+                missing = [
+                    p
+                    for p in signature.parameters
+                    if p not in ("self", "cls") and signature.parameters[p].annotation is inspect.Parameter.empty
+                ]
                 if signature.return_annotation is inspect.Signature.empty and not qualified.endswith("__init__"):
                     missing.append("return")
                 if missing:

@@ -30,15 +30,27 @@ def cookbook_shelf(kind: str, f0: float, gain_db: float, q: float, sr: float):
     cw, sw = math.cos(w0), math.sin(w0)
     two_sqrt_a_alpha = 2.0 * math.sqrt(A) * sw / (2.0 * q)
     if kind == "low":
-        b = [A * ((A + 1) - (A - 1) * cw + two_sqrt_a_alpha), 2 * A * ((A - 1) - (A + 1) * cw),
-             A * ((A + 1) - (A - 1) * cw - two_sqrt_a_alpha)]
-        a = [(A + 1) + (A - 1) * cw + two_sqrt_a_alpha, -2 * ((A - 1) + (A + 1) * cw),
-             (A + 1) + (A - 1) * cw - two_sqrt_a_alpha]
+        b = [
+            A * ((A + 1) - (A - 1) * cw + two_sqrt_a_alpha),
+            2 * A * ((A - 1) - (A + 1) * cw),
+            A * ((A + 1) - (A - 1) * cw - two_sqrt_a_alpha),
+        ]
+        a = [
+            (A + 1) + (A - 1) * cw + two_sqrt_a_alpha,
+            -2 * ((A - 1) + (A + 1) * cw),
+            (A + 1) + (A - 1) * cw - two_sqrt_a_alpha,
+        ]
     else:
-        b = [A * ((A + 1) + (A - 1) * cw + two_sqrt_a_alpha), -2 * A * ((A - 1) + (A + 1) * cw),
-             A * ((A + 1) + (A - 1) * cw - two_sqrt_a_alpha)]
-        a = [(A + 1) - (A - 1) * cw + two_sqrt_a_alpha, 2 * ((A - 1) - (A + 1) * cw),
-             (A + 1) - (A - 1) * cw - two_sqrt_a_alpha]
+        b = [
+            A * ((A + 1) + (A - 1) * cw + two_sqrt_a_alpha),
+            -2 * A * ((A - 1) + (A + 1) * cw),
+            A * ((A + 1) + (A - 1) * cw - two_sqrt_a_alpha),
+        ]
+        a = [
+            (A + 1) - (A - 1) * cw + two_sqrt_a_alpha,
+            2 * ((A - 1) - (A + 1) * cw),
+            (A + 1) - (A - 1) * cw - two_sqrt_a_alpha,
+        ]
     b = np.array(b) / a[0]
     a = np.array(a) / a[0]
     return b, a
@@ -46,8 +58,7 @@ def cookbook_shelf(kind: str, f0: float, gain_db: float, q: float, sr: float):
 
 def df1_step(b, a, x, x_hist, y_hist):
     """One direct-form-I biquad step for every line; histories hold [n-1, n-2]."""
-    y = (b[:, 0] * x + b[:, 1] * x_hist[:, 0] + b[:, 2] * x_hist[:, 1]
-         - a[:, 1] * y_hist[:, 0] - a[:, 2] * y_hist[:, 1])
+    y = b[:, 0] * x + b[:, 1] * x_hist[:, 0] + b[:, 2] * x_hist[:, 1] - a[:, 1] * y_hist[:, 0] - a[:, 2] * y_hist[:, 1]
     x_hist[:, 1] = x_hist[:, 0]
     x_hist[:, 0] = x
     y_hist[:, 1] = y_hist[:, 0]
@@ -62,8 +73,10 @@ def reference_wet(x, sr, room, t60, lc, lq, lg, hc, hq, hg, n_lines):
     g = (10.0 ** (-3.0 / t60)) ** seconds
     hs = [cookbook_shelf("high", min(hc, sr / 2), hg * s, hq, sr) for s in seconds]
     ls = [cookbook_shelf("low", min(lc, sr / 2), lg * s, lq, sr) for s in seconds]
-    hb = np.array([b for b, _ in hs]); ha = np.array([a for _, a in hs])
-    lb = np.array([b for b, _ in ls]); la = np.array([a for _, a in ls])
+    hb = np.array([b for b, _ in hs])
+    ha = np.array([a for _, a in hs])
+    lb = np.array([b for b, _ in ls])
+    la = np.array([a for _, a in ls])
     mixing = scipy.linalg.hadamard(n_lines) / math.sqrt(n_lines)
     n_samples = x.shape[1]
     fed = np.zeros((n_lines, n_samples))
@@ -72,8 +85,10 @@ def reference_wet(x, sr, room, t60, lc, lq, lg, hc, hq, hg, n_lines):
     else:
         fed[:2] = x
     history = np.zeros((n_lines, n_samples))  # what each line writes at time n
-    hx = np.zeros((n_lines, 2)); hy = np.zeros((n_lines, 2))
-    lx = np.zeros((n_lines, 2)); ly = np.zeros((n_lines, 2))
+    hx = np.zeros((n_lines, 2))
+    hy = np.zeros((n_lines, 2))
+    lx = np.zeros((n_lines, 2))
+    ly = np.zeros((n_lines, 2))
     out = np.zeros((2, n_samples))
     lines = np.arange(n_lines)
     for n in range(n_samples):
@@ -111,8 +126,9 @@ def octave_t60(ir: np.ndarray, sr: float, centre: float) -> float:
 
 def flat_shelves():
     # Zero dB/s shelves make both biquads exactly the identity.
-    return dict(low_cutoff_hz=100.0, low_q=0.5, low_gain_db_per_s=0.0,
-                high_cutoff_hz=2000.0, high_q=0.5, high_gain_db_per_s=0.0)
+    return dict(
+        low_cutoff_hz=100.0, low_q=0.5, low_gain_db_per_s=0.0, high_cutoff_hz=2000.0, high_q=0.5, high_gain_db_per_s=0.0
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -145,8 +161,19 @@ def test_matches_float64_reference(channels):
 
     def render(dtype):
         return fdn_reverb(
-            torch.tensor(x, dtype=dtype), sr, p["room"], torch.tensor([p["rt"]], dtype=dtype),
-            p["lc"], p["lq"], p["lg"], p["hc"], p["hq"], p["hg"], p["wet"], p["fade"], fdn_lines=n_lines,
+            torch.tensor(x, dtype=dtype),
+            sr,
+            p["room"],
+            torch.tensor([p["rt"]], dtype=dtype),
+            p["lc"],
+            p["lq"],
+            p["lg"],
+            p["hc"],
+            p["hq"],
+            p["hg"],
+            p["wet"],
+            p["fade"],
+            fdn_lines=n_lines,
         )[0].numpy()
 
     y64 = render(torch.float64)
@@ -189,8 +216,16 @@ def test_decay_matches_reverb_time(rt):
 def test_shelf_gains_change_band_decay(low_gain, high_gain):
     sr, rt = 16000, 2.0
     h = fdn_impulse_response(
-        sr, 20, rt, low_cutoff_hz=1000.0, low_q=0.5, low_gain_db_per_s=low_gain,
-        high_cutoff_hz=1000.0, high_q=0.5, high_gain_db_per_s=high_gain, fdn_lines=64,
+        sr,
+        20,
+        rt,
+        low_cutoff_hz=1000.0,
+        low_q=0.5,
+        low_gain_db_per_s=low_gain,
+        high_cutoff_hz=1000.0,
+        high_q=0.5,
+        high_gain_db_per_s=high_gain,
+        fdn_lines=64,
     )[0].numpy()
     ir = h[0, 1].astype(np.float64)
     expected_low = 60.0 / (60.0 / rt - low_gain)
@@ -203,13 +238,34 @@ def test_shelf_gains_change_band_decay(low_gain, high_gain):
     "setting",
     [
         # Boosting shelves that overlap: the plug-in itself would grow here.
-        dict(reverb_time_s=9.0, low_cutoff_hz=20000.0, low_q=0.9, low_gain_db_per_s=6.0,
-             high_cutoff_hz=20.0, high_q=0.9, high_gain_db_per_s=4.0),
+        dict(
+            reverb_time_s=9.0,
+            low_cutoff_hz=20000.0,
+            low_q=0.9,
+            low_gain_db_per_s=6.0,
+            high_cutoff_hz=20.0,
+            high_q=0.9,
+            high_gain_db_per_s=4.0,
+        ),
         # Slowest legal decay of the low band: T60 = 90 s.
-        dict(reverb_time_s=9.0, low_cutoff_hz=500.0, low_q=0.9, low_gain_db_per_s=6.0,
-             high_cutoff_hz=2000.0, high_q=0.9, high_gain_db_per_s=4.0),
-        dict(reverb_time_s=0.1, low_cutoff_hz=20.0, low_q=0.01, low_gain_db_per_s=-80.0,
-             high_cutoff_hz=20000.0, high_q=0.01, high_gain_db_per_s=-80.0),
+        dict(
+            reverb_time_s=9.0,
+            low_cutoff_hz=500.0,
+            low_q=0.9,
+            low_gain_db_per_s=6.0,
+            high_cutoff_hz=2000.0,
+            high_q=0.9,
+            high_gain_db_per_s=4.0,
+        ),
+        dict(
+            reverb_time_s=0.1,
+            low_cutoff_hz=20.0,
+            low_q=0.01,
+            low_gain_db_per_s=-80.0,
+            high_cutoff_hz=20000.0,
+            high_q=0.01,
+            high_gain_db_per_s=-80.0,
+        ),
     ],
 )
 def test_no_growth_for_extreme_settings(setting):
@@ -253,8 +309,9 @@ def test_mono_input_is_fed_to_lines_0_and_1():
     torch.testing.assert_close(y_mono, y_dual, atol=1e-5, rtol=1e-5)
     # Apart from the direct sound (the input itself, the same on both lines), the
     # two outputs are decorrelated.
-    h = fdn_impulse_response(sr, 10, 1.0, 200.0, 0.5, -5.0, 4000.0, 0.5, -10.0,
-                             fdn_lines=16, mono_input=True)[0].numpy()
+    h = fdn_impulse_response(sr, 10, 1.0, 200.0, 0.5, -5.0, 4000.0, 0.5, -10.0, fdn_lines=16, mono_input=True)[
+        0
+    ].numpy()
     corr = np.corrcoef(h[0, 50:], h[1, 50:])[0, 1]
     assert abs(corr) < 0.2
 
@@ -347,8 +404,17 @@ def test_gradients_reach_every_continuous_parameter():
     sr = 16000
     torch.manual_seed(0)
     x = torch.randn(1, 1, 4000)
-    names = ["reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s", "high_cutoff_hz",
-             "high_q", "high_gain_db_per_s", "dry_wet", "fade_in_s"]
+    names = [
+        "reverb_time_s",
+        "low_cutoff_hz",
+        "low_q",
+        "low_gain_db_per_s",
+        "high_cutoff_hz",
+        "high_q",
+        "high_gain_db_per_s",
+        "dry_wet",
+        "fade_in_s",
+    ]
     values = [1.0, 300.0, 0.5, -10.0, 3000.0, 0.6, -20.0, 0.5, 0.2]
     params = {k: torch.tensor([v], requires_grad=True) for k, v in zip(names, values)}
     y = fdn_reverb(x, sr, 10, fdn_lines=16, **params)
@@ -370,8 +436,9 @@ def test_reverb_time_gradient_matches_finite_difference():
     rt = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
     loss(rt).backward()
     eps = 1e-5
-    numeric = (loss(torch.tensor([1.0 + eps], dtype=torch.float64))
-               - loss(torch.tensor([1.0 - eps], dtype=torch.float64))) / (2 * eps)
+    numeric = (
+        loss(torch.tensor([1.0 + eps], dtype=torch.float64)) - loss(torch.tensor([1.0 - eps], dtype=torch.float64))
+    ) / (2 * eps)
     assert rt.grad.item() == pytest.approx(numeric.item(), rel=1e-5)
 
 
@@ -391,15 +458,42 @@ def test_backend_dispatch_by_device():
 @pytest.mark.parametrize(
     "setting",
     [
-        dict(room_size=20, reverb_time_s=1.0, low_cutoff_hz=200.0, low_q=0.7, low_gain_db_per_s=0.0,
-             high_cutoff_hz=5000.0, high_q=0.7, high_gain_db_per_s=0.0, fade_in_s=0.0, fdn_lines=64),
-        dict(room_size=torch.tensor([7, 25]), reverb_time_s=torch.tensor([0.6, 1.5]),
-             low_cutoff_hz=torch.tensor([150.0, 400.0]), low_q=torch.tensor([0.5, 1.5]),
-             low_gain_db_per_s=torch.tensor([-4.0, 3.0]), high_cutoff_hz=torch.tensor([3000.0, 8000.0]),
-             high_q=torch.tensor([0.7, 2.0]), high_gain_db_per_s=torch.tensor([-8.0, 2.0]),
-             fade_in_s=torch.tensor([0.2, 0.0]), fdn_lines=32),
-        dict(room_size=1, reverb_time_s=0.4, low_cutoff_hz=100.0, low_q=1.0, low_gain_db_per_s=-6.0,
-             high_cutoff_hz=12000.0, high_q=0.5, high_gain_db_per_s=-10.0, fade_in_s=0.05, fdn_lines=16),
+        dict(
+            room_size=20,
+            reverb_time_s=1.0,
+            low_cutoff_hz=200.0,
+            low_q=0.7,
+            low_gain_db_per_s=0.0,
+            high_cutoff_hz=5000.0,
+            high_q=0.7,
+            high_gain_db_per_s=0.0,
+            fade_in_s=0.0,
+            fdn_lines=64,
+        ),
+        dict(
+            room_size=torch.tensor([7, 25]),
+            reverb_time_s=torch.tensor([0.6, 1.5]),
+            low_cutoff_hz=torch.tensor([150.0, 400.0]),
+            low_q=torch.tensor([0.5, 1.5]),
+            low_gain_db_per_s=torch.tensor([-4.0, 3.0]),
+            high_cutoff_hz=torch.tensor([3000.0, 8000.0]),
+            high_q=torch.tensor([0.7, 2.0]),
+            high_gain_db_per_s=torch.tensor([-8.0, 2.0]),
+            fade_in_s=torch.tensor([0.2, 0.0]),
+            fdn_lines=32,
+        ),
+        dict(
+            room_size=1,
+            reverb_time_s=0.4,
+            low_cutoff_hz=100.0,
+            low_q=1.0,
+            low_gain_db_per_s=-6.0,
+            high_cutoff_hz=12000.0,
+            high_q=0.5,
+            high_gain_db_per_s=-10.0,
+            fade_in_s=0.05,
+            fdn_lines=16,
+        ),
     ],
 )
 @pytest.mark.parametrize("mono", [True, False])
@@ -417,8 +511,19 @@ def test_torch_impulse_responses_match_numba(setting, mono):
 def test_torch_reverb_output_matches_numba_float32():
     g = torch.Generator().manual_seed(40)
     x = torch.randn(2, 2, 9000, generator=g) * 0.2
-    args = (24000, torch.tensor([12, 20]), torch.tensor([0.8, 0.3]), 250.0, 0.7, -2.0, 6000.0, 0.7, -5.0,
-            torch.tensor([0.5, 0.9]), torch.tensor([0.0, 0.03]))
+    args = (
+        24000,
+        torch.tensor([12, 20]),
+        torch.tensor([0.8, 0.3]),
+        250.0,
+        0.7,
+        -2.0,
+        6000.0,
+        0.7,
+        -5.0,
+        torch.tensor([0.5, 0.9]),
+        torch.tensor([0.0, 0.03]),
+    )
     expected = fdn_reverb(x, *args, fdn_lines=32, backend="numba")
     got = FdnReverb(24000, fdn_lines=32, backend="torch")(x, *args[1:])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
@@ -428,8 +533,17 @@ def test_torch_reverb_gradients_match_numba():
     g = torch.Generator().manual_seed(41)
     x = torch.randn(2, 1, 4000, generator=g, dtype=torch.float64) * 0.2
     weights = torch.randn(2, 2, 4000, generator=g, dtype=torch.float64)
-    values = [[0.5, 0.3], [300.0, 150.0], [0.8, 1.2], [-3.0, 2.0], [5000.0, 3000.0], [0.7, 1.0],
-              [-6.0, -1.0], [0.4, 0.7], [0.05, 0.0]]
+    values = [
+        [0.5, 0.3],
+        [300.0, 150.0],
+        [0.8, 1.2],
+        [-3.0, 2.0],
+        [5000.0, 3000.0],
+        [0.7, 1.0],
+        [-6.0, -1.0],
+        [0.4, 0.7],
+        [0.05, 0.0],
+    ]
     grads = {}
     for backend in ("numba", "torch"):
         params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
@@ -476,17 +590,23 @@ def numpy_guard(gains, rates, delays, sr):
 
 # Items 1 and 2 boost the shelves beyond 60/T60 dB/s, so the guard acts on them.
 GUARD_SETTINGS = dict(
-    rooms=[7, 30, 20, 1], rt=[0.6, 9.0, 9.0, 0.1], low_f=[150.0, 2000.0, 400.0, 100.0],
-    low_q=[0.5, 3.0, 1.5, 1.0], low_g=[-4.0, 6.0, 6.0, -6.0], high_f=[3000.0, 500.0, 8000.0, 12000.0],
-    high_q=[0.7, 3.0, 2.0, 0.5], high_g=[-8.0, 4.0, 2.0, -10.0],
+    rooms=[7, 30, 20, 1],
+    rt=[0.6, 9.0, 9.0, 0.1],
+    low_f=[150.0, 2000.0, 400.0, 100.0],
+    low_q=[0.5, 3.0, 1.5, 1.0],
+    low_g=[-4.0, 6.0, 6.0, -6.0],
+    high_f=[3000.0, 500.0, 8000.0, 12000.0],
+    high_q=[0.7, 3.0, 2.0, 0.5],
+    high_g=[-8.0, 4.0, 2.0, -10.0],
 )
 
 
 def line_coefficients(sr, lines=32, settings=GUARD_SETTINGS, dtype=torch.float64):
     delays = np.stack([fdn_delay_lengths(r, lines, sr) for r in settings["rooms"]])
     seconds = reverb._line_seconds(delays, sr, "cpu")
-    params = [torch.tensor(settings[k], dtype=dtype)
-              for k in ("rt", "low_f", "low_q", "low_g", "high_f", "high_q", "high_g")]
+    params = [
+        torch.tensor(settings[k], dtype=dtype) for k in ("rt", "low_f", "low_q", "low_g", "high_f", "high_q", "high_g")
+    ]
     return delays, seconds, reverb._line_coefficients(seconds, sr, *params)
 
 
@@ -506,15 +626,18 @@ def test_loop_decay_rates_and_guard_match_numpy(sr):
     # The automatic IR length is the same as from the NumPy rates.
     slowest = rates.min().clamp(min=reverb.MIN_DECAY_DB_PER_S)
     assert reverb.fdn_ir_length(slowest, int(delays.max()), sr) == reverb.fdn_ir_length(
-        np.maximum(expected, reverb.MIN_DECAY_DB_PER_S), int(delays.max()), sr)
+        np.maximum(expected, reverb.MIN_DECAY_DB_PER_S), int(delays.max()), sr
+    )
 
 
 def test_guard_keeps_gradients_and_is_constant_for_autograd():
     sr = 24000
     delays, seconds, _ = line_coefficients(sr)
     rt = torch.tensor(GUARD_SETTINGS["rt"], dtype=torch.float64, requires_grad=True)
-    params = [rt] + [torch.tensor(GUARD_SETTINGS[k], dtype=torch.float64)
-                     for k in ("low_f", "low_q", "low_g", "high_f", "high_q", "high_g")]
+    params = [rt] + [
+        torch.tensor(GUARD_SETTINGS[k], dtype=torch.float64)
+        for k in ("low_f", "low_q", "low_g", "high_f", "high_q", "high_g")
+    ]
     gains, hs, ls = reverb._line_coefficients(seconds, sr, *params)
     rates = reverb._loop_decay_rates(gains, hs, ls, seconds, sr)
     assert not rates.requires_grad
@@ -560,8 +683,17 @@ def test_torch_backend_keeps_float_work_in_torch(monkeypatch, automatic_length):
     (the automatic IR lengths are integers computed on the device)."""
     g = torch.Generator().manual_seed(42)
     x = torch.randn(2, 1, 3000, generator=g, dtype=torch.float64) * 0.2
-    values = [[9.0, 0.4], [2000.0, 150.0], [3.0, 1.2], [6.0, 2.0], [500.0, 3000.0], [3.0, 1.0],
-              [4.0, -1.0], [0.4, 0.7], [0.05, 0.0]]
+    values = [
+        [9.0, 0.4],
+        [2000.0, 150.0],
+        [3.0, 1.2],
+        [6.0, 2.0],
+        [500.0, 3000.0],
+        [3.0, 1.0],
+        [4.0, -1.0],
+        [0.4, 0.7],
+        [0.05, 0.0],
+    ]
     rooms = torch.tensor([30, 9])
     fdn_delay_lengths(30, 16, 16000), fdn_delay_lengths(9, 16, 16000)  # warm the cached recipe
 
@@ -570,8 +702,9 @@ def test_torch_backend_keeps_float_work_in_torch(monkeypatch, automatic_length):
         if n_samples is None:
             y = fdn_reverb(x, 16000, rooms, *params, fdn_lines=16, backend=backend)
         else:
-            h = fdn_impulse_response(16000, rooms, *params[:7], fade_in_s=params[8], fdn_lines=16,
-                                     n_samples=n_samples, backend=backend)
+            h = fdn_impulse_response(
+                16000, rooms, *params[:7], fade_in_s=params[8], fdn_lines=16, n_samples=n_samples, backend=backend
+            )
             y = h * params[7][:, None, None, None]
         y.square().sum().backward()
         return y.detach(), [p.grad for p in params]
@@ -606,8 +739,9 @@ def test_batch_items_get_their_own_ir_length(backend):
     rt = torch.tensor([0.3, 2.0], dtype=torch.float64)
     args = (sr, torch.tensor([12.0, 20.0]), rt, 100.0, 0.5, 0.0, 2000.0, 0.5, 0.0)
     both = fdn_impulse_response(*args, fdn_lines=16, mono_input=True, backend=backend)
-    short = fdn_impulse_response(sr, 12, rt[:1], 100.0, 0.5, 0.0, 2000.0, 0.5, 0.0, fdn_lines=16,
-                                 mono_input=True, backend=backend)
+    short = fdn_impulse_response(
+        sr, 12, rt[:1], 100.0, 0.5, 0.0, 2000.0, 0.5, 0.0, fdn_lines=16, mono_input=True, backend=backend
+    )
     # Flat shelves: the slowest decay is 60 / RT dB/s (to rounding, hence +-1 sample).
     expected = short.shape[-1]
     assert abs(expected - reverb.fdn_ir_length(60.0 / 0.3, int(fdn_delay_lengths(12, 16, sr).max()), sr)) <= 1
@@ -663,7 +797,7 @@ def test_blocked_forward_kernel_is_the_per_sample_recursion_bit_for_bit(room, n_
     gains = rng.uniform(0.6, 0.99, n_lines)
     # Random stable shelves (poles inside the unit circle), different per line.
     radius, angle = rng.uniform(0.2, 0.9, (2, n_lines)), rng.uniform(0.1, 3.0, (2, n_lines))
-    a1, a2 = -2 * radius * np.cos(angle), radius ** 2
+    a1, a2 = -2 * radius * np.cos(angle), radius**2
     hs = np.column_stack([rng.uniform(0.5, 1.5, (n_lines, 3)), a1[0], a2[0]])
     ls = np.column_stack([rng.uniform(0.5, 1.5, (n_lines, 3)), a1[1], a2[1]])
     excite = rng.standard_normal(n_lines)
@@ -693,8 +827,9 @@ def test_repeated_settings_share_one_recursion_and_keep_their_own_gradients(monk
     rt = torch.tensor([0.8, 1.5, 0.8], requires_grad=True)
     y = fdn_reverb(x, sr, 12, rt, 100.0, 0.5, 0.0, 2000.0, 0.5, -5.0, 0.5, 0.0, fdn_lines=16, backend="numba")
     assert len(calls) == 2
-    torch.testing.assert_close(y[2], fdn_reverb(x[2:], sr, 12, 0.8, 100.0, 0.5, 0.0, 2000.0, 0.5, -5.0, 0.5, 0.0,
-                                                  fdn_lines=16)[0])
+    torch.testing.assert_close(
+        y[2], fdn_reverb(x[2:], sr, 12, 0.8, 100.0, 0.5, 0.0, 2000.0, 0.5, -5.0, 0.5, 0.0, fdn_lines=16)[0]
+    )
     y[0].square().sum().backward()
     assert rt.grad[0] != 0 and rt.grad[1] == 0 and rt.grad[2] == 0
 
@@ -705,8 +840,19 @@ def test_training_reverb_matches_render_to_minus_80_db():
     sr = 16000
     g = torch.Generator().manual_seed(7)
     x = torch.randn(2, 1, 4 * sr, generator=g) * torch.linspace(1.0, 0.0, 4 * sr) ** 4  # decaying noise
-    args = (sr, torch.tensor([20.0, 9.0]), torch.tensor([1.5, 0.6]), 100.0, 0.5, 2.0, 3000.0, 0.5, -6.0, 1.0,
-            torch.tensor([0.0, 0.2]))
+    args = (
+        sr,
+        torch.tensor([20.0, 9.0]),
+        torch.tensor([1.5, 0.6]),
+        100.0,
+        0.5,
+        2.0,
+        3000.0,
+        0.5,
+        -6.0,
+        1.0,
+        torch.tensor([0.0, 0.2]),
+    )
     exact = fdn_reverb(x, *args, fdn_lines=32)
     fast = fdn_reverb(x, *args, fdn_lines=32, training=True)
     err_db = 10 * torch.log10((fast - exact).square().sum((1, 2)) / exact.square().sum((1, 2)))
@@ -719,12 +865,20 @@ def test_spectral_impulse_responses_match_numba_recursion(mono, monkeypatch):
     """The transfer function on an FFT grid gives the recursion's IRs (several bin
     blocks, automatic per-item lengths, a fade-in twin, boosting and cutting shelves)."""
     monkeypatch.setattr(reverb, "SPECTRAL_BINS_PER_SOLVE", 1000)
-    kwargs = dict(sr=16000, room_size=torch.tensor([7.0, 20.0]),
-                  reverb_time_s=torch.tensor([0.5, 1.1], dtype=torch.float64),
-                  low_cutoff_hz=torch.tensor([150.0, 400.0]), low_q=torch.tensor([0.5, 0.9]),
-                  low_gain_db_per_s=torch.tensor([3.0, -10.0]), high_cutoff_hz=torch.tensor([3000.0, 1500.0]),
-                  high_q=torch.tensor([0.7, 0.3]), high_gain_db_per_s=torch.tensor([-8.0, 2.0]),
-                  fade_in_s=torch.tensor([0.0, 0.05]), fdn_lines=16, mono_input=mono)
+    kwargs = dict(
+        sr=16000,
+        room_size=torch.tensor([7.0, 20.0]),
+        reverb_time_s=torch.tensor([0.5, 1.1], dtype=torch.float64),
+        low_cutoff_hz=torch.tensor([150.0, 400.0]),
+        low_q=torch.tensor([0.5, 0.9]),
+        low_gain_db_per_s=torch.tensor([3.0, -10.0]),
+        high_cutoff_hz=torch.tensor([3000.0, 1500.0]),
+        high_q=torch.tensor([0.7, 0.3]),
+        high_gain_db_per_s=torch.tensor([-8.0, 2.0]),
+        fade_in_s=torch.tensor([0.0, 0.05]),
+        fdn_lines=16,
+        mono_input=mono,
+    )
     expected = fdn_impulse_response(**kwargs, backend="numba")
     got = fdn_impulse_response(**kwargs, ir_method="spectral")
     assert got.shape == expected.shape and got.dtype == torch.float64
@@ -737,8 +891,17 @@ def test_spectral_impulse_responses_match_numba_recursion(mono, monkeypatch):
 def test_spectral_reverb_gradients_match_numba_recursion():
     g = torch.Generator().manual_seed(41)
     x = torch.randn(2, 1, 5000, generator=g, dtype=torch.float64) * 0.2
-    values = [[0.9, 0.4], [300.0, 150.0], [0.5, 0.7], [2.0, -4.0], [4000.0, 2500.0], [0.5, 0.6], [-6.0, 1.0],
-              [0.4, 0.7], [0.0, 0.02]]
+    values = [
+        [0.9, 0.4],
+        [300.0, 150.0],
+        [0.5, 0.7],
+        [2.0, -4.0],
+        [4000.0, 2500.0],
+        [0.5, 0.6],
+        [-6.0, 1.0],
+        [0.4, 0.7],
+        [0.0, 0.02],
+    ]
 
     def run(method):
         params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in values]
@@ -768,6 +931,7 @@ def test_one_fft_convolution_gradients(inputs):
     y = reverb._fft_convolve(x, h).detach().numpy()
     for b in range(2):
         for o in range(2):
-            ref = sum(scipy.signal.convolve(x[b, e].detach().numpy(), h[b, e, o].detach().numpy())[:37]
-                      for e in range(inputs))
+            ref = sum(
+                scipy.signal.convolve(x[b, e].detach().numpy(), h[b, e, o].detach().numpy())[:37] for e in range(inputs)
+            )
             np.testing.assert_allclose(y[b, o], ref, atol=1e-12)

@@ -29,31 +29,51 @@ from vocalmix.settings import MixSettings, describe
 # -- the notes, section 1: id -> (min, max, step, default) ------------------------------------
 MULTIEQ = {"inputChannelsSetting": (0, 64, 1, 0)}
 for _i, (_f, _t_max) in enumerate(zip((20, 120, 500, 2200, 8000, 16000), (3, 2, 2, 2, 2, 3))):
-    MULTIEQ.update({
-        f"filterEnabled{_i}": (0, 1, 1, 1),
-        f"filterType{_i}": (0, _t_max, 1, None),  # v1.14 stored values
-        f"filterFrequency{_i}": (20, 20000, 1, _f),
-        f"filterQ{_i}": (0.05, 8, 0.05, 0.7),
-        f"filterGain{_i}": (-60, 15, 0.1, 0),
-    })
+    MULTIEQ.update(
+        {
+            f"filterEnabled{_i}": (0, 1, 1, 1),
+            f"filterType{_i}": (0, _t_max, 1, None),  # v1.14 stored values
+            f"filterFrequency{_i}": (20, 20000, 1, _f),
+            f"filterQ{_i}": (0.05, 8, 0.05, 0.7),
+            f"filterGain{_i}": (-60, 15, 0.1, 0),
+        }
+    )
 OMNICOMPRESSOR = {
-    "orderSetting": (0, 8, 1, 0), "useSN3D": (0, 1, 1, 1), "threshold": (-50, 10, 0.1, -10),
-    "knee": (0, 30, 0.1, 0), "attack": (0, 100, 0.1, 30), "release": (0, 500, 0.1, 150),
-    "ratio": (1, 16, 0.2, 4), "outGain": (-10, 20, 0.1, 0), "lookAhead": (0, 1, 1, 0),
+    "orderSetting": (0, 8, 1, 0),
+    "useSN3D": (0, 1, 1, 1),
+    "threshold": (-50, 10, 0.1, -10),
+    "knee": (0, 30, 0.1, 0),
+    "attack": (0, 100, 0.1, 30),
+    "release": (0, 500, 0.1, 150),
+    "ratio": (1, 16, 0.2, 4),
+    "outGain": (-10, 20, 0.1, 0),
+    "lookAhead": (0, 1, 1, 0),
     "reportLatency": (0, 1, 1, 1),
 }
 FDNREVERB = {
-    "delayLength": (1, 30, 1, 20), "revTime": (0.1, 9, 0.1, 5), "lowCutoff": (20, 20000, 1, 100),
-    "highCutoff": (20, 20000, 1, 2000), "lowQ": (0.01, 0.9, 0.01, 0.5), "highQ": (0.01, 0.9, 0.01, 0.5),
-    "lowGain": (-80, 6, 0.1, 1), "highGain": (-80, 4, 0.1, -10), "hpOrder": (0, 3, 1, 0),
-    "hpFrequency": (20, 20000, 1, 20), "hpQ": (0.01, 0.9, 0.01, 0.7), "dryWet": (0, 1, 0.01, 0.5),
-    "fadeInTime": (0, 9, 0.01, 0), "fdnSize": (0, 4, 1, 2), "freeze": (0, 1, 1, 0),
+    "delayLength": (1, 30, 1, 20),
+    "revTime": (0.1, 9, 0.1, 5),
+    "lowCutoff": (20, 20000, 1, 100),
+    "highCutoff": (20, 20000, 1, 2000),
+    "lowQ": (0.01, 0.9, 0.01, 0.5),
+    "highQ": (0.01, 0.9, 0.01, 0.5),
+    "lowGain": (-80, 6, 0.1, 1),
+    "highGain": (-80, 4, 0.1, -10),
+    "hpOrder": (0, 3, 1, 0),
+    "hpFrequency": (20, 20000, 1, 20),
+    "hpQ": (0.01, 0.9, 0.01, 0.7),
+    "dryWet": (0, 1, 0.01, 0.5),
+    "fadeInTime": (0, 9, 0.01, 0),
+    "fdnSize": (0, 4, 1, 2),
+    "freeze": (0, 1, 1, 0),
 }
 NOTES_PARAMS = {"MultiEQ": MULTIEQ, "OmniCompressor": OMNICOMPRESSOR, "FdnReverb": FDNREVERB}
 # Parameters no vocalmix setting controls are written with the plug-in's default.
-UNCONTROLLED = {"MultiEQ": ["inputChannelsSetting"],
-                "OmniCompressor": ["orderSetting", "useSN3D", "reportLatency"],
-                "FdnReverb": ["hpOrder", "hpFrequency", "hpQ", "freeze"]}
+UNCONTROLLED = {
+    "MultiEQ": ["inputChannelsSetting"],
+    "OmniCompressor": ["orderSetting", "useSN3D", "reportLatency"],
+    "FdnReverb": ["hpOrder", "hpFrequency", "hpQ", "freeze"],
+}
 CLASS_IDS = {  # section 3
     "MultiEQ": "ABCDEF019182FAEB49454D414D754551",
     "OmniCompressor": "ABCDEF019182FAEB49454D414F6D436F",
@@ -61,7 +81,8 @@ CLASS_IDS = {  # section 3
 }
 XML_HEADER = '<?xml version="1.0" encoding="UTF-8"?> '
 ALL_FILES = sorted(f"{p}{ext}" for p in NOTES_PARAMS for ext in (".xml", ".bin", ".vstpreset")) + sorted(
-    ["vocal_chain.json", "vocal_chain_pedalboard.py", "mix_sheet.md"])
+    ["vocal_chain.json", "vocal_chain_pedalboard.py", "mix_sheet.md"]
+)
 
 
 @pytest.fixture
@@ -146,8 +167,13 @@ def test_state_xml_has_every_parameter_on_grid_in_range(tmp_path, plugin):
         assert abs(value - (low + k * step)) < 1e-5 * max(1.0, abs(value)), f"{pid} = {value} is off its grid"
         # The plug-in keeps a float32 and JUCE prints it as a double with ~16 significant digits.
         assert text_value == juce_double_text(float(np.float32(value))), f"{pid}: {text_value}"
-    assert osc == {"ReceiverPort": "-1", "SenderIP": "", "SenderPort": "-1",
-                   "SenderOSCAddress": f"/{plugin}/", "SenderInterval": "100"}
+    assert osc == {
+        "ReceiverPort": "-1",
+        "SenderIP": "",
+        "SenderPort": "-1",
+        "SenderOSCAddress": f"/{plugin}/",
+        "SenderInterval": "100",
+    }
     values = {pid: float(v) for pid, v in params}
     for pid in UNCONTROLLED[plugin]:
         assert values[pid] == pytest.approx(expected[pid][3], abs=1e-6), f"{pid} keeps the plug-in default"
@@ -175,8 +201,9 @@ def test_each_setting_range_is_the_plugin_range_it_binds_to():
                 continue
             row = rows[binding.setting]
             low, high, step, _ = notes[param_id]
-            assert (row["min"] * binding.scale, row["max"] * binding.scale) == pytest.approx((low, high)), \
+            assert (row["min"] * binding.scale, row["max"] * binding.scale) == pytest.approx((low, high)), (
                 f"{binding.setting} vs {plugin.name}.{param_id}"
+            )
             if row["rule"].startswith("whole number"):  # the plug-in must hold every whole number in range
                 assert step == 1 and binding.scale == 1, binding.setting
     chain_settings = [name for name in rows if name.split(".")[0] in ("eq", "compressor", "reverb")]
@@ -191,9 +218,17 @@ def test_plugin_menus_offer_the_settings_choices():
         param = multieq.param(f"filterType{i}")
         shown = {param.display(k) for k in range(param.steps)}
         # The notes' display texts per type; band 1 is high-pass or low shelf, band 6 low-pass or high shelf.
-        texts = {"highpass1": "HP (6dB/oct)", "highpass2": "HP (12dB/oct)", "highpass_lr": "HP (24dB/oct)",
-                 "low_shelf": "Low-shelf", "peak": "Peak", "high_shelf": "High-shelf", "lowpass1": "LP (6dB/Oct)",
-                 "lowpass2": "LP (12dB/oct)", "lowpass_lr": "LP (24dB/oct)"}
+        texts = {
+            "highpass1": "HP (6dB/oct)",
+            "highpass2": "HP (12dB/oct)",
+            "highpass_lr": "HP (24dB/oct)",
+            "low_shelf": "Low-shelf",
+            "peak": "Peak",
+            "high_shelf": "High-shelf",
+            "lowpass1": "LP (6dB/Oct)",
+            "lowpass2": "LP (12dB/oct)",
+            "lowpass_lr": "LP (24dB/oct)",
+        }
         assert shown == {texts[name] for name in rows[f"eq.bands[{i}].type"]["choices"]}, i
     size = fdnreverb.param("fdnSize")
     assert [size.display(k) for k in range(size.steps)] == [str(n) for n in rows["reverb.fdn_lines"]["choices"]]
@@ -239,7 +274,7 @@ def test_state_blob_layout(plugin):
     assert blob[:4] == b"VC2!" and struct.unpack("<I", blob[:4])[0] == 0x21324356
     (length,) = struct.unpack("<I", blob[4:8])
     assert length == len(xml_bytes) and len(blob) == 8 + length + 1
-    assert blob[8:8 + length] == xml_bytes and blob[-1:] == b"\0"
+    assert blob[8 : 8 + length] == xml_bytes and blob[-1:] == b"\0"
 
 
 @pytest.mark.parametrize("plugin", list(NOTES_PARAMS))
@@ -252,9 +287,9 @@ def test_vstpreset_layout(plugin):
     (list_offset,) = struct.unpack("<q", data[40:48])
     assert list_offset == 48 + len(blob)
     assert data[48:list_offset] == blob, "the component state is the plug-in's state blob"
-    assert data[list_offset:list_offset + 4] == b"List"
-    assert struct.unpack("<i", data[list_offset + 4:list_offset + 8])[0] == 1
-    entry = data[list_offset + 8:]
+    assert data[list_offset : list_offset + 4] == b"List"
+    assert struct.unpack("<i", data[list_offset + 4 : list_offset + 8])[0] == 1
+    entry = data[list_offset + 8 :]
     assert entry[:4] == b"Comp" and struct.unpack("<qq", entry[4:20]) == (48, len(blob))
     assert len(entry) == 20, "nothing after the chunk list"
 
@@ -397,8 +432,19 @@ def _state(plugin: str, params: dict[str, str]) -> str:
 def test_v115_filter_type_values_are_understood(tmp_path):
     path = tmp_path / "eq.xml"
     # v1.15 stores bands 2-5 as 3..5 and band 6 as 5..8.
-    path.write_text(_state("MultiEQ", {"filterType0": "3.0", "filterType1": "5.0", "filterType2": "4.0",
-                                       "filterType3": "3.0", "filterType4": "4.0", "filterType5": "8.0"}))
+    path.write_text(
+        _state(
+            "MultiEQ",
+            {
+                "filterType0": "3.0",
+                "filterType1": "5.0",
+                "filterType2": "4.0",
+                "filterType3": "3.0",
+                "filterType4": "4.0",
+                "filterType5": "8.0",
+            },
+        )
+    )
     bands = import_settings(path).eq.bands
     assert [b.type for b in bands] == ["low_shelf", "high_shelf", "peak", "low_shelf", "peak", "lowpass_lr"]
     path.write_text(_state("MultiEQ", {"filterType1": "1.0", "filterType5": "3.0"}))
@@ -408,8 +454,9 @@ def test_v115_filter_type_values_are_understood(tmp_path):
 
 def test_hand_edited_values_are_snapped_and_clamped_with_warnings(tmp_path, warnings_log):
     path = tmp_path / "comp.xml"
-    path.write_text(_state("OmniCompressor", {"threshold": "-12.34", "ratio": "40", "attack": "5.0",
-                                              "someFutureParam": "3"}))
+    path.write_text(
+        _state("OmniCompressor", {"threshold": "-12.34", "ratio": "40", "attack": "5.0", "someFutureParam": "3"})
+    )
     imported = import_settings(path)
     assert imported.compressor.threshold_db == -12.3 and imported.compressor.ratio == 16.0
     assert imported.compressor.attack_ms == 5.0
@@ -437,19 +484,22 @@ def test_unsupported_reverb_controls_warn_on_import(tmp_path, warnings_log):
     assert "'hpOrder'" in messages and "'freeze'" in messages
 
 
-@pytest.mark.parametrize("name, content, fragment", [
-    ("a.bin", b"VC2!" + struct.pack("<I", 500) + b"<MultiEQ/>", "truncated"),
-    ("b.bin", b"VC2!" + struct.pack("<I", 0), "empty"),
-    ("c.xml", b"<MultiEQ><PARAM id='filterQ0' value='0.7'>", "not well-formed XML"),
-    ("d.xml", _state("Compressor3000", {"x": "1"}).encode(), "Compressor3000"),
-    ("e.xml", _state("MultiEQ", {"filterQ0": "abc"}).encode(), "not a number"),
-    ("f.xml", _state("MultiEQ", {"filterQ0": "nan"}).encode(), "not a finite number"),
-    ("g.xml", b'<MultiEQ><PARAM id="filterQ0"/></MultiEQ>', "lacks"),
-    ("h.wav", b"RIFF\x00\x00\x00\x00WAVEfmt ", "not an IEM plug-in state"),
-    ("i.json", b'{"schema_version": 1}', "not a vocal_chain.json"),
-    ("j.json", b"{nope", "not valid JSON"),
-    ("k.bin", b"\xff\xfe\x00\x01garbage", "not an IEM plug-in state"),
-])
+@pytest.mark.parametrize(
+    "name, content, fragment",
+    [
+        ("a.bin", b"VC2!" + struct.pack("<I", 500) + b"<MultiEQ/>", "truncated"),
+        ("b.bin", b"VC2!" + struct.pack("<I", 0), "empty"),
+        ("c.xml", b"<MultiEQ><PARAM id='filterQ0' value='0.7'>", "not well-formed XML"),
+        ("d.xml", _state("Compressor3000", {"x": "1"}).encode(), "Compressor3000"),
+        ("e.xml", _state("MultiEQ", {"filterQ0": "abc"}).encode(), "not a number"),
+        ("f.xml", _state("MultiEQ", {"filterQ0": "nan"}).encode(), "not a finite number"),
+        ("g.xml", b'<MultiEQ><PARAM id="filterQ0"/></MultiEQ>', "lacks"),
+        ("h.wav", b"RIFF\x00\x00\x00\x00WAVEfmt ", "not an IEM plug-in state"),
+        ("i.json", b'{"schema_version": 1}', "not a vocal_chain.json"),
+        ("j.json", b"{nope", "not valid JSON"),
+        ("k.bin", b"\xff\xfe\x00\x01garbage", "not an IEM plug-in state"),
+    ],
+)
 def test_malformed_files_raise_one_line_errors_naming_the_file(tmp_path, name, content, fragment):
     path = tmp_path / name
     path.write_bytes(content)
@@ -465,13 +515,18 @@ def test_malformed_vstpresets(tmp_path):
         "other.vstpreset": good[:8] + b"0" * 32 + good[40:],  # another plug-in's class ID
         "cut.vstpreset": good[:60],  # list offset beyond the end
         "nolist.vstpreset": good[:-28] + b"XXXX" + good[-24:],
-        "badchunk.vstpreset": good[:-16] + struct.pack("<qq", 48, 10 ** 6),
+        "badchunk.vstpreset": good[:-16] + struct.pack("<qq", 48, 10**6),
         "nocomp.vstpreset": good[:-20] + b"Cont" + good[-16:],
         "mismatch.vstpreset": good[:8] + CLASS_IDS["FdnReverb"].encode() + good[40:],
     }
-    fragments = {"other": "another plug-in", "cut": "outside the file", "nolist": "'List'",
-                 "badchunk": "outside the data area", "nocomp": "no component state",
-                 "mismatch": "class ID is FdnReverb's"}
+    fragments = {
+        "other": "another plug-in",
+        "cut": "outside the file",
+        "nolist": "'List'",
+        "badchunk": "outside the data area",
+        "nocomp": "no component state",
+        "mismatch": "class ID is FdnReverb's",
+    }
     for name, data in cases.items():
         path = tmp_path / name
         path.write_bytes(data)
@@ -512,10 +567,12 @@ def test_refuses_to_overwrite_unless_forced(tmp_path):
 def test_format_selection(tmp_path):
     for formats in (["all"], ["iem"], ["sheet", "pedalboard"]):
         assert [p.name for p in export_paths(tmp_path, formats)] == [
-            p.name for p in export_settings(MixSettings(), tmp_path / formats[0], formats=formats)]
+            p.name for p in export_settings(MixSettings(), tmp_path / formats[0], formats=formats)
+        ]
     written = export_settings(MixSettings(), tmp_path, formats=["vstpreset,sheet"])
-    assert sorted(p.name for p in written) == sorted(["MultiEQ.vstpreset", "OmniCompressor.vstpreset",
-                                                      "FdnReverb.vstpreset", "mix_sheet.md"])
+    assert sorted(p.name for p in written) == sorted(
+        ["MultiEQ.vstpreset", "OmniCompressor.vstpreset", "FdnReverb.vstpreset", "mix_sheet.md"]
+    )
     with pytest.raises(InputError, match="unknown export format 'fxp'"):
         export_settings(MixSettings(), tmp_path / "x", formats=["fxp"])
     assert set(FORMATS) == {"iem", "vstpreset", "pedalboard", "sheet"}
@@ -532,14 +589,28 @@ def test_invalid_settings_are_refused(tmp_path):
 def test_sheet_lists_the_chain_in_order_with_units(tmp_path):
     export_settings(on_grid_settings(), tmp_path, formats=["sheet"])
     sheet = (tmp_path / "mix_sheet.md").read_text()
-    order = [sheet.index(h) for h in ("## 1. MultiEQ", "## 2. OmniCompressor", "## 3. FdnReverb",
-                                      "## 4. Vocal fader", "## 5. Output stage")]
+    order = [
+        sheet.index(h)
+        for h in ("## 1. MultiEQ", "## 2. OmniCompressor", "## 3. FdnReverb", "## 4. Vocal fader", "## 5. Output stage")
+    ]
     assert order == sorted(order)
-    for fragment in ("| 3 | ON | Peak | 2500 Hz | 1.40 | -4.5 dB |", "| 1 | ON | HP (24dB/oct) | 85 Hz | 0.70 |",
-                     "| 6 | ON | LP (12dB/oct) | 15000 Hz |", "| Threshold | -18.3 dB |", "| Ratio | 3.2 : 1 |",
-                     "| Attack Time | 12.5 ms |", "| LookAhead | ON (5ms) |", "| Reverberation Time | 1.4 s |",
-                     "| Dry/Wet | 0.23 (23 % wet) |", "| Lows Gain | -2.5 dB/s |", "| Fdn Size (internal) | 32 |",
-                     "**-2.75 dB**", "-14 LUFS", "Reverberation Time quirk", "mono"):
+    for fragment in (
+        "| 3 | ON | Peak | 2500 Hz | 1.40 | -4.5 dB |",
+        "| 1 | ON | HP (24dB/oct) | 85 Hz | 0.70 |",
+        "| 6 | ON | LP (12dB/oct) | 15000 Hz |",
+        "| Threshold | -18.3 dB |",
+        "| Ratio | 3.2 : 1 |",
+        "| Attack Time | 12.5 ms |",
+        "| LookAhead | ON (5ms) |",
+        "| Reverberation Time | 1.4 s |",
+        "| Dry/Wet | 0.23 (23 % wet) |",
+        "| Lows Gain | -2.5 dB/s |",
+        "| Fdn Size (internal) | 32 |",
+        "**-2.75 dB**",
+        "-14 LUFS",
+        "Reverberation Time quirk",
+        "mono",
+    ):
         assert fragment in sheet, fragment
 
 
@@ -615,8 +686,10 @@ class FakePlugin:
 def _fake_plugins(version: str) -> dict[str, FakePlugin]:
     """Fake IEM plug-ins of version "1.14" or "1.15", named as pedalboard names them."""
     normalise = pytest.importorskip("pedalboard._pedalboard").normalize_python_parameter_name
-    v115_types = {1: ("Low-shelf", "Peak", "High-shelf"), 5: ("High-shelf", "LP (6dB/Oct)", "LP (12dB/oct)",
-                                                                "LP (24dB/oct)")}
+    v115_types = {
+        1: ("Low-shelf", "Peak", "High-shelf"),
+        5: ("High-shelf", "LP (6dB/Oct)", "LP (12dB/oct)", "LP (24dB/oct)"),
+    }
     fakes = {}
     for plugin in PLUGINS:
         params = {}
@@ -632,8 +705,9 @@ def _fake_plugins(version: str) -> dict[str, FakePlugin]:
             if version == "1.14" and p.id == "fdnSize":
                 end = 2
             full = f"{p.name} {p.label}" if p.label else p.name
-            params[normalise(full)] = FakeParameter(start, end, p.interval, p.skew, show or (lambda v: ""), p.default
-                                                    if p.default <= end else end)
+            params[normalise(full)] = FakeParameter(
+                start, end, p.interval, p.skew, show or (lambda v: ""), p.default if p.default <= end else end
+            )
         fakes[plugin.name] = FakePlugin(params)
     return fakes
 
@@ -683,7 +757,7 @@ def test_script_drives_the_plugins_by_name(tmp_path, monkeypatch, capsys, versio
     assert out_rate == rate and out.shape == (rate // 2 + tail, 2)
     expected = vocal.mean(axis=1) * 10 ** (-2.75 / 20)
     assert np.allclose(out[: rate // 2, 0], expected, atol=1e-6) and np.allclose(out[:, 0], out[:, 1])
-    assert not out[rate // 2:].any()
+    assert not out[rate // 2 :].any()
 
 
 @pytest.mark.parametrize("folder", ["missing", "file", "bad_bundle"])
@@ -702,8 +776,18 @@ def test_script_reports_a_bad_plugin_folder_in_one_line(tmp_path, folder):
         plugins.mkdir()
         for plugin in PLUGINS:
             (plugins / f"{plugin.name}.vst3").write_text("not a VST3 bundle")
-    run = subprocess.run([sys.executable, str(tmp_path / SCRIPT_FILE), str(tmp_path / "vocal.wav"),
-                          str(tmp_path / "out.wav"), str(plugins)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / SCRIPT_FILE),
+            str(tmp_path / "vocal.wav"),
+            str(tmp_path / "out.wav"),
+            str(plugins),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode != 0
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in run.stderr, run.stderr
@@ -743,8 +827,7 @@ def test_cli_export_and_import(tmp_path):
     settings_path.write_text(on_grid_settings().to_json(method="rules", report={}))
     out = tmp_path / "presets"
     assert main(["export", str(settings_path), "--to", str(out), "--format", "iem", "-f", "sheet"]) == 0
-    assert sorted(read_dir(out)) == sorted(f"{p}{e}" for p in NOTES_PARAMS for e in (".xml", ".bin")) + [
-        "mix_sheet.md"]
+    assert sorted(read_dir(out)) == sorted(f"{p}{e}" for p in NOTES_PARAMS for e in (".xml", ".bin")) + ["mix_sheet.md"]
     assert main(["export", str(settings_path), "--to", str(out)]) == 2, "existing files are refused"
     assert main(["export", str(settings_path), "--to", str(out), "--force"]) == 0
     imported = tmp_path / "imported.json"

@@ -23,8 +23,10 @@ def test_frame_loudness_is_bs1770_loudness_of_a_steady_sine(frequency_hz):
 
 
 #: BS.1770-4 Tables 1 and 2: the K-weighting biquads as published for 48 kHz (b, a).
-PUBLISHED_48K = [((1.53512485958697, -2.69169618940638, 1.19839281085285), (1.0, -1.69065929318241, 0.73248077421585)),
-                 ((1.0, -2.0, 1.0), (1.0, -1.99004745483398, 0.99007225036621))]
+PUBLISHED_48K = [
+    ((1.53512485958697, -2.69169618940638, 1.19839281085285), (1.0, -1.69065929318241, 0.73248077421585)),
+    ((1.0, -2.0, 1.0), (1.0, -1.99004745483398, 0.99007225036621)),
+]
 
 
 def test_k_weighting_power_is_the_published_filter_at_48k():

@@ -65,8 +65,8 @@ from vocalmix.dsp.biquads import design, high_shelf, low_shelf
 from vocalmix.dsp.compressor import lookahead_samples
 from vocalmix.dsp.reverb import fdn_delay_lengths
 from vocalmix.export import export_settings
-from vocalmix.plugins import plugin_states, snap_to_plugin_grids
 from vocalmix.mixing import process_vocal
+from vocalmix.plugins import plugin_states, snap_to_plugin_grids
 from vocalmix.settings import BAND_FILTER_TYPES, FDN_LINE_COUNTS, FILTER_TYPES, EQBand, MixSettings
 
 REASON = iem_engine.plugins_available()
@@ -103,7 +103,7 @@ def residual_db(ours: np.ndarray, theirs: np.ndarray, source: np.ndarray | None 
     """Residual energy relative to the plug-in's output (or to ``source`` - 40 dB, if that is more)."""
     ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     assert ours.shape == theirs.shape
-    reference = np.sum(theirs ** 2)
+    reference = np.sum(theirs**2)
     if source is not None:
         floor = np.sum(np.asarray(source, np.float64) ** 2) * theirs.shape[0] / np.shape(source)[0]
         reference = max(reference, floor * 10 ** (QUIET_OUTPUT_FLOOR_DB / 10))
@@ -128,14 +128,20 @@ def report(name, results):
 
 # -- MultiEQ ------------------------------------------------------------------------------------
 def random_band(rng, band_type: str) -> EQBand:
-    return EQBand(enabled=True, type=band_type, frequency_hz=log_uniform(rng, 20, 20000),
-                  q=log_uniform(rng, 0.05, 8), gain_db=float(rng.uniform(-60, 15)))
+    return EQBand(
+        enabled=True,
+        type=band_type,
+        frequency_hz=log_uniform(rng, 20, 20000),
+        q=log_uniform(rng, 0.05, 8),
+        gain_db=float(rng.uniform(-60, 15)),
+    )
 
 
 def single_band(band: int, settings_band: EQBand) -> MixSettings:
     settings = MixSettings()
-    settings.eq.bands = [settings_band if i == band else replace(b, enabled=False)
-                         for i, b in enumerate(settings.eq.bands)]
+    settings.eq.bands = [
+        settings_band if i == band else replace(b, enabled=False) for i, b in enumerate(settings.eq.bands)
+    ]
     return snap_to_plugin_grids(settings)
 
 
@@ -157,8 +163,13 @@ def _float32_biquads(sections, x):
     """The bands in series as float32 transposed direct form II, the plug-ins' arithmetic."""
     y = x.astype(np.float32)
     for k in range(sections.shape[0]):
-        b0, b1, b2, a1, a2 = (np.float32(sections[k, 0]), np.float32(sections[k, 1]), np.float32(sections[k, 2]),
-                              np.float32(sections[k, 4]), np.float32(sections[k, 5]))
+        b0, b1, b2, a1, a2 = (
+            np.float32(sections[k, 0]),
+            np.float32(sections[k, 1]),
+            np.float32(sections[k, 2]),
+            np.float32(sections[k, 4]),
+            np.float32(sections[k, 5]),
+        )
         s1 = np.float32(0.0)
         s2 = np.float32(0.0)
         for n in range(y.size):
@@ -178,8 +189,13 @@ def float32_rounding_db(settings: MixSettings, x: np.ndarray) -> float:
     """
     bands = [b for b in settings.eq.bands if b.enabled]
     types = torch.tensor([FILTER_TYPES[b.type] for b in bands])
-    b, a = design(types, torch.tensor([b.frequency_hz for b in bands]), torch.tensor([b.gain_db for b in bands]),
-                  torch.tensor([b.q for b in bands]), float(SR))
+    b, a = design(
+        types,
+        torch.tensor([b.frequency_hz for b in bands]),
+        torch.tensor([b.gain_db for b in bands]),
+        torch.tensor([b.q for b in bands]),
+        float(SR),
+    )
     sections = torch.cat([b, a], dim=-1).double().numpy()
     sections = np.concatenate([sections, sections[[i for i, t in enumerate(types) if t in (2, 8)]]])
     exact = signal.sosfilt(sections, x[0].astype(np.float64))
@@ -196,9 +212,10 @@ def test_multieq_six_bands_in_series_match_the_plugin(vocal):
     results = []
     for case in range(N_EQ_CHAINS):
         settings = MixSettings()
-        settings.eq.bands = [replace(random_band(rng, types[(case + b) % len(types)]),
-                                     gain_db=float(rng.uniform(-15, 15)))
-                             for b, types in enumerate(BAND_FILTER_TYPES)]
+        settings.eq.bands = [
+            replace(random_band(rng, types[(case + b) % len(types)]), gain_db=float(rng.uniform(-15, 15)))
+            for b, types in enumerate(BAND_FILTER_TYPES)
+        ]
         settings = snap_to_plugin_grids(settings)
         ours, theirs = render_both(vocal, settings, "eq")
         tolerance = max(EQ_TOLERANCE_DB, float32_rounding_db(settings, vocal) + 6.0)
@@ -227,9 +244,14 @@ def random_compressor(rng, lookahead: bool) -> MixSettings:
     settings = MixSettings()
     settings.compressor = replace(
         settings.compressor,
-        threshold_db=float(rng.uniform(-50, 10)), knee_db=float(rng.choice([0.0, rng.uniform(0, 30)])),
-        ratio=float(rng.choice([16.0, rng.uniform(1, 16)])), attack_ms=float(rng.choice([0.0, rng.uniform(0, 100)])),
-        release_ms=float(rng.uniform(0, 500)), makeup_db=float(rng.uniform(-10, 20)), lookahead=lookahead)
+        threshold_db=float(rng.uniform(-50, 10)),
+        knee_db=float(rng.choice([0.0, rng.uniform(0, 30)])),
+        ratio=float(rng.choice([16.0, rng.uniform(1, 16)])),
+        attack_ms=float(rng.choice([0.0, rng.uniform(0, 100)])),
+        release_ms=float(rng.uniform(0, 500)),
+        makeup_db=float(rng.uniform(-10, 20)),
+        lookahead=lookahead,
+    )
     return snap_to_plugin_grids(settings)
 
 
@@ -241,8 +263,10 @@ def compressor_both(x, settings):
     return ours[:, delay:], theirs
 
 
-@pytest.mark.parametrize("lookahead, count, tolerance", [(False, N_COMPRESSOR, COMPRESSOR_TOLERANCE_DB),
-                                                         (True, N_LOOKAHEAD, LOOKAHEAD_TOLERANCE_DB)])
+@pytest.mark.parametrize(
+    "lookahead, count, tolerance",
+    [(False, N_COMPRESSOR, COMPRESSOR_TOLERANCE_DB), (True, N_LOOKAHEAD, LOOKAHEAD_TOLERANCE_DB)],
+)
 def test_omnicompressor_matches_the_plugin_over_random_settings(vocal, lookahead, count, tolerance):
     rng = np.random.default_rng(1602 + lookahead)
     results = []
@@ -262,7 +286,7 @@ def test_lookahead_latency_is_the_plugins_report(vocal):
             iem_engine.load_state(plugin, plugin_states(settings)[1].blob())
             assert plugin.latency == expected == lookahead_samples(rate)
             raw = plugin.process(vocal[:, :4096])
-        np.testing.assert_array_equal(raw[:, expected:], vocal[:, :4096 - expected])
+        np.testing.assert_array_equal(raw[:, expected:], vocal[:, : 4096 - expected])
     compensated = iem_engine.process_vocal_iem(vocal, SR, settings, upto="compressor", start="compressor")
     np.testing.assert_array_equal(compensated, vocal)
 
@@ -277,11 +301,19 @@ def random_reverb(rng, lines: int) -> MixSettings:
             break
     settings = MixSettings()
     settings.reverb = replace(
-        settings.reverb, room_size=float(rng.integers(1, 31)), reverb_time_s=rt,
-        low_cutoff_hz=log_uniform(rng, 20, 20000), low_q=float(rng.uniform(0.01, 0.9)), low_gain_db_per_s=low_gain,
-        high_cutoff_hz=log_uniform(rng, 20, 20000), high_q=float(rng.uniform(0.01, 0.9)),
-        high_gain_db_per_s=high_gain, dry_wet_pct=float(rng.uniform(0, 100)),
-        fade_in_s=float(rng.choice([0.0, rng.uniform(0.08, 3.0)])), fdn_lines=lines)
+        settings.reverb,
+        room_size=float(rng.integers(1, 31)),
+        reverb_time_s=rt,
+        low_cutoff_hz=log_uniform(rng, 20, 20000),
+        low_q=float(rng.uniform(0.01, 0.9)),
+        low_gain_db_per_s=low_gain,
+        high_cutoff_hz=log_uniform(rng, 20, 20000),
+        high_q=float(rng.uniform(0.01, 0.9)),
+        high_gain_db_per_s=high_gain,
+        dry_wet_pct=float(rng.uniform(0, 100)),
+        fade_in_s=float(rng.choice([0.0, rng.uniform(0.08, 3.0)])),
+        fdn_lines=lines,
+    )
     return snap_to_plugin_grids(settings)
 
 
@@ -335,8 +367,9 @@ def _fdn_render(x: np.ndarray, settings: MixSettings, dtype) -> np.ndarray:
     seconds = torch.tensor(delays / SR, dtype=torch.float64)
 
     def shelf(design_fn, cutoff, q, gain_db_per_s):
-        b, a = design_fn(torch.full_like(seconds, cutoff), gain_db_per_s * seconds, torch.full_like(seconds, q),
-                         float(SR))
+        b, a = design_fn(
+            torch.full_like(seconds, cutoff), gain_db_per_s * seconds, torch.full_like(seconds, q), float(SR)
+        )
         return torch.cat([b, a[:, 1:]], dim=1).numpy().astype(dtype)
 
     high = shelf(high_shelf, r.high_cutoff_hz, r.high_q, r.high_gain_db_per_s)
@@ -396,10 +429,12 @@ def test_fdnreverb_matches_the_plugin_over_random_settings(vocal, reverbs):
             rounding_bound.append((residual - bound, residual, settings.reverb))
         else:
             results.append((residual, settings.reverb))
-    print(f"\nFdnReverb: {len(results)} of {N_REVERB} draws within {REVERB_TOLERANCE_DB:g} dB, worst "
-          f"{max(r[0] for r in results):.1f} dB; {len(rounding_bound)} held to float32 rounding + "
-          f"{ROUNDING_MARGIN_DB:g} dB: {[(round(r[1], 1), round(r[0], 1)) for r in rounding_bound]} "
-          "(residual, residual - bound)")
+    print(
+        f"\nFdnReverb: {len(results)} of {N_REVERB} draws within {REVERB_TOLERANCE_DB:g} dB, worst "
+        f"{max(r[0] for r in results):.1f} dB; {len(rounding_bound)} held to float32 rounding + "
+        f"{ROUNDING_MARGIN_DB:g} dB: {[(round(r[1], 1), round(r[0], 1)) for r in rounding_bound]} "
+        "(residual, residual - bound)"
+    )
     assert len(results) >= N_REVERB * 3 // 4  # the rounding bound stays the exception
     assert all(r[0] <= 0.0 for r in rounding_bound), rounding_bound
 
@@ -422,15 +457,26 @@ def test_where_the_reverb_deviates_it_is_float32_rounding(vocal, reverbs):
     same run in float32 deviates from it by as much as the plug-in does (within 3 dB).
     At a 1-kHz cutoff everything is back under -60 dB.
     """
+
     def measure(cutoff):
         settings = MixSettings()
-        settings.reverb = replace(settings.reverb, reverb_time_s=1.0, high_cutoff_hz=cutoff, fdn_lines=16,
-                                  high_gain_db_per_s=-40.0, dry_wet_pct=100.0, fade_in_s=0.25)
+        settings.reverb = replace(
+            settings.reverb,
+            reverb_time_s=1.0,
+            high_cutoff_hz=cutoff,
+            fdn_lines=16,
+            high_gain_db_per_s=-40.0,
+            dry_wet_pct=100.0,
+            fade_in_s=0.25,
+        )
         ours = process_vocal(vocal, SR, settings, upto="reverb", start="reverb")
         theirs = plugin_reverb(reverbs[16], vocal, settings)
         exact = _fdn_render(vocal, settings, np.float64)
-        return (residual_db(ours, theirs, vocal), residual_db(exact, ours, vocal),
-                residual_db(_fdn_render(vocal, settings, np.float32), exact, vocal))
+        return (
+            residual_db(ours, theirs, vocal),
+            residual_db(exact, ours, vocal),
+            residual_db(_fdn_render(vocal, settings, np.float32), exact, vocal),
+        )
 
     plugin_vs_ours, exact_vs_ours, float32_vs_exact = measure(21.0)
     assert plugin_vs_ours > REVERB_TOLERANCE_DB
@@ -445,8 +491,9 @@ def test_v115_fdn_sizes_render_as_64_lines_in_v114(vocal, reverbs):
     for lines in FDN_LINE_COUNTS[3:]:
         settings = replace(base, reverb=replace(base.reverb, fdn_lines=lines, dry_wet_pct=50.0))
         theirs = plugin_reverb(reverbs[64], vocal, settings)
-        as_64 = process_vocal(vocal, SR, replace(settings, reverb=replace(settings.reverb, fdn_lines=64)),
-                              upto="reverb", start="reverb")
+        as_64 = process_vocal(
+            vocal, SR, replace(settings, reverb=replace(settings.reverb, fdn_lines=64)), upto="reverb", start="reverb"
+        )
         assert residual_db(as_64, theirs) <= REVERB_TOLERANCE_DB
 
 
@@ -465,8 +512,9 @@ def test_exception_reverb_time_5_on_load_decays_with_3_s(reverbs):
     burst = np.zeros((2, 3 * SR), np.float32)
     burst[:, :2000] = np.random.default_rng(0).standard_normal(2000) * 0.3
     settings = MixSettings()
-    settings.reverb = replace(settings.reverb, reverb_time_s=5.0, dry_wet_pct=100.0, low_gain_db_per_s=0.0,
-                              high_gain_db_per_s=0.0)
+    settings.reverb = replace(
+        settings.reverb, reverb_time_s=5.0, dry_wet_pct=100.0, low_gain_db_per_s=0.0, high_gain_db_per_s=0.0
+    )
     blob = plugin_states(settings)[2].blob()
     with iem_engine.open_plugin("FdnReverb", SR) as plugin:
         plugin.set_chunk(blob)  # loading only, as a DAW does
@@ -491,8 +539,9 @@ def test_exception_fade_in_below_80_ms_underflows(reverbs, fade_in_s):
     settings = MixSettings()
     settings.reverb = replace(settings.reverb, reverb_time_s=2.0, dry_wet_pct=100.0, fade_in_s=fade_in_s)
     theirs = plugin_reverb(reverbs[64], impulse, settings)
-    without = process_vocal(impulse, SR, replace(settings, reverb=replace(settings.reverb, fade_in_s=0.0)),
-                            upto="reverb", start="reverb")
+    without = process_vocal(
+        impulse, SR, replace(settings, reverb=replace(settings.reverb, fade_in_s=0.0)), upto="reverb", start="reverb"
+    )
     modelled = process_vocal(impulse, SR, settings, upto="reverb", start="reverb")
     late = slice(100 + SR // 50, None)
     assert residual_db(without[:, late], theirs[:, late]) <= REVERB_TOLERANCE_DB
@@ -506,9 +555,14 @@ def test_exception_fade_in_below_80_ms_underflows(reverbs, fade_in_s):
 def random_chain(rng, case: int, lookahead: bool = False) -> MixSettings:
     """Every stage drawn: six bands (gains within +-15 dB), compressor, reverb (no fade-in)."""
     settings = MixSettings()
-    settings.eq.bands = [replace(random_band(rng, types[(case + b) % len(types)]),
-                                 enabled=bool(rng.random() < 0.8), gain_db=float(rng.uniform(-15, 15)))
-                         for b, types in enumerate(BAND_FILTER_TYPES)]
+    settings.eq.bands = [
+        replace(
+            random_band(rng, types[(case + b) % len(types)]),
+            enabled=bool(rng.random() < 0.8),
+            gain_db=float(rng.uniform(-15, 15)),
+        )
+        for b, types in enumerate(BAND_FILTER_TYPES)
+    ]
     settings.compressor = random_compressor(rng, lookahead).compressor
     settings.reverb = replace(random_reverb(rng, FDN_LINE_COUNTS[case % 3]).reverb, fade_in_s=0.0)
     return snap_to_plugin_grids(settings)
@@ -545,10 +599,21 @@ def vocal_chain_settings(rng) -> MixSettings:
     """A drawn chain that still sounds like a vocal: low cut, four mid bands, top band above 6 kHz."""
     settings = MixSettings()
     bands = [EQBand(True, str(rng.choice(BAND_FILTER_TYPES[0][:3])), log_uniform(rng, 40, 200), 0.7, 0.0)]
-    bands += [EQBand(True, str(rng.choice(BAND_FILTER_TYPES[1])), log_uniform(rng, 150, 8000),
-                     log_uniform(rng, 0.3, 4), float(rng.uniform(-12, 12))) for _ in range(4)]
-    bands.append(EQBand(True, str(rng.choice(BAND_FILTER_TYPES[5])), log_uniform(rng, 6000, 18000),
-                        0.7, float(rng.uniform(-6, 6))))
+    bands += [
+        EQBand(
+            True,
+            str(rng.choice(BAND_FILTER_TYPES[1])),
+            log_uniform(rng, 150, 8000),
+            log_uniform(rng, 0.3, 4),
+            float(rng.uniform(-12, 12)),
+        )
+        for _ in range(4)
+    ]
+    bands.append(
+        EQBand(
+            True, str(rng.choice(BAND_FILTER_TYPES[5])), log_uniform(rng, 6000, 18000), 0.7, float(rng.uniform(-6, 6))
+        )
+    )
     settings.eq.bands = bands
     settings.compressor = random_compressor(rng, False).compressor
     settings.reverb = replace(random_reverb(rng, 32).reverb, fade_in_s=0.0)
@@ -562,13 +627,25 @@ def test_exported_preset_folder_renders_like_vocalmix_render(tmp_path, vocal):
     vocal = np.concatenate([demo_vocal(SR, seconds=4.0, seed=5), np.zeros((1, SR // 2), np.float32)], axis=1)
     vocal_path, backing_path = tmp_path / "vocal.wav", tmp_path / "backing.wav"
     sf.write(vocal_path, vocal[0], SR, subtype="FLOAT")
-    sf.write(backing_path, 0.05 * np.random.default_rng(7).standard_normal((vocal.shape[1], 2)), SR,
-             subtype="FLOAT")
+    sf.write(backing_path, 0.05 * np.random.default_rng(7).standard_normal((vocal.shape[1], 2)), SR, subtype="FLOAT")
     settings_path = tmp_path / "chosen.settings.json"
     settings_path.write_text(settings.to_json())
     out = tmp_path / "mix.wav"
-    _vocalmix("render", vocal_path, backing_path, "-o", out, "--settings", settings_path, "--stems",
-              "--export", tmp_path / "presets", "--format", "float", "-q")
+    _vocalmix(
+        "render",
+        vocal_path,
+        backing_path,
+        "-o",
+        out,
+        "--settings",
+        settings_path,
+        "--stems",
+        "--export",
+        tmp_path / "presets",
+        "--format",
+        "float",
+        "-q",
+    )
     stem, _ = sf.read(tmp_path / "mix.vocal.wav", dtype="float32", always_2d=True)
     report = json.loads((tmp_path / "mix.settings.json").read_text())["report"]["output_stage"]
     assert report["limiter"] == "off"
@@ -580,8 +657,21 @@ def test_exported_preset_folder_renders_like_vocalmix_render(tmp_path, vocal):
     assert residual_db(stem.T, x, vocal) <= REVERB_TOLERANCE_DB
 
     # The same render through the plug-ins: --engine iem.
-    _vocalmix("render", vocal_path, backing_path, "-o", tmp_path / "iem.wav", "--settings", settings_path,
-              "--stems", "--format", "float", "--engine", "iem", "-q")
+    _vocalmix(
+        "render",
+        vocal_path,
+        backing_path,
+        "-o",
+        tmp_path / "iem.wav",
+        "--settings",
+        settings_path,
+        "--stems",
+        "--format",
+        "float",
+        "--engine",
+        "iem",
+        "-q",
+    )
     iem_stem, _ = sf.read(tmp_path / "iem.vocal.wav", dtype="float32", always_2d=True)
     iem_backing, _ = sf.read(tmp_path / "iem.backing.wav", dtype="float32", always_2d=True)
     backing, _ = sf.read(tmp_path / "mix.backing.wav", dtype="float32", always_2d=True)
@@ -617,10 +707,34 @@ def test_engine_iem_and_verify_on_a_shared_song(shared_audio, tmp_path, capsys):
     if not song.is_dir():
         pytest.skip(f"{song} is absent")
     vocal, backing = song / "vocal.flac", song / "backing.flac"
-    _vocalmix("render", vocal, backing, "-o", tmp_path / "dsp.wav", "--stems", "--format", "float",
-              "--export", tmp_path / "presets", "-q")
-    _vocalmix("render", vocal, backing, "-o", tmp_path / "iem.wav", "--stems", "--format", "float",
-              "--settings", tmp_path / "dsp.settings.json", "--engine", "iem", "-q")
+    _vocalmix(
+        "render",
+        vocal,
+        backing,
+        "-o",
+        tmp_path / "dsp.wav",
+        "--stems",
+        "--format",
+        "float",
+        "--export",
+        tmp_path / "presets",
+        "-q",
+    )
+    _vocalmix(
+        "render",
+        vocal,
+        backing,
+        "-o",
+        tmp_path / "iem.wav",
+        "--stems",
+        "--format",
+        "float",
+        "--settings",
+        tmp_path / "dsp.settings.json",
+        "--engine",
+        "iem",
+        "-q",
+    )
     ours, _ = sf.read(tmp_path / "dsp.vocal.wav", dtype="float32", always_2d=True)
     theirs, _ = sf.read(tmp_path / "iem.vocal.wav", dtype="float32", always_2d=True)
     assert residual_db(ours, theirs) <= REVERB_TOLERANCE_DB

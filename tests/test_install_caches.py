@@ -31,13 +31,27 @@ def _install(tmp_path: Path) -> tuple[Path, Path]:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--quiet", str(src)], check=True, capture_output=True, timeout=300)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     assert (site / "vocalmix" / "__init__.py").is_file()
     return python, site
 
@@ -51,17 +65,36 @@ def _inputs(folder: Path) -> tuple[Path, Path]:
 
 
 def _clean_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("NUMBA_") and k not in ("XDG_CACHE_HOME", "PYTHONDONTWRITEBYTECODE", "VOCALMIX_DEBUG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NUMBA_") and k not in ("XDG_CACHE_HOME", "PYTHONDONTWRITEBYTECODE", "VOCALMIX_DEBUG")
+    }
     env.update(extra)
     return env
 
 
 def _render(python: Path, folder: Path, env: dict, prefix: list[str] = ()) -> subprocess.CompletedProcess:
     vocal, backing = _inputs(folder)
-    return subprocess.run([*prefix, str(python), "-m", "vocalmix", "render", str(vocal), str(backing),
-                           "-o", str(folder / "mix.wav"), "-q"],
-                          capture_output=True, text=True, env=env, cwd=folder, timeout=600)
+    return subprocess.run(
+        [
+            *prefix,
+            str(python),
+            "-m",
+            "vocalmix",
+            "render",
+            str(vocal),
+            str(backing),
+            "-o",
+            str(folder / "mix.wav"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        timeout=600,
+    )
 
 
 def _tree(folder: Path) -> set[str]:
@@ -85,8 +118,12 @@ def test_install_render_uninstall_leaves_nothing_in_site_packages(tmp_path):
     added = _tree(site / "vocalmix") - installed
     assert not added, f"files written into the installed package: {sorted(added)[:5]}"
 
-    subprocess.run([str(python), "-m", "pip", "uninstall", "-y", "--quiet", "vocalmix"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(python), "-m", "pip", "uninstall", "-y", "--quiet", "vocalmix"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     left = [p.name for p in site.iterdir() if p.name.lower().startswith("vocalmix")]
     assert left == [], f"left in site-packages after uninstall: {left}"
 

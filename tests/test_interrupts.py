@@ -7,7 +7,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 import soundfile as sf
 
@@ -69,13 +68,17 @@ def test_sigterm_while_writing_removes_the_temporary_file_and_exits_143(tmp_path
     assert _debris(tmp_path) == []  # neither this run's temporary file nor the stale one
 
 
-@pytest.mark.parametrize("signum, code, line", [(signal.SIGTERM, 143, "vocalmix: terminated"),
-                                                (signal.SIGINT, 130, "vocalmix: interrupted")])
+@pytest.mark.parametrize(
+    "signum, code, line", [(signal.SIGTERM, 143, "vocalmix: terminated"), (signal.SIGINT, 130, "vocalmix: interrupted")]
+)
 def test_signal_during_a_render_is_one_line_and_the_shell_exit_code(tmp_path, signum, code, line):
     vocal, backing = _pair(tmp_path, 20.0)
     out = tmp_path / "mix.wav"
-    proc = subprocess.Popen([sys.executable, "-m", "vocalmix", "render", str(vocal), str(backing), "-o", str(out)],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vocalmix", "render", str(vocal), str(backing), "-o", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for text in proc.stderr:  # progress lines; deciding the settings takes seconds
         lines.append(text.rstrip("\n"))

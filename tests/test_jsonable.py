@@ -17,13 +17,35 @@ class _Point:
 
 
 def test_known_conversions():
-    value = {1: np.float32(0.5), "nan": math.nan, "inf": np.float64(-np.inf), "n": np.int64(7),
-             "flag": np.bool_(True), "pair": (1, 2.5), "array": np.array([[1.0, np.nan]]), "point": _Point(2.0, ("a",)),
-             "path": Path("/x/y"), "none": None, "text": "t", "true": True}
+    value = {
+        1: np.float32(0.5),
+        "nan": math.nan,
+        "inf": np.float64(-np.inf),
+        "n": np.int64(7),
+        "flag": np.bool_(True),
+        "pair": (1, 2.5),
+        "array": np.array([[1.0, np.nan]]),
+        "point": _Point(2.0, ("a",)),
+        "path": Path("/x/y"),
+        "none": None,
+        "text": "t",
+        "true": True,
+    }
     out = jsonable(value)
-    assert out == {"1": 0.5, "nan": None, "inf": None, "n": 7, "flag": True, "pair": [1, 2.5],
-                   "array": [[1.0, None]], "point": {"x": 2.0, "tags": ["a"]}, "path": "/x/y", "none": None,
-                   "text": "t", "true": True}
+    assert out == {
+        "1": 0.5,
+        "nan": None,
+        "inf": None,
+        "n": 7,
+        "flag": True,
+        "pair": [1, 2.5],
+        "array": [[1.0, None]],
+        "point": {"x": 2.0, "tags": ["a"]},
+        "path": "/x/y",
+        "none": None,
+        "text": "t",
+        "true": True,
+    }
     assert [type(out[k]) for k in ("1", "n", "flag", "true")] == [float, int, bool, bool]
     json.dumps(out, allow_nan=False)  # strict JSON
 

@@ -28,7 +28,7 @@ def _song_audio(seed: int, seconds: float, loud_at: float | None = None) -> np.n
     t = np.arange(int(seconds * SR)) / SR
     x = 0.02 * rng.standard_normal((2, t.size)) + 0.05 * np.sin(2 * np.pi * (220 + 20 * seed) * t)
     if loud_at is not None:
-        x[:, int(loud_at * SR):int((loud_at + 3) * SR)] *= 8
+        x[:, int(loud_at * SR) : int((loud_at + 3) * SR)] *= 8
     return x.astype(np.float32)
 
 
@@ -122,8 +122,9 @@ def _complete_submission(test, listener="listener-1", value=lambda song, i, c: 3
     for song in test["songs"]:
         for i, s in enumerate(song["stimuli"]):
             for c in test["categories"]:
-                ratings.append({"song": song["id"], "stimulus": s["id"], "category": c["id"],
-                                "rating": value(song, i, c)})
+                ratings.append(
+                    {"song": song["id"], "stimulus": s["id"], "category": c["id"], "rating": value(song, i, c)}
+                )
     return {"test_id": test["test_id"], "listener_id": listener, "ratings": ratings}
 
 
@@ -135,16 +136,19 @@ def test_server_serves_only_the_page_and_stores_submissions(served):
     assert _request(server.url + "responses/")[0] == 404
     src = test["songs"][0]["stimuli"][0]["src"]
     status, body, headers = _request(server.url + src, headers={"Range": "bytes=0-99"})
-    assert status == 206 and len(body) == 100 and headers["Content-Range"].endswith(
-        f"/{(out / src).stat().st_size}")
+    assert status == 206 and len(body) == 100 and headers["Content-Range"].endswith(f"/{(out / src).stat().st_size}")
     incomplete = _complete_submission(test)
     incomplete["ratings"] = incomplete["ratings"][:-1]
-    status, body, _ = _request(server.url + "api/submit", json.dumps(incomplete).encode(),
-                               {"Content-Type": "application/json"})
+    status, body, _ = _request(
+        server.url + "api/submit", json.dumps(incomplete).encode(), {"Content-Type": "application/json"}
+    )
     assert status == 400 and b"missing" in body
     for _ in range(2):  # the same listener twice: two files, nothing overwritten
-        status, body, _ = _request(server.url + "api/submit", json.dumps(_complete_submission(test)).encode(),
-                                   {"Content-Type": "application/json"})
+        status, body, _ = _request(
+            server.url + "api/submit",
+            json.dumps(_complete_submission(test)).encode(),
+            {"Content-Type": "application/json"},
+        )
         assert status == 201
     stored = sorted((out / "responses").glob("*.json"))
     assert len(stored) == 2
@@ -163,8 +167,16 @@ def test_statistics_of_consistent_ratings():
     rows = []
     for listener in range(6):
         for method, rating in (("a", 5), ("b", 3), ("c", 1)):
-            rows.append({"listener": str(listener), "submission": f"f{listener}", "song": "s", "method": method,
-                         "category": "overall", "rating": rating + (listener % 2 if method == "b" else 0)})
+            rows.append(
+                {
+                    "listener": str(listener),
+                    "submission": f"f{listener}",
+                    "song": "s",
+                    "method": method,
+                    "category": "overall",
+                    "rating": rating + (listener % 2 if method == "b" else 0),
+                }
+            )
     summary = {s["method"]: s for s in summarise(rows, ["overall"])}
     assert summary["a"]["mean"] == 5 and summary["b"]["mean"] == 3.5
     # b: 3,4,3,4,3,4 -> SD 0.5477, CI half width t(0.975, 5) * SD / sqrt(6) = 0.5748.
@@ -183,8 +195,11 @@ def test_statistics_of_consistent_ratings():
 def test_analyse_writes_tables_and_plot(served, capsys):
     server, out, test = served
     for listener in range(4):
-        document = _complete_submission(test, f"listener-{listener}",
-                                        value=lambda song, i, c: 1 + (i + listener) % 5)
+
+        def rating(song, i, c, listener=listener):
+            return 1 + (i + listener) % 5
+
+        document = _complete_submission(test, f"listener-{listener}", value=rating)
         _request(server.url + "api/submit", json.dumps(document).encode(), {"Content-Type": "application/json"})
     result = analyse(out)
     assert result["submissions"] == 4
@@ -213,10 +228,19 @@ def test_page_in_headless_chromium(served, tmp_path):
     server, out, test = served
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 "--autoplay-policy=no-user-gesture-required", "--window-size=1100,1100",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--window-size=1100,1100",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
@@ -234,8 +258,11 @@ def test_page_in_headless_chromium(served, tmp_path):
 
         assert muted() == [False] + [True] * (len(audios) - 1)
         driver.find_element(By.ID, "play").click()
-        wait.until(lambda d: d.execute_script(
-            "return window.vocalmixListening.audios().every(a => !a.paused && a.currentTime > 0.3)"))
+        wait.until(
+            lambda d: d.execute_script(
+                "return window.vocalmixListening.audios().every(a => !a.paused && a.currentTime > 0.3)"
+            )
+        )
         driver.find_elements(By.CSS_SELECTOR, "#switches button")[1].click()
         assert muted() == [i != 1 for i in range(len(audios))]
         times = driver.execute_script("return window.vocalmixListening.audios().map(a => a.currentTime)")
@@ -286,8 +313,12 @@ def test_serve_command_listens_on_loopback_and_stops_on_sigterm(tmp_path):
     compare = make_compare_dir(tmp_path, songs=("alpha",), methods=("rules",))
     out = tmp_path / "test"
     build_test(BuildRequest(compare, out, excerpt_seconds=3.0, seed=1))
-    proc = subprocess.Popen([sys.executable, "-m", "vocalmix", "listening-test", "serve", str(out), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vocalmix", "listening-test", "serve", str(out), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)

@@ -24,8 +24,11 @@ def test_cnn_renders_each_stage_once_and_as_the_whole_chain_does(song, monkeypat
     search compress, so both ways the compressor stage is reached are covered."""
     vocal, backing = song
     stages, level_input = [], []
-    real_process, real_level, real_search = (cnn_method.process_vocal, cnn_method.decide_level,
-                                             cnn_method.search_compression)
+    real_process, real_level, real_search = (
+        cnn_method.process_vocal,
+        cnn_method.decide_level,
+        cnn_method.search_compression,
+    )
 
     def counting_process(x, sample_rate, settings, upto="level", start="eq"):
         stages.append((start, upto))
@@ -38,15 +41,19 @@ def test_cnn_renders_each_stage_once_and_as_the_whole_chain_does(song, monkeypat
     monkeypatch.setattr(cnn_method, "process_vocal", counting_process)
     monkeypatch.setattr(cnn_method, "decide_level", recording_level)
     if target_lra_lu is not None:
-        monkeypatch.setattr(cnn_method, "search_compression",
-                            lambda x, sample_rate, predicted: real_search(x, sample_rate, target_lra_lu))
+        monkeypatch.setattr(
+            cnn_method,
+            "search_compression",
+            lambda x, sample_rate, predicted: real_search(x, sample_rate, target_lra_lu),
+        )
     decision = get_method("cnn").decide(vocal, backing, SR)
 
     # EQ from the raw vocal once; the compressor stage only if the search rendered none; the reverb once.
     compressed_by_search = len(decision.report["compressor"]["steps"]) > 1
     assert compressed_by_search == (target_lra_lu is not None)
-    expected = [("eq", "eq")] + ([] if compressed_by_search else [("compressor", "compressor")]) + [
-        ("reverb", "reverb")]
+    expected = (
+        [("eq", "eq")] + ([] if compressed_by_search else [("compressor", "compressor")]) + [("reverb", "reverb")]
+    )
     assert stages == expected
     # What the level model and rule measured is the whole chain rendered from the raw vocal, bit for bit.
     whole = mixing.process_vocal(vocal, SR, decision.settings, upto="reverb")

@@ -17,8 +17,9 @@ SR = 44100
 def _settings(seed=0):
     rng = np.random.default_rng(seed)
     s = MixSettings()
-    s.eq.bands[2] = EQBand(enabled=True, type="peak", frequency_hz=float(rng.uniform(200, 4000)), q=1.0,
-                           gain_db=float(rng.uniform(-9, 9)))
+    s.eq.bands[2] = EQBand(
+        enabled=True, type="peak", frequency_hz=float(rng.uniform(200, 4000)), q=1.0, gain_db=float(rng.uniform(-9, 9))
+    )
     s.compressor.threshold_db = float(rng.uniform(-30, -10))
     s.compressor.ratio = 4.0
     s.reverb.reverb_time_s = float(rng.uniform(0.5, 2))
@@ -41,8 +42,20 @@ def test_chain_is_the_effects_in_order():
     e, c, r = p.eq, p.compressor, p.reverb
     y = multi_eq(x, SR, e.frequency_hz, e.gain_db, e.q, e.filter_type, e.enabled)
     y = compressor(y, SR, c.threshold_db, c.ratio, c.knee_db, c.attack_ms, c.release_ms, c.makeup_db, False)
-    y = fdn_reverb(y, SR, r.room_size, r.reverb_time_s, r.low_cutoff_hz, r.low_q, r.low_gain_db_per_s,
-                   r.high_cutoff_hz, r.high_q, r.high_gain_db_per_s, 0.3, r.fade_in_s)
+    y = fdn_reverb(
+        y,
+        SR,
+        r.room_size,
+        r.reverb_time_s,
+        r.low_cutoff_hz,
+        r.low_q,
+        r.low_gain_db_per_s,
+        r.high_cutoff_hz,
+        r.high_q,
+        r.high_gain_db_per_s,
+        0.3,
+        r.fade_in_s,
+    )
     y = y * 10 ** (s.level.vocal_gain_db / 20)
     out = process_vocal(vocal, SR, s)
     assert out.shape == (2, vocal.shape[-1])
@@ -74,8 +87,12 @@ def test_limiter_never_exceeds_the_ceiling_and_only_reduces():
     n = 3 * SR
     t = np.arange(n) / SR
     bursts = np.sign(np.sin(2 * np.pi * 3 * t)) > 0
-    x = np.stack([np.sign(np.sin(2 * np.pi * 997 * t)) * bursts * 1.8 + rng.normal(0, 0.2, n),
-                  np.sin(2 * np.pi * SR / 4 * t + np.pi / 4) * 1.5])
+    x = np.stack(
+        [
+            np.sign(np.sin(2 * np.pi * 997 * t)) * bursts * 1.8 + rng.normal(0, 0.2, n),
+            np.sin(2 * np.pi * SR / 4 * t + np.pi / 4) * 1.5,
+        ]
+    )
     curve = true_peak_limiter_gain(x, SR, -1.0)
     assert np.all(curve <= 1.0) and np.all(curve > 0)
     assert analysis.true_peak(x * curve, SR) <= -1.0

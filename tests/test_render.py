@@ -32,8 +32,10 @@ def rendered(demo_files):
     out = folder / "mix.wav"
     assert main(["render", str(vocal), str(backing), "-o", str(out), "--stems", "-q"]) == 0
     doc = json.loads((folder / "mix.settings.json").read_text())
-    read = {k: sf.read(folder / f"mix{s}.wav", dtype="float64")[0].T for k, s in
-            (("mix", ""), ("vocal", ".vocal"), ("backing", ".backing"))}
+    read = {
+        k: sf.read(folder / f"mix{s}.wav", dtype="float64")[0].T
+        for k, s in (("mix", ""), ("vocal", ".vocal"), ("backing", ".backing"))
+    }
     return folder, doc, read
 
 
@@ -47,7 +49,7 @@ def test_level_rule_hits_the_relative_loudness(rendered):
 def test_stems_sum_to_the_mix(rendered):
     _, _, audio = rendered
     residual = audio["mix"] - audio["vocal"] - audio["backing"]
-    assert np.max(np.abs(residual)) < 3 * 2 ** -23  # three 24-bit roundings
+    assert np.max(np.abs(residual)) < 3 * 2**-23  # three 24-bit roundings
 
 
 def test_mix_respects_the_true_peak_ceiling(rendered):
@@ -62,7 +64,9 @@ def test_compression_search_follows_the_rule(rendered):
     steps = report["steps"]
     final = steps[-1]
     assert final["loudness_range_lu"] < report["target_lra_lu"] or report["stopped_by"] in (
-        "threshold floor", "compressor threshold range")
+        "threshold floor",
+        "compressor threshold range",
+    )
     searched = [s for s in steps if s["threshold_db"] is not None]
     peak_db = report["vocal_peak_dbfs"]
     for k, step in enumerate(searched):
@@ -110,11 +114,25 @@ def test_tempo_formula_is_clamped_to_the_plugin_range():
 def test_settings_file_renders_identically(rendered):
     folder, _, audio = rendered
     again = folder / "again.wav"
-    assert main(["render", str(folder / "vocal.wav"), str(folder / "backing.flac"), "-o", str(again),
-                 "--settings", str(folder / "mix.settings.json"), "-q"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(folder / "vocal.wav"),
+                str(folder / "backing.flac"),
+                "-o",
+                str(again),
+                "--settings",
+                str(folder / "mix.settings.json"),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(sf.read(again, dtype="float64")[0].T, audio["mix"])
-    assert MixSettings.from_json((folder / "again.settings.json").read_text()) == \
-        MixSettings.from_json((folder / "mix.settings.json").read_text())
+    assert MixSettings.from_json((folder / "again.settings.json").read_text()) == MixSettings.from_json(
+        (folder / "mix.settings.json").read_text()
+    )
 
 
 def test_loudness_target_with_limiter(demo_files):
@@ -136,8 +154,9 @@ def test_existing_output_needs_force(demo_files, rendered):
 def test_real_songs(shared_audio, tmp_path):
     for song in sorted((shared_audio / "songs").iterdir()):
         out = tmp_path / f"{song.name}.wav"
-        assert main(["render", str(song / "vocal.flac"), str(song / "backing.flac"), "-o", str(out), "--stems",
-                     "-q"]) == 0
+        assert (
+            main(["render", str(song / "vocal.flac"), str(song / "backing.flac"), "-o", str(out), "--stems", "-q"]) == 0
+        )
         vocal = sf.read(tmp_path / f"{song.name}.vocal.wav", dtype="float64")[0].T
         backing = sf.read(tmp_path / f"{song.name}.backing.wav", dtype="float64")[0].T
         relative = analysis.integrated_loudness(vocal, SR) - analysis.integrated_loudness(backing, SR)
@@ -210,8 +229,22 @@ def test_settings_output_may_not_replace_the_settings_input(demo_files, rendered
     source = folder / "same.settings.json"
     source.write_text((folder / "mix.settings.json").read_text())
     before = source.read_bytes()
-    assert main(["render", str(vocal), str(backing), "-o", str(folder / "same.wav"), "--settings", str(source),
-                 "--force", "-q"]) == 2
+    assert (
+        main(
+            [
+                "render",
+                str(vocal),
+                str(backing),
+                "-o",
+                str(folder / "same.wav"),
+                "--settings",
+                str(source),
+                "--force",
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert source.read_bytes() == before
 
 

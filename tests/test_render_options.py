@@ -79,8 +79,9 @@ def _song_folders():
     return sorted(p.name for p in songs.iterdir()) if songs.is_dir() else []
 
 
-@pytest.mark.parametrize("method, song", [("rules", "demo"), ("cnn", "demo"),
-                                          *(("cnn", song) for song in _song_folders())])
+@pytest.mark.parametrize(
+    "method, song", [("rules", "demo"), ("cnn", "demo"), *(("cnn", song) for song in _song_folders())]
+)
 def test_level_hits_the_target_after_snapping(method, song, tmp_path, capsys):
     """The full-length demo and the shared songs: the snapped compressor (ratio 3.5 -> 3.6, 4.1 -> 4.2)
     used to leave the level 0.05-0.25 LU off."""
@@ -106,8 +107,23 @@ def test_settings_render_applies_loudness_and_ceiling(inputs, decided, tmp_path,
     _, paths = inputs
     _, settings_path = decided
     out = tmp_path / "loud.wav"
-    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--settings", settings_path,
-                     "--loudness", "-14", "--ceiling", "-6", "-q"], capsys)
+    code, err = run(
+        [
+            "render",
+            paths["vocal"],
+            paths["backing"],
+            "-o",
+            out,
+            "--settings",
+            settings_path,
+            "--loudness",
+            "-14",
+            "--ceiling",
+            "-6",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     mix, rate = written(out)
     assert analysis.integrated_loudness(mix, rate) == pytest.approx(-14.0, abs=0.5)
@@ -116,15 +132,25 @@ def test_settings_render_applies_loudness_and_ceiling(inputs, decided, tmp_path,
     assert recorded.output.target_loudness_lufs == -14.0 and recorded.output.ceiling_dbtp == -6.0
 
 
-@pytest.mark.parametrize("option", [["--method", "cnn"], ["--method", "rules"], ["--tempo", "100"],
-                                    ["--model", "models"], ["--relative-loudness", "0"], ["--target-lra", "10"],
-                                    ["--reverb-mode", "tempo"]])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--method", "cnn"],
+        ["--method", "rules"],
+        ["--tempo", "100"],
+        ["--model", "models"],
+        ["--relative-loudness", "0"],
+        ["--target-lra", "10"],
+        ["--reverb-mode", "tempo"],
+    ],
+)
 def test_settings_render_refuses_options_that_decide_settings(option, inputs, decided, tmp_path, capsys):
     _, paths = inputs
     _, settings_path = decided
     out = tmp_path / "refused.wav"
-    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--settings", settings_path, *option,
-                     "-q"], capsys)
+    code, err = run(
+        ["render", paths["vocal"], paths["backing"], "-o", out, "--settings", settings_path, *option, "-q"], capsys
+    )
     assert code == 2
     assert err.count("\n") == 1 and option[0] in err and "--settings" in err
     assert not out.exists()
@@ -134,8 +160,23 @@ def test_relevel_decides_only_the_level_on_the_given_chain(inputs, decided, tmp_
     _, paths = inputs
     _, settings_path = decided
     out = tmp_path / "relevel.wav"
-    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--settings", settings_path,
-                     "--relevel", "--relative-loudness", "0", "--stems", "-q"], capsys)
+    code, err = run(
+        [
+            "render",
+            paths["vocal"],
+            paths["backing"],
+            "-o",
+            out,
+            "--settings",
+            settings_path,
+            "--relevel",
+            "--relative-loudness",
+            "0",
+            "--stems",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert relative_loudness(out) == pytest.approx(0.0, abs=0.1)
     before = MixSettings.from_json(settings_path.read_text())
@@ -148,8 +189,9 @@ def test_relevel_decides_only_the_level_on_the_given_chain(inputs, decided, tmp_
 def test_low_rate_backing_is_only_gain_changed_and_lengths_match(inputs, tmp_path, capsys):
     _, paths = inputs
     out = tmp_path / "low.wav"
-    code, err = run(["render", paths["vocal"], paths["backing16"], "-o", out, "--stems", "--format", "float", "-q"],
-                    capsys)
+    code, err = run(
+        ["render", paths["vocal"], paths["backing16"], "-o", out, "--stems", "--format", "float", "-q"], capsys
+    )
     assert code == 0, err
     original, rate = written(paths["backing16"])
     stem, stem_rate = written(tmp_path / "low.backing.wav")
@@ -166,8 +208,23 @@ def test_low_rate_backing_is_only_gain_changed_and_lengths_match(inputs, tmp_pat
 def test_ceiling_holds_in_the_written_low_rate_file(ceiling, loudness, fmt, inputs, tmp_path, capsys):
     _, paths = inputs
     out = tmp_path / "loud.wav"
-    code, err = run(["render", paths["vocal"], paths["backing16"], "-o", out, "--loudness", loudness,
-                     "--ceiling", ceiling, "--format", fmt, "-q"], capsys)
+    code, err = run(
+        [
+            "render",
+            paths["vocal"],
+            paths["backing16"],
+            "-o",
+            out,
+            "--loudness",
+            loudness,
+            "--ceiling",
+            ceiling,
+            "--format",
+            fmt,
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     mix, rate = written(out)
     assert rate == LOW_RATE
@@ -179,8 +236,7 @@ def test_ceiling_holds_in_the_written_low_rate_file(ceiling, loudness, fmt, inpu
 def test_ceiling_holds_on_a_karaoke_clip(shared_audio, tmp_path, capsys):
     clip = shared_audio / "karaoke" / "amy_14_05"
     out = tmp_path / "k.wav"
-    code, err = run(["render", clip / "vocal.flac", clip / "backing.flac", "-o", out, "--loudness", "-9", "-q"],
-                    capsys)
+    code, err = run(["render", clip / "vocal.flac", clip / "backing.flac", "-o", out, "--loudness", "-9", "-q"], capsys)
     assert code == 0, err
     mix, rate = written(out)
     assert rate == LOW_RATE and mix.shape[-1] == sf.info(clip / "backing.flac").frames
@@ -204,8 +260,9 @@ def test_missed_loudness_target_is_reported_with_what_was_reached(inputs, tmp_pa
 def test_loudness_target_above_the_ceiling_is_refused_before_work(inputs, tmp_path, capsys):
     _, paths = inputs
     out = tmp_path / "impossible.wav"
-    code, err = run(["render", paths["vocal"], paths["backing"], "-o", out, "--loudness", "0", "--ceiling", "-1"],
-                    capsys)
+    code, err = run(
+        ["render", paths["vocal"], paths["backing"], "-o", out, "--loudness", "0", "--ceiling", "-1"], capsys
+    )
     assert code == 2 and "--loudness 0" in err and "loading" not in err
     assert not out.exists()
 
@@ -291,16 +348,33 @@ def test_lookahead_latency_is_compensated(rate, tmp_path, capsys):
     sf.write(tmp_path / "v.wav", vocal, rate, subtype="FLOAT")
     sf.write(tmp_path / "b.wav", backing.T, rate, subtype="FLOAT")
     # Lookahead on, otherwise transparent: no EQ, no gain reduction (threshold above every peak), dry reverb.
-    settings = replace(MixSettings(), compressor=CompressorSettings(threshold_db=10.0, lookahead=True),
-                       reverb=replace(ReverbSettings(), dry_wet_pct=0.0))
+    settings = replace(
+        MixSettings(),
+        compressor=CompressorSettings(threshold_db=10.0, lookahead=True),
+        reverb=replace(ReverbSettings(), dry_wet_pct=0.0),
+    )
     (tmp_path / "s.json").write_text(settings.to_json())
-    code, err = run(["render", tmp_path / "v.wav", tmp_path / "b.wav", "-o", tmp_path / "m.wav", "--settings",
-                     tmp_path / "s.json", "--stems", "--format", "float", "-q"], capsys)
+    code, err = run(
+        [
+            "render",
+            tmp_path / "v.wav",
+            tmp_path / "b.wav",
+            "-o",
+            tmp_path / "m.wav",
+            "--settings",
+            tmp_path / "s.json",
+            "--stems",
+            "--format",
+            "float",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     stem, stem_rate = written(tmp_path / "m.vocal.wav")
     assert stem_rate == rate and stem.shape[-1] == n
     lags = np.arange(-400, 401)
-    corr = [float(np.dot(stem[0, 400:-400], vocal[400 + k: n - 400 + k])) for k in lags]
+    corr = [float(np.dot(stem[0, 400:-400], vocal[400 + k : n - 400 + k])) for k in lags]
     assert lags[int(np.argmax(corr))] == 0  # not 220 (44.1 kHz) or 239 (48 kHz) samples late
 
 
@@ -323,8 +397,10 @@ def test_decided_fade_in_is_zero_or_at_least_0_08_s(predicted, kept, inputs, tmp
     monkeypatch.setattr(vocalmix.render, "get_method", lambda name, **options: FadeMethod())
     monkeypatch.setattr(vocalmix.render, "available", lambda: ["fade"])
     _, paths = inputs
-    code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "f.wav", "--method", "fade", "-q"],
-                    capsys)
+    code, err = run(
+        ["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "f.wav", "--method", "fade", "-q"],
+        capsys,
+    )
     assert code == 0, err
     rendered = MixSettings.from_json((tmp_path / "f.settings.json").read_text())
     assert rendered.reverb.fade_in_s == kept
@@ -337,9 +413,22 @@ def test_hand_edited_fade_in_below_0_08_s_is_named_in_a_warning(inputs, tmp_path
 
     _, paths = inputs
     for fade, warned in ((0.05, True), (0.0, False), (0.08, False)):
-        (tmp_path / "s.json").write_text(replace(MixSettings(), reverb=replace(ReverbSettings(), fade_in_s=fade)).to_json())
-        code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / f"h{fade}.wav", "--settings",
-                         tmp_path / "s.json", "-q"], capsys)
+        (tmp_path / "s.json").write_text(
+            replace(MixSettings(), reverb=replace(ReverbSettings(), fade_in_s=fade)).to_json()
+        )
+        code, err = run(
+            [
+                "render",
+                paths["short_vocal"],
+                paths["short_backing"],
+                "-o",
+                tmp_path / f"h{fade}.wav",
+                "--settings",
+                tmp_path / "s.json",
+                "-q",
+            ],
+            capsys,
+        )
         assert code == 0, err
         assert ("'reverb.fade_in_s' = 0.05 s" in err) == warned, err
 
@@ -376,18 +465,34 @@ def test_tail_extends_the_output_by_the_reverb_tail(inputs, decided, tmp_path, c
     settings = MixSettings.from_json(settings_path.read_text())
     for tail, seconds in (("1.5", 1.5), ("auto", reverb_tail_seconds(settings))):
         out = tmp_path / f"tail_{tail}.wav"
-        code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", out, "--settings",
-                         settings_path, "--tail", tail, "--stems", "-q"], capsys)
+        code, err = run(
+            [
+                "render",
+                paths["short_vocal"],
+                paths["short_backing"],
+                "-o",
+                out,
+                "--settings",
+                settings_path,
+                "--tail",
+                tail,
+                "--stems",
+                "-q",
+            ],
+            capsys,
+        )
         assert code == 0, err
         mix, rate = written(out)
         assert mix.shape[-1] == n + round(seconds * rate)
         vocal, _ = written(out.with_suffix(".vocal.wav"))
         after = vocal[:, n:]
         # The reverb rings on past the end of the input and decays there.
-        first, last = (float(np.sqrt(np.mean(b ** 2))) for b in (after[:, :rate // 10], after[:, -rate // 10:]))
+        first, last = (float(np.sqrt(np.mean(b**2))) for b in (after[:, : rate // 10], after[:, -rate // 10 :]))
         assert first > 1e-4 and last < first / 10
-    code, err = run(["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "bad.wav",
-                     "--tail", "long", "-q"], capsys)
+    code, err = run(
+        ["render", paths["short_vocal"], paths["short_backing"], "-o", tmp_path / "bad.wav", "--tail", "long", "-q"],
+        capsys,
+    )
     assert code == 2 and "--tail" in err
 
 
@@ -401,29 +506,56 @@ def test_reverb_ir_limit_is_an_option_and_a_cut_tail_is_reported(tmp_path, capsy
     n = int(3.5 * rate)
     vocal = np.zeros(n, dtype=np.float32)
     burst = np.hanning(441) * np.sin(2 * np.pi * 1000 * np.arange(441) / rate)  # 10 ms of 1 kHz, no DC
-    vocal[rate // 10: rate // 10 + 441] = 0.5 * (burst - burst.mean())
+    vocal[rate // 10 : rate // 10 + 441] = 0.5 * (burst - burst.mean())
     backing = (0.01 * np.random.default_rng(2).standard_normal((2, n))).astype(np.float32)
     sf.write(tmp_path / "v.wav", vocal, rate, subtype="FLOAT")
     sf.write(tmp_path / "b.wav", backing.T, rate, subtype="FLOAT")
     # 9 s with a +6 dB/s low shelf: the low band decays at 60/9 - 6 = 0.67 dB/s, 13 dB in the default 20 s.
-    slow = replace(MixSettings(), reverb=replace(ReverbSettings(), reverb_time_s=9.0, low_gain_db_per_s=6.0,
-                                                 dry_wet_pct=100.0))
+    slow = replace(
+        MixSettings(), reverb=replace(ReverbSettings(), reverb_time_s=9.0, low_gain_db_per_s=6.0, dry_wet_pct=100.0)
+    )
     (tmp_path / "slow.json").write_text(slow.to_json())
     tails = {}
     for limit in ("1.5", "3"):
         out = tmp_path / f"ir{limit}.wav"
-        code, err = run(["render", tmp_path / "v.wav", tmp_path / "b.wav", "-o", out, "--settings",
-                         tmp_path / "slow.json", "--reverb-ir-max", limit, "--format", "float", "--stems", "-q"],
-                        capsys)
+        code, err = run(
+            [
+                "render",
+                tmp_path / "v.wav",
+                tmp_path / "b.wav",
+                "-o",
+                out,
+                "--settings",
+                tmp_path / "slow.json",
+                "--reverb-ir-max",
+                limit,
+                "--format",
+                "float",
+                "--stems",
+                "-q",
+            ],
+            capsys,
+        )
         assert code == 0, err
         assert f"when its {limit} s impulse response is cut" in err and "reverb_time_s 9 s" in err
         stem, _ = written(out.with_suffix(".vocal.wav"))
-        tails[limit] = stem[:, int(1.8 * rate):]  # from 1.7 s after the burst on
+        tails[limit] = stem[:, int(1.8 * rate) :]  # from 1.7 s after the burst on
     assert np.max(np.abs(tails["1.5"])) < 1e-6  # the 1.5 s impulse response has ended there (FFT noise aside)
     assert np.sqrt(np.mean(tails["3"] ** 2)) > 1e-4  # the 3 s one still rings
     (tmp_path / "plain.json").write_text(MixSettings().to_json())
-    code, err = run(["render", tmp_path / "v.wav", tmp_path / "b.wav", "-o", tmp_path / "plain.wav", "--settings",
-                     tmp_path / "plain.json", "-q"], capsys)
+    code, err = run(
+        [
+            "render",
+            tmp_path / "v.wav",
+            tmp_path / "b.wav",
+            "-o",
+            tmp_path / "plain.wav",
+            "--settings",
+            tmp_path / "plain.json",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0 and "impulse response is cut" not in err
 
 

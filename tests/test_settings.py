@@ -3,8 +3,18 @@ import json
 import pytest
 
 from vocalmix.errors import SettingsError
-from vocalmix.settings import (BAND_FILTER_TYPES, SCHEMA_VERSION, CompressorSettings, EQBand, MixSettings,
-                               ParamSpec, ReverbSettings, describe, iter_numeric, spec_of)
+from vocalmix.settings import (
+    BAND_FILTER_TYPES,
+    SCHEMA_VERSION,
+    CompressorSettings,
+    EQBand,
+    MixSettings,
+    ParamSpec,
+    ReverbSettings,
+    describe,
+    iter_numeric,
+    spec_of,
+)
 
 
 def _doc(**changes):
@@ -35,18 +45,21 @@ def test_edited_settings_round_trip_exactly():
     assert json.loads(s.to_json())["schema_version"] == SCHEMA_VERSION
 
 
-@pytest.mark.parametrize("path, value, fragment", [
-    ("compressor.ratio", 40, "compressor.ratio"),
-    ("reverb.reverb_time_s", 0.0, "reverb.reverb_time_s"),
-    ("eq.bands.1.gain_db", 30, "eq.bands[1].gain_db"),
-    ("eq.bands.1.gain_db", "loud", "eq.bands[1].gain_db"),
-    ("level.vocal_gain_db", None, "level.vocal_gain_db"),
-    ("compressor.lookahead", "yes", "compressor.lookahead"),
-    ("reverb.room_size", 2.5, "reverb.room_size"),
-    ("reverb.fdn_lines", 48, "reverb.fdn_lines"),
-    ("eq.bands.0.type", "peak", "eq.bands[0].type"),
-    ("reverb.colour", 1, "reverb.colour"),
-])
+@pytest.mark.parametrize(
+    "path, value, fragment",
+    [
+        ("compressor.ratio", 40, "compressor.ratio"),
+        ("reverb.reverb_time_s", 0.0, "reverb.reverb_time_s"),
+        ("eq.bands.1.gain_db", 30, "eq.bands[1].gain_db"),
+        ("eq.bands.1.gain_db", "loud", "eq.bands[1].gain_db"),
+        ("level.vocal_gain_db", None, "level.vocal_gain_db"),
+        ("compressor.lookahead", "yes", "compressor.lookahead"),
+        ("reverb.room_size", 2.5, "reverb.room_size"),
+        ("reverb.fdn_lines", 48, "reverb.fdn_lines"),
+        ("eq.bands.0.type", "peak", "eq.bands[0].type"),
+        ("reverb.colour", 1, "reverb.colour"),
+    ],
+)
 def test_bad_fields_are_named(path, value, fragment):
     with pytest.raises(SettingsError) as err:
         MixSettings.from_json(_doc(**{path: value}), source="my.json")
@@ -75,9 +88,15 @@ def test_ranges_follow_the_iem_plugins():
     assert (spec_of(EQBand, "frequency_hz").minimum, spec_of(EQBand, "frequency_hz").maximum) == (20, 20000)
     assert (spec_of(EQBand, "q").minimum, spec_of(EQBand, "q").maximum) == (0.05, 8)
     assert (spec_of(EQBand, "gain_db").minimum, spec_of(EQBand, "gain_db").maximum) == (-60, 15)
-    assert (spec_of(CompressorSettings, "threshold_db").minimum, spec_of(CompressorSettings, "threshold_db").maximum) == (-50, 10)
+    assert (
+        spec_of(CompressorSettings, "threshold_db").minimum,
+        spec_of(CompressorSettings, "threshold_db").maximum,
+    ) == (-50, 10)
     assert spec_of(CompressorSettings, "release_ms").maximum == 500
-    assert (spec_of(ReverbSettings, "reverb_time_s").minimum, spec_of(ReverbSettings, "reverb_time_s").maximum) == (0.1, 9)
+    assert (spec_of(ReverbSettings, "reverb_time_s").minimum, spec_of(ReverbSettings, "reverb_time_s").maximum) == (
+        0.1,
+        9,
+    )
     assert (spec_of(ReverbSettings, "room_size").minimum, spec_of(ReverbSettings, "room_size").maximum) == (1, 30)
     assert spec_of(ReverbSettings, "low_gain_db_per_s").maximum == 6
     assert spec_of(ReverbSettings, "high_gain_db_per_s").maximum == 4
@@ -85,7 +104,7 @@ def test_ranges_follow_the_iem_plugins():
 
 
 def test_normalisation_round_trips_and_is_monotonic():
-    for name, value, spec in iter_numeric(MixSettings()):
+    for name, _value, spec in iter_numeric(MixSettings()):
         for u in (0.0, 0.25, 0.5, 1.0):
             v = spec.denormalise(u)
             assert spec.minimum <= v <= spec.maximum
@@ -137,10 +156,14 @@ def test_settings_command_prints_a_header_and_every_field(capsys):
 
 
 def test_misspelt_field_gets_a_suggestion():
-    with pytest.raises(SettingsError, match=r"'compressor.treshold_db' is not a known field; did you mean "
-                                            r"'threshold_db'\?"):
-        MixSettings.from_json(_doc(**{"compressor.treshold_db": -20}).replace(
-            '"threshold_db": 0.0,', ""), source="my.json")
+    with pytest.raises(
+        SettingsError,
+        match=r"'compressor.treshold_db' is not a known field; did you mean "
+        r"'threshold_db'\?",
+    ):
+        MixSettings.from_json(
+            _doc(**{"compressor.treshold_db": -20}).replace('"threshold_db": 0.0,', ""), source="my.json"
+        )
 
 
 def test_broken_json_names_line_and_column():

@@ -107,8 +107,9 @@ def test_search_audio_is_the_chain_compressor_stage_and_decides_on_the_prefix():
     assert found.renders == plain.renders >= len(found.report["steps"]) - 1 >= 2
     settings = RulesMethod().base
     settings.compressor = found.settings
-    np.testing.assert_array_equal(found.audio, process_vocal(padded, SR, settings, start="compressor",
-                                                             upto="compressor"))
+    np.testing.assert_array_equal(
+        found.audio, process_vocal(padded, SR, settings, start="compressor", upto="compressor")
+    )
     np.testing.assert_array_equal(found.audio[:, : vocal.shape[-1]], plain.audio)
 
 
@@ -144,8 +145,14 @@ class _Counter:
 
 
 def _render(folder: Path, name: str, **options):
-    request = render.RenderRequest(vocal_path=folder / "vocal.wav", backing_path=folder / "backing.wav",
-                                   output=folder / f"{name}.wav", stems=True, force=True, **options)
+    request = render.RenderRequest(
+        vocal_path=folder / "vocal.wav",
+        backing_path=folder / "backing.wav",
+        output=folder / f"{name}.wav",
+        stems=True,
+        force=True,
+        **options,
+    )
     result = render.run_render(request)
     mix, _ = sf.read(folder / f"{name}.wav", dtype="float32", always_2d=True)
     vocal, _ = sf.read(folder / f"{name}.vocal.wav", dtype="float32", always_2d=True)
@@ -173,8 +180,11 @@ def test_rules_render_runs_each_stage_once_and_analyses_the_backing_once(song, m
 def test_single_pass_render_equals_rendering_the_chain_again(song, monkeypatch):
     _, mix, vocal = _render(song, "single")
     # The render's chain run afresh from the vocal, as before the single pass.
-    monkeypatch.setattr(render._RenderedChain, "__call__",
-                        lambda self, vocal, sample_rate, settings: vocal_before_level(vocal, sample_rate, settings))
+    monkeypatch.setattr(
+        render._RenderedChain,
+        "__call__",
+        lambda self, vocal, sample_rate, settings: vocal_before_level(vocal, sample_rate, settings),
+    )
     _, mix_again, vocal_again = _render(song, "again")
     np.testing.assert_array_equal(vocal, vocal_again)
     np.testing.assert_array_equal(mix, mix_again)

@@ -45,14 +45,19 @@ def _backing(seconds: float, seed: int = 1) -> np.ndarray:
 
 def _settings(reverb_time_s: float = 0.4, lookahead: bool = True) -> MixSettings:
     s = MixSettings()
-    bands = (EQBand(enabled=True, type="highpass2", frequency_hz=90.0, q=0.7),
-             EQBand(enabled=True, type="peak", frequency_hz=300.0, q=2.0, gain_db=-4.0),
-             EQBand(enabled=True, type="peak", frequency_hz=3000.0, q=1.0, gain_db=3.0),
-             *s.eq.bands[3:5],
-             EQBand(enabled=True, type="lowpass_lr", frequency_hz=12000.0, q=0.7))  # Linkwitz-Riley: a doubled section
-    return replace(s, eq=replace(s.eq, bands=bands),
-                   compressor=replace(s.compressor, threshold_db=-24.0, ratio=4.0, lookahead=lookahead),
-                   reverb=replace(s.reverb, reverb_time_s=reverb_time_s, dry_wet_pct=30.0))
+    bands = (
+        EQBand(enabled=True, type="highpass2", frequency_hz=90.0, q=0.7),
+        EQBand(enabled=True, type="peak", frequency_hz=300.0, q=2.0, gain_db=-4.0),
+        EQBand(enabled=True, type="peak", frequency_hz=3000.0, q=1.0, gain_db=3.0),
+        *s.eq.bands[3:5],
+        EQBand(enabled=True, type="lowpass_lr", frequency_hz=12000.0, q=0.7),
+    )  # Linkwitz-Riley: a doubled section
+    return replace(
+        s,
+        eq=replace(s.eq, bands=bands),
+        compressor=replace(s.compressor, threshold_db=-24.0, ratio=4.0, lookahead=lookahead),
+        reverb=replace(s.reverb, reverb_time_s=reverb_time_s, dry_wet_pct=30.0),
+    )
 
 
 @pytest.mark.parametrize("seconds, reverb_time_s", [(14.0, 0.4), (4.0, 1.5)])
@@ -69,8 +74,15 @@ def test_vocal_chain_in_blocks_equals_the_whole_song_render_bit_for_bit(seconds,
 @pytest.mark.parametrize("lookahead", [False, True])
 def test_compressor_stream_equals_the_compressor(lookahead):
     x = torch.from_numpy(_voice(3.0)).unsqueeze(0)
-    args = (SR, torch.tensor([-30.0]), torch.tensor([6.0]), torch.tensor([3.0]), torch.tensor([2.0]),
-            torch.tensor([80.0]), torch.tensor([2.5]))
+    args = (
+        SR,
+        torch.tensor([-30.0]),
+        torch.tensor([6.0]),
+        torch.tensor([3.0]),
+        torch.tensor([2.0]),
+        torch.tensor([80.0]),
+        torch.tensor([2.5]),
+    )
     with torch.no_grad():
         whole = compressor(x, *args, lookahead=lookahead)
     stream = CompressorStream(*args, lookahead=lookahead)
@@ -80,7 +92,7 @@ def test_compressor_stream_equals_the_compressor(lookahead):
     for size in sizes:
         if start >= x.shape[-1]:
             break
-        pieces.append(stream.process(x[..., start: start + size].clone()))
+        pieces.append(stream.process(x[..., start : start + size].clone()))
         start += size
     assert torch.equal(torch.cat(pieces, dim=-1), whole[..., :start])
 
@@ -89,11 +101,11 @@ def test_compressor_stream_equals_the_compressor(lookahead):
 def test_meters_in_blocks_equal_the_whole_signal_readings(rate):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, int(7.3 * rate))) * np.linspace(0.01, 0.5, int(7.3 * rate))
-    x[:, rate: 2 * rate] = 0.0  # silence, below the gate
+    x[:, rate : 2 * rate] = 0.0  # silence, below the gate
     loudness, peak = streaming.LoudnessMeter(rate, 2), streaming.TruePeakMeter(rate, 2)
     for start in range(0, x.shape[1], 12345):
-        loudness.add(x[:, start: start + 12345])
-        peak.add(x[:, start: start + 12345])
+        loudness.add(x[:, start : start + 12345])
+        peak.add(x[:, start : start + 12345])
     assert loudness.integrated() == analysis.integrated_loudness(x, rate)
     assert np.array_equal(loudness.momentary(), analysis.momentary_loudness(x, rate))
     assert peak.finish() == analysis.true_peak(x, rate)
@@ -125,8 +137,7 @@ def test_a_song_rendered_in_small_blocks_is_the_song_rendered_in_one(loudness, s
     written = {}
     for block in (8191, 1 << 24):
         paths = {kind: tmp_path / f"{block}.{kind}.wav" for kind in ("mix", "vocal", "backing")}
-        source, rendered, report = streaming.mix_source(vocal, backing, SR, SR, settings, relevel_to=-1.77,
-                                                        block=block)
+        source, rendered, report = streaming.mix_source(vocal, backing, SR, SR, settings, relevel_to=-1.77, block=block)
         report.update(streaming.master_and_write(paths, source, rendered, SR, sample_format, block=block))
         written[block] = ({k: sf.read(p, dtype="float32")[0] for k, p in paths.items()}, report, rendered)
     (small, small_report, small_settings), (one, one_report, one_settings) = written.values()
@@ -135,12 +146,12 @@ def test_a_song_rendered_in_small_blocks_is_the_song_rendered_in_one(loudness, s
         if loudness is None:
             assert np.array_equal(small[kind], one[kind]), kind
         else:  # the limiter's curve differs at float64 rounding: at most one step of 24-bit rounding
-            assert np.max(np.abs(small[kind] - one[kind])) <= 2.0 ** -23, kind
+            assert np.max(np.abs(small[kind] - one[kind])) <= 2.0**-23, kind
     assert small_report["true_peak_dbtp"] <= -1.0 and one_report["true_peak_dbtp"] <= -1.0
     if loudness is not None:
         assert small_report["integrated_loudness_lufs"] == pytest.approx(loudness, abs=0.5)
     # The stems add up to the mix as written.
-    assert np.max(np.abs(small["vocal"] + small["backing"] - small["mix"])) <= 2.0 ** -14
+    assert np.max(np.abs(small["vocal"] + small["backing"] - small["mix"])) <= 2.0**-14
 
 
 def test_whole_song_render_and_block_render_write_the_same_file(tmp_path):
@@ -148,7 +159,8 @@ def test_whole_song_render_and_block_render_write_the_same_file(tmp_path):
     vocal, backing = _voice(16.0), _backing(16.0)
     settings = _settings()
     mix = mixing.hold_ceiling_as_written(
-        mixing.render_mix(vocal, backing, SR, settings, relevel_to=-1.77, measure=False), "PCM_24")
+        mixing.render_mix(vocal, backing, SR, settings, relevel_to=-1.77, measure=False), "PCM_24"
+    )
     source, rendered, report = streaming.mix_source(vocal, backing, SR, SR, settings, relevel_to=-1.77, block=5000)
     report.update(streaming.master_and_write({"mix": tmp_path / "m.wav"}, source, rendered, SR, "pcm24", block=5000))
     assert rendered == mix.settings

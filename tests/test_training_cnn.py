@@ -42,13 +42,14 @@ def _learnable_examples(task: str, songs: list[str], per_song: int, rng: np.rand
         for _ in range(per_song):
             f = rng.uniform(0.0, 0.2, (2, 128, 64)).astype(np.float32)
             for j, value in enumerate(u):
-                f[0, 12 * j:12 * j + 10, :] += value
+                f[0, 12 * j : 12 * j + 10, :] += value
             feats.append(f)
             targets.append(physical)
             owners.append(song)
             changed.append(mask)
-    return Arrays(np.stack(feats), np.stack(targets).astype(np.float64), owners,
-                  np.stack(changed) if task == "eq" else None)
+    return Arrays(
+        np.stack(feats), np.stack(targets).astype(np.float64), owners, np.stack(changed) if task == "eq" else None
+    )
 
 
 def _write_dataset(root: Path, songs=(("train", 6), ("val", 2), ("test", 3)), per_song=2, seed=0) -> Path:
@@ -64,8 +65,11 @@ def _write_dataset(root: Path, songs=(("train", 6), ("val", 2), ("test", 3)), pe
         manifest["tasks"][task] = {"shards": {}}
         for split, names in splits.items():
             a = _learnable_examples(task, names, per_song, rng)
-            shard = {"features": torch.from_numpy(a.features).half(), "targets": torch.from_numpy(a.targets).float(),
-                     "songs": a.songs}
+            shard = {
+                "features": torch.from_numpy(a.features).half(),
+                "targets": torch.from_numpy(a.targets).float(),
+                "songs": a.songs,
+            }
             if task == "eq":
                 shard["changed"] = torch.from_numpy(a.changed)
             name = f"{task}-{split}-0000.pt"
@@ -161,8 +165,20 @@ def test_checkpoint_holds_everything_and_resume_matches_an_uninterrupted_run(dat
     assert resumed.best_epoch == full.best_epoch
 
     payload = load_checkpoint(full.checkpoint)
-    for key in ("task", "model_config", "target_names", "target_ranges", "train_mean", "settings_schema_version",
-                "feature_settings", "data_manifest_sha256", "metrics", "train_songs", "val_songs", "train_config"):
+    for key in (
+        "task",
+        "model_config",
+        "target_names",
+        "target_ranges",
+        "train_mean",
+        "settings_schema_version",
+        "feature_settings",
+        "data_manifest_sha256",
+        "metrics",
+        "train_songs",
+        "val_songs",
+        "train_config",
+    ):
         assert key in payload, key
     assert payload["target_ranges"]["relative_loudness_lu"][:2] == [-10.0, 6.0]
     assert not set(payload["train_songs"]) & set(payload["val_songs"])
@@ -424,8 +440,9 @@ def test_spectrum_mlp_trains_and_round_trips_through_a_checkpoint(tmp_path):
 
     rng = np.random.default_rng(0)
     data = _learnable_examples("eq", [f"s{i}" for i in range(8)], 4, rng)
-    config = TrainConfig(task="eq", epochs=3, seed=0, batch_size=8, architecture="spectrum-mlp", loss="l1",
-                         lr=3e-3, dropout=0.1)
+    config = TrainConfig(
+        task="eq", epochs=3, seed=0, batch_size=8, architecture="spectrum-mlp", loss="l1", lr=3e-3, dropout=0.1
+    )
     result = fit(config, data, None, tmp_path, progress=False)
     payload = load_checkpoint(result.checkpoint)
     assert payload["model_config"]["architecture"] == "spectrum-mlp"
@@ -455,7 +472,7 @@ def _held_out_dry_undo(shared_audio: Path, applied_db: float | None):
     from vocalmix.training.targets import integrated_loudness
 
     vocal = load_audio(shared_audio / "dry" / "vocadito_1.flac").samples.mean(0)
-    vocal = vocal[int(0.75 * vocal.size):]
+    vocal = vocal[int(0.75 * vocal.size) :]
     vocal = (vocal * 10 ** ((-20 - integrated_loudness(vocal[None], 44100)) / 20)).astype(np.float32)
     if applied_db is not None:
         vocal = _peak_db_filter(vocal, 500.0, applied_db)
@@ -477,8 +494,11 @@ def test_shipped_eq_model_invents_no_eq_on_a_held_out_dry_vocal(shared_audio):
         assert np.sign(applied) * (undo[band] - clean[band]) < 0.5, (applied, undo.round(2))
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation (model card, point 1-2): the shipped EQ model predicts "
-                   "about 0 dB whatever the vocal, so it does not undo a known 12 dB peak")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation (model card, point 1-2): the shipped EQ model predicts "
+    "about 0 dB whatever the vocal, so it does not undo a known 12 dB peak",
+)
 @pytest.mark.skipif(not (SHIPPED / "eq.pt").is_file(), reason="no shipped checkpoints in vocalmix/models/cnn")
 def test_shipped_eq_model_undoes_a_known_eq_on_a_held_out_dry_vocal(shared_audio):
     """What an EQ-undo model should do: a known 12 dB cut (boost) at 500 Hz on the held-out dry

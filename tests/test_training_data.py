@@ -26,6 +26,7 @@ needs_shared = pytest.mark.skipif(not SHARED_AUDIO.is_dir(), reason=f"{SHARED_AU
 
 # -- an independent reference mel computation (NumPy, loops, no shared code) -----------------
 
+
 def _ref_hz_to_mel(f):
     # Slaney: 3 mel per 200 Hz up to 1 kHz, then 27 mel per factor 6.4.
     return f * 3.0 / 200.0 if f < 1000.0 else 15.0 + 27.0 * math.log(f / 1000.0) / math.log(6.4)
@@ -53,7 +54,7 @@ def _ref_filterbank(sr, n_fft, n_mels):
 
 def _ref_mel_power(x, sr, n_fft, hop, fb):
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    frames = [x[i:i + n_fft] * window for i in range(0, len(x) - n_fft + 1, hop)]
+    frames = [x[i : i + n_fft] * window for i in range(0, len(x) - n_fft + 1, hop)]
     power = np.abs(np.fft.rfft(np.array(frames), axis=1)) ** 2
     return fb @ power.T
 
@@ -91,7 +92,7 @@ def test_gate_removes_quiet_vocal_frames_and_blocks_are_normalised():
     n = settings.hop * 300 + settings.n_fft
     rng = np.random.default_rng(0)
     vocal = (rng.standard_normal(n) * 0.1).astype(np.float32)
-    vocal[n // 2:] *= 1e-3  # second half is 60 dB down: below the -30 LUFS gate
+    vocal[n // 2 :] *= 1e-3  # second half is 60 dB down: below the -30 LUFS gate
     backing = (rng.standard_normal(n) * 0.1).astype(np.float32)
     blocks = F.clip_features(vocal, backing)
     frames = F.frame_count(n)
@@ -130,6 +131,7 @@ def test_song_features_shape_and_resampling():
 
 # -- targets with known answers ---------------------------------------------------------------
 
+
 def _sine(level_dbfs, seconds, freq=1000.0, channels=2):
     t = np.arange(int(seconds * SR)) / SR
     return np.repeat((10 ** (level_dbfs / 20) * np.sin(2 * np.pi * freq * t))[None], channels, 0).astype(np.float32)
@@ -159,6 +161,7 @@ def test_synthetic_song_hits_its_relative_loudness():
 
 
 # -- EQ degradations and the renderer ---------------------------------------------------------
+
 
 def test_eq_degradation_targets_undo_it_exactly():
     r = BatchRenderer(device="cpu", seed=3)
@@ -219,8 +222,7 @@ def test_reverb_bank_renders_the_chain_bit_for_bit_with_one_ir_per_setting(monke
 
     calls = []
     original = reverb_module.fdn_impulse_response
-    monkeypatch.setattr(reverb_module, "fdn_impulse_response",
-                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(reverb_module, "fdn_impulse_response", lambda *a, **k: calls.append(1) or original(*a, **k))
     rng = np.random.default_rng(5)
     clips = torch.from_numpy(np.stack([synthetic_vocal(0.5, SR, rng) for _ in range(6)]))
     r = BatchRenderer(device="cpu", seed=21, reverb_bank=3)
@@ -261,6 +263,7 @@ def test_reverb_settings_are_in_range_and_render_stereo():
 
 
 # -- sources and splits -----------------------------------------------------------------------
+
 
 def _write(path: Path, x: np.ndarray, sr: int = SR):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,6 +336,7 @@ def test_splits_are_by_song_deterministic_and_complete():
 
 # -- dataset build, resume, executors ---------------------------------------------------------
 
+
 def _config(**kw):
     return B.BuildConfig(eq_per_song=kw.pop("eq_per_song", 3), shard_blocks=kw.pop("shard_blocks", 4), **kw)
 
@@ -384,7 +388,10 @@ def test_build_writes_a_readable_dataset(synthetic_build):
     song = reverb.songs[0]
     known = manifest["measures"][song]["reverb"]
     assert known["source"] == "known"
-    assert abs(float(reverb.targets[0, cnn_targets.TASKS["reverb"].index("reverb_time_s")]) - known["reverb_time_s"]) < 1e-5
+    assert (
+        abs(float(reverb.targets[0, cnn_targets.TASKS["reverb"].index("reverb_time_s")]) - known["reverb_time_s"])
+        < 1e-5
+    )
     info = B.dataset_info(out)
     assert info["tasks"]["eq"]["blocks"] == manifest["tasks"]["eq"]["blocks"]
 
@@ -459,8 +466,13 @@ def test_outliers_are_dropped_and_counted(tmp_path):
         v = _sine(vocal_db, 6, freq=440) * (1 + 0.0 * rng.random())
         _write(songs_dir / name / "vocals.wav", v)
         _write(songs_dir / name / "accompaniment.wav", _sine(-24.0 if name == "ok" else -26.0, 6, freq=220))
-    manifest = B.build_dataset(discover_songs(songs_dir), tmp_path / "out", _config(tasks=("level", "compression")),
-                               executor="serial", progress=False)
+    manifest = B.build_dataset(
+        discover_songs(songs_dir),
+        tmp_path / "out",
+        _config(tasks=("level", "compression")),
+        executor="serial",
+        progress=False,
+    )
     assert manifest["dropped"]["level"]["count"] == 1 and "loud" in manifest["dropped"]["level"]["songs"]
     assert manifest["dropped"]["compression"]["count"] == 2
 
@@ -469,8 +481,14 @@ def test_outliers_are_dropped_and_counted(tmp_path):
 def test_build_from_real_clips(tmp_path):
     songs = discover_songs(SHARED_AUDIO / "songs") + discover_songs(SHARED_AUDIO / "karaoke")
     assert len(songs) == 9
-    manifest = B.build_dataset(songs, tmp_path / "real", _config(tasks=("level", "compression", "eq"), eq_per_song=2),
-                               executor="process", jobs=2, progress=False)
+    manifest = B.build_dataset(
+        songs,
+        tmp_path / "real",
+        _config(tasks=("level", "compression", "eq"), eq_per_song=2),
+        executor="process",
+        jobs=2,
+        progress=False,
+    )
     assert not manifest["failed"]
     level = sum(manifest["tasks"]["level"]["blocks"].values())
     assert level > 0

@@ -38,9 +38,27 @@ WAIT_S = 120.0
 
 
 def _command(out: Path) -> list[str]:
-    return [sys.executable, "-m", "vocalmix", "dataset", "build", f"synthetic:{N_SONGS}", str(out),
-            "--serial", "--no-progress", "--tasks", ",".join(TASKS), "--eq-count", str(3 * N_SONGS),
-            "--synthetic-seconds", str(SECONDS), "--shard-blocks", "8", "--seed", str(SEED)]
+    return [
+        sys.executable,
+        "-m",
+        "vocalmix",
+        "dataset",
+        "build",
+        f"synthetic:{N_SONGS}",
+        str(out),
+        "--serial",
+        "--no-progress",
+        "--tasks",
+        ",".join(TASKS),
+        "--eq-count",
+        str(3 * N_SONGS),
+        "--synthetic-seconds",
+        str(SECONDS),
+        "--shard-blocks",
+        "8",
+        "--seed",
+        str(SEED),
+    ]
 
 
 def _start(out: Path, log: Path) -> subprocess.Popen:
@@ -99,8 +117,9 @@ def test_sigkilled_build_resumes_without_redoing_songs_or_corrupt_shards(tmp_pat
     if (killed / "manifest.json").exists():
         ref_proc.kill()
         ref_proc.wait()
-        pytest.skip("the build finished before it could be killed (machine too fast for "
-                    f"{N_SONGS} songs); nothing to resume")
+        pytest.skip(
+            f"the build finished before it could be killed (machine too fast for {N_SONGS} songs); nothing to resume"
+        )
     if rc != -signal.SIGKILL:
         ref_proc.kill()
         ref_proc.wait()

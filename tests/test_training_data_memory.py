@@ -91,8 +91,9 @@ _PEAK = textwrap.dedent("""
 
 
 def _peak_kb(count: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _PEAK, str(count)], capture_output=True, text=True, check=True,
-                         timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK, str(count)], capture_output=True, text=True, check=True, timeout=600
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vocalmix.training import reverb_estimation as R
 from vocalmix.nets.cnn_targets import REVERB_TARGETS, TARGET_RANGES
+from vocalmix.training import reverb_estimation as R
 
 SR = 44100
 
@@ -35,15 +35,24 @@ def test_estimator_trains_predicts_in_range_and_round_trips(tmp_path):
 
 
 def test_fit_recovers_reverb_time_of_a_known_fdn_ir():
-    true = {"reverb_time_s": 0.6, "low_cutoff_hz": 200.0, "low_q": 0.5, "low_gain_db_per_s": -5.0,
-            "high_cutoff_hz": 4000.0, "high_q": 0.5, "high_gain_db_per_s": -20.0, "dry_wet_pct": 60.0,
-            "fade_in_s": 0.0}
+    true = {
+        "reverb_time_s": 0.6,
+        "low_cutoff_hz": 200.0,
+        "low_q": 0.5,
+        "low_gain_db_per_s": -5.0,
+        "high_cutoff_hz": 4000.0,
+        "high_q": 0.5,
+        "high_gain_db_per_s": -20.0,
+        "dry_wet_pct": 60.0,
+        "fade_in_s": 0.0,
+    }
     n = int(0.2 * SR)
     with torch.no_grad():
         ir = R._fdn_ir(SR, 12, {k: torch.tensor(v) for k, v in true.items()}, n)
     start = dict(true, reverb_time_s=1.2)
-    result = R.fit_impulse_response(ir.numpy(), SR, rooms=(12,), search_steps=0, steps=20, lr=0.15,
-                                    max_seconds=0.2, init=start)
+    result = R.fit_impulse_response(
+        ir.numpy(), SR, rooms=(12,), search_steps=0, steps=20, lr=0.15, max_seconds=0.2, init=start
+    )
     assert result["history"][-1] < result["history"][0] * 0.5
     assert abs(result["settings"]["reverb_time_s"] - 0.6) < 0.6 * 0.25
     assert result["settings"]["room_size"] == 12
@@ -57,8 +66,20 @@ def _cli(*args):
 
 def test_dataset_cli_build_and_info(tmp_path, capsys):
     out = tmp_path / "ds"
-    code = _cli("dataset", "build", "synthetic:3", str(out), "--serial", "--eq-count", "3", "--tasks", "level,eq",
-                "--synthetic-seconds", "5", "--no-progress")
+    code = _cli(
+        "dataset",
+        "build",
+        "synthetic:3",
+        str(out),
+        "--serial",
+        "--eq-count",
+        "3",
+        "--tasks",
+        "level,eq",
+        "--synthetic-seconds",
+        "5",
+        "--no-progress",
+    )
     assert code == 0
     assert (out / "manifest.json").is_file()
     capsys.readouterr()
@@ -69,13 +90,16 @@ def test_dataset_cli_build_and_info(tmp_path, capsys):
     assert "level" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args", [
-    ("dataset", "build", "/no/such/folder", "OUT"),
-    ("dataset", "build", "synthetic:2", "OUT", "--tasks", "level,mastering"),
-    ("dataset", "build", "synthetic:0", "OUT"),
-    ("dataset", "build", "synthetic:2", "OUT", "--split", "0.8,0.2"),
-    ("dataset", "info", "/no/such/dataset"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("dataset", "build", "/no/such/folder", "OUT"),
+        ("dataset", "build", "synthetic:2", "OUT", "--tasks", "level,mastering"),
+        ("dataset", "build", "synthetic:0", "OUT"),
+        ("dataset", "build", "synthetic:2", "OUT", "--split", "0.8,0.2"),
+        ("dataset", "info", "/no/such/dataset"),
+    ],
+)
 def test_dataset_cli_bad_input_exits_2(args, tmp_path, capsys):
     args = tuple(str(tmp_path / a) if a == "OUT" else a for a in args)
     assert _cli(*args) == 2
@@ -88,15 +112,35 @@ def test_fit_ir_cli_shows_progress_and_writes_a_settings_file(tmp_path, capsys):
 
     from vocalmix.settings import MixSettings
 
-    true = {"reverb_time_s": 0.6, "low_cutoff_hz": 200.0, "low_q": 0.5, "low_gain_db_per_s": -5.0,
-            "high_cutoff_hz": 4000.0, "high_q": 0.5, "high_gain_db_per_s": -20.0, "dry_wet_pct": 60.0,
-            "fade_in_s": 0.0}
+    true = {
+        "reverb_time_s": 0.6,
+        "low_cutoff_hz": 200.0,
+        "low_q": 0.5,
+        "low_gain_db_per_s": -5.0,
+        "high_cutoff_hz": 4000.0,
+        "high_q": 0.5,
+        "high_gain_db_per_s": -20.0,
+        "dry_wet_pct": 60.0,
+        "fade_in_s": 0.0,
+    }
     with torch.no_grad():
         ir = R._fdn_ir(SR, 12, {k: torch.tensor(v) for k, v in true.items()}, int(0.15 * SR)).numpy()
     sf.write(tmp_path / "ir.wav", (ir / np.abs(ir).max() * 0.9).T, SR, subtype="FLOAT")
     out = tmp_path / "fitted.json"
-    args = ("dataset", "fit-ir", str(tmp_path / "ir.wav"), "--search-steps", "1", "--steps", "2",
-            "--max-seconds", "0.15", "--json", "--settings-out", str(out))
+    args = (
+        "dataset",
+        "fit-ir",
+        str(tmp_path / "ir.wav"),
+        "--search-steps",
+        "1",
+        "--steps",
+        "2",
+        "--max-seconds",
+        "0.15",
+        "--json",
+        "--settings-out",
+        str(out),
+    )
     assert _cli(*args) == 0
     captured = capsys.readouterr()
     # 4 candidate rooms x 1 step + 2 steps, reported as steps done of the total.

@@ -132,21 +132,24 @@ def test_block_size_does_not_change_a_static_filter():
 
 
 @needs_plugins
-@pytest.mark.parametrize("call, message", [
-    (lambda p: p.get_parameter(-1), "parameter index -1 is outside"),
-    (lambda p: p.get_parameter(31), "parameter index 31 is outside"),
-    (lambda p: p.parameter_name(2.0), "must be a whole number"),
-    (lambda p: p.set_parameter(1, 1.5), "outside 0..1"),
-    (lambda p: p.set_parameter(1, float("nan")), "outside 0..1"),
-    (lambda p: p.set_chunk(b""), "non-empty bytes"),
-    (lambda p: p.process(np.zeros(10, np.float32)), "must be \\(channels, samples\\)"),
-    (lambda p: p.process(np.zeros((65, 10), np.float32)), "65 channels but the plug-in has 64 inputs"),
-    (lambda p: p.process(np.zeros((1, 10), np.int16)), "must be floating point"),
-    (lambda p: p.process(np.full((1, 10), np.nan, np.float32)), "NaN or infinite"),
-    (lambda p: p.process(np.zeros((1, 10), np.float32), outputs=0), "outputs must be 1..64"),
-    (lambda p: p.process(np.zeros((1, 10), np.float32), outputs=65), "outputs must be 1..64"),
-    (lambda p: p.parameter_index("No Such Knob"), "no parameter named"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p: p.get_parameter(-1), "parameter index -1 is outside"),
+        (lambda p: p.get_parameter(31), "parameter index 31 is outside"),
+        (lambda p: p.parameter_name(2.0), "must be a whole number"),
+        (lambda p: p.set_parameter(1, 1.5), "outside 0..1"),
+        (lambda p: p.set_parameter(1, float("nan")), "outside 0..1"),
+        (lambda p: p.set_chunk(b""), "non-empty bytes"),
+        (lambda p: p.process(np.zeros(10, np.float32)), "must be \\(channels, samples\\)"),
+        (lambda p: p.process(np.zeros((65, 10), np.float32)), "65 channels but the plug-in has 64 inputs"),
+        (lambda p: p.process(np.zeros((1, 10), np.int16)), "must be floating point"),
+        (lambda p: p.process(np.full((1, 10), np.nan, np.float32)), "NaN or infinite"),
+        (lambda p: p.process(np.zeros((1, 10), np.float32), outputs=0), "outputs must be 1..64"),
+        (lambda p: p.process(np.zeros((1, 10), np.float32), outputs=65), "outputs must be 1..64"),
+        (lambda p: p.parameter_index("No Such Knob"), "no parameter named"),
+    ],
+)
 def test_bad_arguments_are_refused_before_calling_the_plugin(multieq, call, message):
     with pytest.raises(VstError, match=message):
         call(multieq)
@@ -158,7 +161,11 @@ def test_closed_instance_refuses_calls():
     plugin = iem_engine.open_plugin("OmniCompressor", 44100)
     plugin.close()
     plugin.close()  # idempotent
-    for call in (lambda: plugin.process(np.zeros((1, 8), np.float32)), lambda: plugin.get_chunk(),
-                 lambda: plugin.get_parameter(0), lambda: plugin.latency):
+    for call in (
+        lambda: plugin.process(np.zeros((1, 8), np.float32)),
+        lambda: plugin.get_chunk(),
+        lambda: plugin.get_parameter(0),
+        lambda: plugin.latency,
+    ):
         with pytest.raises(VstError, match="closed"):
             call()

@@ -23,16 +23,19 @@ from vocalmix.training.waveunet_data import SongCache, discover_mix_songs, prepa
 from vocalmix.training.waveunet_train import init_as_sum, train_step
 
 SR = 44100
-CONFIGS = [WaveUNetConfig(layers=1, filters_per_layer=2), WaveUNetConfig(layers=3, filters_per_layer=3),
-           WaveUNetConfig(layers=4, filters_per_layer=2, down_kernel=7, up_kernel=3),
-           WaveUNetConfig(layers=6, filters_per_layer=2)]
+CONFIGS = [
+    WaveUNetConfig(layers=1, filters_per_layer=2),
+    WaveUNetConfig(layers=3, filters_per_layer=3),
+    WaveUNetConfig(layers=4, filters_per_layer=2, down_kernel=7, up_kernel=3),
+    WaveUNetConfig(layers=6, filters_per_layer=2),
+]
 
 
 def _context_by_hand(c: WaveUNetConfig) -> int:
     """Per side: each down conv at level i trims (k-1)/2 samples at rate 2^-i, the bottleneck at 2^-L,
     each up conv (k-1)/2 at 2^-i; upsampling and decimation trim nothing."""
     L, d, u = c.layers, (c.down_kernel - 1) // 2, (c.up_kernel - 1) // 2
-    return d * (2 ** L - 1) + d * 2 ** L + u * (2 ** L - 1)
+    return d * (2**L - 1) + d * 2**L + u * (2**L - 1)
 
 
 def test_lengths_match_wave_u_net_m4():
@@ -47,7 +50,7 @@ def test_lengths_match_wave_u_net_m4():
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"L{c.layers}k{c.down_kernel}-{c.up_kernel}")
 def test_shapes_and_valid_lengths(config):
     model = WaveUNet(config)
-    period = 2 ** config.layers
+    period = 2**config.layers
     for wanted in (1, 37, 500):
         n_in, n_out = lengths_for_output(config, wanted)
         assert wanted <= n_out < wanted + period
@@ -64,7 +67,7 @@ def test_shapes_and_valid_lengths(config):
 def test_receptive_field_and_shift_equivariance(config):
     torch.manual_seed(0)
     model = WaveUNet(config).double()
-    ctx, period = model.context, 2 ** config.layers
+    ctx, period = model.context, 2**config.layers
     n_in, n_out = lengths_for_output(config, 2 * ctx + 4 * period)
     x = torch.randn(1, 3, n_in + period, dtype=torch.float64)
     y = model(x[..., :n_in])
@@ -99,8 +102,8 @@ def test_windowed_render_equals_one_shot_render():
     ctx, (n_in, _) = model.context, lengths_for_output(model.config, 400)
     padded = torch.nn.functional.pad(torch.from_numpy(np.concatenate([vocal, backing])), (ctx, n_in))
     with torch.no_grad():
-        off_grid = model(padded[None, :, 1 + 2 ** 4: 1 + 2 ** 4 + n_in])[0, :, :100].numpy()
-    assert np.abs(off_grid - one_shot[:, 1 + 16:117]).max() > 1e-3
+        off_grid = model(padded[None, :, 1 + 2**4 : 1 + 2**4 + n_in])[0, :, :100].numpy()
+    assert np.abs(off_grid - one_shot[:, 1 + 16 : 117]).max() > 1e-3
 
 
 def test_sum_init_outputs_vocal_plus_backing():
@@ -120,7 +123,7 @@ def test_one_training_step_lowers_the_loss():
     x = torch.randn(16, 3, n_in, generator=g) * 0.3
     # Target: a real mix of the inputs (vocal -6 dB to both sides plus the backing).
     ctx = model.context
-    y = 0.5 * x[:, :1, ctx:ctx + n_out] + x[:, 1:, ctx:ctx + n_out]
+    y = 0.5 * x[:, :1, ctx : ctx + n_out] + x[:, 1:, ctx : ctx + n_out]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.999))
     before = train_step(model, optimizer, x, y)
     with torch.no_grad():
@@ -186,9 +189,31 @@ def test_prepared_windows_are_the_song_with_zeros_outside(tmp_path):
 
 
 def _train_args(src, out, *extra):
-    return ["train", "waveunet", str(src), "--out", str(out), "--layers", "2", "--filters", "2", "--output-window",
-            "256", "--steps-per-epoch", "3", "--batch-size", "4", "--epochs", "2", "--patience", "2", "--lr", "1e-3",
-            "-q", *extra]
+    return [
+        "train",
+        "waveunet",
+        str(src),
+        "--out",
+        str(out),
+        "--layers",
+        "2",
+        "--filters",
+        "2",
+        "--output-window",
+        "256",
+        "--steps-per-epoch",
+        "3",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--patience",
+        "2",
+        "--lr",
+        "1e-3",
+        "-q",
+        *extra,
+    ]
 
 
 def test_tiny_model_trains_resumes_and_renders_through_the_cli(tmp_path, capsys):
@@ -222,8 +247,23 @@ def test_tiny_model_trains_resumes_and_renders_through_the_cli(tmp_path, capsys)
     (song := tmp_path / "long").mkdir()
     _write_song_folders(song, n_songs=1, seconds=3.5)
     song = song / "song0"
-    assert main(["render", str(song / "vocals.wav"), str(song / "accompaniment.wav"), "-o", str(mix),
-                 "--method", "waveunet", "--model", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(song / "vocals.wav"),
+                str(song / "accompaniment.wav"),
+                "-o",
+                str(mix),
+                "--method",
+                "waveunet",
+                "--model",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     audio, rate = sf.read(mix, always_2d=True)
     assert rate == SR and audio.shape == (int(3.5 * SR), 2) and np.all(np.isfinite(audio))
     doc = json.loads((tmp_path / "mix.settings.json").read_text())
@@ -233,8 +273,27 @@ def test_tiny_model_trains_resumes_and_renders_through_the_cli(tmp_path, capsys)
     from vocalmix import analysis
 
     loud = tmp_path / "loud.wav"
-    assert main(["render", str(song / "vocals.wav"), str(song / "accompaniment.wav"), "-o", str(loud),
-                 "--method", "waveunet", "--model", str(out), "--loudness", "-20", "--ceiling", "-2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(song / "vocals.wav"),
+                str(song / "accompaniment.wav"),
+                "-o",
+                str(loud),
+                "--method",
+                "waveunet",
+                "--model",
+                str(out),
+                "--loudness",
+                "-20",
+                "--ceiling",
+                "-2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     audio, _ = sf.read(loud, always_2d=True, dtype="float32")
     assert abs(analysis.integrated_loudness(audio.T, SR) + 20) < 0.5
     assert analysis.true_peak(audio.T, SR) <= -2 + 1e-3
@@ -251,17 +310,27 @@ def _one_line_error(capsys, code, *fragments):
 def test_export_stems_and_settings_of_a_waveunet_render_are_refused(tmp_path, capsys):
     src = _write_song_folders(tmp_path / "songs", n_songs=1, seconds=0.3)
     song = src / "song0"
-    args = ["render", str(song / "vocals.wav"), str(song / "accompaniment.wav"), "-o", str(tmp_path / "m.wav"),
-            "--method", "waveunet", "-q"]
+    args = [
+        "render",
+        str(song / "vocals.wav"),
+        str(song / "accompaniment.wav"),
+        "-o",
+        str(tmp_path / "m.wav"),
+        "--method",
+        "waveunet",
+        "-q",
+    ]
     _one_line_error(capsys, main([*args, "--stems"]), "--stems", "waveunet")
     _one_line_error(capsys, main([*args, "--export", str(tmp_path / "presets")]), "--export", "waveunet")
     assert not (tmp_path / "m.wav").exists() and not (tmp_path / "presets").exists()
     # A settings file written by a waveunet render has no settings to export or re-render.
     settings = tmp_path / "w.settings.json"
-    settings.write_text(json.dumps({"schema_version": 1, "method": "waveunet", "settings": None,
-                                    "effect_settings": "none"}))
-    _one_line_error(capsys, main(["export", str(settings), "--to", str(tmp_path / "p")]), "waveunet",
-                    "no effect settings")
+    settings.write_text(
+        json.dumps({"schema_version": 1, "method": "waveunet", "settings": None, "effect_settings": "none"})
+    )
+    _one_line_error(
+        capsys, main(["export", str(settings), "--to", str(tmp_path / "p")]), "waveunet", "no effect settings"
+    )
     _one_line_error(capsys, main([*args[:5], "--settings", str(settings), "-q"]), "waveunet", "no effect settings")
 
 
@@ -280,13 +349,17 @@ def test_shipped_checkpoint_loads_and_renders_a_short_input(tmp_path):
     assert decision.mix.shape == (2, SR) and np.all(np.isfinite(decision.mix))
     # A mixer, not noise: the output follows the summed inputs closely in level and shape.
     plain = vocal + backing
-    corr = np.sum(decision.mix * plain) / np.sqrt(np.sum(decision.mix ** 2) * np.sum(plain ** 2))
-    level_db = 10 * np.log10(np.mean(decision.mix ** 2) / np.mean(plain ** 2))
+    corr = np.sum(decision.mix * plain) / np.sqrt(np.sum(decision.mix**2) * np.sum(plain**2))
+    level_db = 10 * np.log10(np.mean(decision.mix**2) / np.mean(plain**2))
     assert corr > 0.8 and abs(level_db) < 12
     assert decision.report["model"]["n_parameters"] == method.model.n_parameters()
     # At the shipped depth (10 levels, 2 x 16375 samples of context) small windows still join exactly.
-    np.testing.assert_allclose(mix_windowed(method.model, vocal, backing, window_output=3000),
-                               mix_one_shot(method.model, vocal, backing), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        mix_windowed(method.model, vocal, backing, window_output=3000),
+        mix_one_shot(method.model, vocal, backing),
+        rtol=0,
+        atol=1e-6,
+    )
 
 
 def test_package_data_ships_the_waveunet_folder():
@@ -305,8 +378,16 @@ def test_interrupted_training_resumes_on_the_uninterrupted_path(tmp_path):
     from vocalmix.training.waveunet_train import WaveUNetTrainConfig, train_waveunet
 
     src = _write_song_folders(tmp_path / "songs", n_songs=3, seconds=0.2)
-    config = dict(layers=2, filters_per_layer=2, output_window=128, steps_per_epoch=2, batch_size=3, lr=1e-3,
-                  finetune=False, val_windows=4)
+    config = dict(
+        layers=2,
+        filters_per_layer=2,
+        output_window=128,
+        steps_per_epoch=2,
+        batch_size=3,
+        lr=1e-3,
+        finetune=False,
+        val_windows=4,
+    )
     train_waveunet(src, tmp_path / "straight", WaveUNetTrainConfig(**config, max_epochs=2), progress=False)
     train_waveunet(src, tmp_path / "cut", WaveUNetTrainConfig(**config, max_epochs=1), progress=False)
     train_waveunet(src, tmp_path / "cut", WaveUNetTrainConfig(**config, max_epochs=2), resume=True, progress=False)

@@ -136,6 +136,7 @@ def song_seed(seed: int, song_id: str) -> int:
 # One song
 # ---------------------------------------------------------------------------------------
 
+
 def _load(song: Song, sr: int):
     """``(vocal, backing, known reverb settings or None)``."""
     if song.kind == "synthetic":
@@ -145,16 +146,20 @@ def _load(song: Song, sr: int):
     return vocal, backing, None
 
 
-def _eq_examples(vocal_mono: np.ndarray, backing_mono: np.ndarray, config: BuildConfig,
-                 generator: torch.Generator, count: int):
+def _eq_examples(
+    vocal_mono: np.ndarray, backing_mono: np.ndarray, config: BuildConfig, generator: torch.Generator, count: int
+):
     """``count`` EQ blocks of one song: ``(features (n, 2, 128, 64) float16, target_db (n, 9), changed (n, 9))``.
 
     Clips are cut and degraded :data:`EQ_BATCH` at a time, so memory does not grow with ``count``
     beyond the float16 blocks returned.
     """
     s = config.features
-    empty = (torch.zeros((0, *s.block_shape), dtype=torch.float16), torch.zeros((0, 9)),
-             torch.zeros((0, 9), dtype=torch.bool))
+    empty = (
+        torch.zeros((0, *s.block_shape), dtype=torch.float16),
+        torch.zeros((0, 9)),
+        torch.zeros((0, 9), dtype=torch.bool),
+    )
     if count <= 0:
         return empty
     frontend = MelFrontend(s)
@@ -178,13 +183,19 @@ def _eq_examples(vocal_mono: np.ndarray, backing_mono: np.ndarray, config: Build
     renderer = BatchRenderer(s.sample_rate, device="cpu", seed=int(torch.randint(2**31, (1,), generator=generator)))
     feats, tgts, changed = [], [], []
     for i in range(0, count, EQ_BATCH):
-        first = pick[i:i + EQ_BATCH] * s.hop
-        clips = torch.stack([padded_v[f:f + preroll + clip_len] for f in first.tolist()])[:, None, :]
-        back = torch.stack([backing[f:f + clip_len] for f in first.tolist()])[:, None, :]
+        first = pick[i : i + EQ_BATCH] * s.hop
+        clips = torch.stack([padded_v[f : f + preroll + clip_len] for f in first.tolist()])[:, None, :]
+        back = torch.stack([backing[f : f + clip_len] for f in first.tolist()])[:, None, :]
         with torch.no_grad():
             degraded, d = renderer.eq_degrade(clips)
-        blocks, owner = clip_features(degraded[:, :, preroll:], back, s,
-                                      random_gain_db=config.random_gain_db, generator=generator, return_owner=True)
+        blocks, owner = clip_features(
+            degraded[:, :, preroll:],
+            back,
+            s,
+            random_gain_db=config.random_gain_db,
+            generator=generator,
+            return_owner=True,
+        )
         # Keep the first block of each example.
         first_of_owner = torch.ones_like(owner, dtype=torch.bool)
         first_of_owner[1:] = owner[1:] != owner[:-1]
@@ -221,8 +232,7 @@ def _process_song(song: Song, config: BuildConfig) -> dict:
     backing_mono = backing.mean(0).astype(np.float32)
     result: dict = {"id": song.id, "seconds": n / s.sample_rate, "measures": {}, "targets": {}, "dropped": {}}
     with torch.no_grad():
-        blocks = clip_features(vocal_mono, backing_mono, s, random_gain_db=config.random_gain_db,
-                               generator=generator)
+        blocks = clip_features(vocal_mono, backing_mono, s, random_gain_db=config.random_gain_db, generator=generator)
     result["blocks"] = blocks.to(torch.float16)
 
     scalar_targets = (
@@ -242,7 +252,10 @@ def _process_song(song: Song, config: BuildConfig) -> dict:
         if known_reverb is not None:
             settings, source = known_reverb, "known"
         elif config.reverb_estimator is not None:
-            settings, source = ReverbEstimator.cached(config.reverb_estimator).predict(vocal, s.sample_rate), "estimated"
+            settings, source = (
+                ReverbEstimator.cached(config.reverb_estimator).predict(vocal, s.sample_rate),
+                "estimated",
+            )
         else:
             settings, source = None, None
         if settings is None:
@@ -272,10 +285,18 @@ def process_eq_part(song: Song, config: BuildConfig, part: int) -> dict:
         vocal, backing, _ = _load(song, s.sample_rate)
         n = min(vocal.shape[-1], backing.shape[-1])
         start, stop = config.eq_range(part)
-        f, t, c = _eq_examples(vocal[:, :n].mean(0).astype(np.float32), backing[:, :n].mean(0).astype(np.float32),
-                               config, generator, stop - start)
-        return {"id": song.id, "part": part,
-                "eq": {"features": f.to(torch.float16), "targets": t.to(torch.float32), "changed": c}}
+        f, t, c = _eq_examples(
+            vocal[:, :n].mean(0).astype(np.float32),
+            backing[:, :n].mean(0).astype(np.float32),
+            config,
+            generator,
+            stop - start,
+        )
+        return {
+            "id": song.id,
+            "part": part,
+            "eq": {"features": f.to(torch.float16), "targets": t.to(torch.float32), "changed": c},
+        }
     finally:
         torch.set_num_threads(threads)
 
@@ -299,6 +320,7 @@ def _process_in_worker(song: Song, config: BuildConfig, part: int = 0) -> dict:
 # ---------------------------------------------------------------------------------------
 # Executors
 # ---------------------------------------------------------------------------------------
+
 
 def _run_serial(tasks, config):
     for song, part in tasks:
@@ -332,8 +354,9 @@ def _run_ray(tasks, config, address, jobs):
     started = False
     if not ray.is_initialized():
         kwargs = {"address": address} if address and address != "local" else {"num_cpus": jobs}
-        ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR",
-                 log_to_driver=False, **kwargs)
+        ray.init(
+            ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR", log_to_driver=False, **kwargs
+        )
         started = True
     try:
         remote = ray.remote(num_cpus=1)(_process_in_worker)
@@ -351,6 +374,7 @@ def _run_ray(tasks, config, address, jobs):
 # ---------------------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------------------
+
 
 def _save_atomic(obj, path: Path) -> None:
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
@@ -376,9 +400,15 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                                transient=False)
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
             self.bar.start()
             self.task = self.bar.add_task(description, total=total, completed=done)
 
@@ -400,8 +430,9 @@ def _check_resume(out: Path, fingerprint: dict, songs_digest: str) -> None:
         except json.JSONDecodeError:
             previous = None
         if previous != json.loads(json.dumps(record)):
-            raise InputError(f"{out}: holds a build with other settings or songs; "
-                             "choose a new folder or pass --force to start over")
+            raise InputError(
+                f"{out}: holds a build with other settings or songs; choose a new folder or pass --force to start over"
+            )
     else:
         _write_json_atomic(record, build_file)
 
@@ -452,11 +483,11 @@ def build_dataset(
     for tmp in (out / WORK_DIR).glob(".*.part"):
         tmp.unlink(missing_ok=True)
     parts = config.eq_parts
-    todo = [(by_id[i], part) for i in sorted(ids) for part in range(parts)
-            if not _work_path(work[i], part).exists()]
+    todo = [(by_id[i], part) for i in sorted(ids) for part in range(parts) if not _work_path(work[i], part).exists()]
     failed: dict[str, str] = {}
-    bar = _Progress(len(songs) * parts, len(songs) * parts - len(todo), progress,
-                    "songs" if parts == 1 else "song parts")
+    bar = _Progress(
+        len(songs) * parts, len(songs) * parts - len(todo), progress, "songs" if parts == 1 else "song parts"
+    )
     jobs = jobs or os.cpu_count() or 1
     try:
         if not todo:
@@ -503,8 +534,13 @@ def estimated_memory(songs: list[Song], config: BuildConfig, jobs: int, executor
     buffers = len(config.tasks) * len(SPLITS) * config.shard_blocks * BLOCK_BYTES * 2
     local_workers = {"serial": 0, "process": jobs, "ray": jobs}[executor]
     driver = (worker if executor == "serial" else WORKER_BASE_BYTES) + buffers
-    return {"worker": worker, "workers": local_workers, "driver": driver,
-            "total": driver + local_workers * worker, "longest_s": longest}
+    return {
+        "worker": worker,
+        "workers": local_workers,
+        "driver": driver,
+        "total": driver + local_workers * worker,
+        "longest_s": longest,
+    }
 
 
 def _song_seconds(song: Song) -> float:
@@ -535,8 +571,9 @@ def available_memory() -> float | None:
         return None
 
 
-def check_memory(songs: list[Song], config: BuildConfig, jobs: int, executor: str,
-                 available: float | None = None) -> dict:
+def check_memory(
+    songs: list[Song], config: BuildConfig, jobs: int, executor: str, available: float | None = None
+) -> dict:
     """Refuse, before any work, a build whose estimated peak does not fit in the available memory."""
     need = estimated_memory(songs, config, jobs, executor)
     available = available_memory() if available is None else available
@@ -547,7 +584,8 @@ def check_memory(songs: list[Song], config: BuildConfig, jobs: int, executor: st
             f"dataset build needs about {need['total'] / 1e9:.1f} GB ({need['workers']} worker(s) x "
             f"{need['worker'] / 1e9:.1f} GB for songs up to {need['longest_s']:.0f} s, plus "
             f"{need['driver'] / 1e9:.1f} GB for packing shards of {config.shard_blocks} blocks), more than the "
-            f"{available / 1e9:.1f} GB available; {advice}")
+            f"{available / 1e9:.1f} GB available; {advice}"
+        )
     return need
 
 
@@ -556,10 +594,20 @@ def _work_path(main: Path, part: int) -> Path:
     return main if part == 0 else main.with_name(f"{main.stem}.eq{part:04d}.pt")
 
 
-def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work: dict,
-          source_info: dict | None, reverb_estimator_info: dict | None) -> dict:
-    done_ids = [s.id for s in songs if s.id not in failed
-                and all(_work_path(work[s.id], part).exists() for part in range(config.eq_parts))]
+def _pack(
+    out: Path,
+    songs: list[Song],
+    config: BuildConfig,
+    failed: dict,
+    work: dict,
+    source_info: dict | None,
+    reverb_estimator_info: dict | None,
+) -> dict:
+    done_ids = [
+        s.id
+        for s in songs
+        if s.id not in failed and all(_work_path(work[s.id], part).exists() for part in range(config.eq_parts))
+    ]
     splits = split_songs([s for s in songs if s.id in set(done_ids)], config.seed, config.split_fractions)
     split_of = {i: name for name, ids in splits.items() for i in ids}
     shard_dir = out / SHARD_DIR
@@ -617,12 +665,21 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
                 total = 0
                 # Part 0 is in the song's own result; later parts are read one at a time.
                 for part in range(config.eq_parts):
-                    eq = result["eq"] if part == 0 else torch.load(
-                        _work_path(work[song_id], part), map_location="cpu", weights_only=False)["eq"]
+                    eq = (
+                        result["eq"]
+                        if part == 0
+                        else torch.load(_work_path(work[song_id], part), map_location="cpu", weights_only=False)["eq"]
+                    )
                     n = eq["features"].shape[0]
                     if n:
-                        buffers[(task, split)].append({"features": eq["features"], "targets": eq["targets"],
-                                                       "changed": eq["changed"], "songs": [song_id] * n})
+                        buffers[(task, split)].append(
+                            {
+                                "features": eq["features"],
+                                "targets": eq["targets"],
+                                "changed": eq["changed"],
+                                "songs": [song_id] * n,
+                            }
+                        )
                         counts[(task, split)] += n
                         total += n
                         flush(task, split)
@@ -639,8 +696,9 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
                 if n == 0:
                     dropped[task][song_id] = "fewer than one block of vocal frames above the gate"
                     continue
-                buffers[(task, split)].append({"features": blocks, "targets": target[None].expand(n, -1).clone(),
-                                               "songs": [song_id] * n})
+                buffers[(task, split)].append(
+                    {"features": blocks, "targets": target[None].expand(n, -1).clone(), "songs": [song_id] * n}
+                )
                 counts[(task, split)] += n
                 song_counts[(task, split)] += 1
             flush(task, split)
@@ -671,8 +729,13 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
         "build": {k: v for k, v in config.fingerprint().items() if k not in ("features",)},
         "source": source_info or {},
         "reverb_estimator": reverb_estimator_info,
-        "eq": {"centres_hz": list(OCTAVE_CENTRES_HZ), "bands_changed": 4, "gain_range_db": [-15.0, 15.0], "q": 1.0,
-               "filter": "MultiEQ peak (vocalmix.dsp.eq)"},
+        "eq": {
+            "centres_hz": list(OCTAVE_CENTRES_HZ),
+            "bands_changed": 4,
+            "gain_range_db": [-15.0, 15.0],
+            "q": 1.0,
+            "filter": "MultiEQ peak (vocalmix.dsp.eq)",
+        },
         "splits": splits,
         "tasks": tasks_entry,
         "dropped": {t: {"count": len(d), "songs": d} for t, d in dropped.items()},
@@ -687,8 +750,16 @@ def _pack(out: Path, songs: list[Song], config: BuildConfig, failed: dict, work:
 # Conveniences
 # ---------------------------------------------------------------------------------------
 
-def build_synthetic(out: Path, n_songs: int = 6, seconds: float = 8.0, seed: int = 0, eq_per_song: int = 4,
-                    executor: str = "serial", progress: bool = False) -> Path:
+
+def build_synthetic(
+    out: Path,
+    n_songs: int = 6,
+    seconds: float = 8.0,
+    seed: int = 0,
+    eq_per_song: int = 4,
+    executor: str = "serial",
+    progress: bool = False,
+) -> Path:
     """Build a small, valid dataset of synthetic songs with known targets (for tests); returns ``out``.
 
     Songs are harmonic "vocals" (vibrato, syllable envelopes) over drums + bass + chords,
@@ -699,8 +770,14 @@ def build_synthetic(out: Path, n_songs: int = 6, seconds: float = 8.0, seed: int
     """
     songs = synthetic_songs(n_songs, seconds, seed)
     config = BuildConfig(seed=seed, eq_per_song=eq_per_song, shard_blocks=256)
-    build_dataset(songs, out, config, executor=executor, progress=progress,
-                  source_info={"layout": "synthetic", "n_songs": n_songs, "seconds": seconds})
+    build_dataset(
+        songs,
+        out,
+        config,
+        executor=executor,
+        progress=progress,
+        source_info={"layout": "synthetic", "n_songs": n_songs, "seconds": seconds},
+    )
     return Path(out)
 
 
@@ -716,8 +793,10 @@ def dataset_info(out: str | Path) -> dict:
         "seed": m.get("seed"),
         "source": m.get("source", {}),
         "songs": {sp: len(ids) for sp, ids in m["splits"].items()},
-        "tasks": {t: {"blocks": e["blocks"], "songs": e["songs"], "shards": sum(len(v) for v in e["shards"].values())}
-                  for t, e in m["tasks"].items()},
+        "tasks": {
+            t: {"blocks": e["blocks"], "songs": e["songs"], "shards": sum(len(v) for v in e["shards"].values())}
+            for t, e in m["tasks"].items()
+        },
         "dropped": {t: d["count"] for t, d in m.get("dropped", {}).items()},
         "failed": len(m.get("failed", {})),
         "shard_mb": round(shard_bytes / 1e6, 2),

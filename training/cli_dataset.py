@@ -26,8 +26,13 @@ from . import build as B
 from .datasets import discover_songs, synthetic_songs
 from .reverb_estimation import ReverbEstimator, build_estimator, fit_impulse_response
 
-dataset_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                          rich_markup_mode=None, help="Build and inspect training datasets.")
+dataset_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Build and inspect training datasets.",
+)
 
 _SYNTHETIC_PREFIX = "synthetic:"
 
@@ -52,24 +57,38 @@ def _parse_fractions(text: str) -> tuple[float, float, float]:
 
 @dataset_app.command("build")
 def build_command(
-    source: str = typer.Argument(..., help="MUSDB18-HQ root, folder of song folders, CSV manifest, folder of "
-                                           "MIR-1K-style stereo files, or 'synthetic:N' for N synthetic songs."),
+    source: str = typer.Argument(
+        ...,
+        help="MUSDB18-HQ root, folder of song folders, CSV manifest, folder of "
+        "MIR-1K-style stereo files, or 'synthetic:N' for N synthetic songs.",
+    ),
     out: Path = typer.Argument(..., help="Dataset folder to create (or resume)."),
     layout: str = typer.Option("auto", help="auto, musdb, folders, csv or mir1k."),
     tasks: str = typer.Option("level,compression,eq,reverb", help="Comma-separated tasks to build."),
     seed: int = typer.Option(0, help="Seed of the splits and of every random draw."),
     split: str = typer.Option("0.8,0.1,0.1", help="Train, val, test fractions of the songs."),
-    eq_count: int = typer.Option(73900, help="Synthetic raw vocals for the EQ task in total, spread evenly over "
-                                             "the songs (the research made 73,900 from 100 songs)."),
-    reverb_estimator: Optional[Path] = typer.Option(None, help="Reverb estimator (from 'vocalmix dataset "
-                                                               "reverb-estimator') that labels the reverb task. "
-                                                               "Without it, a default one is trained first."),
-    random_gain_db: float = typer.Option(0.0, help="Random per-channel gain augmentation of the feature blocks, "
-                                                   "up to this many dB down (0 = off)."),
+    eq_count: int = typer.Option(
+        73900,
+        help="Synthetic raw vocals for the EQ task in total, spread evenly over "
+        "the songs (the research made 73,900 from 100 songs).",
+    ),
+    reverb_estimator: Optional[Path] = typer.Option(
+        None,
+        help="Reverb estimator (from 'vocalmix dataset "
+        "reverb-estimator') that labels the reverb task. "
+        "Without it, a default one is trained first.",
+    ),
+    random_gain_db: float = typer.Option(
+        0.0, help="Random per-channel gain augmentation of the feature blocks, up to this many dB down (0 = off)."
+    ),
     shard_blocks: int = typer.Option(2048, help="Blocks per shard file."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
-    ray: bool = typer.Option(False, "--ray", help="Run one Ray task per song on a local Ray instance, or on the "
-                                                   "cluster given by --ray-address (needs vocalmix[ray])."),
+    ray: bool = typer.Option(
+        False,
+        "--ray",
+        help="Run one Ray task per song on a local Ray instance, or on the "
+        "cluster given by --ray-address (needs vocalmix[ray]).",
+    ),
     ray_address: Optional[str] = typer.Option(None, help="Address of a running Ray cluster (implies --ray)."),
     serial: bool = typer.Option(False, help="Process songs one after another in this process."),
     synthetic_seconds: float = typer.Option(30.0, help="Length of each song for 'synthetic:N'."),
@@ -91,7 +110,7 @@ def build_command(
         raise InputError("--ray and --serial exclude each other")
     if source.startswith(_SYNTHETIC_PREFIX):
         try:
-            n = int(source[len(_SYNTHETIC_PREFIX):])
+            n = int(source[len(_SYNTHETIC_PREFIX) :])
         except ValueError:
             n = 0
         if n < 1:
@@ -105,8 +124,12 @@ def build_command(
     executor = "ray" if ray else ("serial" if serial else "process")
     # A build that cannot fit in memory is refused before any work, a reverb estimator included.
     workers = 0 if ray_address not in (None, "local") else (1 if serial else jobs or os.cpu_count() or 1)
-    B.check_memory(songs, B.BuildConfig(seed=seed, tasks=task_list, eq_per_song=eq_per_song, shard_blocks=shard_blocks),
-                   workers, executor)
+    B.check_memory(
+        songs,
+        B.BuildConfig(seed=seed, tasks=task_list, eq_per_song=eq_per_song, shard_blocks=shard_blocks),
+        workers,
+        executor,
+    )
 
     estimator_state, estimator_info = None, None
     needs_estimator = "reverb" in task_list and any(s.kind != "synthetic" for s in songs)
@@ -125,31 +148,54 @@ def build_command(
             if path.exists():
                 est = ReverbEstimator.load(path)
             else:
-                typer.echo("no --reverb-estimator given: training a default one on synthetic renders "
-                           f"(saved to {path})", err=True)
+                typer.echo(
+                    f"no --reverb-estimator given: training a default one on synthetic renders (saved to {path})",
+                    err=True,
+                )
                 est = build_estimator(n_settings=400, clips_per_setting=2, held_out=100, seed=seed)
                 est.save(path)
             estimator_info = {"path": str(path.resolve()), **(est.meta or {})}
         estimator_state = est.state()
 
-    config = B.BuildConfig(seed=seed, tasks=task_list, split_fractions=fractions, eq_per_song=eq_per_song,
-                           random_gain_db=random_gain_db, shard_blocks=shard_blocks,
-                           reverb_estimator=estimator_state)
-    manifest = B.build_dataset(songs, out, config, executor=executor, jobs=jobs, ray_address=ray_address,
-                               progress=progress, force=force, source_info=source_info,
-                               reverb_estimator_info=estimator_info, keep_work=keep_work)
+    config = B.BuildConfig(
+        seed=seed,
+        tasks=task_list,
+        split_fractions=fractions,
+        eq_per_song=eq_per_song,
+        random_gain_db=random_gain_db,
+        shard_blocks=shard_blocks,
+        reverb_estimator=estimator_state,
+    )
+    manifest = B.build_dataset(
+        songs,
+        out,
+        config,
+        executor=executor,
+        jobs=jobs,
+        ray_address=ray_address,
+        progress=progress,
+        force=force,
+        source_info=source_info,
+        reverb_estimator_info=estimator_info,
+        keep_work=keep_work,
+    )
     _print_info(B.dataset_info(out))
     if manifest.get("failed"):
-        typer.echo(f"{len(manifest['failed'])} song(s) could not be read; see 'failed' in {out / 'manifest.json'}",
-                   err=True)
+        typer.echo(
+            f"{len(manifest['failed'])} song(s) could not be read; see 'failed' in {out / 'manifest.json'}", err=True
+        )
 
 
 def _print_info(info: dict) -> None:
-    typer.echo(f"dataset {info['path']}  (format {info['format_version']}, vocalmix {info['vocalmix_version']}, "
-               f"seed {info['seed']}, {info['shard_mb']} MB of shards)")
+    typer.echo(
+        f"dataset {info['path']}  (format {info['format_version']}, vocalmix {info['vocalmix_version']}, "
+        f"seed {info['seed']}, {info['shard_mb']} MB of shards)"
+    )
     songs = info["songs"]
-    typer.echo(f"songs: {songs.get('train', 0)} train, {songs.get('val', 0)} val, {songs.get('test', 0)} test"
-               + (f"; {info['failed']} failed to load" if info["failed"] else ""))
+    typer.echo(
+        f"songs: {songs.get('train', 0)} train, {songs.get('val', 0)} val, {songs.get('test', 0)} test"
+        + (f"; {info['failed']} failed to load" if info["failed"] else "")
+    )
     typer.echo(f"{'task':<12} {'train':>12} {'val':>12} {'test':>12} {'dropped':>8}   (blocks, songs in brackets)")
     for task, entry in info["tasks"].items():
         cells = [f"{entry['blocks'][s]} ({entry['songs'][s]})" for s in ("train", "val", "test")]
@@ -175,8 +221,9 @@ def reverb_estimator_command(
     settings: int = typer.Option(1200, help="Random reverb settings to train on."),
     clips_per_setting: int = typer.Option(2, help="Dry clips reverberated with each setting."),
     held_out: int = typer.Option(200, help="Unseen settings (and clips) to validate on."),
-    dry: Optional[list[Path]] = typer.Option(None, help="Dry vocal files mixed in with the synthetic vocals "
-                                                        "(repeat the option for several)."),
+    dry: Optional[list[Path]] = typer.Option(
+        None, help="Dry vocal files mixed in with the synthetic vocals (repeat the option for several)."
+    ),
     epochs: int = typer.Option(300, help="Training epochs."),
     seed: int = typer.Option(0, help="Seed of the settings, clips and training."),
     force: bool = typer.Option(False, help="Overwrite OUT."),
@@ -197,8 +244,15 @@ def reverb_estimator_command(
             state["last"] = pct // 10
             typer.echo(f"rendering training data: {done}/{total} settings", err=True)
 
-    est = build_estimator(n_settings=settings, clips_per_setting=clips_per_setting, held_out=held_out, seed=seed,
-                          epochs=epochs, dry_sources=sources, progress=progress)
+    est = build_estimator(
+        n_settings=settings,
+        clips_per_setting=clips_per_setting,
+        held_out=held_out,
+        seed=seed,
+        epochs=epochs,
+        dry_sources=sources,
+        progress=progress,
+    )
     est.save(out)
     typer.echo(f"saved {out}; validation on {held_out} held-out settings (MAE, and MAE of the mean predictor):")
     for name, row in est.meta["validation"].items():
@@ -212,9 +266,13 @@ def fit_ir_command(
     search_steps: int = typer.Option(25, help="Gradient steps for each candidate room size (5, 12, 20, 28)."),
     max_seconds: float = typer.Option(1.5, help="Length of the IR that is matched (s)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    settings_out: Optional[Path] = typer.Option(None, "--settings-out", "-o",
-                                                help="Also write a settings file (default settings with the fitted "
-                                                     "reverb) for `vocalmix render --settings` or `vocalmix export`."),
+    settings_out: Optional[Path] = typer.Option(
+        None,
+        "--settings-out",
+        "-o",
+        help="Also write a settings file (default settings with the fitted "
+        "reverb) for `vocalmix render --settings` or `vocalmix export`.",
+    ),
     force: bool = typer.Option(False, help="Overwrite an existing --settings-out file."),
     progress: bool = typer.Option(True, help="Show the fitting progress on stderr."),
 ):
@@ -231,8 +289,14 @@ def fit_ir_command(
     audio = load_audio(ir)
     bar = _FitProgress(ir.name) if progress else None
     try:
-        result = fit_impulse_response(audio.samples, audio.sample_rate, steps=steps, search_steps=search_steps,
-                                      max_seconds=max_seconds, progress=bar.update if bar else None)
+        result = fit_impulse_response(
+            audio.samples,
+            audio.sample_rate,
+            steps=steps,
+            search_steps=search_steps,
+            max_seconds=max_seconds,
+            progress=bar.update if bar else None,
+        )
     finally:
         if bar:
             bar.close()
@@ -254,9 +318,15 @@ class _FitProgress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn(f"fitting {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-                            TimeElapsedColumn(), TextColumn("distance {task.fields[loss]}"),
-                            console=Console(stderr=True))
+        self.bar = Progress(
+            TextColumn(f"fitting {name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            TextColumn("distance {task.fields[loss]}"),
+            console=Console(stderr=True),
+        )
         self.task = None
 
     def update(self, done: int, total: int, loss: float) -> None:
@@ -274,6 +344,7 @@ def _write_fitted_settings(path: Path, result: dict, ir: Path) -> None:
     """Default settings with the fitted reverb, validated, written atomically with the user's umask."""
     settings = MixSettings()
     settings.reverb = reverb_from_values(result["settings"], replace(settings.reverb))
-    text = settings.validate().to_json(method="fit-ir", impulse_response=str(ir.resolve()),
-                                       spectrogram_distance=float(result["loss"]))
+    text = settings.validate().to_json(
+        method="fit-ir", impulse_response=str(ir.resolve()), spectrogram_distance=float(result["loss"])
+    )
     write_atomic(path, text + "\n")

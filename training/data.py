@@ -76,8 +76,10 @@ def read_manifest(dataset_dir: str | Path) -> dict:
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable manifest ({exc})") from None
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{path}: dataset format {manifest.get('format_version')!r} is not supported "
-                         f"(expected {FORMAT_VERSION}); rebuild it")
+        raise InputError(
+            f"{path}: dataset format {manifest.get('format_version')!r} is not supported "
+            f"(expected {FORMAT_VERSION}); rebuild it"
+        )
     return manifest
 
 

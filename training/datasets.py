@@ -27,9 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from vocalmix.audio import WORKING_RATE, load_audio
 from vocalmix.errors import InputError
+
+from .data import SPLITS
+from .synthesis import synthetic_song
 
 #: The dry vocals of ``shared/audio/dry`` whose licence (CC BY 4.0) allows shipping weights
 #: trained on them, with the credit each needs; every shipped model trains only on these and
@@ -41,11 +45,6 @@ CC_BY_DRY_VOCALS = {
     "vocalset_female1_straight": "VocalSet, singer female1, straight (Wilkins et al., ISMIR 2018), CC BY 4.0",
     "vocalset_female1_vibrato": "VocalSet, singer female1, vibrato (Wilkins et al., ISMIR 2018), CC BY 4.0",
 }
-
-import soundfile as sf
-
-from .data import SPLITS
-from .synthesis import synthetic_song
 
 __all__ = ["Song", "discover_songs", "split_songs", "synthetic_songs", "LAYOUTS"]
 
@@ -97,7 +96,7 @@ class Song:
         channels = max(p.shape[0] for p in parts)
         backing = np.zeros((channels, n), dtype=np.float32)
         for p in parts:
-            backing[:, :p.shape[-1]] += p if p.shape[0] == channels else np.repeat(p, channels, axis=0)
+            backing[:, : p.shape[-1]] += p if p.shape[0] == channels else np.repeat(p, channels, axis=0)
         vocal = np.pad(vocal, ((0, 0), (0, n - vocal.shape[-1])))
         return vocal.astype(np.float32), backing
 
@@ -122,8 +121,14 @@ def _musdb_songs(root: Path) -> list[Song]:
             if any(s is None for s in stems):
                 missing = [n for n, s in zip(("vocals", *MUSDB_BACKING), stems) if s is None]
                 raise InputError(f"{folder}: MUSDB18-HQ song without {', '.join(missing)}")
-            songs.append(Song(id=f"{part}/{folder.name}", kind="stems", vocal=str(stems[0]),
-                              backing=tuple(str(s) for s in stems[1:])))
+            songs.append(
+                Song(
+                    id=f"{part}/{folder.name}",
+                    kind="stems",
+                    vocal=str(stems[0]),
+                    backing=tuple(str(s) for s in stems[1:]),
+                )
+            )
     return songs
 
 
@@ -153,6 +158,7 @@ def _csv_songs(path: Path) -> list[Song]:
         raise InputError(f"{path}: the CSV needs columns 'vocal' and 'backing' (missing {', '.join(sorted(missing))})")
     songs, seen = [], set()
     for i, row in enumerate(rows, start=2):
+
         def resolve(p):
             p = Path(p.strip())
             return str(p if p.is_absolute() else path.parent / p)
@@ -167,8 +173,9 @@ def _csv_songs(path: Path) -> list[Song]:
         for column in ("vocal", "backing"):
             if not Path(resolve(row[column])).is_file():
                 raise InputError(f"{path}, line {i}: {column} file {row[column]!r} not found")
-        songs.append(Song(id=song_id, kind="stems", vocal=resolve(row["vocal"]),
-                          backing=(resolve(row["backing"]),), split=split))
+        songs.append(
+            Song(id=song_id, kind="stems", vocal=resolve(row["vocal"]), backing=(resolve(row["backing"]),), split=split)
+        )
     return songs
 
 
@@ -180,8 +187,10 @@ def _mir1k_songs(root: Path) -> list[Song]:
         except RuntimeError:
             raise InputError(f"{p}: not a readable audio file") from None
         if channels != 2:
-            raise InputError(f"{p}: MIR-1K-style files must be stereo (left backing, right vocal), "
-                             f"this one has {channels} channel(s)")
+            raise InputError(
+                f"{p}: MIR-1K-style files must be stereo (left backing, right vocal), "
+                f"this one has {channels} channel(s)"
+            )
         songs.append(Song(id=p.stem, kind="mir1k", vocal=str(p)))
     return songs
 
@@ -203,8 +212,10 @@ def detect_layout(source: Path) -> str:
         return "folders"
     if _audio_files(source):
         return "mir1k"
-    raise InputError(f"{source}: no songs found (expected MUSDB18-HQ train/test folders, song folders with "
-                     "vocals.* and accompaniment.*, a .csv manifest, or MIR-1K-style stereo files)")
+    raise InputError(
+        f"{source}: no songs found (expected MUSDB18-HQ train/test folders, song folders with "
+        "vocals.* and accompaniment.*, a .csv manifest, or MIR-1K-style stereo files)"
+    )
 
 
 def discover_songs(source: str | Path, layout: str = "auto") -> list[Song]:
@@ -224,16 +235,19 @@ def discover_songs(source: str | Path, layout: str = "auto") -> list[Song]:
 
 def synthetic_songs(n_songs: int, seconds: float, seed: int) -> list[Song]:
     """``n_songs`` synthetic songs; song ``i`` is generated from ``(seed, i)``."""
-    return [Song(id=f"synthetic-{i:04d}", kind="synthetic", synthetic_seed=seed * 100003 + i, seconds=seconds)
-            for i in range(n_songs)]
+    return [
+        Song(id=f"synthetic-{i:04d}", kind="synthetic", synthetic_seed=seed * 100003 + i, seconds=seconds)
+        for i in range(n_songs)
+    ]
 
 
 def _rank(seed: int, song_id: str) -> str:
     return hashlib.sha256(f"{seed}\0{song_id}".encode()).hexdigest()
 
 
-def split_songs(songs: list[Song], seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-                ) -> dict[str, list[str]]:
+def split_songs(
+    songs: list[Song], seed: int, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> dict[str, list[str]]:
     """Song ids per split ``{"train": [...], "val": [...], "test": [...]}``.
 
     Songs with a forced split keep it; the rest are ordered by a hash of (seed, id) and cut
@@ -256,6 +270,6 @@ def split_songs(songs: list[Song], seed: int, fractions: tuple[float, float, flo
         n_test = max(n_test, 1 if fractions[2] > 0 else 0)
     n_train = max(0, n - n_val - n_test)
     out["train"] += free[:n_train]
-    out["val"] += free[n_train:n_train + n_val]
-    out["test"] += free[n_train + n_val:]
+    out["val"] += free[n_train : n_train + n_val]
+    out["test"] += free[n_train + n_val :]
     return {k: sorted(v) for k, v in out.items()}

@@ -125,8 +125,14 @@ def sample_prior(n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
 
 
 # -- rendering through the chain -------------------------------------------------------------
-def render(vocal: torch.Tensor, backing: torch.Tensor, phys: dict[str, torch.Tensor], sample_rate: int,
-           fdn_lines: int = 16, training: bool = True) -> tuple[torch.Tensor, dict]:
+def render(
+    vocal: torch.Tensor,
+    backing: torch.Tensor,
+    phys: dict[str, torch.Tensor],
+    sample_rate: int,
+    fdn_lines: int = 16,
+    training: bool = True,
+) -> tuple[torch.Tensor, dict]:
     """Render ``vocal`` ``(B, 1, T)`` with the decided physical settings; returns ``(B, 2, T)``.
 
     The compressor threshold is placed relative to the EQ output's sample peak (a
@@ -166,8 +172,9 @@ class DegradationConfig:
     gain_db: tuple[float, float] = (-18.0, 0.0)
 
 
-def degrade(dry: torch.Tensor, sample_rate: int, generator: torch.Generator,
-            config: DegradationConfig = DegradationConfig()) -> tuple[torch.Tensor, dict]:
+def degrade(
+    dry: torch.Tensor, sample_rate: int, generator: torch.Generator, config: DegradationConfig = DegradationConfig()
+) -> tuple[torch.Tensor, dict]:
     """Degrade ``dry`` ``(B, 1, T)`` by known random processing; returns the audio and what was done."""
     c = config
     b = dry.shape[0]
@@ -181,11 +188,18 @@ def degrade(dry: torch.Tensor, sample_rate: int, generator: torch.Generator,
     n_bands = c.resonances + 2
     n_res = c.resonances
     freqs = torch.cat([torch.full((b, 1), 200.0), logu(*c.resonance_hz, (b, n_res)), torch.full((b, 1), 4000.0)], 1)
-    gains = torch.cat([uni(-c.tilt_db, c.tilt_db, (b, 1)), uni(-c.resonance_gain_db, c.resonance_gain_db, (b, n_res)),
-                       uni(-c.tilt_db, c.tilt_db, (b, 1))], 1)
+    gains = torch.cat(
+        [
+            uni(-c.tilt_db, c.tilt_db, (b, 1)),
+            uni(-c.resonance_gain_db, c.resonance_gain_db, (b, n_res)),
+            uni(-c.tilt_db, c.tilt_db, (b, 1)),
+        ],
+        1,
+    )
     qs = torch.cat([torch.full((b, 1), 0.7), logu(*c.resonance_q, (b, c.resonances)), torch.full((b, 1), 0.7)], 1)
-    types = torch.tensor([FILTER_TYPES["low_shelf"]] + [FILTER_TYPES["peak"]] * c.resonances
-                         + [FILTER_TYPES["high_shelf"]]).expand(b, n_bands)
+    types = torch.tensor(
+        [FILTER_TYPES["low_shelf"]] + [FILTER_TYPES["peak"]] * c.resonances + [FILTER_TYPES["high_shelf"]]
+    ).expand(b, n_bands)
     with torch.no_grad():
         x = multi_eq(dry, sample_rate, freqs, gains, qs, types)
         k = uni(*c.expansion)
@@ -195,16 +209,37 @@ def degrade(dry: torch.Tensor, sample_rate: int, generator: torch.Generator,
         rt, wet = uni(*c.room_time_s), uni(*c.room_wet_pct)
         if bool(room.any()):
             idx = torch.nonzero(room).flatten()
-            y = fdn_reverb(x[idx], sample_rate, 10.0, rt[idx], 100.0, 0.5, 0.0, 2000.0, 0.5, -10.0,
-                           wet[idx] / 100.0, 0.0, fdn_lines=16)
+            y = fdn_reverb(
+                x[idx],
+                sample_rate,
+                10.0,
+                rt[idx],
+                100.0,
+                0.5,
+                0.0,
+                2000.0,
+                0.5,
+                -10.0,
+                wet[idx] / 100.0,
+                0.0,
+                fdn_lines=16,
+            )
             x = x.clone()
             x[idx] = y.mean(dim=1, keepdim=True)
         g = uni(*c.gain_db)
         x = x * torch.pow(10.0, g / 20.0)[:, None, None]
         peak = x.abs().amax(dim=(1, 2), keepdim=True)
         x = torch.where(peak > 0.99, x * 0.99 / peak.clamp_min(1e-9), x)
-    record = {"eq_frequency_hz": freqs, "eq_gain_db": gains, "eq_q": qs, "expansion": k,
-              "room": room, "room_time_s": rt, "room_wet_pct": wet, "gain_db": g}
+    record = {
+        "eq_frequency_hz": freqs,
+        "eq_gain_db": gains,
+        "eq_q": qs,
+        "expansion": k,
+        "room": room,
+        "room_time_s": rt,
+        "room_wet_pct": wet,
+        "gain_db": g,
+    }
     return x.float(), record
 
 
@@ -254,8 +289,9 @@ def _load_sources(dataset: str | os.PathLike, synthetic: int, seed: int) -> tupl
                 continue
             sources.append(mono / peak * 0.5)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            records.append({"file": str(path.relative_to(folder)), "sha256": digest,
-                            "seconds": round(len(mono) / SAMPLE_RATE, 3)})
+            records.append(
+                {"file": str(path.relative_to(folder)), "sha256": digest, "seconds": round(len(mono) / SAMPLE_RATE, 3)}
+            )
     rng = np.random.default_rng([seed, 7])
     for i in range(synthetic):
         sources.append(synthetic_vocal(8.0, SAMPLE_RATE, rng)[0])
@@ -277,8 +313,9 @@ def _active_starts(x: np.ndarray, n: int, floor_db: float = -12.0) -> np.ndarray
     return keep if len(keep) else starts
 
 
-def _draw_clips(sources: list[np.ndarray], count: int, clip_seconds: float,
-                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _draw_clips(
+    sources: list[np.ndarray], count: int, clip_seconds: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` sung clips ``(count, 1, T)`` from random sources and synthetic backings ``(count, 2, T)``."""
     n = int(round(clip_seconds * SAMPLE_RATE))
     dry, backing = [], []
@@ -287,15 +324,16 @@ def _draw_clips(sources: list[np.ndarray], count: int, clip_seconds: float,
         starts = _active_starts(src, n)
         s = int(starts[int(rng.integers(len(starts)))])
         clip = np.zeros(n, dtype=np.float32)
-        seg = src[s: s + n]
+        seg = src[s : s + n]
         clip[: len(seg)] = seg
         dry.append(clip)
         backing.append(synthetic_backing(clip_seconds + 0.05, SAMPLE_RATE, rng)[:, :n])
     return torch.from_numpy(np.stack(dry))[:, None], torch.from_numpy(np.stack(backing).astype(np.float32))
 
 
-def fresh_batch(sources: list[np.ndarray], count: int, clip_seconds: float, seed: int, step: int,
-                fdn_lines: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def fresh_batch(
+    sources: list[np.ndarray], count: int, clip_seconds: float, seed: int, step: int, fdn_lines: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` new undo pairs for training step ``step``: (degraded, backing, target).
 
     Clip, backing, target settings and degradation are all drawn anew from generators
@@ -335,10 +373,17 @@ def make_pairs(dataset: str | os.PathLike, config: PairConfig, progress=None) ->
         degradations.append(record)
         if progress:
             progress(f"pairs {min(config.n_pairs, start + chunk)}/{config.n_pairs}")
-    manifest = {"kind": "cnn-e2e undo pairs", "sources": records, "config": asdict(config),
-                "target_prior": TARGET_PRIOR, "degradation": asdict(DegradationConfig())}
+    manifest = {
+        "kind": "cnn-e2e undo pairs",
+        "sources": records,
+        "config": asdict(config),
+        "target_prior": TARGET_PRIOR,
+        "degradation": asdict(DegradationConfig()),
+    }
     return {
-        "degraded": torch.cat(degraded), "backing": backing_t, "target": torch.cat(targets),
+        "degraded": torch.cat(degraded),
+        "backing": backing_t,
+        "target": torch.cat(targets),
         "target_settings": {k: torch.cat([s[k] for s in settings]) for k in E2E.NAMES},
         "degradation": {k: torch.cat([d[k] for d in degradations]) for k in degradations[0]},
         "manifest": manifest,
@@ -377,7 +422,7 @@ def init_from_parameter_cnn(model: MixingCNN, model_dir: str | os.PathLike) -> s
     """Copy the convolutional layers of a parameter-trained CNN's ``eq.pt``; returns its path."""
     path = Path(model_dir) / "eq.pt"
     payload = load_checkpoint(path)
-    state = {k[len("features."):]: v.float() for k, v in payload["state_dict"].items() if k.startswith("features.")}
+    state = {k[len("features.") :]: v.float() for k, v in payload["state_dict"].items() if k.startswith("features.")}
     try:
         model.features.load_state_dict(state)
     except RuntimeError as exc:
@@ -396,8 +441,14 @@ class LossWeights:
     prior: float = 0.01
 
 
-def e2e_loss(rendered: torch.Tensor, target: torch.Tensor, backing: torch.Tensor, u: torch.Tensor,
-             stft: MultiResolutionSTFT, weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict]:
+def e2e_loss(
+    rendered: torch.Tensor,
+    target: torch.Tensor,
+    backing: torch.Tensor,
+    u: torch.Tensor,
+    stft: MultiResolutionSTFT,
+    weights: LossWeights = LossWeights(),
+) -> tuple[torch.Tensor, dict]:
     """Total loss (mean over the batch) and its terms (floats)."""
     centre = E2E.to_unit(prior_centre())
     terms = {
@@ -452,12 +503,18 @@ class E2EResult:
 
 def _payload(model: MixingCNN, manifest_hash: str, config: E2EConfig, extra: dict | None = None) -> dict:
     return {
-        "format": CNN_CHECKPOINT_FORMAT, "format_version": CNN_CHECKPOINT_VERSION, "task": TASK,
-        "model_config": model.config.to_dict(), "state_dict": model.state_dict(),
-        "target_names": list(E2E.NAMES), "settings_schema_version": SCHEMA_VERSION,
+        "format": CNN_CHECKPOINT_FORMAT,
+        "format_version": CNN_CHECKPOINT_VERSION,
+        "task": TASK,
+        "model_config": model.config.to_dict(),
+        "state_dict": model.state_dict(),
+        "target_names": list(E2E.NAMES),
+        "settings_schema_version": SCHEMA_VERSION,
         "search_ranges": [[d.low, d.high, d.scale] for d in E2E.DECIDED],
-        "feature_settings": feature_settings_record(), "dataset_manifest_sha256": manifest_hash,
-        "train_config": asdict(config), **(extra or {}),
+        "feature_settings": feature_settings_record(),
+        "dataset_manifest_sha256": manifest_hash,
+        "train_config": asdict(config),
+        **(extra or {}),
     }
 
 
@@ -467,7 +524,7 @@ def _validate(model, balance, data, idx, stft, fdn_lines) -> float:
     dev = next(model.parameters()).device
     with torch.no_grad():
         for start in range(0, len(idx), 16):
-            sel = idx[start: start + 16]
+            sel = idx[start : start + 16]
             deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
             u = predict_units(model, clip_blocks(deg, bak))
             out, _ = render(deg, bak, E2E.to_physical(u), SAMPLE_RATE, fdn_lines)
@@ -476,9 +533,15 @@ def _validate(model, balance, data, idx, stft, fdn_lines) -> float:
     return float(torch.cat(losses).mean())
 
 
-def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2EConfig = E2EConfig(),
-              init: str | os.PathLike | None = None, device: str = "cpu", max_minutes: float | None = None,
-              progress: bool = True) -> E2EResult:
+def train_e2e(
+    dataset: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: E2EConfig = E2EConfig(),
+    init: str | os.PathLike | None = None,
+    device: str = "cpu",
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> E2EResult:
     """Fine-tune the predictor end to end; resumable from ``out_dir/cnn_e2e.last.pt``.
 
     Writes ``cnn_e2e.pt`` (best validation MR-STFT), ``cnn_e2e.last.pt`` (resume state),
@@ -490,15 +553,21 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
     dev = resolve_device(device)
     set_determinism(config.seed)
 
-    pair_config = PairConfig(n_pairs=config.n_pairs, clip_seconds=config.clip_seconds,
-                             synthetic_vocals=config.synthetic_vocals, seed=config.seed, fdn_lines=config.fdn_lines)
+    pair_config = PairConfig(
+        n_pairs=config.n_pairs,
+        clip_seconds=config.clip_seconds,
+        synthetic_vocals=config.synthetic_vocals,
+        seed=config.seed,
+        fdn_lines=config.fdn_lines,
+    )
     pairs_path = out / "pairs.pt"
     data = None
     if pairs_path.exists():
         data = torch.load(pairs_path, weights_only=True)
         if data["manifest"]["config"] != asdict(pair_config):
-            raise InputError(f"{pairs_path}: built with other settings ({data['manifest']['config']}); "
-                             "use another --out folder")
+            raise InputError(
+                f"{pairs_path}: built with other settings ({data['manifest']['config']}); use another --out folder"
+            )
     if data is None:
         say(f"building {config.n_pairs} undo pairs from {dataset}")
         data = make_pairs(dataset, pair_config, progress=say)
@@ -520,8 +589,10 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
     if last_path.exists():
         state = load_checkpoint(last_path)
         same = {k: v for k, v in asdict(config).items() if k != "steps"}
-        if state.get("dataset_manifest_sha256") != manifest_hash or \
-                {k: v for k, v in state.get("train_config", {}).items() if k != "steps"} != same:
+        if (
+            state.get("dataset_manifest_sha256") != manifest_hash
+            or {k: v for k, v in state.get("train_config", {}).items() if k != "steps"} != same
+        ):
             raise InputError(f"{last_path}: from a run with other data or settings; use another --out folder")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
@@ -533,8 +604,20 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
         start_val = _validate(model, balance, data, val_idx, stft, config.fdn_lines)
         say(f"validation MR-STFT at the start (mean settings{' + init' if init_path else ''}): {start_val:.4f}")
         with open(log_path, "w", newline="") as fh:
-            csv.writer(fh).writerow(["step", "loss", "vocal_stft", "mix_stft", "loudness", "dynamics", "prior",
-                                     "val_vocal_stft", "seconds", "examples_per_s"])
+            csv.writer(fh).writerow(
+                [
+                    "step",
+                    "loss",
+                    "vocal_stft",
+                    "mix_stft",
+                    "loudness",
+                    "dynamics",
+                    "prior",
+                    "val_vocal_stft",
+                    "seconds",
+                    "examples_per_s",
+                ]
+            )
 
     sources = _load_sources(dataset, config.synthetic_vocals, config.seed)[0] if config.fresh_pairs else None
     model.train()
@@ -544,11 +627,15 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
     while step < config.steps:
         epoch, pos = divmod(step * config.batch_size, n_train)
         order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-        sel = torch.from_numpy(np.resize(order, pos + config.batch_size)[pos: pos + config.batch_size].copy())
+        sel = torch.from_numpy(np.resize(order, pos + config.batch_size)[pos : pos + config.batch_size].copy())
         ts = time.perf_counter()
         if sources is not None:
-            deg, bak, tgt = (x.to(dev) for x in fresh_batch(sources, config.batch_size, config.clip_seconds,
-                                                            config.seed, step, config.fdn_lines))
+            deg, bak, tgt = (
+                x.to(dev)
+                for x in fresh_batch(
+                    sources, config.batch_size, config.clip_seconds, config.seed, step, config.fdn_lines
+                )
+            )
         else:
             deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
         for group in optimizer.param_groups:
@@ -568,20 +655,43 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
             val = f"{val_value:.5f}"
             if val_value < best_val:
                 best_val, best_step = val_value, step
-                save_checkpoint(best_path, _payload(model, manifest_hash, config,
-                                                    {"step": step, "val_vocal_stft": val_value, "init": init_path}))
-            save_checkpoint(last_path, {**_payload(model, manifest_hash, config), "optimizer": optimizer.state_dict(),
-                                        "balance": balance.state_dict(), "torch_rng": torch.get_rng_state(),
-                                        "step": step, "best_val": best_val, "best_step": best_step,
-                                        "start_val": start_val})
+                save_checkpoint(
+                    best_path,
+                    _payload(
+                        model, manifest_hash, config, {"step": step, "val_vocal_stft": val_value, "init": init_path}
+                    ),
+                )
+            save_checkpoint(
+                last_path,
+                {
+                    **_payload(model, manifest_hash, config),
+                    "optimizer": optimizer.state_dict(),
+                    "balance": balance.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "step": step,
+                    "best_val": best_val,
+                    "best_step": best_step,
+                    "start_val": start_val,
+                },
+            )
         rate = steps_done_here * config.batch_size / max(examples_time, 1e-9)
         with open(log_path, "a", newline="") as fh:
-            csv.writer(fh).writerow([step, f"{loss.item():.5f}", *(f"{terms[k]:.5f}" for k in
-                                     ("vocal_stft", "mix_stft", "loudness", "dynamics", "prior")),
-                                     val, f"{time.perf_counter() - t0:.1f}", f"{rate:.2f}"])
+            csv.writer(fh).writerow(
+                [
+                    step,
+                    f"{loss.item():.5f}",
+                    *(f"{terms[k]:.5f}" for k in ("vocal_stft", "mix_stft", "loudness", "dynamics", "prior")),
+                    val,
+                    f"{time.perf_counter() - t0:.1f}",
+                    f"{rate:.2f}",
+                ]
+            )
         if step % 10 == 0 or val:
-            say(f"step {step}/{config.steps} loss {loss.item():.4f} (vocal {terms['vocal_stft']:.4f})"
-                + (f" val {val}" if val else "") + f" {rate:.2f} examples/s")
+            say(
+                f"step {step}/{config.steps} loss {loss.item():.4f} (vocal {terms['vocal_stft']:.4f})"
+                + (f" val {val}" if val else "")
+                + f" {rate:.2f} examples/s"
+            )
         if deadline is not None and time.perf_counter() > deadline:
             say(f"stopping at step {step}: --max-minutes reached (resume with the same command)")
             break
@@ -591,9 +701,24 @@ def train_e2e(dataset: str | os.PathLike, out_dir: str | os.PathLike, config: E2
     return E2EResult(best_path, step, best_step, best_val, start_val, rate)
 
 
-def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_vocals=0, batch_size=None, lr=None,
-                      seed=0, device="cpu", resume=False, max_minutes=None, quiet=False, fresh_pairs=False,
-                      lr_final=None, val_every=None) -> None:
+def train_e2e_command(
+    dataset,
+    out,
+    init=None,
+    steps=600,
+    pairs=256,
+    synthetic_vocals=0,
+    batch_size=None,
+    lr=None,
+    seed=0,
+    device="cpu",
+    resume=False,
+    max_minutes=None,
+    quiet=False,
+    fresh_pairs=False,
+    lr_final=None,
+    val_every=None,
+) -> None:
     """``vocalmix train cnn-e2e DATASET --out DIR``: checks, training, one summary line."""
     out = Path(out)
     if not str(dataset).startswith("synthetic:") and not Path(dataset).is_dir():
@@ -602,10 +727,20 @@ def train_e2e_command(dataset, out, init=None, steps=600, pairs=256, synthetic_v
         raise InputError(f"{out}: holds an earlier cnn-e2e run; pass --resume to continue it or choose another --out")
     if init is not None and not Path(init).is_dir():
         raise InputError(f"{init}: --init model folder not found")
-    config = E2EConfig(steps=steps, batch_size=batch_size or E2EConfig.batch_size, lr=lr or E2EConfig.lr, seed=seed,
-                       n_pairs=pairs, synthetic_vocals=synthetic_vocals, fresh_pairs=fresh_pairs, lr_final=lr_final,
-                       val_every=val_every or E2EConfig.val_every)
+    config = E2EConfig(
+        steps=steps,
+        batch_size=batch_size or E2EConfig.batch_size,
+        lr=lr or E2EConfig.lr,
+        seed=seed,
+        n_pairs=pairs,
+        synthetic_vocals=synthetic_vocals,
+        fresh_pairs=fresh_pairs,
+        lr_final=lr_final,
+        val_every=val_every or E2EConfig.val_every,
+    )
     result = train_e2e(dataset, out, config, init=init, device=device, max_minutes=max_minutes, progress=not quiet)
-    typer.echo(f"cnn-e2e: best step {result.best_step} of {result.steps_run}, validation MR-STFT "
-               f"{result.best_val:.4f} (start {result.start_val:.4f}); {result.examples_per_second:.2f} examples/s "
-               f"-> {result.checkpoint}")
+    typer.echo(
+        f"cnn-e2e: best step {result.best_step} of {result.steps_run}, validation MR-STFT "
+        f"{result.best_val:.4f} (start {result.start_val:.4f}); {result.examples_per_second:.2f} examples/s "
+        f"-> {result.checkpoint}"
+    )

@@ -24,8 +24,13 @@ def group_index() -> torch.Tensor:
     return torch.tensor([GROUPS.index(d.group) for d in DECIDED], dtype=torch.long)
 
 
-def chain_params(phys: dict[str, torch.Tensor], input_peak_db: torch.Tensor, vocal_gain_db: torch.Tensor | None,
-                 fdn_lines: int = 64, training: bool = True) -> ChainParams:
+def chain_params(
+    phys: dict[str, torch.Tensor],
+    input_peak_db: torch.Tensor,
+    vocal_gain_db: torch.Tensor | None,
+    fdn_lines: int = 64,
+    training: bool = True,
+) -> ChainParams:
     """The parameters :func:`vocalmix.dsp.chain.vocal_chain` takes, from :func:`to_physical`'s output.
 
     ``input_peak_db`` ``(batch,)`` is the sample peak (dBFS) of the compressor's input;

@@ -32,9 +32,21 @@ SAMPLE_RATE = DEFAULT_FEATURES.sample_rate
 #: Largest speed change of :func:`augment_vocal`, in semitones either way.
 SHIFT_SEMITONES = 4.0
 #: (F1, F2, F3) in Hz of ten English vowels, adult male averages (Peterson & Barney 1952).
-VOWEL_FORMANTS_HZ = np.array([[270, 2290, 3010], [390, 1990, 2550], [530, 1840, 2480], [660, 1720, 2410],
-                              [730, 1090, 2440], [570, 840, 2410], [440, 1020, 2240], [300, 870, 2240],
-                              [640, 1190, 2390], [490, 1350, 1690]], dtype=float)
+VOWEL_FORMANTS_HZ = np.array(
+    [
+        [270, 2290, 3010],
+        [390, 1990, 2550],
+        [530, 1840, 2480],
+        [660, 1720, 2410],
+        [730, 1090, 2440],
+        [570, 840, 2410],
+        [440, 1020, 2240],
+        [300, 870, 2240],
+        [640, 1190, 2390],
+        [490, 1350, 1690],
+    ],
+    dtype=float,
+)
 
 
 def _loudness_to(x: np.ndarray, lufs: float) -> np.ndarray:
@@ -74,7 +86,7 @@ def _resonances_db(f: np.ndarray, formants, bandwidths) -> np.ndarray:
     """Cascade of 2nd-order resonances (0 dB at DC), in dB at frequencies ``f``."""
     out = np.zeros_like(f, dtype=float)
     for centre, width in zip(formants, bandwidths):
-        out += 20 * np.log10(centre ** 2 / np.sqrt((centre ** 2 - f ** 2) ** 2 + (f * width) ** 2))
+        out += 20 * np.log10(centre**2 / np.sqrt((centre**2 - f**2) ** 2 + (f * width) ** 2))
     return out
 
 
@@ -100,8 +112,13 @@ def synthetic_voice(seconds: float, rng: np.random.Generator, sr: int = SAMPLE_R
         phase = 2 * np.pi * np.cumsum(f0 * vibrato) / sr
         vowel = VOWEL_FORMANTS_HZ[rng.integers(len(VOWEL_FORMANTS_HZ))]
         formants = [*(vowel * tract * rng.uniform(0.93, 1.07, 3)), f4, f5]
-        widths = [rng.uniform(50, 110), rng.uniform(70, 140), rng.uniform(100, 200), rng.uniform(150, 300),
-                  rng.uniform(200, 400)]
+        widths = [
+            rng.uniform(50, 110),
+            rng.uniform(70, 140),
+            rng.uniform(100, 200),
+            rng.uniform(150, 300),
+            rng.uniform(200, 400),
+        ]
         harmonics = np.arange(1, int(0.45 * sr / f0) + 1)
         freqs = f0 * harmonics
         amp_db = -20 * tilt * np.log10(harmonics) + _resonances_db(freqs, formants, widths)
@@ -113,8 +130,9 @@ def synthetic_voice(seconds: float, rng: np.random.Generator, sr: int = SAMPLE_R
             note += amp[h] * np.sin(harmonics[h] * phase + rng.uniform(0, 6.3))
         noise = np.fft.rfft(rng.standard_normal(m))
         fr = np.maximum(np.fft.rfftfreq(m, 1 / sr), 1.0)
-        noise = np.fft.irfft(noise * 10 ** ((_resonances_db(fr, formants, widths)
-                                             - 10 * np.log10(np.maximum(fr, 50) / 50)) / 20), m)
+        noise = np.fft.irfft(
+            noise * 10 ** ((_resonances_db(fr, formants, widths) - 10 * np.log10(np.maximum(fr, 50) / 50)) / 20), m
+        )
         note = note / (np.abs(note).max() + 1e-9) + 0.3 * breath * noise / (noise.std() + 1e-9)
         if rng.random() < 0.5:  # a fricative at the note's start
             k = min(m, int(rng.uniform(0.03, 0.12) * sr))
@@ -123,7 +141,7 @@ def synthetic_voice(seconds: float, rng: np.random.Generator, sr: int = SAMPLE_R
             burst = np.fft.irfft(burst / np.sqrt(1 + (rng.uniform(2500, 7000) / fb) ** 4), k)
             note[:k] += burst / (np.abs(burst).max() + 1e-9) * 10 ** (-rng.uniform(5, 25) / 20)
         envelope = np.clip(np.minimum(t / rng.uniform(0.01, 0.06), (m / sr - t) / 0.04), 0, 1)
-        y[start:start + m] = note * envelope * 10 ** (rng.uniform(-6, 0) / 20)
+        y[start : start + m] = note * envelope * 10 ** (rng.uniform(-6, 0) / 20)
         start += m + int(rng.uniform(0, 0.08) * sr)
     return (y / (np.abs(y).max() + 1e-9) * 0.5).astype(np.float32)
 
@@ -144,11 +162,15 @@ def eq_examples_from_vocals(vocals, per_vocal: int, seed: int):
     for j, (name, vocal) in enumerate(vocals):
         rng = np.random.default_rng([seed, j])
         generator = torch.Generator().manual_seed(song_seed(seed, name))
-        backing = synthetic_backing(len(vocal) / SAMPLE_RATE, SAMPLE_RATE, rng)[:, :len(vocal)].mean(0) * 0.3
+        backing = synthetic_backing(len(vocal) / SAMPLE_RATE, SAMPLE_RATE, rng)[:, : len(vocal)].mean(0) * 0.3
         f, t, c = _eq_examples(vocal, backing.astype(np.float32), config, generator, per_vocal)
         features.append(f.numpy())
         targets.append(t.numpy())
         changed.append(c.numpy())
         names += [name] * len(f)
-    return Arrays(np.concatenate(features).astype(np.float32), np.concatenate(targets).astype(np.float64), names,
-                  np.concatenate(changed).astype(bool))
+    return Arrays(
+        np.concatenate(features).astype(np.float32),
+        np.concatenate(targets).astype(np.float64),
+        names,
+        np.concatenate(changed).astype(bool),
+    )

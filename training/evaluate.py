@@ -28,9 +28,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -143,9 +143,12 @@ class EvaluationResult:
 
     def warnings(self) -> list[str]:
         """One line per task scored on fewer than :data:`MIN_SONGS_FOR_COMPARISON` songs."""
-        return [f"{t}: only {s.n_songs} song(s) scored; with fewer than {MIN_SONGS_FOR_COMPARISON} songs "
-                "the comparison with the mean says little" for t, s in self.scores.items()
-                if s.n_songs < MIN_SONGS_FOR_COMPARISON]
+        return [
+            f"{t}: only {s.n_songs} song(s) scored; with fewer than {MIN_SONGS_FOR_COMPARISON} songs "
+            "the comparison with the mean says little"
+            for t, s in self.scores.items()
+            if s.n_songs < MIN_SONGS_FOR_COMPARISON
+        ]
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         """Wide CSV, one row per method (CNN, mean, start, then the published rows); returns the text."""
@@ -162,8 +165,17 @@ class EvaluationResult:
 
     def per_target(self) -> list[dict]:
         """Every target of every task: task, target, CNN MAE, mean MAE (for detailed reports)."""
-        return [{"task": s.task, "target": n, "cnn_mae": float(s.cnn[i]), "mean_mae": float(s.mean[i]),
-                 "n_songs": s.n_songs} for s in self.scores.values() for i, n in enumerate(s.names)]
+        return [
+            {
+                "task": s.task,
+                "target": n,
+                "cnn_mae": float(s.cnn[i]),
+                "mean_mae": float(s.mean[i]),
+                "n_songs": s.n_songs,
+            }
+            for s in self.scores.values()
+            for i, n in enumerate(s.names)
+        ]
 
 
 def _fmt(v: float | None) -> str:
@@ -187,13 +199,22 @@ def group_predictions(data: Arrays, u_pred: np.ndarray, aggregate: str = "song")
     for i, (song, target) in enumerate(zip(data.songs, data.targets)):
         groups.setdefault((song, tuple(np.round(target, 9))), []).append(i)
     keys = list(groups)
-    return (np.stack([u_pred[groups[k]].mean(axis=0) for k in keys]),
-            np.stack([data.targets[groups[k][0]] for k in keys]))
+    return (
+        np.stack([u_pred[groups[k]].mean(axis=0) for k in keys]),
+        np.stack([data.targets[groups[k][0]] for k in keys]),
+    )
 
 
-def score_task(task: str, data: Arrays, u_pred: np.ndarray, train_mean: Sequence[float], names: list[str],
-               aggregate: str = "song", checkpoint: str = "",
-               train_mean_normalised: Sequence[float] | None = None) -> TaskScores:
+def score_task(
+    task: str,
+    data: Arrays,
+    u_pred: np.ndarray,
+    train_mean: Sequence[float],
+    names: list[str],
+    aggregate: str = "song",
+    checkpoint: str = "",
+    train_mean_normalised: Sequence[float] | None = None,
+) -> TaskScores:
     """MAE per target of CNN outputs ``u_pred`` (normalised) and of the constant ``train_mean`` (physical).
 
     With ``train_mean_normalised`` also the MAE of that constant (the untrained CNN's
@@ -210,8 +231,13 @@ def score_task(task: str, data: Arrays, u_pred: np.ndarray, train_mean: Sequence
     return TaskScores(task, list(names), cnn, mean, len(set(data.songs)), len(targets), checkpoint, start)
 
 
-def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, tasks: Sequence[str] | None = None,
-             split: str = "test", aggregate: str = "song") -> EvaluationResult:
+def evaluate(
+    dataset_dir: str | os.PathLike,
+    models_dir: str | os.PathLike,
+    tasks: Sequence[str] | None = None,
+    split: str = "test",
+    aggregate: str = "song",
+) -> EvaluationResult:
     """Score the checkpoints ``models_dir/<task>.pt`` on the dataset's ``split``.
 
     Tasks without a checkpoint, absent from the dataset or without examples in the
@@ -240,8 +266,16 @@ def evaluate(dataset_dir: str | os.PathLike, models_dir: str | os.PathLike, task
         check_compatible(payload, path)
         model = model_from_checkpoint(payload, path)
         u_pred = predict_normalised(model, data.features)
-        result.scores[task] = score_task(task, data, u_pred, payload["train_mean"], list(payload["target_names"]),
-                                         aggregate, str(path), payload.get("train_mean_normalised"))
+        result.scores[task] = score_task(
+            task,
+            data,
+            u_pred,
+            payload["train_mean"],
+            list(payload["target_names"]),
+            aggregate,
+            str(path),
+            payload.get("train_mean_normalised"),
+        )
     if not result.scores:
         raise InputError(f"{models_dir}: no checkpoint had examples to score in the {split} split of {dataset_dir}")
     return result
@@ -266,10 +300,18 @@ def song_folds(songs: Sequence[str], folds: int, seed: int) -> list[list[str]]:
     return [[unique[j] for j in order[i::folds]] for i in range(folds)]
 
 
-def cross_validate(dataset_dir: str | os.PathLike, folds: int = 5, tasks: Sequence[str] | None = None,
-                   epochs: int = 30, seed: int = 0, device: str = "cpu", aggregate: str = "song",
-                   work_dir: str | os.PathLike | None = None, progress: bool = True,
-                   **train_options) -> EvaluationResult:
+def cross_validate(
+    dataset_dir: str | os.PathLike,
+    folds: int = 5,
+    tasks: Sequence[str] | None = None,
+    epochs: int = 30,
+    seed: int = 0,
+    device: str = "cpu",
+    aggregate: str = "song",
+    work_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    **train_options,
+) -> EvaluationResult:
     """k-fold cross-validation by song over all splits pooled.
 
     For each fold, models are trained on the other folds' songs (one of those songs,
@@ -281,8 +323,9 @@ def cross_validate(dataset_dir: str | os.PathLike, folds: int = 5, tasks: Sequen
     :class:`~vocalmix.training.train.TrainConfig` (patience, lr, hidden, ...).
     """
     tasks = list(tasks or TASK_OUTPUTS)
-    result = EvaluationResult(description=f"{folds}-fold cross-validation by song over {dataset_dir}, "
-                                          f"aggregate={aggregate}")
+    result = EvaluationResult(
+        description=f"{folds}-fold cross-validation by song over {dataset_dir}, aggregate={aggregate}"
+    )
     holder = tempfile.TemporaryDirectory(prefix="vocalmix-cv-") if work_dir is None else None
     root = Path(holder.name if holder else work_dir)
     try:
@@ -309,8 +352,14 @@ def cross_validate(dataset_dir: str | os.PathLike, folds: int = 5, tasks: Sequen
                 val_mask = np.isin(rest.songs, val_songs)
                 train_part, val_part = rest.subset(~val_mask), rest.subset(val_mask)
                 config = TrainConfig(task=task, epochs=epochs, seed=seed, device=device, **train_options)
-                fit_result = fit(config, train_part, val_part, root / f"fold{k}", progress=progress,
-                                 metadata={"data_manifest_sha256": manifest_sha256(dataset_dir), "fold": k})
+                fit_result = fit(
+                    config,
+                    train_part,
+                    val_part,
+                    root / f"fold{k}",
+                    progress=progress,
+                    metadata={"data_manifest_sha256": manifest_sha256(dataset_dir), "fold": k},
+                )
                 payload = load_checkpoint(fit_result.checkpoint)
                 names = list(payload["target_names"])
                 test = pooled.subset(test_mask)
@@ -320,7 +369,11 @@ def cross_validate(dataset_dir: str | os.PathLike, folds: int = 5, tasks: Sequen
                 grouped_targets.append(t_g)
                 mean_rows.append(np.repeat(np.asarray(payload["train_mean"])[None, :], len(t_g), axis=0))
                 start_rows.append(np.repeat(np.asarray(payload["train_mean_normalised"])[None, :], len(t_g), axis=0))
-            u_all, t_all, m_all = np.concatenate(grouped_pred), np.concatenate(grouped_targets), np.concatenate(mean_rows)
+            u_all, t_all, m_all = (
+                np.concatenate(grouped_pred),
+                np.concatenate(grouped_targets),
+                np.concatenate(mean_rows),
+            )
             cnn = np.abs(denormalise(task, u_all) - t_all).mean(axis=0)
             mean = np.abs(m_all - t_all).mean(axis=0)
             start = np.abs(denormalise(task, np.concatenate(start_rows)) - t_all).mean(axis=0)

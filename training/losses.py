@@ -40,7 +40,7 @@ def k_weighted_mean_square(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     n = x.shape[-1]
     n_fft = 1 << max(1, (2 * n - 1).bit_length())
     spectrum = torch.fft.rfft(x, n=n_fft)
-    power = spectrum.real ** 2 + spectrum.imag ** 2
+    power = spectrum.real**2 + spectrum.imag**2
     weight = k_weighting_power(n_fft, sample_rate, x.device, x.dtype)
     # One-sided spectrum: every bin but DC and Nyquist stands for two.
     fold = torch.full((power.shape[-1],), 2.0, device=x.device, dtype=x.dtype)
@@ -55,8 +55,9 @@ def k_loudness(x: torch.Tensor, sample_rate: float) -> torch.Tensor:
     return LOUDNESS_OFFSET_DB + 10.0 * torch.log10(k_weighted_mean_square(x, sample_rate) + _EPS)
 
 
-def relative_loudness_loss(vocal: torch.Tensor, target_vocal: torch.Tensor, backing: torch.Tensor,
-                           sample_rate: float) -> torch.Tensor:
+def relative_loudness_loss(
+    vocal: torch.Tensor, target_vocal: torch.Tensor, backing: torch.Tensor, sample_rate: float
+) -> torch.Tensor:
     """|(L(vocal) - L(backing)) - (L(target) - L(backing))| in LU, per item.
 
     The backing's loudness cancels when both sit over the same backing; it is kept in the
@@ -69,8 +70,9 @@ def relative_loudness_loss(vocal: torch.Tensor, target_vocal: torch.Tensor, back
 
 
 # -- dynamics ----------------------------------------------------------------------------
-def short_window_loudness(x: torch.Tensor, sample_rate: float, window_s: float = 0.1,
-                          hop_s: float = 0.05) -> torch.Tensor:
+def short_window_loudness(
+    x: torch.Tensor, sample_rate: float, window_s: float = 0.1, hop_s: float = 0.05
+) -> torch.Tensor:
     """K-weighted loudness (LUFS) of short windows, ``(batch, windows)``.
 
     The K-weighting is applied on the FFT grid of the whole clip, then squared samples are
@@ -84,12 +86,18 @@ def short_window_loudness(x: torch.Tensor, sample_rate: float, window_s: float =
     hop = max(1, int(round(hop_s * sample_rate)))
     if n < win:
         raise ValueError(f"signal of {n} samples is shorter than one {window_s} s window")
-    power = (weighted ** 2).sum(dim=1).unfold(-1, win, hop).mean(dim=-1)
+    power = (weighted**2).sum(dim=1).unfold(-1, win, hop).mean(dim=-1)
     return LOUDNESS_OFFSET_DB + 10.0 * torch.log10(power + _EPS)
 
 
-def loudness_range(x: torch.Tensor, sample_rate: float, window_s: float = 0.1, hop_s: float = 0.05,
-                   relative_gate_lu: float = -20.0, percentiles=(0.10, 0.95)) -> torch.Tensor:
+def loudness_range(
+    x: torch.Tensor,
+    sample_rate: float,
+    window_s: float = 0.1,
+    hop_s: float = 0.05,
+    relative_gate_lu: float = -20.0,
+    percentiles=(0.10, 0.95),
+) -> torch.Tensor:
     """Differentiable loudness range (LU) per item: spread between two percentiles of the
     short-window loudness, over windows above an absolute -70 LUFS gate and a relative gate
     ``relative_gate_lu`` below the mean power of those (EBU Tech 3342's recipe, on short
@@ -123,7 +131,7 @@ def crest_factor_db(x: torch.Tensor, sample_rate: float, window_s: float = 0.05)
         raise ValueError(f"signal of {x.shape[-1]} samples is shorter than one {window_s} s window")
     frames = x[..., : n_win * win].reshape(x.shape[0], x.shape[1], n_win, win)
     frames = frames.permute(0, 2, 1, 3).reshape(x.shape[0], n_win, -1)
-    rms = torch.sqrt((frames ** 2).mean(dim=-1) + _EPS)
+    rms = torch.sqrt((frames**2).mean(dim=-1) + _EPS)
     peak = frames.abs().amax(dim=-1)
     crest = 20.0 * torch.log10((peak + 1e-7) / (rms + 1e-7))
     # Windows far below the loudest carry noise-floor crest factors; weight by level.
@@ -131,8 +139,9 @@ def crest_factor_db(x: torch.Tensor, sample_rate: float, window_s: float = 0.05)
     return (crest * weight).sum(dim=-1) / weight.sum(dim=-1).clamp_min(_EPS)
 
 
-def dynamics_loss(x: torch.Tensor, target: torch.Tensor, sample_rate: float,
-                  lra_weight: float = 1.0, crest_weight: float = 1.0) -> torch.Tensor:
+def dynamics_loss(
+    x: torch.Tensor, target: torch.Tensor, sample_rate: float, lra_weight: float = 1.0, crest_weight: float = 1.0
+) -> torch.Tensor:
     """|LRA(x) - LRA(target)| + |crest(x) - crest(target)| (LU and dB), per item."""
     lra = (loudness_range(x, sample_rate) - loudness_range(target, sample_rate)).abs()
     crest = (crest_factor_db(x, sample_rate) - crest_factor_db(target, sample_rate)).abs()
@@ -157,16 +166,24 @@ class MultiResolutionSTFT(torch.nn.Module):
         hop_sizes = hop_sizes or [n // 2 for n in fft_sizes]
         win_lengths = win_lengths or list(fft_sizes)
         self.loss = auraloss.freq.MultiResolutionSTFTLoss(
-            fft_sizes=list(fft_sizes), hop_sizes=list(hop_sizes), win_lengths=list(win_lengths),
-            w_sc=1.0, w_log_mag=1.0, w_lin_mag=0.0, w_phs=0.0, reduction="mean")
+            fft_sizes=list(fft_sizes),
+            hop_sizes=list(hop_sizes),
+            win_lengths=list(win_lengths),
+            w_sc=1.0,
+            w_log_mag=1.0,
+            w_lin_mag=0.0,
+            w_phs=0.0,
+            reduction="mean",
+        )
 
     def forward(self, x: torch.Tensor, target: torch.Tensor, per_item: bool = False) -> torch.Tensor:
         if x.shape != target.shape:
             raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(target.shape)}")
         if not per_item:
             return self.loss(x.reshape(-1, 1, x.shape[-1]), target.reshape(-1, 1, x.shape[-1]))
-        return torch.stack([self.loss(x[i:i + 1].transpose(0, 1), target[i:i + 1].transpose(0, 1))
-                            for i in range(x.shape[0])])
+        return torch.stack(
+            [self.loss(x[i : i + 1].transpose(0, 1), target[i : i + 1].transpose(0, 1)) for i in range(x.shape[0])]
+        )
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -220,7 +237,7 @@ class GroupGradientBalance(torch.nn.Module):
         g = grad.detach().to(torch.float64)
         sq = torch.zeros(self.n_groups, dtype=torch.float64, device=g.device)
         count = torch.zeros(self.n_groups, dtype=torch.float64, device=g.device)
-        sq.index_add_(0, self.groups, (g ** 2).sum(dim=0))
+        sq.index_add_(0, self.groups, (g**2).sum(dim=0))
         count.index_add_(0, self.groups, torch.full_like(g[0], g.shape[0]))
         rms = torch.sqrt(sq / count.clamp_min(1))
         first = self.rms == 0

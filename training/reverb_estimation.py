@@ -114,8 +114,15 @@ def reverb_features(audio: torch.Tensor, sr: int) -> torch.Tensor:
 class _Mlp(nn.Module):
     def __init__(self, n_in: int, n_out: int, hidden: int = 256):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, hidden),
-                                 nn.GELU(), nn.Linear(hidden, n_out), nn.Sigmoid())
+        self.net = nn.Sequential(
+            nn.Linear(n_in, hidden),
+            nn.GELU(),
+            nn.Dropout(0.1),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, n_out),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -134,9 +141,14 @@ class ReverbEstimator:
     # -- persistence -------------------------------------------------------------------
     def state(self) -> dict:
         """A plain, picklable state (weights as CPU tensors) for saving or sending to workers."""
-        return {"weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                "mean": self.mean.cpu(), "std": self.std.cpu(), "sample_rate": self.sample_rate,
-                "n_in": int(self.mean.numel()), "meta": self.meta or {}}
+        return {
+            "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "mean": self.mean.cpu(),
+            "std": self.std.cpu(),
+            "sample_rate": self.sample_rate,
+            "n_in": int(self.mean.numel()),
+            "meta": self.meta or {},
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> ReverbEstimator:
@@ -201,8 +213,10 @@ class ReverbEstimator:
 # Training data
 # ---------------------------------------------------------------------------------------
 
-def _dry_clips(n: int, sr: int, seed: int, dry_sources: list[np.ndarray] | None,
-               seconds: float = ESTIMATOR_SECONDS) -> torch.Tensor:
+
+def _dry_clips(
+    n: int, sr: int, seed: int, dry_sources: list[np.ndarray] | None, seconds: float = ESTIMATOR_SECONDS
+) -> torch.Tensor:
     """``n`` dry clips ``(n, 1, T)`` of :data:`ESTIMATOR_SECONDS`: synthetic vocals, and random
     excerpts of ``dry_sources`` (mono arrays) when given (every other clip)."""
     rng = np.random.default_rng(seed)
@@ -212,16 +226,23 @@ def _dry_clips(n: int, sr: int, seed: int, dry_sources: list[np.ndarray] | None,
         if dry_sources and i % 2 == 1:
             src = dry_sources[int(rng.integers(len(dry_sources)))]
             start = int(rng.integers(0, max(1, src.shape[-1] - length)))
-            piece = src[start:start + length]
-            clips[i, 0, :piece.shape[-1]] = piece / (np.max(np.abs(piece)) or 1.0) * 0.5
+            piece = src[start : start + length]
+            clips[i, 0, : piece.shape[-1]] = piece / (np.max(np.abs(piece)) or 1.0) * 0.5
         else:
             clips[i] = synthetic_vocal(seconds, sr, rng, phrase_spread_db=float(rng.uniform(0, 12)))
     return torch.from_numpy(clips)
 
 
-def make_estimator_data(n_settings: int, clips_per_setting: int = 2, sr: int = 44100, seed: int = 0,
-                        dry_sources: list[np.ndarray] | None = None, batch: int = 32, progress=None,
-                        seconds: float = ESTIMATOR_SECONDS):
+def make_estimator_data(
+    n_settings: int,
+    clips_per_setting: int = 2,
+    sr: int = 44100,
+    seed: int = 0,
+    dry_sources: list[np.ndarray] | None = None,
+    batch: int = 32,
+    progress=None,
+    seconds: float = ESTIMATOR_SECONDS,
+):
     """Wet clips with known settings: ``(features (N, F), targets_normalised (N, 10), settings)``.
 
     Each random setting's impulse responses are computed once with the differentiable
@@ -239,10 +260,20 @@ def make_estimator_data(n_settings: int, clips_per_setting: int = 2, sr: int = 4
         b = min(batch, n_settings - done)
         s = renderer.sample_reverb_settings(b)
         with torch.no_grad():
-            h = fdn_impulse_response(sr, s["room_size"], s["reverb_time_s"], s["low_cutoff_hz"], s["low_q"],
-                                     s["low_gain_db_per_s"], s["high_cutoff_hz"], s["high_q"],
-                                     s["high_gain_db_per_s"], s["fade_in_s"], n_samples=length,
-                                     mono_input=True)  # (b, 2, length)
+            h = fdn_impulse_response(
+                sr,
+                s["room_size"],
+                s["reverb_time_s"],
+                s["low_cutoff_hz"],
+                s["low_q"],
+                s["low_gain_db_per_s"],
+                s["high_cutoff_hz"],
+                s["high_q"],
+                s["high_gain_db_per_s"],
+                s["fade_in_s"],
+                n_samples=length,
+                mono_input=True,
+            )  # (b, 2, length)
             dry = _dry_clips(b * clips_per_setting, sr, seed * 7919 + done, dry_sources, seconds)  # (b*k, 1, T)
             h_rep = h.repeat_interleave(clips_per_setting, dim=0)
             n_fft = 1 << int(math.ceil(math.log2(2 * length)))
@@ -263,8 +294,15 @@ def _loss_weights() -> torch.Tensor:
     return torch.tensor([LOSS_WEIGHTS.get(k, 1.0) for k in REVERB_TARGETS])
 
 
-def train_estimator(features: torch.Tensor, targets: torch.Tensor, epochs: int = 300, seed: int = 0,
-                    lr: float = 2e-3, sample_rate: int = 44100, meta: dict | None = None) -> ReverbEstimator:
+def train_estimator(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    epochs: int = 300,
+    seed: int = 0,
+    lr: float = 2e-3,
+    sample_rate: int = 44100,
+    meta: dict | None = None,
+) -> ReverbEstimator:
     """Fit the MLP on ``features`` ``(N, F)`` and normalised ``targets`` ``(N, 10)`` (full batch
     Adam with the research's weighted MSE)."""
     torch.manual_seed(seed)
@@ -281,7 +319,7 @@ def train_estimator(features: torch.Tensor, targets: torch.Tensor, epochs: int =
     for _ in range(epochs):
         order = torch.randperm(x.shape[0], generator=gen)
         for i in range(0, x.shape[0], batch):
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             loss = ((model(x[idx]) - targets[idx]) ** 2 * weights).mean()
             opt.zero_grad()
             loss.backward()
@@ -291,8 +329,12 @@ def train_estimator(features: torch.Tensor, targets: torch.Tensor, epochs: int =
     return ReverbEstimator(model, mean, std, sample_rate, meta)
 
 
-def evaluate_estimator(estimator: ReverbEstimator, features: torch.Tensor, settings: torch.Tensor,
-                       train_settings: torch.Tensor | None = None) -> dict:
+def evaluate_estimator(
+    estimator: ReverbEstimator,
+    features: torch.Tensor,
+    settings: torch.Tensor,
+    train_settings: torch.Tensor | None = None,
+) -> dict:
     """Mean absolute error per setting (physical units) on held-out ``features`` with known
     ``settings`` ``(N, 10)``, next to the error of always predicting the training mean (in
     the normalised domain, as the research's "mean" baseline)."""
@@ -304,13 +346,19 @@ def evaluate_estimator(estimator: ReverbEstimator, features: torch.Tensor, setti
     ref = train_settings if train_settings is not None else settings
     mean_u = normalise_targets("reverb", ref).mean(0, keepdim=True)
     baseline = (denormalise_targets("reverb", mean_u.expand_as(settings)) - settings).abs().mean(0)
-    return {name: {"mae": float(m), "mean_baseline_mae": float(b)}
-            for name, m, b in zip(REVERB_TARGETS, mae, baseline)}
+    return {name: {"mae": float(m), "mean_baseline_mae": float(b)} for name, m, b in zip(REVERB_TARGETS, mae, baseline)}
 
 
-def build_estimator(n_settings: int = 1200, clips_per_setting: int = 2, held_out: int = 200, sr: int = 44100,
-                    seed: int = 0, epochs: int = 300, dry_sources: list[np.ndarray] | None = None,
-                    progress=None) -> ReverbEstimator:
+def build_estimator(
+    n_settings: int = 1200,
+    clips_per_setting: int = 2,
+    held_out: int = 200,
+    sr: int = 44100,
+    seed: int = 0,
+    epochs: int = 300,
+    dry_sources: list[np.ndarray] | None = None,
+    progress=None,
+) -> ReverbEstimator:
     """Make data, train, and validate on ``held_out`` unseen settings (and unseen clips).
 
     The validation MAE is stored in ``estimator.meta["validation"]``.
@@ -318,9 +366,15 @@ def build_estimator(n_settings: int = 1200, clips_per_setting: int = 2, held_out
     t0 = time.time()
     x, u, s = make_estimator_data(n_settings, clips_per_setting, sr, seed, dry_sources, progress=progress)
     xv, uv, sv = make_estimator_data(held_out, 1, sr, seed + 1_000_003, dry_sources)
-    meta = {"n_settings": n_settings, "clips_per_setting": clips_per_setting, "held_out": held_out,
-            "seed": seed, "epochs": epochs, "clip_seconds": ESTIMATOR_SECONDS,
-            "dry_sources": len(dry_sources or [])}
+    meta = {
+        "n_settings": n_settings,
+        "clips_per_setting": clips_per_setting,
+        "held_out": held_out,
+        "seed": seed,
+        "epochs": epochs,
+        "clip_seconds": ESTIMATOR_SECONDS,
+        "dry_sources": len(dry_sources or []),
+    }
     est = train_estimator(x, u, epochs=epochs, seed=seed, sample_rate=sr, meta=meta)
     est.meta["validation"] = evaluate_estimator(est, xv, sv, train_settings=s)
     est.meta["seconds"] = round(time.time() - t0, 1)
@@ -350,19 +404,38 @@ def spectrogram_distance(a: torch.Tensor, b: torch.Tensor, resolutions=(256, 102
 
 def _fdn_ir(sr, room, p: dict, n: int) -> torch.Tensor:
     """Plug-in output for a unit impulse ``(2, n)``: ``w·h + (1 - w)·δ``."""
-    h = fdn_impulse_response(sr, torch.tensor([float(room)]), p["reverb_time_s"][None], p["low_cutoff_hz"][None],
-                             p["low_q"][None], p["low_gain_db_per_s"][None], p["high_cutoff_hz"][None],
-                             p["high_q"][None], p["high_gain_db_per_s"][None], p["fade_in_s"][None],
-                             n_samples=n, mono_input=True)[0]
+    h = fdn_impulse_response(
+        sr,
+        torch.tensor([float(room)]),
+        p["reverb_time_s"][None],
+        p["low_cutoff_hz"][None],
+        p["low_q"][None],
+        p["low_gain_db_per_s"][None],
+        p["high_cutoff_hz"][None],
+        p["high_q"][None],
+        p["high_gain_db_per_s"][None],
+        p["fade_in_s"][None],
+        n_samples=n,
+        mono_input=True,
+    )[0]
     w = p["dry_wet_pct"] / 100.0
     delta = torch.zeros(n, dtype=h.dtype)
     delta[0] = 1.0
     return w * h + (1 - w) * delta[None]
 
 
-def fit_impulse_response(ir, sr: int, rooms=(5, 12, 20, 28), search_steps: int = 25, steps: int = 120,
-                         lr: float = 0.05, max_seconds: float = 1.5, init: dict | None = None,
-                         fit_fade_in: bool = False, progress=None) -> dict:
+def fit_impulse_response(
+    ir,
+    sr: int,
+    rooms=(5, 12, 20, 28),
+    search_steps: int = 25,
+    steps: int = 120,
+    lr: float = 0.05,
+    max_seconds: float = 1.5,
+    init: dict | None = None,
+    fit_fade_in: bool = False,
+    progress=None,
+) -> dict:
     """FdnReverb settings whose impulse response matches ``ir`` ``(channels, samples)``.
 
     The continuous settings are optimised with Adam in the normalised domain (a logit per
@@ -440,5 +513,9 @@ def fit_impulse_response(ir, sr: int, rooms=(5, 12, 20, 28), search_steps: int =
     with torch.no_grad():
         final = {k: float(v) for k, v in settings_of(logits).items()}
     final["room_size"] = float(room)
-    return {"settings": {k: final[k] for k in REVERB_TARGETS}, "loss": loss, "history": hist + hist2,
-            "room_search": {float(r[1]): r[0] for r in results}}
+    return {
+        "settings": {k: final[k] for k in REVERB_TARGETS},
+        "loss": loss,
+        "history": hist + hist2,
+        "room_search": {float(r[1]): r[0] for r in results},
+    }

@@ -126,6 +126,7 @@ def default_device() -> torch.device:
 # Synthetic songs
 # ---------------------------------------------------------------------------------------
 
+
 def _envelope(n: int, sr: int, attack_s: float, release_s: float) -> np.ndarray:
     t = np.arange(n) / sr
     rise = np.clip(t / max(attack_s, 1e-3), 0, 1)
@@ -133,8 +134,7 @@ def _envelope(n: int, sr: int, attack_s: float, release_s: float) -> np.ndarray:
     return (rise * fall).astype(np.float32)
 
 
-def synthetic_vocal(seconds: float, sr: int, rng: np.random.Generator,
-                    phrase_spread_db: float = 6.0) -> np.ndarray:
+def synthetic_vocal(seconds: float, sr: int, rng: np.random.Generator, phrase_spread_db: float = 6.0) -> np.ndarray:
     """A sung-like mono line ``(1, T)`` float32 peaking near -6 dBFS.
 
     Notes of 0.15-0.6 s with short gaps and occasional rests; each note is a harmonic
@@ -172,8 +172,9 @@ def synthetic_vocal(seconds: float, sr: int, rng: np.random.Generator,
         for h in range(1, int(min(30, 8000 / f0)) + 1):
             fh = f0 * h
             # Two formant bumps over a -9 dB/octave slope.
-            amp = h ** -1.5 * (1 + 4 * np.exp(-((fh - formants[0]) / 200) ** 2)
-                               + 3 * np.exp(-((fh - formants[1]) / 300) ** 2))
+            amp = h**-1.5 * (
+                1 + 4 * np.exp(-(((fh - formants[0]) / 200) ** 2)) + 3 * np.exp(-(((fh - formants[1]) / 300) ** 2))
+            )
             tone += amp * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
         breath = rng.standard_normal(m) * 0.02
         level_db = levels[int(np.searchsorted(bounds, t))]
@@ -187,9 +188,13 @@ def synthetic_vocal(seconds: float, sr: int, rng: np.random.Generator,
 #: Ranges of :func:`recording_variation` (name -> value): probabilities, corner
 #: frequencies (Hz, drawn log-uniform) and gains (dB, drawn uniform).
 RECORDING_VARIATION = {
-    "highpass_probability": 0.7, "highpass_hz": (40.0, 250.0),
-    "lowpass_probability": 0.5, "lowpass_hz": (6000.0, 19000.0),
-    "low_shelf_hz": (100.0, 400.0), "high_shelf_hz": (2000.0, 8000.0), "shelf_gain_db": (-6.0, 6.0),
+    "highpass_probability": 0.7,
+    "highpass_hz": (40.0, 250.0),
+    "lowpass_probability": 0.5,
+    "lowpass_hz": (6000.0, 19000.0),
+    "low_shelf_hz": (100.0, 400.0),
+    "high_shelf_hz": (2000.0, 8000.0),
+    "shelf_gain_db": (-6.0, 6.0),
     "noise_below_rms_db": (45.0, 80.0),
 }
 
@@ -211,7 +216,6 @@ def recording_variation(vocal: np.ndarray, sr: int, rng: np.random.Generator) ->
     """
     from scipy import signal
 
-
     r = RECORDING_VARIATION
     x = np.asarray(vocal, dtype=np.float64)
 
@@ -227,7 +231,7 @@ def recording_variation(vocal: np.ndarray, sr: int, rng: np.random.Generator) ->
         one = torch.ones(1, dtype=torch.float64)
         b, a = design(one * log_uniform(r[band]), one * rng.uniform(*r["shelf_gain_db"]), one / math.sqrt(2), sr)
         x = signal.lfilter(b[0].numpy(), a[0].numpy(), x)
-    rms = math.sqrt(float(np.mean(x ** 2))) or 1.0
+    rms = math.sqrt(float(np.mean(x**2))) or 1.0
     x = x + rng.standard_normal(x.shape) * rms * 10 ** (-rng.uniform(*r["noise_below_rms_db"]) / 20)
     return x.astype(np.float32)
 
@@ -253,8 +257,8 @@ def synthetic_backing(seconds: float, sr: int, rng: np.random.Generator) -> np.n
 
         def put(sig, gain_l, gain_r, start=s):
             m = min(len(sig), n - start)
-            left[start:start + m] += sig[:m] * gain_l
-            right[start:start + m] += sig[:m] * gain_r
+            left[start : start + m] += sig[:m] * gain_l
+            right[start : start + m] += sig[:m] * gain_r
 
         put(kick if i % 2 == 0 else snare * 0.5, 0.8, 0.8)
         put(hat * 0.3, 0.5, 0.3)
@@ -266,8 +270,8 @@ def synthetic_backing(seconds: float, sr: int, rng: np.random.Generator) -> np.n
         env = _envelope(m, sr, 0.01, 0.05)
         bass = sum(np.sin(2 * np.pi * chord * k * tb) / k for k in range(1, 6)) * env * 0.35
         pad = sum(np.sin(2 * np.pi * chord * 2 * 2 ** (iv / 12) * tb) for iv in (0, 4, 7)) * env * 0.08
-        left[s:s + m] += bass + pad * 1.2
-        right[s:s + m] += bass + pad * 0.8
+        left[s : s + m] += bass + pad * 1.2
+        right[s : s + m] += bass + pad * 0.8
     stereo = np.stack([left, right])
     peak = np.max(np.abs(stereo)) or 1.0
     return (stereo / peak * 0.5).astype(np.float32)
@@ -276,6 +280,7 @@ def synthetic_backing(seconds: float, sr: int, rng: np.random.Generator) -> np.n
 # ---------------------------------------------------------------------------------------
 # Batch renderer
 # ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class EqDegradation:
@@ -312,8 +317,14 @@ class BatchRenderer:
     devices). Settings are drawn on the CPU and then moved to ``device``.
     """
 
-    def __init__(self, sample_rate: int = 44100, device: str | torch.device | None = None, seed: int = 0,
-                 fdn_lines: int = 64, reverb_bank: int | None = None):
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        fdn_lines: int = 64,
+        reverb_bank: int | None = None,
+    ):
         self.sample_rate = sample_rate
         self.device = torch.device(device) if device is not None else default_device()
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -432,8 +443,9 @@ class BatchRenderer:
         if self.reverb_bank is not None:
             if self._bank is None:
                 bank_generator = torch.Generator(device="cpu").manual_seed(self._bank_seed)
-                self._bank = self._draw_reverb_settings(self.reverb_bank,
-                                                        lambda k: torch.rand(k, generator=bank_generator))
+                self._bank = self._draw_reverb_settings(
+                    self.reverb_bank, lambda k: torch.rand(k, generator=bank_generator)
+                )
             pick = torch.randint(self.reverb_bank, (n,), generator=self.generator)
             return {name: value[pick] for name, value in self._bank.items()}
         return self._draw_reverb_settings(n, self._rand)
@@ -461,9 +473,19 @@ class BatchRenderer:
         """FdnReverb on ``clips`` ``(B, 1|2, T)`` with per-item ``settings``; returns ``(B, 2, T)``."""
         s = {k: v.to(self.device) for k, v in settings.items()}
         return dsp_reverb.fdn_reverb(
-            clips.to(self.device), self.sample_rate, s["room_size"], s["reverb_time_s"], s["low_cutoff_hz"],
-            s["low_q"], s["low_gain_db_per_s"], s["high_cutoff_hz"], s["high_q"], s["high_gain_db_per_s"],
-            s["dry_wet_pct"] / 100.0, s["fade_in_s"], fdn_lines=self.fdn_lines,
+            clips.to(self.device),
+            self.sample_rate,
+            s["room_size"],
+            s["reverb_time_s"],
+            s["low_cutoff_hz"],
+            s["low_q"],
+            s["low_gain_db_per_s"],
+            s["high_cutoff_hz"],
+            s["high_q"],
+            s["high_gain_db_per_s"],
+            s["dry_wet_pct"] / 100.0,
+            s["fade_in_s"],
+            fdn_lines=self.fdn_lines,
         )
 
     def reverb_examples(self, clips: torch.Tensor, settings: dict[str, torch.Tensor] | None = None):
@@ -492,18 +514,34 @@ class BatchRenderer:
         q = torch.full((n, bands), 0.7)
         q[:, 1:5] = torch.exp(math.log(0.5) + r(n, 4) * math.log(8))
         kind = torch.tensor([int(FilterType.HIGHPASS_2)] + [int(FilterType.PEAK)] * 4 + [int(FilterType.HIGH_SHELF)])
-        eq = EQParams(frequency_hz=freq, gain_db=gain, q=q, filter_type=kind.expand(n, bands).clone(),
-                      enabled=torch.ones(n, bands, dtype=torch.bool))
+        eq = EQParams(
+            frequency_hz=freq,
+            gain_db=gain,
+            q=q,
+            filter_type=kind.expand(n, bands).clone(),
+            enabled=torch.ones(n, bands, dtype=torch.bool),
+        )
         # Drawn in this order (threshold, ratio, knee, attack, release, makeup): the seed fixes every draw.
         threshold_db, ratio = -40 + 35 * r(n), 1 + 7 * r(n)
-        knee_db, attack_ms, release_ms = (_sample_normalised(spec_of(CompressorSettings, name), r(n))
-                                          for name in ("knee_db", "attack_ms", "release_ms"))
-        compressor = CompressorParams(threshold_db=threshold_db, ratio=ratio, knee_db=knee_db, attack_ms=attack_ms,
-                                      release_ms=release_ms, makeup_db=6 * r(n),
-                                      lookahead=torch.zeros(n, dtype=torch.bool))
+        knee_db, attack_ms, release_ms = (
+            _sample_normalised(spec_of(CompressorSettings, name), r(n))
+            for name in ("knee_db", "attack_ms", "release_ms")
+        )
+        compressor = CompressorParams(
+            threshold_db=threshold_db,
+            ratio=ratio,
+            knee_db=knee_db,
+            attack_ms=attack_ms,
+            release_ms=release_ms,
+            makeup_db=6 * r(n),
+            lookahead=torch.zeros(n, dtype=torch.bool),
+        )
         reverb = self.sample_reverb_settings(n)
-        reverb_params = ReverbParams(**{k: v for k, v in reverb.items() if k != "dry_wet_pct"},
-                                     dry_wet=reverb["dry_wet_pct"] / 100.0, fdn_lines=self.fdn_lines)
+        reverb_params = ReverbParams(
+            **{k: v for k, v in reverb.items() if k != "dry_wet_pct"},
+            dry_wet=reverb["dry_wet_pct"] / 100.0,
+            fdn_lines=self.fdn_lines,
+        )
         return ChainParams(eq, compressor, reverb_params, LevelParams(vocal_gain_db=(r(n) * 2 - 1) * 6))
 
     def render_chain(self, clips: torch.Tensor, params: ChainParams | None = None):
@@ -558,16 +596,29 @@ class BatchRenderer:
         wet IR ``(2, n)`` computed once per renderer, as :func:`fdn_reverb` computes it for
         ``n_samples``-long input (one setting per call, so the IR has exactly its own length:
         its decay floor or the clip length)."""
-        names = ("room_size", "reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s",
-                 "high_cutoff_hz", "high_q", "high_gain_db_per_s", "fade_in_s")
+        names = (
+            "room_size",
+            "reverb_time_s",
+            "low_cutoff_hz",
+            "low_q",
+            "low_gain_db_per_s",
+            "high_cutoff_hz",
+            "high_q",
+            "high_gain_db_per_s",
+            "fade_in_s",
+        )
         fdn_lines = params.fdn_lines
         rows = torch.stack([getattr(params, k).detach().to(torch.float64).cpu() for k in names], dim=1).tolist()
         keys = [(fdn_lines, n_samples, *row) for row in rows]
         for i, key in enumerate(keys):
             if key not in self._irs:
                 self._irs[key] = dsp_reverb.fdn_impulse_response(
-                    self.sample_rate, *(getattr(params, k)[i:i + 1] for k in names), fdn_lines=fdn_lines,
-                    mono_input=True, max_samples=n_samples)[0]
+                    self.sample_rate,
+                    *(getattr(params, k)[i : i + 1] for k in names),
+                    fdn_lines=fdn_lines,
+                    mono_input=True,
+                    max_samples=n_samples,
+                )[0]
         return keys
 
     def _padded_irs(self, keys: list[tuple]) -> torch.Tensor:
@@ -590,8 +641,14 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def render_shards(in_paths: list[str | Path], out_dir: str | Path, kind: str, renderer: BatchRenderer,
-                  batch_size: int = 64, progress=None) -> list[Path]:
+def render_shards(
+    in_paths: list[str | Path],
+    out_dir: str | Path,
+    kind: str,
+    renderer: BatchRenderer,
+    batch_size: int = 64,
+    progress=None,
+) -> list[Path]:
     """Render every clip of ``in_paths`` (``torch.save`` dicts with ``clips`` ``(N, C, T)``)
     with random ``kind`` settings ("eq", "reverb" or "chain"), one output shard per input.
 
@@ -606,6 +663,7 @@ def render_shards(in_paths: list[str | Path], out_dir: str | Path, kind: str, re
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = []
     with ThreadPoolExecutor(max_workers=2) as io:
+
         def load(p):
             return torch.load(p, map_location="cpu", weights_only=True)
 
@@ -621,7 +679,7 @@ def render_shards(in_paths: list[str | Path], out_dir: str | Path, kind: str, re
             clips = shard["clips"].to(torch.float32)
             audio, meta = [], []
             for start in range(0, clips.shape[0], batch_size):
-                batch = clips[start:start + batch_size]
+                batch = clips[start : start + batch_size]
                 if kind == "eq":
                     y, d = renderer.eq_degrade(batch)
                     meta.append({"applied_db": d.applied_db, "target_db": d.target_db, "changed": d.changed})
@@ -635,8 +693,9 @@ def render_shards(in_paths: list[str | Path], out_dir: str | Path, kind: str, re
             merged = {k: torch.cat([m[k] for m in meta]) for k in meta[0]} if meta else {}
             if pending_save is not None:
                 pending_save.result()
-            pending_save = io.submit(_save_atomic, {"audio": torch.cat(audio) if audio else clips[:0],
-                                                    "settings": merged}, out_path)
+            pending_save = io.submit(
+                _save_atomic, {"audio": torch.cat(audio) if audio else clips[:0], "settings": merged}, out_path
+            )
             if progress is not None:
                 progress(i + 1, len(in_paths))
         if pending_save is not None:
@@ -647,6 +706,7 @@ def render_shards(in_paths: list[str | Path], out_dir: str | Path, kind: str, re
 # ---------------------------------------------------------------------------------------
 # Whole synthetic songs with known targets
 # ---------------------------------------------------------------------------------------
+
 
 def synthetic_song(seed: int, seconds: float, sample_rate: int = 44100) -> dict:
     """A synthetic song with known settings, deterministic from ``seed``.

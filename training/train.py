@@ -33,9 +33,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,25 +83,37 @@ class Arrays:
     changed: np.ndarray | None = None
 
     @classmethod
-    def of(cls, data: Any) -> "Arrays":
-        return cls(np.asarray(data.features, dtype=np.float32), np.asarray(data.targets, dtype=np.float64),
-                   list(data.songs), None if getattr(data, "changed", None) is None else np.asarray(data.changed, bool))
+    def of(cls, data: Any) -> Arrays:
+        return cls(
+            np.asarray(data.features, dtype=np.float32),
+            np.asarray(data.targets, dtype=np.float64),
+            list(data.songs),
+            None if getattr(data, "changed", None) is None else np.asarray(data.changed, bool),
+        )
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
 
-    def subset(self, mask: np.ndarray) -> "Arrays":
-        return Arrays(self.features[mask], self.targets[mask], [s for s, m in zip(self.songs, mask) if m],
-                      None if self.changed is None else self.changed[mask])
+    def subset(self, mask: np.ndarray) -> Arrays:
+        return Arrays(
+            self.features[mask],
+            self.targets[mask],
+            [s for s, m in zip(self.songs, mask) if m],
+            None if self.changed is None else self.changed[mask],
+        )
 
     @staticmethod
-    def concat(parts: Sequence["Arrays"]) -> "Arrays":
+    def concat(parts: Sequence[Arrays]) -> Arrays:
         parts = [p for p in parts if len(p)]
         if not parts:
             raise ValueError("no examples to concatenate")
         changed = None if parts[0].changed is None else np.concatenate([p.changed for p in parts])
-        return Arrays(np.concatenate([p.features for p in parts]), np.concatenate([p.targets for p in parts]),
-                      [s for p in parts for s in p.songs], changed)
+        return Arrays(
+            np.concatenate([p.features for p in parts]),
+            np.concatenate([p.targets for p in parts]),
+            [s for p in parts for s in p.songs],
+            changed,
+        )
 
 
 def target_names(task: str) -> list[str]:
@@ -141,8 +154,14 @@ def feature_settings_record() -> dict:
 
 
 # -- loss ------------------------------------------------------------------------------
-def task_loss(task: str, names: Sequence[str], prediction: torch.Tensor, target: torch.Tensor,
-              changed: torch.Tensor | None = None, kind: str = "paper") -> torch.Tensor:
+def task_loss(
+    task: str,
+    names: Sequence[str],
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    changed: torch.Tensor | None = None,
+    kind: str = "paper",
+) -> torch.Tensor:
     """The loss for ``task`` on normalised ``(batch, k)`` predictions and targets.
 
     ``kind="paper"``: the published losses (module docstring). ``kind="mse"``: plain
@@ -157,8 +176,9 @@ def task_loss(task: str, names: Sequence[str], prediction: torch.Tensor, target:
     if kind == "l1":
         absolute = (prediction - target).abs()
         if task == "reverb":
-            weights = torch.tensor([REVERB_LOSS_WEIGHTS.get(n, 1.0) for n in names], dtype=absolute.dtype,
-                                   device=absolute.device)
+            weights = torch.tensor(
+                [REVERB_LOSS_WEIGHTS.get(n, 1.0) for n in names], dtype=absolute.dtype, device=absolute.device
+            )
             return (absolute * weights).sum(dim=1).mean() / weights.sum()
         return absolute.mean()
     squared = (prediction - target) ** 2
@@ -201,7 +221,7 @@ class TrainConfig:
     loss: str = "paper"
     architecture: str = "li-lerch-cnn"  # or "spectrum-mlp" (vocalmix.nets.spectrum_mlp, the EQ default)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         hp = TASK_HYPERPARAMETERS[self.task]
         return replace(
             self,
@@ -275,7 +295,7 @@ def shrink_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 # -- training --------------------------------------------------------------------------
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
-    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     # BatchNorm cannot normalise one example; fold a lone remainder into the previous batch.
     if len(batches) > 1 and len(batches[-1]) == 1:
         batches[-2] = np.concatenate([batches[-2], batches.pop()])
@@ -283,21 +303,23 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
 
 
 @torch.no_grad()
-def predict_normalised(model: MixingCNN, features: np.ndarray, device: torch.device | str = "cpu",
-                       batch_size: int = 256) -> np.ndarray:
+def predict_normalised(
+    model: MixingCNN, features: np.ndarray, device: torch.device | str = "cpu", batch_size: int = 256
+) -> np.ndarray:
     """``features`` ``(N, 2, 128, 64)`` -> raw model outputs ``(N, k)`` (normalised units, unclipped)."""
     model.eval()
     out = []
     for i in range(0, len(features), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(features[i:i + batch_size], dtype=np.float32)).to(device)
+        x = torch.from_numpy(np.ascontiguousarray(features[i : i + batch_size], dtype=np.float32)).to(device)
         out.append(model(x).cpu().numpy())
     if not out:
         return np.zeros((0, model.config.n_outputs), dtype=np.float32)
     return np.concatenate(out).astype(np.float32)
 
 
-def _evaluate_loss(task, names, model, data: Arrays, u_targets: np.ndarray, device,
-                   loss_kind: str = "paper") -> tuple[float, dict[str, float]]:
+def _evaluate_loss(
+    task, names, model, data: Arrays, u_targets: np.ndarray, device, loss_kind: str = "paper"
+) -> tuple[float, dict[str, float]]:
     u_pred = predict_normalised(model, data.features, device)
     with torch.no_grad():
         changed = None if data.changed is None else torch.from_numpy(data.changed)
@@ -315,8 +337,15 @@ def _progress_writer(enabled: bool) -> Callable[[str], None]:
     return write
 
 
-def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_dir: str | os.PathLike,
-        resume: bool = False, metadata: dict | None = None, progress: bool = True) -> TrainResult:
+def fit(
+    config: TrainConfig,
+    train_data: Arrays,
+    val_data: Arrays | None,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    metadata: dict | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train one task on in-memory data; see the module docstring for the files written.
 
     ``val_data`` may be None or empty (few songs): then the latest epoch is kept and
@@ -341,8 +370,13 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
     write = _progress_writer(progress)
 
     set_determinism(config.seed)
-    model = build_model(task, hidden=config.hidden, dropout=config.dropout,
-                        input_shape=tuple(train_data.features.shape[1:]), architecture=config.architecture).to(device)
+    model = build_model(
+        task,
+        hidden=config.hidden,
+        dropout=config.dropout,
+        input_shape=tuple(train_data.features.shape[1:]),
+        architecture=config.architecture,
+    ).to(device)
     u_train = normalise(task, train_data.targets)
     train_mean = train_data.targets.mean(axis=0)
     if config.init_at_mean:
@@ -424,9 +458,15 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
             best_loss, best_epoch, stale = val_loss, epoch, 0
         else:
             stale += 1
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-               **{f"val_mae_{n}": val_mae[n] for n in names}, "lr": config.lr,
-               "seconds": round(time.monotonic() - t0, 3), "best": int(improved)}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            **{f"val_mae_{n}": val_mae[n] for n in names},
+            "lr": config.lr,
+            "seconds": round(time.monotonic() - t0, 3),
+            "best": int(improved),
+        }
         history.append(row)
         with open(log_path, "a", newline="") as fh:
             csv.writer(fh).writerow([row[f] for f in fields])
@@ -435,13 +475,25 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
         metrics = {"val_loss": val_loss, "train_loss": train_loss, "val_mae": val_mae, "epoch": epoch}
         if improved:
             save_checkpoint(best_path, {**base, "state_dict": state_dict, "epoch": epoch, "metrics": metrics})
-        save_checkpoint(last_path, {**base, "state_dict": state_dict, "epoch": epoch, "metrics": metrics,
-                                    "optimizer_state": optimizer.state_dict(), "best_val_loss": best_loss,
-                                    "best_epoch": best_epoch, "epochs_without_improvement": stale,
-                                    "history": jsonable(history)})
+        save_checkpoint(
+            last_path,
+            {
+                **base,
+                "state_dict": state_dict,
+                "epoch": epoch,
+                "metrics": metrics,
+                "optimizer_state": optimizer.state_dict(),
+                "best_val_loss": best_loss,
+                "best_epoch": best_epoch,
+                "epochs_without_improvement": stale,
+                "history": jsonable(history),
+            },
+        )
         mae_text = " ".join(f"{n}={v:.3g}" for n, v in list(val_mae.items())[:3])
-        write(f"[{task}] epoch {epoch}/{config.epochs} train {train_loss:.4f} val {val_loss:.4f} "
-              f"{mae_text}{' *' if improved else ''}")
+        write(
+            f"[{task}] epoch {epoch}/{config.epochs} train {train_loss:.4f} val {val_loss:.4f} "
+            f"{mae_text}{' *' if improved else ''}"
+        )
         if config.max_minutes is not None and (time.monotonic() - started) > 60 * config.max_minutes:
             write(f"[{task}] time budget of {config.max_minutes:g} min reached")
             break
@@ -449,16 +501,38 @@ def fit(config: TrainConfig, train_data: Arrays, val_data: Arrays | None, out_di
     if not best_path.is_file():
         raise InputError(f"{task}: training produced no checkpoint")
     best = load_checkpoint(best_path)
-    return TrainResult(task=task, checkpoint=best_path, best_epoch=int(best["epoch"]), best_val_loss=best_loss,
-                       epochs_run=epoch, stopped_early=stopped_early,
-                       val_mae=dict(best["metrics"]["val_mae"]), history=history)
+    return TrainResult(
+        task=task,
+        checkpoint=best_path,
+        best_epoch=int(best["epoch"]),
+        best_val_loss=best_loss,
+        epochs_run=epoch,
+        stopped_early=stopped_early,
+        val_mae=dict(best["metrics"]["val_mae"]),
+        history=history,
+    )
 
 
-def train(task: str, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike, epochs: int = 60, seed: int = 0,
-          device: str = "cpu", resume: bool = False, patience: int = 10, batch_size: int | None = None,
-          lr: float | None = None, weight_decay: float | None = None, hidden: int = 64,
-          init_at_mean: bool = True, max_minutes: float | None = None, progress: bool = True,
-          loss: str = "paper", architecture: str = "li-lerch-cnn", dropout: float = 0.3) -> TrainResult:
+def train(
+    task: str,
+    dataset_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    epochs: int = 60,
+    seed: int = 0,
+    device: str = "cpu",
+    resume: bool = False,
+    patience: int = 10,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
+    hidden: int = 64,
+    init_at_mean: bool = True,
+    max_minutes: float | None = None,
+    progress: bool = True,
+    loss: str = "paper",
+    architecture: str = "li-lerch-cnn",
+    dropout: float = 0.3,
+) -> TrainResult:
     """Train ``task`` on the dataset's train split, validating on its val split (different songs).
 
     Returns a :class:`TrainResult`; the best checkpoint is ``out_dir/<task>.pt``.
@@ -472,10 +546,26 @@ def train(task: str, dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
     overlap = set(train_data.songs) & set(val_data.songs)
     if overlap:
         raise InputError(f"{dataset_dir}: songs in both train and val splits ({sorted(overlap)[0]}, ...)")
-    config = TrainConfig(task=task, epochs=epochs, seed=seed, device=device, patience=patience,
-                         batch_size=batch_size, lr=lr, weight_decay=weight_decay, hidden=hidden,
-                         init_at_mean=init_at_mean, max_minutes=max_minutes, loss=loss,
-                         architecture=architecture, dropout=dropout)
-    metadata = {"dataset_dir": str(Path(dataset_dir).resolve()), "data_manifest_sha256": manifest_sha256(dataset_dir),
-                "train_songs": sorted(set(train_data.songs)), "val_songs": sorted(set(val_data.songs))}
+    config = TrainConfig(
+        task=task,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        hidden=hidden,
+        init_at_mean=init_at_mean,
+        max_minutes=max_minutes,
+        loss=loss,
+        architecture=architecture,
+        dropout=dropout,
+    )
+    metadata = {
+        "dataset_dir": str(Path(dataset_dir).resolve()),
+        "data_manifest_sha256": manifest_sha256(dataset_dir),
+        "train_songs": sorted(set(train_data.songs)),
+        "val_songs": sorted(set(val_data.songs)),
+    }
     return fit(config, train_data, val_data, out_dir, resume=resume, metadata=metadata, progress=progress)

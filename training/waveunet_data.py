@@ -94,8 +94,9 @@ def _parse_synthetic(source: str) -> tuple[int, float] | None:
     return int(m.group(1)), float(m.group(2) or SYNTHETIC_SECONDS)
 
 
-def discover_mix_songs(source: str | os.PathLike, target: str = "reference", layout: str = "auto",
-                       seed: int = 0) -> list[MixSong]:
+def discover_mix_songs(
+    source: str | os.PathLike, target: str = "reference", layout: str = "auto", seed: int = 0
+) -> list[MixSong]:
     """The songs of ``source`` with their targets; InputError for a song that would have none."""
     if target not in TARGET_CHOICES:
         raise InputError(f"--target {target!r}: choose one of {', '.join(TARGET_CHOICES)}")
@@ -118,8 +119,10 @@ def discover_mix_songs(source: str | os.PathLike, target: str = "reference", lay
         if target == "reference":
             if reference is None:
                 where = song.vocal or song.id
-                raise InputError(f"{where}: song '{song.id}' has no reference mix (mix.* / mixture.* / a CSV 'mix' "
-                                 "column); use --target rules or --target auto to train on rendered mixes")
+                raise InputError(
+                    f"{where}: song '{song.id}' has no reference mix (mix.* / mixture.* / a CSV 'mix' "
+                    "column); use --target rules or --target auto to train on rendered mixes"
+                )
             chosen = "reference"
         elif target == "auto":
             chosen = "reference" if reference is not None else "rules"
@@ -154,8 +157,17 @@ def load_song_arrays(item: MixSong) -> np.ndarray:
 
 
 def _cache_name(item: MixSong) -> str:
-    key = json.dumps([item.song.id, item.song.vocal, list(item.song.backing), item.song.synthetic_seed,
-                      item.song.seconds, item.reference, item.target])
+    key = json.dumps(
+        [
+            item.song.id,
+            item.song.vocal,
+            list(item.song.backing),
+            item.song.synthetic_seed,
+            item.song.seconds,
+            item.reference,
+            item.target,
+        ]
+    )
     return f"{item.song.file_stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.npy"
 
 
@@ -205,8 +217,9 @@ class SongCache:
             try:
                 self._maps[song_id] = np.load(self.paths[song_id], mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise InputError(f"{self.paths[song_id]}: unreadable prepared song ({exc}); "
-                                 "delete it to redo") from None
+                raise InputError(
+                    f"{self.paths[song_id]}: unreadable prepared song ({exc}); delete it to redo"
+                ) from None
         return self._maps[song_id]
 
     def length(self, song_id: str) -> int:
@@ -225,7 +238,7 @@ def _slice_padded(data: np.ndarray, start: int, n: int) -> np.ndarray:
     out = np.zeros((data.shape[0], n), dtype=np.float32)
     lo, hi = max(start, 0), min(start + n, data.shape[-1])
     if hi > lo:
-        out[:, lo - start:hi - start] = data[:, lo:hi]
+        out[:, lo - start : hi - start] = data[:, lo:hi]
     return out
 
 
@@ -244,8 +257,16 @@ def manifest_record(source, items: list[MixSong], splits: dict[str, list[str]], 
         "sample_rate_hz": WORKING_RATE,
         "seed": seed,
         "splits": splits,
-        "targets": {i.id: ({"kind": "reference", "path": i.reference} if i.target == "reference"
-                           else {"kind": "rendered", "method": i.target,
-                                 "options": "vocalmix render defaults (ceiling -1 dBTP, no loudness target)"})
-                    for i in items},
+        "targets": {
+            i.id: (
+                {"kind": "reference", "path": i.reference}
+                if i.target == "reference"
+                else {
+                    "kind": "rendered",
+                    "method": i.target,
+                    "options": "vocalmix render defaults (ceiling -1 dBTP, no loudness target)",
+                }
+            )
+            for i in items
+        },
     }

@@ -90,8 +90,12 @@ class WaveUNetTrainConfig:
     max_minutes: float | None = None  # wall-time budget of each step (training, fine-tuning)
 
     def model_config(self) -> WaveUNetConfig:
-        return WaveUNetConfig(layers=self.layers, filters_per_layer=self.filters_per_layer,
-                              down_kernel=self.down_kernel, up_kernel=self.up_kernel)
+        return WaveUNetConfig(
+            layers=self.layers,
+            filters_per_layer=self.filters_per_layer,
+            down_kernel=self.down_kernel,
+            up_kernel=self.up_kernel,
+        )
 
 
 @dataclass
@@ -168,7 +172,7 @@ def validation_loss(model: WaveUNet, windows: Windows, spots, device, batch: int
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(spots), batch):
-        x, y = windows.tensors(spots[i:i + batch])
+        x, y = windows.tensors(spots[i : i + batch])
         err = model(x.to(device)) - y.to(device)
         total += float(err.double().square().sum())
         count += err.numel()
@@ -200,9 +204,16 @@ def _write_json_atomic(path: Path, record: dict) -> None:
 
 
 # -- training -----------------------------------------------------------------------------------
-def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConfig = WaveUNetTrainConfig(),
-                   target: str = "reference", layout: str = "auto", resume: bool = False,
-                   cache_dir: str | os.PathLike | None = None, progress: bool = True) -> WaveUNetTrainResult:
+def train_waveunet(
+    source,
+    out_dir: str | os.PathLike,
+    config: WaveUNetTrainConfig = WaveUNetTrainConfig(),
+    target: str = "reference",
+    layout: str = "auto",
+    resume: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> WaveUNetTrainResult:
     """Train on the songs of ``source`` (see :mod:`~vocalmix.training.waveunet_data`); returns the best model."""
     write = _writer(progress)
     out_dir = Path(out_dir)
@@ -300,8 +311,16 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
                 best_loss, best_epoch, best_phase, stale = val_loss, epoch, phase, 0
             else:
                 stale += 1
-            row = {"phase": phase, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                   "batch_size": batch, "seconds": round(time.monotonic() - t0, 2), "best": int(improved)}
+            row = {
+                "phase": phase,
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "batch_size": batch,
+                "seconds": round(time.monotonic() - t0, 2),
+                "best": int(improved),
+            }
             history.append(row)
             with open(log_path, "a", newline="") as fh:
                 csv.writer(fh).writerow([row[f] for f in fields_])
@@ -309,13 +328,26 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
             info = {"phase": phase, "epoch": epoch, "val_loss": val_loss, "train_loss": train_loss}
             if improved:
                 save_checkpoint(best_path, {**base, "state_dict": weights, "metrics": info})
-            save_checkpoint(last_path, {**base, "state_dict": weights, "metrics": info, "phase_index": phase_index,
-                                        "epoch": epoch, "optimizer_state": optimizer.state_dict(),
-                                        "best_val_loss": best_loss, "best_epoch": best_epoch,
-                                        "best_phase": best_phase, "epochs_without_improvement": stale,
-                                        "history": history})
-            write(f"{phase} epoch {epoch}: train {train_loss:.3e} val {val_loss:.3e}{' *' if improved else ''} "
-                  f"({row['seconds']:.0f} s)")
+            save_checkpoint(
+                last_path,
+                {
+                    **base,
+                    "state_dict": weights,
+                    "metrics": info,
+                    "phase_index": phase_index,
+                    "epoch": epoch,
+                    "optimizer_state": optimizer.state_dict(),
+                    "best_val_loss": best_loss,
+                    "best_epoch": best_epoch,
+                    "best_phase": best_phase,
+                    "epochs_without_improvement": stale,
+                    "history": history,
+                },
+            )
+            write(
+                f"{phase} epoch {epoch}: train {train_loss:.3e} val {val_loss:.3e}{' *' if improved else ''} "
+                f"({row['seconds']:.0f} s)"
+            )
             if config.max_minutes is not None and time.monotonic() - started > 60 * config.max_minutes:
                 write(f"{phase}: time budget of {config.max_minutes:g} min reached")
                 break
@@ -324,38 +356,81 @@ def train_waveunet(source, out_dir: str | os.PathLike, config: WaveUNetTrainConf
             # Fine-tuning starts from the best model, with a fresh optimizer at the lower rate.
             best = load_waveunet_checkpoint(best_path)
             model.load_state_dict(best["state_dict"])
-            optimizer = torch.optim.Adam(model.parameters(), lr=phases[phase_index][1],
-                                         betas=(config.beta1, config.beta2))
+            optimizer = torch.optim.Adam(
+                model.parameters(), lr=phases[phase_index][1], betas=(config.beta1, config.beta2)
+            )
             epoch, stale = 0, 0
-            write(f"fine-tuning from {best_phase} epoch {best_epoch}: batch {phases[phase_index][2]}, "
-                  f"lr {phases[phase_index][1]:g}")
+            write(
+                f"fine-tuning from {best_phase} epoch {best_epoch}: batch {phases[phase_index][2]}, "
+                f"lr {phases[phase_index][1]:g}"
+            )
             state = load_waveunet_checkpoint(last_path)
-            save_checkpoint(last_path, {**state, "phase_index": phase_index, "epoch": 0, "state_dict": best["state_dict"],
-                                        "optimizer_state": optimizer.state_dict(), "epochs_without_improvement": 0})
+            save_checkpoint(
+                last_path,
+                {
+                    **state,
+                    "phase_index": phase_index,
+                    "epoch": 0,
+                    "state_dict": best["state_dict"],
+                    "optimizer_state": optimizer.state_dict(),
+                    "epochs_without_improvement": 0,
+                },
+            )
 
     if not best_path.is_file():
         raise InputError("training produced no checkpoint")
     return WaveUNetTrainResult(best_path, best_loss, best_epoch, best_phase, len(history), history)
 
 
-def train_waveunet_command(dataset, out: Path, *, target: str, layout: str, layers: int, filters: int,
-                           output_window: int, steps_per_epoch: int, finetune: bool, augment: bool,
-                           epochs: int | None, patience: int | None, batch_size: int | None, lr: float | None,
-                           seed: int, device: str, resume: bool, max_minutes: float | None, quiet: bool) -> None:
+def train_waveunet_command(
+    dataset,
+    out: Path,
+    *,
+    target: str,
+    layout: str,
+    layers: int,
+    filters: int,
+    output_window: int,
+    steps_per_epoch: int,
+    finetune: bool,
+    augment: bool,
+    epochs: int | None,
+    patience: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    seed: int,
+    device: str,
+    resume: bool,
+    max_minutes: float | None,
+    quiet: bool,
+) -> None:
     """``vocalmix train waveunet DATASET --out DIR``: options left as None take the research's values."""
     import typer
 
     defaults = WaveUNetTrainConfig()
     try:
         config = WaveUNetTrainConfig(
-            layers=layers, filters_per_layer=filters, output_window=output_window, steps_per_epoch=steps_per_epoch,
-            finetune=finetune, augment=augment, max_epochs=epochs or defaults.max_epochs,
-            patience=patience or defaults.patience, batch_size=batch_size or defaults.batch_size,
-            finetune_batch_size=2 * (batch_size or defaults.batch_size), lr=lr or defaults.lr,
-            finetune_lr=(lr or defaults.lr) / 10, seed=seed, device=device, max_minutes=max_minutes)
+            layers=layers,
+            filters_per_layer=filters,
+            output_window=output_window,
+            steps_per_epoch=steps_per_epoch,
+            finetune=finetune,
+            augment=augment,
+            max_epochs=epochs or defaults.max_epochs,
+            patience=patience or defaults.patience,
+            batch_size=batch_size or defaults.batch_size,
+            finetune_batch_size=2 * (batch_size or defaults.batch_size),
+            lr=lr or defaults.lr,
+            finetune_lr=(lr or defaults.lr) / 10,
+            seed=seed,
+            device=device,
+            max_minutes=max_minutes,
+        )
         config.model_config()
     except ValueError as exc:
         raise InputError(f"waveunet: {exc}") from None
     result = train_waveunet(str(dataset), out, config, target=target, layout=layout, resume=resume, progress=not quiet)
-    typer.echo(f"waveunet: best {result.best_phase} epoch {result.best_epoch} ({result.epochs_run} epochs run), "
-               f"validation L2 {result.best_val_loss:.4g} -> {result.checkpoint}")
+    typer.echo(
+        f"waveunet: best {result.best_phase} epoch {result.best_epoch} ({result.epochs_run} epochs run), "
+        f"validation L2 {result.best_val_loss:.4g} -> {result.checkpoint}"
+    )

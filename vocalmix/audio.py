@@ -75,8 +75,11 @@ def load_vocal(
     path = Path(path)
     samples, rate, channels = _read(path, max_seconds, allow_silent=False)
     if samples.shape[-1] < MIN_VOCAL_SECONDS * rate:
-        raise AudioFileError(path, f"is only {samples.shape[-1] / rate:.2f} s long; a vocal needs at least "
-                                   f"{MIN_VOCAL_SECONDS:g} s (the short-term loudness window) to be measured")
+        raise AudioFileError(
+            path,
+            f"is only {samples.shape[-1] / rate:.2f} s long; a vocal needs at least "
+            f"{MIN_VOCAL_SECONDS:g} s (the short-term loudness window) to be measured",
+        )
     if _looks_clipped(samples):
         log.warning("%s: looks clipped (runs of samples at full scale); the mix will keep that distortion", path)
     # Before resampling: a constant offset is exactly its mean here, with no filter edges.
@@ -156,8 +159,10 @@ def _wav_truncation(path: Path, sample_rate: int) -> str | None:
                     if block_align <= 0:
                         return f"is truncated: its header promises {length} bytes of audio, the file holds {present}"
                     rate = sample_rate or 1
-                    return (f"is truncated: its header promises {length // block_align / rate:.2f} s of audio, "
-                            f"the file holds {present // block_align / rate:.2f} s (an interrupted copy or download?)")
+                    return (
+                        f"is truncated: its header promises {length // block_align / rate:.2f} s of audio, "
+                        f"the file holds {present // block_align / rate:.2f} s (an interrupted copy or download?)"
+                    )
                 position += 8 + length + (length & 1)
     except OSError:
         return None  # reading it properly reports the problem
@@ -234,9 +239,14 @@ def fold_vocal(samples: np.ndarray, path: str | os.PathLike = "vocal") -> np.nda
     louder = int(np.flatnonzero(power >= power.max() * 10 ** (-0.005))[0])
     name = ("left", "right")[louder] if samples.shape[0] == 2 else f"channel {louder + 1}"
     fold = "silent" if folded_power == 0.0 else f"{loss_db:.0f} dB below them"
-    log.warning("%s: its channels cancel when folded to mono (the fold is %s; one channel is probably "
-                "polarity-inverted); using the %s channel alone", path, fold, name)
-    return samples[louder:louder + 1]
+    log.warning(
+        "%s: its channels cancel when folded to mono (the fold is %s; one channel is probably "
+        "polarity-inverted); using the %s channel alone",
+        path,
+        fold,
+        name,
+    )
+    return samples[louder : louder + 1]
 
 
 def to_stereo(samples: np.ndarray, path: str = "audio") -> np.ndarray:
@@ -246,8 +256,9 @@ def to_stereo(samples: np.ndarray, path: str = "audio") -> np.ndarray:
         return np.repeat(samples, 2, axis=0)
     if channels == 2:
         return samples
-    raise AudioFileError(path, f"has {channels} channels; only mono and stereo backing tracks are supported "
-                               "(downmix it to stereo first)")
+    raise AudioFileError(
+        path, f"has {channels} channels; only mono and stereo backing tracks are supported (downmix it to stereo first)"
+    )
 
 
 def match_length(samples: np.ndarray, length: int, path: str = "audio") -> np.ndarray:
@@ -284,8 +295,9 @@ def write_audio(
     data = np.asarray(samples, dtype=np.float32)
     if not np.all(np.isfinite(data)):
         raise InputError(f"{path}: refusing to write NaN or infinite samples")
-    return write_atomic(path, lambda tmp: sf.write(tmp, data.T, sample_rate, subtype=OUTPUT_SUBTYPES[subtype],
-                                                   format=fmt))
+    return write_atomic(
+        path, lambda tmp: sf.write(tmp, data.T, sample_rate, subtype=OUTPUT_SUBTYPES[subtype], format=fmt)
+    )
 
 
 def check_output_path(path: Path, force: bool = False, protected: tuple = ()) -> None:
@@ -301,4 +313,3 @@ def check_output_path(path: Path, force: bool = False, protected: tuple = ()) ->
         raise InputError(f"{path}: folder {path.parent} does not exist")
     if path.exists() and not force:
         raise InputError(f"{path}: already exists (use --force to overwrite)")
-

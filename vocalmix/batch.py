@@ -85,12 +85,15 @@ def read_manifest(manifest: Path, out_dir: Path, extension: str = ".wav") -> lis
         raise InputError(f"{manifest}: cannot read as CSV ({exc})") from None
     for needed in ("vocal", "backing"):
         if needed not in columns:
-            raise InputError(f"{manifest}: no '{needed}' column (columns are vocal, backing, optional output "
-                             f"and options: {', '.join(OPTION_COLUMNS)})")
+            raise InputError(
+                f"{manifest}: no '{needed}' column (columns are vocal, backing, optional output "
+                f"and options: {', '.join(OPTION_COLUMNS)})"
+            )
     unknown = [c for c in columns if c not in PATH_COLUMNS and c not in OPTION_COLUMNS]
     if unknown:
-        raise InputError(f"{manifest}: unknown column '{unknown[0]}' (known: vocal, backing, output, "
-                         f"{', '.join(OPTION_COLUMNS)})")
+        raise InputError(
+            f"{manifest}: unknown column '{unknown[0]}' (known: vocal, backing, output, {', '.join(OPTION_COLUMNS)})"
+        )
     if not rows:
         raise InputError(f"{manifest}: no songs listed")
     base = manifest.resolve().parent
@@ -138,8 +141,9 @@ def render_job(job: BatchJob, defaults: dict[str, Any]) -> dict[str, Any]:
     warnings = _WarningCollector()
     log.addHandler(warnings)
     try:
-        request = RenderRequest(vocal_path=job.vocal, backing_path=job.backing, output=job.output,
-                                **{**defaults, **job.options})
+        request = RenderRequest(
+            vocal_path=job.vocal, backing_path=job.backing, output=job.output, **{**defaults, **job.options}
+        )
         run_render(request)
         status, message = "ok", "; ".join(warnings.messages)
     except VocalmixError as exc:
@@ -179,8 +183,14 @@ class BatchSummary:
         return sum(r["status"] == "error" for r in self.rows)
 
 
-def run_batch(jobs: list[BatchJob], out_dir: Path, defaults: dict[str, Any], workers: int = 1,
-              ray_address: Optional[str] = None, progress: Callable[[str], None] = lambda m: None) -> BatchSummary:
+def run_batch(
+    jobs: list[BatchJob],
+    out_dir: Path,
+    defaults: dict[str, Any],
+    workers: int = 1,
+    ray_address: Optional[str] = None,
+    progress: Callable[[str], None] = lambda m: None,
+) -> BatchSummary:
     """Render every unfinished job and write ``out_dir/batch_summary.csv``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(out_dir, os.W_OK):
@@ -191,9 +201,17 @@ def run_batch(jobs: list[BatchJob], out_dir: Path, defaults: dict[str, Any], wor
     todo = []
     for job in jobs:
         if is_finished(job):
-            rows.append({"song": job.song, "status": "skipped", "seconds": 0.0, "vocal": str(job.vocal),
-                         "backing": str(job.backing), "output": str(job.output),
-                         "message": "finished in an earlier run"})
+            rows.append(
+                {
+                    "song": job.song,
+                    "status": "skipped",
+                    "seconds": 0.0,
+                    "vocal": str(job.vocal),
+                    "backing": str(job.backing),
+                    "output": str(job.output),
+                    "message": "finished in an earlier run",
+                }
+            )
         else:
             todo.append(job)
     if rows:
@@ -218,8 +236,9 @@ def run_batch(jobs: list[BatchJob], out_dir: Path, defaults: dict[str, Any], wor
 def _run_pool(jobs: list[BatchJob], defaults: dict[str, Any], workers: int) -> Iterable[dict[str, Any]]:
     threads = max(1, (os.cpu_count() or 1) // workers)
     # spawn: the parent may already hold torch's thread pools, which do not survive a fork.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+    ) as pool:
         pending = {pool.submit(render_job, job, defaults): job for job in jobs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -228,9 +247,15 @@ def _run_pool(jobs: list[BatchJob], defaults: dict[str, Any], workers: int) -> I
                 try:
                     yield future.result()
                 except Exception as exc:  # a worker died (killed, out of memory): report, go on
-                    yield {"song": job.song, "status": "error", "seconds": 0.0, "vocal": str(job.vocal),
-                           "backing": str(job.backing), "output": str(job.output),
-                           "message": f"worker failed: {type(exc).__name__}: {exc}"}
+                    yield {
+                        "song": job.song,
+                        "status": "error",
+                        "seconds": 0.0,
+                        "vocal": str(job.vocal),
+                        "backing": str(job.backing),
+                        "output": str(job.output),
+                        "message": f"worker failed: {type(exc).__name__}: {exc}",
+                    }
 
 
 def _run_ray(jobs: list[BatchJob], defaults: dict[str, Any], address: str) -> Iterable[dict[str, Any]]:
@@ -240,8 +265,12 @@ def _run_ray(jobs: list[BatchJob], defaults: dict[str, Any], address: str) -> It
         raise InputError("--ray-address needs Ray: pip install 'vocalmix[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=None if address == "local" else address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     try:
         remote = ray.remote(num_cpus=1)(render_job)
         pending = [remote.remote(job, defaults) for job in jobs]
@@ -265,8 +294,10 @@ class _Meter:
         elapsed = time.perf_counter() - self.start
         eta = elapsed / self.count * (self.total - self.count)
         status = row["status"] if row["status"] != "error" else f"error: {row['message']}"
-        self.progress(f"[{self.count}/{self.total}] {row['song']}: {status} "
-                      f"({elapsed:.0f} s elapsed, about {_duration(eta)} left)")
+        self.progress(
+            f"[{self.count}/{self.total}] {row['song']}: {status} "
+            f"({elapsed:.0f} s elapsed, about {_duration(eta)} left)"
+        )
 
 
 def _duration(seconds: float) -> str:
@@ -282,13 +313,20 @@ def _write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def batch_command_body(manifest: Path, out_dir: Path, workers: int, ray_address: Optional[str],
-                       defaults: dict[str, Any], progress: Callable[[str], None]) -> int:
+def batch_command_body(
+    manifest: Path,
+    out_dir: Path,
+    workers: int,
+    ray_address: Optional[str],
+    defaults: dict[str, Any],
+    progress: Callable[[str], None],
+) -> int:
     """What the CLI runs; returns the exit code (2 when any song failed)."""
     jobs = read_manifest(manifest, out_dir)
     summary = run_batch(jobs, out_dir, defaults, workers=workers, ray_address=ray_address, progress=progress)
     ok = sum(r["status"] == "ok" for r in summary.rows)
     skipped = sum(r["status"] == "skipped" for r in summary.rows)
-    print(f"{ok} rendered, {skipped} already finished, {summary.failed} failed; summary: {summary.path}",
-          file=sys.stderr)
+    print(
+        f"{ok} rendered, {skipped} already finished, {summary.failed} failed; summary: {summary.path}", file=sys.stderr
+    )
     return 2 if summary.failed else 0

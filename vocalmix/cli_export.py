@@ -14,19 +14,35 @@ from .settings import MixSettings
 
 
 def export_command(
-    settings_json: Annotated[Path, typer.Argument(
-        metavar="SETTINGS_JSON", help="Settings JSON written by 'vocalmix render' or 'vocalmix import'.",
-        show_default=False)],
-    to: Annotated[Path, typer.Option("--to", help="Folder to write the exports into (created if missing).",
-                                     show_default=False)],
-    format: Annotated[Optional[list[str]], typer.Option(
-        "--format", "-f", metavar="FORMAT",
-        help="What to write: iem (plug-in states .xml/.bin), vstpreset, pedalboard (script + JSON), "
-             "sheet (Markdown), or all. Repeat or separate with commas.")] = None,
+    settings_json: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SETTINGS_JSON",
+            help="Settings JSON written by 'vocalmix render' or 'vocalmix import'.",
+            show_default=False,
+        ),
+    ],
+    to: Annotated[
+        Path, typer.Option("--to", help="Folder to write the exports into (created if missing).", show_default=False)
+    ],
+    format: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="What to write: iem (plug-in states .xml/.bin), vstpreset, pedalboard (script + JSON), "
+            "sheet (Markdown), or all. Repeat or separate with commas.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist.")] = False,
-    fill_defaults: Annotated[bool, typer.Option(
-        "--fill-defaults", help="Take settings the file leaves out from the defaults (named in a warning) "
-                                "instead of refusing it.")] = False,
+    fill_defaults: Annotated[
+        bool,
+        typer.Option(
+            "--fill-defaults",
+            help="Take settings the file leaves out from the defaults (named in a warning) instead of refusing it.",
+        ),
+    ] = False,
 ) -> None:
     """Export settings as IEM plug-in presets, a pedalboard script and a mix sheet."""
     settings = _load_settings_json(settings_json, fill_defaults)
@@ -36,10 +52,14 @@ def export_command(
 
 
 def import_command(
-    paths: Annotated[list[Path], typer.Argument(
-        metavar="PATH",
-        help="Plug-in states (.xml, .bin, .vstpreset), vocal_chain.json, or an export folder.",
-        show_default=False)],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH",
+            help="Plug-in states (.xml, .bin, .vstpreset), vocal_chain.json, or an export folder.",
+            show_default=False,
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Settings JSON to write.", show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")] = False,
 ) -> None:
@@ -55,8 +75,9 @@ def import_command(
         raise InputError(f"{output}: folder {output.parent} does not exist")
     defaulted: list[str] = []
     settings = import_settings(sources, defaulted=defaulted)
-    text = settings.to_json(method="import", report={"imported_from": [str(p) for p in sources],
-                                                     "taken_from_defaults": defaulted})
+    text = settings.to_json(
+        method="import", report={"imported_from": [str(p) for p in sources], "taken_from_defaults": defaulted}
+    )
     write_file(output, (text + "\n").encode("utf-8"))
     typer.echo(str(output))
 

@@ -41,10 +41,25 @@ SAMPLE_RATE = 44100
 
 #: The CSV's columns, in order; names are stable (scripts read them).
 COLUMNS = [
-    "song", "method", "integrated_lufs", "lra_lu", "true_peak_dbtp", "relative_loudness_lu",
-    "mrstft_to_reference", "ssm_similarity", "ssm_rmse", "rms_dbfs", "rms_envelope_median_db",
-    "rms_envelope_iqr_db", "odd_even_ratio_db", "harmonic_energy_db", "noisiness", "vocal_centroid_hz",
-    "vocal_tilt_db_per_oct", "relative_loudness_source", "mix_path",
+    "song",
+    "method",
+    "integrated_lufs",
+    "lra_lu",
+    "true_peak_dbtp",
+    "relative_loudness_lu",
+    "mrstft_to_reference",
+    "ssm_similarity",
+    "ssm_rmse",
+    "rms_dbfs",
+    "rms_envelope_median_db",
+    "rms_envelope_iqr_db",
+    "odd_even_ratio_db",
+    "harmonic_energy_db",
+    "noisiness",
+    "vocal_centroid_hz",
+    "vocal_tilt_db_per_oct",
+    "relative_loudness_source",
+    "mix_path",
 ]
 #: Descriptors the statistics and plots cover (the numeric columns).
 DESCRIPTORS = [c for c in COLUMNS if c not in ("song", "method", "relative_loudness_source", "mix_path")]
@@ -87,8 +102,9 @@ def _one_file(folder: Path, stem: str, required: bool) -> Optional[Path]:
         raise InputError(f"{folder}: several {stem}.* files ({', '.join(p.name for p in found)}); keep one")
     if not found:
         if required:
-            raise InputError(f"{folder}: no {stem}.* audio file (a song folder holds vocal.*, backing.* "
-                             f"and optionally mix.*)")
+            raise InputError(
+                f"{folder}: no {stem}.* audio file (a song folder holds vocal.*, backing.* and optionally mix.*)"
+            )
         return None
     return found[0]
 
@@ -99,8 +115,15 @@ def find_songs(song_dirs: list[Path]) -> list[Song]:
         folder = Path(folder)
         if not folder.is_dir():
             raise InputError(f"{folder}: not a folder (give song folders holding vocal.* and backing.*)")
-        songs.append(Song(folder.name, folder, _one_file(folder, "vocal", True), _one_file(folder, "backing", True),
-                          _one_file(folder, "mix", False)))
+        songs.append(
+            Song(
+                folder.name,
+                folder,
+                _one_file(folder, "vocal", True),
+                _one_file(folder, "backing", True),
+                _one_file(folder, "mix", False),
+            )
+        )
     names = [s.name for s in songs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -133,8 +156,11 @@ def check_methods(names: list[str]) -> tuple[list[str], dict[str, str]]:
 def _link_reference(song: Song, folder: Path) -> dict:
     """A note (and, where the file system allows, a symlink) pointing at the reference; never a copy."""
     note = folder / "reference.txt"
-    text = (f"The reference mix of '{song.name}' is {song.reference.resolve()}\n" if song.reference
-            else f"'{song.name}' has no reference mix (no mix.* in {song.folder.resolve()}).\n")
+    text = (
+        f"The reference mix of '{song.name}' is {song.reference.resolve()}\n"
+        if song.reference
+        else f"'{song.name}' has no reference mix (no mix.* in {song.folder.resolve()}).\n"
+    )
     _write_text_atomic(note, text)
     info = {"note": str(note)}
     if song.reference:
@@ -159,13 +185,24 @@ def _render(song: Song, method: str, folder: Path, force: bool) -> dict:
     mix_path = folder / f"{method}.wav"
     with_stems = output_paths(mix_path, stems=True)
     if not force and mix_path.exists() and with_stems["settings"].exists():
-        return {"mix": mix_path, "settings": with_stems["settings"], "reused": True,
-                **{k: with_stems[k] for k in ("vocal", "backing") if with_stems[k].exists()}}
+        return {
+            "mix": mix_path,
+            "settings": with_stems["settings"],
+            "reused": True,
+            **{k: with_stems[k] for k in ("vocal", "backing") if with_stems[k].exists()},
+        }
     from . import methods
 
     if method not in getattr(methods, "AUDIO_METHODS", {}):
-        request = RenderRequest(vocal_path=song.vocal, backing_path=song.backing, output=mix_path, method=method,
-                                stems=True, rate="working", force=True)
+        request = RenderRequest(
+            vocal_path=song.vocal,
+            backing_path=song.backing,
+            output=mix_path,
+            method=method,
+            stems=True,
+            rate="working",
+            force=True,
+        )
         try:
             run_render(request)
             return {**with_stems, "reused": False}
@@ -173,8 +210,17 @@ def _render(song: Song, method: str, folder: Path, force: bool) -> dict:
             if "stem" not in str(exc).lower():
                 raise
     # A method that outputs only the mix (waveunet) has no stems: render the mix alone.
-    run_render(RenderRequest(vocal_path=song.vocal, backing_path=song.backing, output=mix_path, method=method,
-                             stems=False, rate="working", force=True))
+    run_render(
+        RenderRequest(
+            vocal_path=song.vocal,
+            backing_path=song.backing,
+            output=mix_path,
+            method=method,
+            stems=False,
+            rate="working",
+            force=True,
+        )
+    )
     plain = output_paths(mix_path, stems=False)
     return {**plain, "reused": False}
 
@@ -217,8 +263,12 @@ def describe_mix(song: dict, method: str, paths: dict) -> dict:
         row["relative_loudness_source"] = "song stems" if method == REFERENCE else "stems"
     else:
         inputs = [_load(Path(song["vocal"])), _load(Path(song["backing"]))]
-        row.update(relative_loudness_lu=_projected_relative_loudness(mix, *inputs), vocal_centroid_hz=nan,
-                   vocal_tilt_db_per_oct=nan, relative_loudness_source="projection")
+        row.update(
+            relative_loudness_lu=_projected_relative_loudness(mix, *inputs),
+            vocal_centroid_hz=nan,
+            vocal_tilt_db_per_oct=nan,
+            relative_loudness_source="projection",
+        )
     ssm = None
     if method == REFERENCE:
         # Distances of the reference to itself are 0 and 1 by definition.
@@ -278,9 +328,13 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
         folder = (req.out_dir / song.name).resolve()  # absolute: compare.json is read from other folders
         folder.mkdir(exist_ok=True)
         reference_info = _link_reference(song, folder)
-        song_info = {"name": song.name, "folder": str(song.folder.resolve()), "vocal": str(song.vocal.resolve()),
-                     "backing": str(song.backing.resolve()),
-                     "reference": str(song.reference.resolve()) if song.reference else None}
+        song_info = {
+            "name": song.name,
+            "folder": str(song.folder.resolve()),
+            "vocal": str(song.vocal.resolve()),
+            "backing": str(song.backing.resolve()),
+            "reference": str(song.reference.resolve()) if song.reference else None,
+        }
         manifest_songs.append({**song_info, "reference_note": reference_info, "mixes": {}})
         for method in usable + ([REFERENCE] if song.reference else []):
             tasks.append({"song": song_info, "method": method, "folder": str(folder), "force": req.force})
@@ -315,9 +369,15 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
     written = [_write_csv_atomic(csv_path, rows, COLUMNS)]
     written.append(_write_csv_atomic(req.out_dir / "statistics.csv", statistics, STAT_COLUMNS))
     written.append(_write_csv_atomic(req.out_dir / "statistics_per_song.csv", per_song, ["song", *STAT_COLUMNS]))
-    manifest = {"vocalmix_version": __version__, "sample_rate_hz": SAMPLE_RATE, "methods": usable,
-                "unavailable": unavailable, "failures": failures, "songs": manifest_songs,
-                "descriptors_csv": str(csv_path.resolve())}
+    manifest = {
+        "vocalmix_version": __version__,
+        "sample_rate_hz": SAMPLE_RATE,
+        "methods": usable,
+        "unavailable": unavailable,
+        "failures": failures,
+        "songs": manifest_songs,
+        "descriptors_csv": str(csv_path.resolve()),
+    }
     manifest_path = req.out_dir / "compare.json"
     _write_text_atomic(manifest_path, json.dumps(manifest, indent=2))
     written.insert(0, manifest_path)
@@ -327,43 +387,82 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
         plot_dir = req.out_dir / "plots"
         plot_dir.mkdir(exist_ok=True)
         plot_files["descriptors"] = plot_descriptors(rows, DESCRIPTORS, plot_dir / "descriptors.png")
-        plot_files["ssm"] = {song: plot_ssms(song, by_method, plot_dir / f"ssm_{song}.png")
-                             for song, by_method in ssms.items()}
+        plot_files["ssm"] = {
+            song: plot_ssms(song, by_method, plot_dir / f"ssm_{song}.png") for song, by_method in ssms.items()
+        }
         written += [plot_files["descriptors"], *plot_files["ssm"].values()]
     report = req.out_dir / "report.md"
-    _write_text_atomic(report, markdown_report(rows, statistics, unavailable, failures, plot_files, req.out_dir,
-                                               csv_path, per_song))
+    _write_text_atomic(
+        report, markdown_report(rows, statistics, unavailable, failures, plot_files, req.out_dir, csv_path, per_song)
+    )
     written.append(report)
     return CompareResult(rows, statistics, unavailable, failures, written)
 
 
-STAT_COLUMNS = ["descriptor", "test", "group_a", "group_b", "n", "statistic", "mean_difference", "ci_low",
-                "ci_high", "p_value", "note"]
+STAT_COLUMNS = [
+    "descriptor",
+    "test",
+    "group_a",
+    "group_b",
+    "n",
+    "statistic",
+    "mean_difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "note",
+]
 
 
 def _anova_and_tukey(descriptor: str, groups: dict, alpha: float) -> list[dict]:
     """One-way ANOVA over ``groups`` (name -> values) and Tukey-Kramer pairs; a note where untestable."""
     from scipy import stats
 
-    base = {"descriptor": descriptor, "test": "anova", "group_a": "", "group_b": "", "n": "", "statistic": "",
-            "mean_difference": "", "ci_low": "", "ci_high": "", "p_value": "", "note": ""}
+    base = {
+        "descriptor": descriptor,
+        "test": "anova",
+        "group_a": "",
+        "group_b": "",
+        "n": "",
+        "statistic": "",
+        "mean_difference": "",
+        "ci_low": "",
+        "ci_high": "",
+        "p_value": "",
+        "note": "",
+    }
     if len(groups) < 2:
         return [{**base, "note": "fewer than two methods with two or more values"}]
     if all(np.ptp(g) == 0 for g in groups.values()):
         return [{**base, "note": "no variation within methods"}]
     anova = stats.f_oneway(*groups.values())
-    out = [{**base, "n": min(len(g) for g in groups.values()), "statistic": float(anova.statistic),
-            "p_value": float(anova.pvalue)}]
+    out = [
+        {
+            **base,
+            "n": min(len(g) for g in groups.values()),
+            "statistic": float(anova.statistic),
+            "p_value": float(anova.pvalue),
+        }
+    ]
     tukey = stats.tukey_hsd(*groups.values())
     ci = tukey.confidence_interval(1 - alpha)
     names = list(groups)
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
-            out.append({**base, "test": "tukey", "group_a": names[i], "group_b": names[j],
-                        "n": min(len(groups[names[i]]), len(groups[names[j]])),
-                        "statistic": float(tukey.statistic[i, j]), "mean_difference": float(tukey.statistic[i, j]),
-                        "ci_low": float(ci.low[i, j]), "ci_high": float(ci.high[i, j]),
-                        "p_value": float(tukey.pvalue[i, j])})
+            out.append(
+                {
+                    **base,
+                    "test": "tukey",
+                    "group_a": names[i],
+                    "group_b": names[j],
+                    "n": min(len(groups[names[i]]), len(groups[names[j]])),
+                    "statistic": float(tukey.statistic[i, j]),
+                    "mean_difference": float(tukey.statistic[i, j]),
+                    "ci_low": float(ci.low[i, j]),
+                    "ci_high": float(ci.high[i, j]),
+                    "p_value": float(tukey.pvalue[i, j]),
+                }
+            )
     return out
 
 
@@ -379,8 +478,11 @@ def frame_statistics(frames: dict, alpha: float = 0.05) -> list[dict]:
     out = []
     for song, by_method in frames.items():
         for descriptor in FRAME_DESCRIPTORS:
-            groups = {m: np.asarray(v[descriptor], float) for m, v in by_method.items()
-                      if descriptor in v and np.asarray(v[descriptor]).size >= 2}
+            groups = {
+                m: np.asarray(v[descriptor], float)
+                for m, v in by_method.items()
+                if descriptor in v and np.asarray(v[descriptor]).size >= 2
+            }
             groups = {m: g[np.isfinite(g)] for m, g in groups.items()}
             out += [{"song": song, **r} for r in _anova_and_tukey(descriptor, groups, alpha)]
     return out
@@ -436,15 +538,25 @@ def _write_text_atomic(path: Path, text: str) -> Path:
     return write_atomic(path, text if text.endswith("\n") else text + "\n")
 
 
-TABLE_COLUMNS = [("song", "song", 26, None), ("method", "method", 10, None), ("integrated_lufs", "LUFS", 7, 1),
-                 ("lra_lu", "LRA", 5, 1), ("true_peak_dbtp", "dBTP", 6, 1), ("relative_loudness_lu", "voc-bk", 6, 1),
-                 ("mrstft_to_reference", "MRSTFT", 6, 2), ("ssm_similarity", "SSM", 5, 2),
-                 ("odd_even_ratio_db", "O/E dB", 6, 1), ("harmonic_energy_db", "HE dB", 6, 1),
-                 ("noisiness", "noisy", 5, 2), ("vocal_centroid_hz", "cent Hz", 7, 0)]
+TABLE_COLUMNS = [
+    ("song", "song", 26, None),
+    ("method", "method", 10, None),
+    ("integrated_lufs", "LUFS", 7, 1),
+    ("lra_lu", "LRA", 5, 1),
+    ("true_peak_dbtp", "dBTP", 6, 1),
+    ("relative_loudness_lu", "voc-bk", 6, 1),
+    ("mrstft_to_reference", "MRSTFT", 6, 2),
+    ("ssm_similarity", "SSM", 5, 2),
+    ("odd_even_ratio_db", "O/E dB", 6, 1),
+    ("harmonic_energy_db", "HE dB", 6, 1),
+    ("noisiness", "noisy", 5, 2),
+    ("vocal_centroid_hz", "cent Hz", 7, 0),
+]
 
 
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of the main columns."""
+
     def fmt(value, width, digits):
         if digits is None:
             text = str(value)
@@ -454,8 +566,12 @@ def format_table(rows: list[dict]) -> str:
     header = " ".join(f"{title:<{w}}" if d is None else f"{title:>{w}}" for _, title, w, d in TABLE_COLUMNS)
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(" ".join(f"{fmt(r.get(k), w, d):<{w}}" if d is None else f"{fmt(r.get(k), w, d):>{w}}"
-                              for k, _, w, d in TABLE_COLUMNS))
+        lines.append(
+            " ".join(
+                f"{fmt(r.get(k), w, d):<{w}}" if d is None else f"{fmt(r.get(k), w, d):>{w}}"
+                for k, _, w, d in TABLE_COLUMNS
+            )
+        )
     return "\n".join(lines)
 
 
@@ -477,42 +593,84 @@ def _markdown_table(rows: list[dict], columns: list[tuple[str, str, int]]) -> st
     return "\n".join([head, rule, *body])
 
 
-def markdown_report(rows, statistics, unavailable, failures, plot_files, out_dir: Path, csv_path: Path,
-                    per_song: list[dict] = ()) -> str:
+def markdown_report(
+    rows, statistics, unavailable, failures, plot_files, out_dir: Path, csv_path: Path, per_song: list[dict] = ()
+) -> str:
     def rel(path: Path) -> str:
         return os.path.relpath(path, out_dir)
 
-    columns = [("song", "song", None), ("method", "method", None), ("integrated_lufs", "LUFS", 1),
-               ("lra_lu", "LRA LU", 1), ("true_peak_dbtp", "dBTP", 1), ("relative_loudness_lu", "vocal-backing LU", 1),
-               ("mrstft_to_reference", "MR-STFT", 2), ("ssm_similarity", "SSM SSIM", 2),
-               ("odd_even_ratio_db", "odd/even dB", 1), ("harmonic_energy_db", "harm. energy dB", 1),
-               ("noisiness", "noisiness", 2), ("vocal_centroid_hz", "vocal centroid Hz", 0),
-               ("vocal_tilt_db_per_oct", "vocal tilt dB/oct", 2)]
-    parts = ["# vocalmix compare", "",
-             f"Descriptors per song and method: [{rel(csv_path)}]({rel(csv_path)}); statistics: "
-             "[statistics.csv](statistics.csv); definitions: docs/compare.md in the vocalmix sources.", ""]
+    columns = [
+        ("song", "song", None),
+        ("method", "method", None),
+        ("integrated_lufs", "LUFS", 1),
+        ("lra_lu", "LRA LU", 1),
+        ("true_peak_dbtp", "dBTP", 1),
+        ("relative_loudness_lu", "vocal-backing LU", 1),
+        ("mrstft_to_reference", "MR-STFT", 2),
+        ("ssm_similarity", "SSM SSIM", 2),
+        ("odd_even_ratio_db", "odd/even dB", 1),
+        ("harmonic_energy_db", "harm. energy dB", 1),
+        ("noisiness", "noisiness", 2),
+        ("vocal_centroid_hz", "vocal centroid Hz", 0),
+        ("vocal_tilt_db_per_oct", "vocal tilt dB/oct", 2),
+    ]
+    parts = [
+        "# vocalmix compare",
+        "",
+        f"Descriptors per song and method: [{rel(csv_path)}]({rel(csv_path)}); statistics: "
+        "[statistics.csv](statistics.csv); definitions: docs/compare.md in the vocalmix sources.",
+        "",
+    ]
     if unavailable:
         parts += ["Methods not available: " + "; ".join(f"`{k}` ({v})" for k, v in unavailable.items()), ""]
     if failures:
         parts += ["Failed:", *[f"- {f}" for f in failures], ""]
     parts += ["## Descriptors", "", _markdown_table(rows, columns), ""]
     anova = [s for s in statistics if s["test"] == "anova"]
-    parts += ["## One-way ANOVA across songs (Tukey-Kramer pairs in statistics.csv)", "",
-              _markdown_table(anova, [("descriptor", "descriptor", None), ("n", "songs per method", None),
-                                      ("statistic", "F", 2), ("p_value", "p", -1), ("note", "note", None)]), ""]
+    parts += [
+        "## One-way ANOVA across songs (Tukey-Kramer pairs in statistics.csv)",
+        "",
+        _markdown_table(
+            anova,
+            [
+                ("descriptor", "descriptor", None),
+                ("n", "songs per method", None),
+                ("statistic", "F", 2),
+                ("p_value", "p", -1),
+                ("note", "note", None),
+            ],
+        ),
+        "",
+    ]
     significant = [s for s in statistics if s["test"] == "tukey" and _finite(s["p_value"]) and s["p_value"] < 0.05]
     if significant:
         parts += ["Tukey-Kramer pairs with p < 0.05:", ""]
-        parts += [f"- {s['descriptor']}: {s['group_a']} vs {s['group_b']}, difference {s['mean_difference']:.3g} "
-                  f"(95 % CI {s['ci_low']:.3g} to {s['ci_high']:.3g}), p = {s['p_value']:.3g}" for s in significant]
+        parts += [
+            f"- {s['descriptor']}: {s['group_a']} vs {s['group_b']}, difference {s['mean_difference']:.3g} "
+            f"(95 % CI {s['ci_low']:.3g} to {s['ci_high']:.3g}), p = {s['p_value']:.3g}"
+            for s in significant
+        ]
         parts.append("")
     song_anova = [s for s in per_song if s["test"] == "anova"]
     if song_anova:
-        parts += ["## Per song, frames as observations (the paper's Table 3; optimistic p-values, see docs)", "",
-                  _markdown_table(song_anova, [("song", "song", None), ("descriptor", "descriptor", None),
-                                               ("n", "frames (fewest)", None), ("statistic", "F", 2),
-                                               ("p_value", "p", -1), ("note", "note", None)]),
-                  "", "Tukey-Kramer pairs: [statistics_per_song.csv](statistics_per_song.csv).", ""]
+        parts += [
+            "## Per song, frames as observations (the paper's Table 3; optimistic p-values, see docs)",
+            "",
+            _markdown_table(
+                song_anova,
+                [
+                    ("song", "song", None),
+                    ("descriptor", "descriptor", None),
+                    ("n", "frames (fewest)", None),
+                    ("statistic", "F", 2),
+                    ("p_value", "p", -1),
+                    ("note", "note", None),
+                ],
+            ),
+            "",
+            "Tukey-Kramer pairs: [statistics_per_song.csv](statistics_per_song.csv).",
+            "",
+        ]
     if plot_files:
         parts += ["## Plots", "", f"![descriptors per method]({rel(plot_files['descriptors'])})", ""]
         for song, path in plot_files["ssm"].items():
@@ -548,8 +706,9 @@ def plot_descriptors(rows: list[dict], descriptors: list[str], path: Path) -> Pa
     markers = "osD^v<>ph*"
     for ax, descriptor in zip(axes.ravel(), shown):
         for x, method in enumerate(methods):
-            values = [(r["song"], float(r[descriptor])) for r in rows
-                      if r["method"] == method and _finite(r.get(descriptor))]
+            values = [
+                (r["song"], float(r[descriptor])) for r in rows if r["method"] == method and _finite(r.get(descriptor))
+            ]
             if not values:
                 continue
             ax.hlines(np.mean([v for _, v in values]), x - 0.3, x + 0.3, color="#c0392b", linewidth=2)
@@ -561,10 +720,12 @@ def plot_descriptors(rows: list[dict], descriptors: list[str], path: Path) -> Pa
         ax.tick_params(axis="y", labelsize=8)
         ax.set_xlim(-0.6, len(methods) - 0.4)
         ax.grid(axis="y", linewidth=0.3)
-    for ax in axes.ravel()[len(shown):]:
+    for ax in axes.ravel()[len(shown) :]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], marker=markers[i % len(markers)], linestyle="", color="#1f4e89", label=s)
-               for i, s in enumerate(songs)]
+    handles = [
+        plt.Line2D([], [], marker=markers[i % len(markers)], linestyle="", color="#1f4e89", label=s)
+        for i, s in enumerate(songs)
+    ]
     fig.legend(handles=handles, loc="lower right", fontsize=8, title="songs (red line: mean)", title_fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     try:
@@ -595,13 +756,20 @@ def plot_ssms(song: str, by_method: dict, path: Path) -> Path:
 
 
 def compare_command(
-    song_dirs: list[Path] = typer.Argument(..., metavar="SONG_DIR...",
-                                           help="Song folders, each with vocal.*, backing.* and optionally mix.* (the "
-                                                "reference)."),
-    methods: str = typer.Option("rules,cnn", "--methods", "-m",
-                                help="Comma-separated methods to compare (unavailable ones are reported and skipped)."),
-    out_dir: Path = typer.Option(..., "--out", "-o",
-        help="Folder for the mixes, descriptors, statistics, plots and report."),
+    song_dirs: list[Path] = typer.Argument(
+        ...,
+        metavar="SONG_DIR...",
+        help="Song folders, each with vocal.*, backing.* and optionally mix.* (the reference).",
+    ),
+    methods: str = typer.Option(
+        "rules,cnn",
+        "--methods",
+        "-m",
+        help="Comma-separated methods to compare (unavailable ones are reported and skipped).",
+    ),
+    out_dir: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for the mixes, descriptors, statistics, plots and report."
+    ),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Descriptor CSV (default DIR/descriptors.csv)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
     force: bool = typer.Option(False, "--force", "-f", help="Re-render mixes that an earlier run left in DIR."),
@@ -612,8 +780,15 @@ def compare_command(
     distance to the reference) and compare the methods (one-way ANOVA, Tukey-Kramer)."""
     from .progress import Progress
 
-    request = CompareRequest(song_dirs=list(song_dirs), methods=[m.strip() for m in methods.split(",") if m.strip()],
-                             out_dir=out_dir, csv_path=csv_path, jobs=jobs, force=force, plots=not no_plots)
+    request = CompareRequest(
+        song_dirs=list(song_dirs),
+        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        out_dir=out_dir,
+        csv_path=csv_path,
+        jobs=jobs,
+        force=force,
+        plots=not no_plots,
+    )
     result = run_compare(request, progress=Progress(quiet))
     typer.echo(format_table(result.rows))
     for name, reason in result.unavailable.items():

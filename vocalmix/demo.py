@@ -47,7 +47,7 @@ def demo_vocal(sample_rate: int = 44100, seconds: float = DEMO_SECONDS, seed: in
         envelope[start:stop] = syll * 10 ** ((phrase_db + rng.uniform(-3.0, 0.0)) / 20)
     vibrato = 1 + 0.012 * np.sin(2 * np.pi * 5.5 * t) * np.clip(t % note_len / 0.4, 0, 1)
     phase = 2 * np.pi * np.cumsum(f0 * vibrato) / sample_rate
-    voice = sum(np.sin(h * phase) / h ** 1.2 for h in range(1, 25))
+    voice = sum(np.sin(h * phase) / h**1.2 for h in range(1, 25))
     # Vowel-like resonances at typical formant frequencies.
     for formant, bandwidth, weight in ((700, 110, 1.0), (1220, 120, 0.6), (2600, 160, 0.35)):
         b, a = signal.iirpeak(formant, formant / bandwidth, fs=sample_rate)
@@ -77,8 +77,9 @@ def demo_backing(sample_rate: int = 44100, seconds: float = DEMO_SECONDS, seed: 
     kick = np.sin(2 * np.pi * (50 * tk + 60 * (1 - np.exp(-tk * 30)) / 30)) * np.exp(-tk * 9)
     ts = np.arange(int(0.2 * sample_rate)) / sample_rate
     snare = (rng.normal(size=ts.size) * 0.6 + np.sin(2 * np.pi * 190 * ts)) * np.exp(-ts * 22)
-    hat_noise = signal.lfilter(*signal.butter(2, 7000, btype="high", fs=sample_rate),
-                               rng.normal(size=int(0.05 * sample_rate)))
+    hat_noise = signal.lfilter(
+        *signal.butter(2, 7000, btype="high", fs=sample_rate), rng.normal(size=int(0.05 * sample_rate))
+    )
     hat = hat_noise * np.exp(-np.arange(hat_noise.size) / sample_rate * 80)
 
     n_beats = int(seconds / beat)

@@ -99,21 +99,27 @@ class Spectra:
         return p > max(p.max() * 10 ** (-ACTIVE_RANGE_DB / 10), 1e-12)
 
 
-def spectra(x: np.ndarray, sr: float, frame_seconds: float = FRAME_SECONDS,
-            hop_seconds: float = HOP_SECONDS) -> Spectra:
+def spectra(
+    x: np.ndarray, sr: float, frame_seconds: float = FRAME_SECONDS, hop_seconds: float = HOP_SECONDS
+) -> Spectra:
     mono = _mono(x)
     frame = int(round(frame_seconds * sr))
     hop = int(round(hop_seconds * sr))
     frames = _frames(mono, frame, hop)
     window = np.hanning(frame + 2)[1:-1]  # periodic-free, no zero end points
     spectrum = scipy.fft.rfft(frames * window, axis=1)
-    power = (spectrum.real ** 2 + spectrum.imag ** 2) / (frame * np.sum(window ** 2))
-    power[:, 1:(frame + 1) // 2] *= 2.0  # one-sided: fold the negative frequencies in
+    power = (spectrum.real**2 + spectrum.imag**2) / (frame * np.sum(window**2))
+    power[:, 1 : (frame + 1) // 2] *= 2.0  # one-sided: fold the negative frequencies in
     return Spectra(power, np.fft.rfftfreq(frame, 1.0 / sr), frames, float(sr))
 
 
-def yin_f0(frames: np.ndarray, sr: float, f0_range: tuple[float, float] = F0_RANGE_HZ,
-           threshold: float = YIN_THRESHOLD, unvoiced_as_nan: bool = False) -> np.ndarray:
+def yin_f0(
+    frames: np.ndarray,
+    sr: float,
+    f0_range: tuple[float, float] = F0_RANGE_HZ,
+    threshold: float = YIN_THRESHOLD,
+    unvoiced_as_nan: bool = False,
+) -> np.ndarray:
     """Fundamental per frame (Hz) by YIN (de Cheveigne & Kawahara 2002).
 
     Where the normalised difference never dips below ``threshold`` the global minimum is taken,
@@ -132,9 +138,10 @@ def yin_f0(frames: np.ndarray, sr: float, f0_range: tuple[float, float] = F0_RAN
         raise ValueError("frame too short for the lowest fundamental")
     head = frames[:, :width]
     size = scipy.fft.next_fast_len(frame + width)
-    corr = scipy.fft.irfft(scipy.fft.rfft(frames, size, axis=1) * np.conj(scipy.fft.rfft(head, size, axis=1)),
-                           size, axis=1)[:, :max_lag + 2]
-    squares = np.concatenate([np.zeros((n_frames, 1)), np.cumsum(frames ** 2, axis=1)], axis=1)
+    corr = scipy.fft.irfft(
+        scipy.fft.rfft(frames, size, axis=1) * np.conj(scipy.fft.rfft(head, size, axis=1)), size, axis=1
+    )[:, : max_lag + 2]
+    squares = np.concatenate([np.zeros((n_frames, 1)), np.cumsum(frames**2, axis=1)], axis=1)
     lags = np.arange(max_lag + 2)
     energy_at_lag = squares[:, lags + width] - squares[:, lags]
     diff = squares[:, width][:, None] + energy_at_lag - 2 * corr
@@ -147,13 +154,13 @@ def yin_f0(frames: np.ndarray, sr: float, f0_range: tuple[float, float] = F0_RAN
     f0 = np.full(n_frames, np.nan)
     for i in range(n_frames):
         row = cmnd[i]
-        below = np.nonzero(row[min_lag:max_lag + 1] < threshold)[0]
+        below = np.nonzero(row[min_lag : max_lag + 1] < threshold)[0]
         if below.size:
             tau = min_lag + below[0]
         elif unvoiced_as_nan:
             continue
         else:  # YIN's step 4: no dip below the threshold, take the global minimum
-            tau = min_lag + int(np.argmin(row[min_lag:max_lag + 1]))
+            tau = min_lag + int(np.argmin(row[min_lag : max_lag + 1]))
         while tau + 1 <= max_lag and row[tau + 1] < row[tau]:
             tau += 1
         a, b, c = row[tau - 1], row[tau], row[tau + 1]
@@ -262,8 +269,8 @@ def rms_envelope_frames(x: np.ndarray, sr: float) -> np.ndarray:
     if n == 0:
         level = analysis.rms(audio)
         return np.array([level]) if level > analysis.SILENCE_DB else np.array([])
-    blocks = audio[:, :n * hop].reshape(audio.shape[0], n, hop)
-    power = np.mean(blocks ** 2, axis=(0, 2))
+    blocks = audio[:, : n * hop].reshape(audio.shape[0], n, hop)
+    power = np.mean(blocks**2, axis=(0, 2))
     if power.max() <= 0:
         return np.array([])
     keep = power > max(power.max() * 10 ** (-ACTIVE_RANGE_DB / 10), 1e-12)
@@ -439,16 +446,17 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = SSIM_WINDOW, data_range: fl
         mu_a, mu_b = a.mean(), b.mean()
         var_a, var_b, cov = a.var(), b.var(), np.mean((a - mu_a) * (b - mu_b))
     else:
+
         def local(m):
             return scipy.ndimage.uniform_filter(m, size=window, mode="constant")
 
         half = window // 2
         inner = (slice(half, a.shape[0] - half), slice(half, a.shape[1] - half))
         mu_a, mu_b = local(a)[inner], local(b)[inner]
-        var_a = local(a * a)[inner] - mu_a ** 2
-        var_b = local(b * b)[inner] - mu_b ** 2
+        var_a = local(a * a)[inner] - mu_a**2
+        var_b = local(b * b)[inner] - mu_b**2
         cov = local(a * b)[inner] - mu_a * mu_b
-    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return float(np.mean(index))
 
 

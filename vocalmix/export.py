@@ -95,8 +95,9 @@ def export_paths(out_dir: Union[str, os.PathLike], formats: Iterable[str] = FORM
     return [Path(out_dir) / name for fmt in _check_formats(formats) for name in names[fmt]]
 
 
-def export_settings(settings: MixSettings, out_dir: Union[str, os.PathLike], formats: Iterable[str] = FORMATS,
-                    force: bool = False) -> list[Path]:
+def export_settings(
+    settings: MixSettings, out_dir: Union[str, os.PathLike], formats: Iterable[str] = FORMATS, force: bool = False
+) -> list[Path]:
     """Write ``settings`` to ``out_dir`` in ``formats`` (see :data:`FORMATS`); return the files written.
 
     The folder is created if needed. Existing files are refused unless ``force``,

@@ -107,8 +107,9 @@ def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
     return torch.where(m >= _MIN_LOG_MEL, log, linear)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float = 0.0,
-                   fmax_hz: float | None = None) -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float = 0.0, fmax_hz: float | None = None
+) -> torch.Tensor:
     """Triangular mel filters ``(n_mels, n_fft // 2 + 1)`` float32, area-normalised.
 
     Band edges are equally spaced on the Slaney mel scale; each triangle is scaled by
@@ -117,8 +118,14 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float = 0
     """
     fmax_hz = sample_rate / 2 if fmax_hz is None else fmax_hz
     bins_hz = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * sample_rate / n_fft
-    edges_hz = mel_to_hz(torch.linspace(float(hz_to_mel(torch.tensor(fmin_hz))),
-                                        float(hz_to_mel(torch.tensor(fmax_hz))), n_mels + 2, dtype=torch.float64))
+    edges_hz = mel_to_hz(
+        torch.linspace(
+            float(hz_to_mel(torch.tensor(fmin_hz))),
+            float(hz_to_mel(torch.tensor(fmax_hz))),
+            n_mels + 2,
+            dtype=torch.float64,
+        )
+    )
     lower, centre, upper = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
     rising = (bins_hz[None, :] - lower) / (centre - lower)
     falling = (upper - bins_hz[None, :]) / (upper - centre)
@@ -137,8 +144,9 @@ def frame_count(n_samples: int, settings: FeatureSettings = DEFAULT_FEATURES) ->
 _K_POWER: dict[tuple, torch.Tensor] = {}
 
 
-def k_weighting_power(n_fft: int, sample_rate: float, device: str | torch.device | None = None,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def k_weighting_power(
+    n_fft: int, sample_rate: float, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """|H_K(f)|² on the rfft grid of ``n_fft``: the BS.1770 K-weighting of :func:`vocalmix.analysis.k_weighting_sos`,
     the filter every loudness in vocalmix is measured with, as a magnitude response for loudness in the spectral
     domain (the feature gate here, the training losses). Cached per grid; do not modify the result in place."""
@@ -161,23 +169,29 @@ class MelFrontend(torch.nn.Module):
         self.settings = settings
         window = torch.hann_window(settings.n_fft, periodic=True, dtype=torch.float64)
         self.register_buffer("window", window.to(torch.float32), persistent=False)
-        self.register_buffer("filterbank", mel_filterbank(settings.sample_rate, settings.n_fft, settings.n_mels,
-                                                          settings.fmin_hz, settings.fmax_hz), persistent=False)
+        self.register_buffer(
+            "filterbank",
+            mel_filterbank(settings.sample_rate, settings.n_fft, settings.n_mels, settings.fmin_hz, settings.fmax_hz),
+            persistent=False,
+        )
         # Parseval on a one-sided spectrum: inner bins stand for two (positive and
         # negative frequency), DC and Nyquist for one.
         fold = torch.full((settings.n_fft // 2 + 1,), 2.0, dtype=torch.float64)
         fold[0] = fold[-1] = 1.0
-        ms_weights = fold / (settings.n_fft * float((window ** 2).sum()))
-        self.register_buffer("loudness_weights",
-                             (k_weighting_power(settings.n_fft, settings.sample_rate, "cpu", torch.float64)
-                              * ms_weights).to(torch.float32),
-                             persistent=False)
+        ms_weights = fold / (settings.n_fft * float((window**2).sum()))
+        self.register_buffer(
+            "loudness_weights",
+            (k_weighting_power(settings.n_fft, settings.sample_rate, "cpu", torch.float64) * ms_weights).to(
+                torch.float32
+            ),
+            persistent=False,
+        )
 
     def power_spectrogram(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(batch, samples)`` float32 -> ``|STFT|²`` ``(batch, n_fft/2+1, frames)``."""
         s = self.settings
         spec = torch.stft(x, s.n_fft, hop_length=s.hop, window=self.window, center=False, return_complex=True)
-        return spec.real ** 2 + spec.imag ** 2
+        return spec.real**2 + spec.imag**2
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``(batch, samples)`` -> (mel power ``(batch, n_mels, frames)``, loudness LUFS ``(batch, frames)``)."""
@@ -290,8 +304,9 @@ def clip_features(
     return blocks
 
 
-def song_features(vocal, backing, sr: int, settings: FeatureSettings | None = None,
-                  device: str | torch.device | None = None) -> torch.Tensor:
+def song_features(
+    vocal, backing, sr: int, settings: FeatureSettings | None = None, device: str | torch.device | None = None
+) -> torch.Tensor:
     """Feature blocks ``(n_blocks, 2, 128, 64)`` of a whole song, for inference.
 
     ``vocal`` ``(1, T)`` and ``backing`` ``(2 or 1, T)`` numpy or torch at ``sr`` Hz (resampled

@@ -74,7 +74,8 @@ def find_plugin_dir() -> Path:
     raise PluginsNotInstalled(
         f"the IEM plug-ins (MultiEQ, OmniCompressor, FdnReverb VST2) are not installed: no "
         f"{', '.join(library_file(n) for n in PLUGIN_NAMES)} in {where}; install the package {PACKAGE} "
-        f"(sudo apt-get install {PACKAGE}) or set {DIR_VARIABLE} to the folder that holds them")
+        f"(sudo apt-get install {PACKAGE}) or set {DIR_VARIABLE} to the folder that holds them"
+    )
 
 
 def plugins_available() -> Optional[str]:
@@ -86,8 +87,9 @@ def plugins_available() -> Optional[str]:
     return None
 
 
-def open_plugin(name: str, sample_rate: float, block_size: int = BLOCK_SIZE,
-                plugin_dir: Optional[Path] = None) -> VstPlugin:
+def open_plugin(
+    name: str, sample_rate: float, block_size: int = BLOCK_SIZE, plugin_dir: Optional[Path] = None
+) -> VstPlugin:
     """A fresh, running instance of one IEM plug-in."""
     if name not in PLUGIN_NAMES:
         raise VstError(f"unknown IEM plug-in {name!r}; one of {', '.join(PLUGIN_NAMES)}")
@@ -119,11 +121,17 @@ def run_compensated(plugin: VstPlugin, audio: np.ndarray, outputs: int) -> np.nd
     channels, n = audio.shape
     if latency > 0:
         audio = np.concatenate([audio, np.zeros((channels, latency), dtype=audio.dtype)], axis=1)
-    return plugin.process(audio, outputs)[:, latency:latency + n]
+    return plugin.process(audio, outputs)[:, latency : latency + n]
 
 
-def render_stage(name: str, state: PluginState | bytes, audio: np.ndarray, sample_rate: float,
-                 block_size: int = BLOCK_SIZE, plugin_dir: Optional[Path] = None) -> np.ndarray:
+def render_stage(
+    name: str,
+    state: PluginState | bytes,
+    audio: np.ndarray,
+    sample_rate: float,
+    block_size: int = BLOCK_SIZE,
+    plugin_dir: Optional[Path] = None,
+) -> np.ndarray:
     """Run one plug-in, loaded with ``state``, on ``audio`` (``(1, n)`` vocal, or ``(2, n)`` for FdnReverb).
 
     A mono input to FdnReverb is fed to inputs 0 and 1; the result is stereo.
@@ -137,14 +145,22 @@ def render_stage(name: str, state: PluginState | bytes, audio: np.ndarray, sampl
         out = run_compensated(plugin, audio, audio.shape[0])
     if not np.all(np.isfinite(out)):
         # FdnReverb with shelf boosts above its decay rate grows without bound (vocalmix.dsp guards it).
-        raise VstError(f"{name}: the plug-in's output overflowed (not finite); with FdnReverb, lower the shelf "
-                       "gains or the reverberation time so the tail decays")
+        raise VstError(
+            f"{name}: the plug-in's output overflowed (not finite); with FdnReverb, lower the shelf "
+            "gains or the reverberation time so the tail decays"
+        )
     return out
 
 
-def process_vocal_iem(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level",
-                      start: str = "eq", block_size: int = BLOCK_SIZE,
-                      plugin_dir: Optional[Path] = None) -> np.ndarray:
+def process_vocal_iem(
+    vocal: np.ndarray,
+    sample_rate: int,
+    settings: MixSettings,
+    upto: str = "level",
+    start: str = "eq",
+    block_size: int = BLOCK_SIZE,
+    plugin_dir: Optional[Path] = None,
+) -> np.ndarray:
     """:func:`vocalmix.mixing.process_vocal` with the real plug-ins: stages ``start`` to ``upto``.
 
     ``vocal`` is ``(1, samples)`` (``(2, samples)`` when starting at the level
@@ -159,14 +175,15 @@ def process_vocal_iem(vocal: np.ndarray, sample_rate: int, settings: MixSettings
     if plugin_dir is None:
         plugin_dir = find_plugin_dir()
     states = {state.plugin.name: state for state in _quiet_states(settings)}
-    if "reverb" in STAGES[first:last + 1] and settings.reverb.fdn_lines > 64:
+    if "reverb" in STAGES[first : last + 1] and settings.reverb.fdn_lines > 64:
         import logging
 
         logging.getLogger("vocalmix").warning(
             "setting 'reverb.fdn_lines' = %d needs FdnReverb v1.15; the installed plug-in (v1.14) renders 64 lines",
-            settings.reverb.fdn_lines)
+            settings.reverb.fdn_lines,
+        )
     y = np.ascontiguousarray(vocal, dtype=np.float32)
-    for stage in STAGES[first:last + 1]:
+    for stage in STAGES[first : last + 1]:
         if stage == "level":
             y = y * np.float32(10.0 ** (settings.level.vocal_gain_db / 20.0))
         else:
@@ -188,7 +205,6 @@ def _quiet_states(settings: MixSettings) -> list[PluginState]:
         log.disabled = previous
 
 
-
 def vocal_before_level_iem(vocal: np.ndarray, sample_rate: int, settings: MixSettings) -> np.ndarray:
     """:func:`vocalmix.mixing.vocal_before_level` with the real plug-ins: EQ, compressor and reverb,
     ``(2, samples)``, the lookahead latency compensated (the ``chain`` of ``render --engine iem``)."""
@@ -207,8 +223,9 @@ VERIFY_MAX_TAIL_S = 5.0
 def difference_db(ours: np.ndarray, theirs: np.ndarray, source: np.ndarray) -> float:
     """Energy of ``ours - theirs`` relative to ``theirs`` (or to ``source`` - 40 dB if that is more), in dB."""
     ours, theirs, source = (np.asarray(a, np.float64) for a in (ours, theirs, source))
-    reference = max(np.sum(theirs ** 2),
-                    np.sum(source ** 2) * theirs.shape[0] / source.shape[0] * 10 ** (QUIET_OUTPUT_FLOOR_DB / 10))
+    reference = max(
+        np.sum(theirs**2), np.sum(source**2) * theirs.shape[0] / source.shape[0] * 10 ** (QUIET_OUTPUT_FLOOR_DB / 10)
+    )
     difference = np.sum((ours - theirs) ** 2)
     if difference == 0.0:
         return float("-inf")  # sample-identical
@@ -258,8 +275,9 @@ def _dsp_stage(x: np.ndarray, sample_rate: int, settings: MixSettings, stage: st
     return y[:, delay:]
 
 
-def verify_presets(preset_dir: Path, vocal: np.ndarray, sample_rate: int, block_size: int = BLOCK_SIZE,
-                   progress=lambda message: None) -> list[dict]:
+def verify_presets(
+    preset_dir: Path, vocal: np.ndarray, sample_rate: int, block_size: int = BLOCK_SIZE, progress=lambda message: None
+) -> list[dict]:
     """Render ``vocal`` ``(1, samples)`` through the presets in the real plug-ins and through vocalmix.
 
     Per stage: ``stage_db`` feeds both the same input (vocalmix's output of the
@@ -281,9 +299,16 @@ def verify_presets(preset_dir: Path, vocal: np.ndarray, sample_rate: int, block_
         ours_next = _dsp_stage(ours, sample_rate, settings, stage)
         isolated = render_stage(name, blobs[name], ours, sample_rate, block_size, plugin_dir)
         # Until the chains part, the chain's input is the same array and its render is the isolated one.
-        theirs = isolated if theirs is ours else render_stage(name, blobs[name], theirs, sample_rate, block_size,
-                                                              plugin_dir)
-        rows.append({"stage": stage, "plugin": name, "stage_db": difference_db(ours_next, isolated, ours),
-                     "chain_db": difference_db(ours_next, theirs, x)})
+        theirs = (
+            isolated if theirs is ours else render_stage(name, blobs[name], theirs, sample_rate, block_size, plugin_dir)
+        )
+        rows.append(
+            {
+                "stage": stage,
+                "plugin": name,
+                "stage_db": difference_db(ours_next, isolated, ours),
+                "chain_db": difference_db(ours_next, theirs, x),
+            }
+        )
         ours = ours_next
     return rows

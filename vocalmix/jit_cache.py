@@ -67,5 +67,8 @@ def configure() -> None:
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
         os.environ["NUMBA_CACHE_DIR"] = scratch
     # Printed directly: this runs at import, before the CLI has set up logging.
-    print(f"{NOTE_PREFIX} cache folder {wanted} is not writable ({problem}); compiled kernels are "
-          "not kept between runs (set XDG_CACHE_HOME to a writable folder to keep them)", file=sys.stderr)
+    print(
+        f"{NOTE_PREFIX} cache folder {wanted} is not writable ({problem}); compiled kernels are "
+        "not kept between runs (set XDG_CACHE_HOME to a writable folder to keep them)",
+        file=sys.stderr,
+    )

@@ -38,8 +38,10 @@ def mix_sheet(settings: MixSettings, states: list[PluginState]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for i in range(N_EQ_BANDS):
-        cells = [_display_with_unit(eq, f"{pid}{i}")
-                 for pid in ("filterEnabled", "filterType", "filterFrequency", "filterQ", "filterGain")]
+        cells = [
+            _display_with_unit(eq, f"{pid}{i}")
+            for pid in ("filterEnabled", "filterType", "filterFrequency", "filterQ", "filterGain")
+        ]
         lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -64,8 +66,19 @@ def mix_sheet(settings: MixSettings, states: list[PluginState]) -> str:
         "| Control | Setting |",
         "|---|---|",
     ]
-    for pid in ("delayLength", "revTime", "lowCutoff", "lowQ", "lowGain", "highCutoff", "highQ", "highGain",
-                "dryWet", "fadeInTime", "fdnSize"):
+    for pid in (
+        "delayLength",
+        "revTime",
+        "lowCutoff",
+        "lowQ",
+        "lowGain",
+        "highCutoff",
+        "highQ",
+        "highGain",
+        "dryWet",
+        "fadeInTime",
+        "fdnSize",
+    ):
         text = _display_with_unit(reverb, pid)
         if pid == "dryWet":
             text += f" ({settings.reverb.dry_wet_pct:g} % wet)"
@@ -81,21 +94,25 @@ def mix_sheet(settings: MixSettings, states: list[PluginState]) -> str:
         "**Reverberation Time quirk:** FdnReverb applies Reverberation Time only when the value changes. "
         "A freshly inserted FdnReverb shows 5.0 s but decays like 3 s, so a preset or a typed value of "
         "5.0 s changes nothing. After loading, move Reverberation Time away and back to the value above"
-        + (" - this preset uses 5.0 s, so this step is required." if reverb.values["revTime"]
-           == FDN_DEFAULT_REV_TIME_S else " (harmless, and needed whenever the value is 5.0 s)."),
+        + (
+            " - this preset uses 5.0 s, so this step is required."
+            if reverb.values["revTime"] == FDN_DEFAULT_REV_TIME_S
+            else " (harmless, and needed whenever the value is 5.0 s)."
+        ),
         "",
         "## 4. Vocal fader",
         "",
-        f"Vocal level: **{_signed(settings.level.vocal_gain_db)} dB** (fader of the vocal track, after the "
-        "plug-ins).",
+        f"Vocal level: **{_signed(settings.level.vocal_gain_db)} dB** (fader of the vocal track, after the plug-ins).",
         "",
         "## 5. Output stage (vocalmix's own, on the sum of vocal and backing)",
         "",
         f"True-peak ceiling: {_signed(settings.output.ceiling_dbtp)} dBTP. "
-        + (f"Loudness target: {_signed(settings.output.target_loudness_lufs)} LUFS integrated, then a "
-           "true-peak limiter." if settings.output.target_loudness_lufs is not None else
-           "No loudness target: the mix is only turned down as a whole if its true peak is above the "
-           "ceiling."),
+        + (
+            f"Loudness target: {_signed(settings.output.target_loudness_lufs)} LUFS integrated, then a "
+            "true-peak limiter."
+            if settings.output.target_loudness_lufs is not None
+            else "No loudness target: the mix is only turned down as a whole if its true peak is above the ceiling."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -105,4 +122,3 @@ def _signed(value: float) -> str:
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     text = "0" if text in ("-0", "") else text
     return text if text.startswith("-") or text == "0" else f"+{text}"
-

@@ -110,8 +110,9 @@ def _column(values: list, device: torch.device | str, dtype: torch.dtype = torch
     return torch.tensor(values, dtype=dtype, device=device)
 
 
-def process_vocal(vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level",
-                  start: str = "eq") -> np.ndarray:
+def process_vocal(
+    vocal: np.ndarray, sample_rate: int, settings: MixSettings, upto: str = "level", start: str = "eq"
+) -> np.ndarray:
     """Run ``vocal`` (``(1, samples)``, or the output of the stage before ``start``) through
     the chain's stages ``start`` to ``upto``; numpy in, numpy out."""
     x = torch.from_numpy(np.ascontiguousarray(vocal, dtype=np.float32)).unsqueeze(0)
@@ -185,9 +186,18 @@ def reverb_decay_left_db(settings: MixSettings, ir_seconds: float | None = None)
     return max(rate, dsp_reverb.MIN_DECAY_DB_PER_S) * seconds
 
 
-def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, settings: MixSettings,
-               backing_rate: int | None = None, relevel_to: float | None = None, chain=None,
-               reverb_ir_max_s: float | None = None, measure: bool = True, backing_lufs: float | None = None) -> Mix:
+def render_mix(
+    vocal: np.ndarray,
+    backing: np.ndarray,
+    sample_rate: int,
+    settings: MixSettings,
+    backing_rate: int | None = None,
+    relevel_to: float | None = None,
+    chain=None,
+    reverb_ir_max_s: float | None = None,
+    measure: bool = True,
+    backing_lufs: float | None = None,
+) -> Mix:
     """Process ``vocal`` ``(1, samples)`` at ``sample_rate``, add ``backing`` ``(2, samples)``, apply the output stage.
 
     The chain runs at ``sample_rate``; the processed vocal is then brought to
@@ -216,8 +226,9 @@ def render_mix(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, setting
         level, report["level"] = decide_level(wet, backing, backing_rate, relevel_to, backing_lufs=backing_lufs)
         settings = replace(settings, level=level)
     vocal_out = wet * 10 ** (settings.level.vocal_gain_db / 20)
-    gain_curve, stage = output_gain(vocal_out + backing, backing_rate, settings.output.ceiling_dbtp,
-                                    settings.output.target_loudness_lufs)
+    gain_curve, stage = output_gain(
+        vocal_out + backing, backing_rate, settings.output.ceiling_dbtp, settings.output.target_loudness_lufs
+    )
     report.update(stage)
     vocal_out = (vocal_out * gain_curve).astype(np.float32)
     backing_out = (backing * gain_curve).astype(np.float32)
@@ -264,8 +275,9 @@ def hold_ceiling_as_written(mix: Mix, subtype: str) -> Mix:
     return replace(mix, report=report)
 
 
-def report_limiting(report: dict, pre_gain: float, reduction_db: float, achieved: float, target_lufs: float,
-                    ceiling_dbtp: float) -> None:
+def report_limiting(
+    report: dict, pre_gain: float, reduction_db: float, achieved: float, target_lufs: float, ceiling_dbtp: float
+) -> None:
     """Record a limited output stage in ``report`` and warn when the target is missed or reached only by heavy
     limiting (the whole-song and the block-wise output stage share this)."""
     report["gain_db"] = 20 * math.log10(pre_gain)
@@ -273,13 +285,19 @@ def report_limiting(report: dict, pre_gain: float, reduction_db: float, achieved
     report["max_gain_reduction_db"] = reduction_db
     report["achieved_loudness_lufs"] = achieved
     if abs(target_lufs - achieved) > LOUDNESS_MISS_WARN_LU or reduction_db > LIMITING_WARN_DB:
-        log.warning("loudness target %g LUFS: the mix reaches %.1f LUFS with up to %.1f dB of limiting under the "
-                    "%g dBTP ceiling; a lower target or a higher ceiling distorts less", target_lufs, achieved,
-                    reduction_db, ceiling_dbtp)
+        log.warning(
+            "loudness target %g LUFS: the mix reaches %.1f LUFS with up to %.1f dB of limiting under the "
+            "%g dBTP ceiling; a lower target or a higher ceiling distorts less",
+            target_lufs,
+            achieved,
+            reduction_db,
+            ceiling_dbtp,
+        )
 
 
-def output_gain(mix: np.ndarray, sample_rate: int, ceiling_dbtp: float,
-                target_lufs: float | None) -> tuple[np.ndarray, dict]:
+def output_gain(
+    mix: np.ndarray, sample_rate: int, ceiling_dbtp: float, target_lufs: float | None
+) -> tuple[np.ndarray, dict]:
     """Gain to apply to ``mix`` ``(channels, samples)``: a scalar, or a per-sample curve when limiting."""
     report: dict = {"ceiling_dbtp": ceiling_dbtp}
     pre_gain_db = 0.0

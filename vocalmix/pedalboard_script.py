@@ -64,8 +64,14 @@ def chain_document(settings: MixSettings, states: list[PluginState]) -> dict:
             if param.since != "1.14":
                 entry["since_version"] = param.since
             params.append(entry)
-        stage = {"plugin": plugin.name, "role": plugin.role, "vst3_file": f"{plugin.name}.vst3",
-                 "vst3_class_id": plugin.class_id, "channels": plugin.channels, "parameters": params}
+        stage = {
+            "plugin": plugin.name,
+            "role": plugin.role,
+            "vst3_file": f"{plugin.name}.vst3",
+            "vst3_class_id": plugin.class_id,
+            "channels": plugin.channels,
+            "parameters": params,
+        }
         if plugin.name == "FdnReverb":
             stage["tail_s"] = reverb_tail_seconds(settings)
         stages.append(stage)
@@ -74,8 +80,10 @@ def chain_document(settings: MixSettings, states: list[PluginState]) -> dict:
         "format_version": CHAIN_FORMAT_VERSION,
         "chain": stages,
         "vocal_gain_db": settings.level.vocal_gain_db,
-        "output": {"ceiling_dbtp": settings.output.ceiling_dbtp,
-                   "target_loudness_lufs": settings.output.target_loudness_lufs},
+        "output": {
+            "ceiling_dbtp": settings.output.ceiling_dbtp,
+            "target_loudness_lufs": settings.output.target_loudness_lufs,
+        },
     }
 
 
@@ -103,4 +111,3 @@ def pedalboard_script(document: dict) -> str:
 def _plain(value: float) -> float:
     """A range end as the file has always written it: whole numbers without a decimal point (-50, not -50.0)."""
     return int(value) if float(value).is_integer() else value
-

@@ -48,10 +48,12 @@ LR_DEFAULT_Q = 0.7
 # -- what the plug-ins store ----------------------------------------------------------------
 def _fixed(decimals: int) -> Callable[[float], str]:
     """The text ``juce::String (value, decimals)`` gives, which the plug-ins show for numbers."""
+
     def show(value: float) -> str:
         if decimals == 0:
             return f"{value:g}"  # String (v, 0) prints with the stream's default six significant digits
         return ("-" if value < 0 else "") + f"{abs(value):.{decimals}f}"
+
     return show
 
 
@@ -117,7 +119,7 @@ class ParamDef:
     def normalised(self, value: float) -> float:
         """The host-side 0..1 value (JUCE ``NormalisableRange::convertTo0to1``, skew included)."""
         proportion = min(1.0, max(0.0, (value - self.start) / (self.end - self.start)))
-        return proportion if self.skew == 1.0 else proportion ** self.skew
+        return proportion if self.skew == 1.0 else proportion**self.skew
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,13 @@ class PluginDef:
 
     def osc_config(self) -> list[tuple[str, str]]:
         """The ``OSCConfig`` attributes a plug-in with OSC off writes (ReceiverPort -1 keeps the port closed)."""
-        return [("ReceiverPort", "-1"), ("SenderIP", ""), ("SenderPort", "-1"),
-                ("SenderOSCAddress", f"/{self.name}/"), ("SenderInterval", "100")]
+        return [
+            ("ReceiverPort", "-1"),
+            ("SenderIP", ""),
+            ("SenderPort", "-1"),
+            ("SenderOSCAddress", f"/{self.name}/"),
+            ("SenderInterval", "100"),
+        ]
 
 
 # MultiEQ filter types as v1.14 stores them, per band. v1.15 converts these on load
@@ -174,9 +181,15 @@ EQ_TYPES_V114: tuple[tuple[str, ...], ...] = (
 EQ_TYPE_RANGE_V115 = ((0, 3), *((3, 5),) * 4, (5, 8))
 #: What MultiEQ shows for each filter type.
 EQ_TYPE_TEXT = {
-    "highpass1": "HP (6dB/oct)", "highpass2": "HP (12dB/oct)", "highpass_lr": "HP (24dB/oct)",
-    "low_shelf": "Low-shelf", "peak": "Peak", "high_shelf": "High-shelf",
-    "lowpass1": "LP (6dB/Oct)", "lowpass2": "LP (12dB/oct)", "lowpass_lr": "LP (24dB/oct)",
+    "highpass1": "HP (6dB/oct)",
+    "highpass2": "HP (12dB/oct)",
+    "highpass_lr": "HP (24dB/oct)",
+    "low_shelf": "Low-shelf",
+    "peak": "Peak",
+    "high_shelf": "High-shelf",
+    "lowpass1": "LP (6dB/Oct)",
+    "lowpass2": "LP (12dB/oct)",
+    "lowpass_lr": "LP (24dB/oct)",
 }
 _EQ_TYPE_BY_V115_VALUE = {value: name for name, value in FILTER_TYPES.items()}
 _EQ_FREQUENCY_DEFAULTS = (20.0, 120.0, 500.0, 2200.0, 8000.0, 16000.0)
@@ -194,46 +207,109 @@ class _Table:
         self.params: list[ParamDef] = []
         self.bindings: dict[str, Binding] = {}
 
-    def own(self, param_id: str, name: str, label: str, start: float, end: float, interval: float, default: float,
-            binding: Optional[Binding] = None, **kw: Any) -> None:
+    def own(
+        self,
+        param_id: str,
+        name: str,
+        label: str,
+        start: float,
+        end: float,
+        interval: float,
+        default: float,
+        binding: Optional[Binding] = None,
+        **kw: Any,
+    ) -> None:
         """A parameter whose range is the plug-in's own (switches, menus, controls no setting has)."""
         self.params.append(ParamDef(param_id, name, label, start, end, interval, default, **kw))
         if binding is not None:
             self.bindings[param_id] = binding
 
-    def number(self, param_id: str, name: str, label: str, setting: str, interval: float, default: float,
-               scale: float = 1.0, **kw: Any) -> None:
+    def number(
+        self,
+        param_id: str,
+        name: str,
+        label: str,
+        setting: str,
+        interval: float,
+        default: float,
+        scale: float = 1.0,
+        **kw: Any,
+    ) -> None:
         """A parameter that holds ``setting * scale``: its plain range is the setting's range, scaled."""
         spec = _SETTING_SPECS[setting]
-        self.params.append(ParamDef(param_id, name, label, spec.minimum * scale, spec.maximum * scale, interval,
-                                    default, **kw))
+        self.params.append(
+            ParamDef(param_id, name, label, spec.minimum * scale, spec.maximum * scale, interval, default, **kw)
+        )
         self.bindings[param_id] = Binding(setting, scale=scale)
 
 
 def _multieq() -> PluginDef:
     t = _Table()
-    t.own("inputChannelsSetting", "Number of input channels ", "", 0, 64, 1, 0,
-          display=lambda v: "Auto" if v < 0.5 else f"{v:g}")
+    t.own(
+        "inputChannelsSetting",
+        "Number of input channels ",
+        "",
+        0,
+        64,
+        1,
+        0,
+        display=lambda v: "Auto" if v < 0.5 else f"{v:g}",
+    )
     for i in range(N_EQ_BANDS):
         names = EQ_TYPES_V114[i]
         band = f"eq.bands[{i}]"
-        t.own(f"filterEnabled{i}", f"Filter Enablement {i + 1}", "", 0, 1, 1, 1, Binding(f"{band}.enabled", "bool"),
-              display=_texts("OFF", "ON"))
-        t.own(f"filterType{i}", f"Filter Type {i + 1}", "", 0, len(names) - 1, 1, _EQ_TYPE_DEFAULTS_V114[i],
-              Binding(f"{band}.type", "filter_type", band=i), display=_texts(*(EQ_TYPE_TEXT[n] for n in names)),
-              select_by_text=True)
-        t.number(f"filterFrequency{i}", f"Filter Frequency {i + 1}", "Hz", f"{band}.frequency_hz", 1,
-                 _EQ_FREQUENCY_DEFAULTS[i], skew=0.4, display=_fixed(0))
+        t.own(
+            f"filterEnabled{i}",
+            f"Filter Enablement {i + 1}",
+            "",
+            0,
+            1,
+            1,
+            1,
+            Binding(f"{band}.enabled", "bool"),
+            display=_texts("OFF", "ON"),
+        )
+        t.own(
+            f"filterType{i}",
+            f"Filter Type {i + 1}",
+            "",
+            0,
+            len(names) - 1,
+            1,
+            _EQ_TYPE_DEFAULTS_V114[i],
+            Binding(f"{band}.type", "filter_type", band=i),
+            display=_texts(*(EQ_TYPE_TEXT[n] for n in names)),
+            select_by_text=True,
+        )
+        t.number(
+            f"filterFrequency{i}",
+            f"Filter Frequency {i + 1}",
+            "Hz",
+            f"{band}.frequency_hz",
+            1,
+            _EQ_FREQUENCY_DEFAULTS[i],
+            skew=0.4,
+            display=_fixed(0),
+        )
         t.number(f"filterQ{i}", f"Filter Q {i + 1}", "", f"{band}.q", 0.05, 0.7, display=_fixed(2))
         t.number(f"filterGain{i}", f"Filter Gain {i + 1}", "dB", f"{band}.gain_db", 0.1, 0, display=_fixed(1))
-    return PluginDef("MultiEQ", "MuEQ", tuple(t.params), t.bindings, {"inputChannelsSetting": 0.0}, channels=1,
-                     role="equaliser")
+    return PluginDef(
+        "MultiEQ", "MuEQ", tuple(t.params), t.bindings, {"inputChannelsSetting": 0.0}, channels=1, role="equaliser"
+    )
 
 
 def _omnicompressor() -> PluginDef:
     t = _Table()
-    t.own("orderSetting", "Ambisonics Order", "", 0, 8, 1, 0,
-          display=_texts("Auto", "0th", "1st", "2nd", "3rd", "4th", "5th", "6th", "7th"))
+    t.own(
+        "orderSetting",
+        "Ambisonics Order",
+        "",
+        0,
+        8,
+        1,
+        0,
+        display=_texts("Auto", "0th", "1st", "2nd", "3rd", "4th", "5th", "6th", "7th"),
+    )
     t.own("useSN3D", "Normalization", "", 0, 1, 1, 1, display=_texts("N3D", "SN3D"))
     t.number("threshold", "Threshold", "dB", "compressor.threshold_db", 0.1, -10, display=_fixed(1))
     t.number("knee", "Knee", "dB", "compressor.knee_db", 0.1, 0, display=_fixed(1))
@@ -241,8 +317,17 @@ def _omnicompressor() -> PluginDef:
     t.number("release", "Release Time", "ms", "compressor.release_ms", 0.1, 150, display=_fixed(1))
     t.number("ratio", "Ratio", " : 1", "compressor.ratio", 0.2, 4, display=_ratio_text)
     t.number("outGain", "MakeUp Gain", "dB", "compressor.makeup_db", 0.1, 0, display=_fixed(1))
-    t.own("lookAhead", "LookAhead", "", 0, 1, 1, 0, Binding("compressor.lookahead", "bool"),
-          display=_texts("OFF", "ON (5ms)"))
+    t.own(
+        "lookAhead",
+        "LookAhead",
+        "",
+        0,
+        1,
+        1,
+        0,
+        Binding("compressor.lookahead", "bool"),
+        display=_texts("OFF", "ON (5ms)"),
+    )
     t.own("reportLatency", "Report Latency to DAW", "", 0, 1, 1, 1, display=_texts("No", "Yes"))
     # Auto order on a mono input compresses that channel; the DAW compensates the lookahead latency.
     fixed = {"orderSetting": 0.0, "useSN3D": 1.0, "reportLatency": 1.0}
@@ -252,26 +337,45 @@ def _omnicompressor() -> PluginDef:
 def _fdnreverb() -> PluginDef:
     t = _Table()
     t.number("delayLength", "Room Size", "", "reverb.room_size", 1, 20, display=_fixed(0))
-    t.number("revTime", "Reverberation Time", "s", "reverb.reverb_time_s", 0.1, FDN_DEFAULT_REV_TIME_S,
-             display=_fixed(1))
+    t.number(
+        "revTime", "Reverberation Time", "s", "reverb.reverb_time_s", 0.1, FDN_DEFAULT_REV_TIME_S, display=_fixed(1)
+    )
     t.number("lowCutoff", "Lows Cutoff Frequency", "Hz", "reverb.low_cutoff_hz", 1, 100, skew=0.2, display=_fixed(0))
     t.number("lowQ", "Lows Q Factor", "", "reverb.low_q", 0.01, 0.5, display=_fixed(2))
     t.number("lowGain", "Lows Gain", "dB/s", "reverb.low_gain_db_per_s", 0.1, 1, display=_fixed(1))
-    t.number("highCutoff", "Highs Cutoff Frequency", "Hz", "reverb.high_cutoff_hz", 1, 2000, skew=0.2,
-             display=_fixed(0))
+    t.number(
+        "highCutoff", "Highs Cutoff Frequency", "Hz", "reverb.high_cutoff_hz", 1, 2000, skew=0.2, display=_fixed(0)
+    )
     t.number("highQ", "Highs Q Factor", "", "reverb.high_q", 0.01, 0.5, display=_fixed(2))
     t.number("highGain", "Highs Gain", "dB/s", "reverb.high_gain_db_per_s", 0.1, -10, display=_fixed(1))
-    t.own("hpOrder", "Highpass Slope", "", 0, 3, 1, 0,
-          display=_texts("disabled", "6 dB/oct", "12 dB/oct", "24 dB/oct"), since="1.15")
-    t.own("hpFrequency", "Highpass Cutoff Frequency", "Hz", 20, 20000, 1, 20, skew=0.4, display=_fixed(0),
-          since="1.15")
+    t.own(
+        "hpOrder",
+        "Highpass Slope",
+        "",
+        0,
+        3,
+        1,
+        0,
+        display=_texts("disabled", "6 dB/oct", "12 dB/oct", "24 dB/oct"),
+        since="1.15",
+    )
+    t.own("hpFrequency", "Highpass Cutoff Frequency", "Hz", 20, 20000, 1, 20, skew=0.4, display=_fixed(0), since="1.15")
     t.own("hpQ", "Highpass Q Factor", "", 0.01, 0.9, 0.01, 0.7, display=_fixed(2), since="1.15")
     # The plug-in's Dry/Wet is a fraction; the setting is a percentage.
     t.number("dryWet", "Dry/Wet", "", "reverb.dry_wet_pct", 0.01, 0.5, scale=0.01, display=_fixed(2))
     t.number("fadeInTime", "Fade-in Time", "s", "reverb.fade_in_s", 0.01, 0, display=_fixed(2))
-    t.own("fdnSize", "Fdn Size (internal)", "", 0, len(FDN_LINE_COUNTS) - 1, 1, 2,
-          Binding("reverb.fdn_lines", "fdn_lines"), display=_texts(*(str(n) for n in FDN_LINE_COUNTS)),
-          select_by_text=True)
+    t.own(
+        "fdnSize",
+        "Fdn Size (internal)",
+        "",
+        0,
+        len(FDN_LINE_COUNTS) - 1,
+        1,
+        2,
+        Binding("reverb.fdn_lines", "fdn_lines"),
+        display=_texts(*(str(n) for n in FDN_LINE_COUNTS)),
+        select_by_text=True,
+    )
     t.own("freeze", "Freeze", "", 0, 1, 1, 0, since="1.15")
     # The v1.15-only controls are written switched off, so an instance that had them on is reset;
     # v1.14 ignores PARAMs it does not know.
@@ -368,22 +472,34 @@ def plugin_states(settings: MixSettings, warn: bool = True) -> list[PluginState]
             elif binding.kind == "fdn_lines":
                 values[param.id] = float(FDN_LINE_COUNTS.index(setting))
                 if setting not in FDN_LINES_V114:
-                    say("setting '%s' = %d lines needs FdnReverb v1.15; FdnReverb v1.14 offers at most %d "
-                                "lines and will use %d", binding.setting, setting, FDN_LINES_V114[-1],
-                                FDN_LINES_V114[-1])
+                    say(
+                        "setting '%s' = %d lines needs FdnReverb v1.15; FdnReverb v1.14 offers at most %d "
+                        "lines and will use %d",
+                        binding.setting,
+                        setting,
+                        FDN_LINES_V114[-1],
+                        FDN_LINES_V114[-1],
+                    )
             else:
                 values[param.id] = _snap(plugin, param, binding, float(setting), specs[binding.setting].unit, say)
         states.append(PluginState(plugin, values))
     for i, band in enumerate(settings.eq.bands):
         q = states[0].values[f"filterQ{i}"]
         if band.enabled and band.type in ("highpass_lr", "lowpass_lr") and q != LR_DEFAULT_Q:
-            say("setting 'eq.bands[%d].q' = %g shapes the 24 dB/oct filter only in MultiEQ v1.14; "
-                        "MultiEQ v1.15 always uses Q 0.707 for that type", i, q)
+            say(
+                "setting 'eq.bands[%d].q' = %g shapes the 24 dB/oct filter only in MultiEQ v1.14; "
+                "MultiEQ v1.15 always uses Q 0.707 for that type",
+                i,
+                q,
+            )
     rev_time = states[2].values["revTime"]
     if rev_time == FDN_DEFAULT_REV_TIME_S:
-        say("setting 'reverb.reverb_time_s' = %g s equals FdnReverb's default, which a fresh FdnReverb "
-                    "does not apply when a preset loads (it keeps a 3 s decay): after loading, move Reverberation "
-                    "Time away and back", rev_time)
+        say(
+            "setting 'reverb.reverb_time_s' = %g s equals FdnReverb's default, which a fresh FdnReverb "
+            "does not apply when a preset loads (it keeps a 3 s decay): after loading, move Reverberation "
+            "Time away and back",
+            rev_time,
+        )
     return states
 
 
@@ -408,8 +524,14 @@ def _quiet(*args: object, **kwargs: object) -> None:
     """A warning nobody asked for."""
 
 
-def _snap(plugin: PluginDef, param: ParamDef, binding: Binding, setting: float, unit: str,
-          say: Callable[..., None] = log.warning) -> float:
+def _snap(
+    plugin: PluginDef,
+    param: ParamDef,
+    binding: Binding,
+    setting: float,
+    unit: str,
+    say: Callable[..., None] = log.warning,
+) -> float:
     """The grid value nearest ``setting`` (in plug-in units), telling ``say`` when it differs."""
     wanted = setting * binding.scale
     k, clamped = param.grid_index(wanted)
@@ -417,13 +539,25 @@ def _snap(plugin: PluginDef, param: ParamDef, binding: Binding, setting: float, 
     back = round(value / binding.scale, 9) + 0.0
     if clamped:
         low, high = round(param.start / binding.scale, 9), round(param.end / binding.scale, 9)
-        say("setting '%s' = %s is outside the range %s can store (%s to %s); exported as %s",
-                    binding.setting, _with_unit(setting, unit), plugin.name, f"{low:g}", _with_unit(high, unit),
-                    _with_unit(back, unit))
+        say(
+            "setting '%s' = %s is outside the range %s can store (%s to %s); exported as %s",
+            binding.setting,
+            _with_unit(setting, unit),
+            plugin.name,
+            f"{low:g}",
+            _with_unit(high, unit),
+            _with_unit(back, unit),
+        )
     elif abs(value - wanted) > 1e-9 * max(1.0, abs(wanted)):
         step = round(param.interval / binding.scale, 9)
-        say("setting '%s' = %s is not on %s's %s grid; exported as %s", binding.setting,
-                    _with_unit(setting, unit), plugin.name, _with_unit(step, unit), _with_unit(back, unit))
+        say(
+            "setting '%s' = %s is not on %s's %s grid; exported as %s",
+            binding.setting,
+            _with_unit(setting, unit),
+            plugin.name,
+            _with_unit(step, unit),
+            _with_unit(back, unit),
+        )
     return value
 
 
@@ -465,18 +599,38 @@ def plugin_settings(plugin: PluginDef, raw: Mapping[str, object], source: str) -
             # Stored values differ between versions, so they are decoded together below, not clamped here.
             filter_types[binding.band] = int(math.floor(value + 0.5))
             if abs(value - filter_types[binding.band]) > 1e-4:
-                log.warning("%s: MultiEQ '%s' = %s is not a whole number; read as %d", source, param_id, text,
-                            filter_types[binding.band])
+                log.warning(
+                    "%s: MultiEQ '%s' = %s is not a whole number; read as %d",
+                    source,
+                    param_id,
+                    text,
+                    filter_types[binding.band],
+                )
             continue
         k, clamped = param.grid_index(value)
         grid = param.grid_value(k)
         # A stored float32 sits within float precision of its grid value; more than that means hand-editing.
         if clamped:
-            log.warning("%s: %s '%s' = %s is outside its range [%g, %g]; read as %g", source, plugin.name,
-                        param_id, text, param.start, param.end, grid)
+            log.warning(
+                "%s: %s '%s' = %s is outside its range [%g, %g]; read as %g",
+                source,
+                plugin.name,
+                param_id,
+                text,
+                param.start,
+                param.end,
+                grid,
+            )
         elif abs(value - grid) > 1e-4 * param.interval + 1e-6 * abs(value):
-            log.warning("%s: %s '%s' = %s is not on its %g grid; read as %g", source, plugin.name, param_id,
-                        text, param.interval, grid)
+            log.warning(
+                "%s: %s '%s' = %s is not on its %g grid; read as %g",
+                source,
+                plugin.name,
+                param_id,
+                text,
+                param.interval,
+                grid,
+            )
         steps[param_id] = k
     for band, name in _decode_filter_types(filter_types, source).items():
         result[f"eq.bands[{band}].type"] = name
@@ -485,8 +639,13 @@ def plugin_settings(plugin: PluginDef, raw: Mapping[str, object], source: str) -
         param = plugin.param(param_id)
         if binding is None:
             if (plugin.name, param_id) in _UNSUPPORTED_SOUND_PARAMS and k != 0:
-                log.warning("%s: %s '%s' is %s, which vocalmix cannot model; ignored", source, plugin.name,
-                            param_id, param.display(param.grid_value(k)) or param.grid_value(k))
+                log.warning(
+                    "%s: %s '%s' is %s, which vocalmix cannot model; ignored",
+                    source,
+                    plugin.name,
+                    param_id,
+                    param.display(param.grid_value(k)) or param.grid_value(k),
+                )
             continue
         if binding.kind == "bool":
             result[binding.setting] = bool(k)
@@ -522,7 +681,13 @@ def _decode_filter_types(types: dict[int, int], source: str) -> dict[int, str]:
             index = min(max(value, low), high)
             name = _EQ_TYPE_BY_V115_VALUE[index]
         if index != value:
-            log.warning("%s: MultiEQ 'filterType%d' = %d is not a filter type band %d offers; read as %s",
-                        source, band, value, band + 1, name)
+            log.warning(
+                "%s: MultiEQ 'filterType%d' = %d is not a filter type band %d offers; read as %s",
+                source,
+                band,
+                value,
+                band + 1,
+                name,
+            )
         result[band] = name
     return result

@@ -102,8 +102,14 @@ def _reduce_float_text(text: str) -> str:
 # -- APVTS XML ----------------------------------------------------------------------------
 def _escape_attribute(text: str) -> str:
     # JUCE escapes these in attribute values; everything vocalmix writes is plain ASCII anyway.
-    return (text.replace("&", "&amp;").replace('"', "&quot;").replace(">", "&gt;").replace("<", "&lt;")
-            .replace("\n", "&#10;").replace("\r", "&#13;"))
+    return (
+        text.replace("&", "&amp;")
+        .replace('"', "&quot;")
+        .replace(">", "&gt;")
+        .replace("<", "&lt;")
+        .replace("\n", "&#10;")
+        .replace("\r", "&#13;")
+    )
 
 
 def state_xml(root_tag: str, params: list[tuple[str, str]], osc_config: list[tuple[str, str]]) -> str:
@@ -164,10 +170,11 @@ def unpack_state(blob: bytes, source: str) -> str:
     if length == 0:
         raise InputError(f"{source}: the plug-in state is empty")
     if 8 + length > len(blob):
-        raise InputError(f"{source}: truncated plug-in state ({length} bytes of XML announced, "
-                         f"{len(blob) - 8} present)")
+        raise InputError(
+            f"{source}: truncated plug-in state ({length} bytes of XML announced, {len(blob) - 8} present)"
+        )
     try:
-        return blob[8:8 + length].decode("utf-8")
+        return blob[8 : 8 + length].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{source}: plug-in state is not UTF-8 text ({exc.reason} at byte {8 + exc.start})") from None
 
@@ -210,14 +217,15 @@ def unpack_vstpreset(data: bytes, source: str) -> VstPreset:
     if version < 1:
         raise InputError(f"{source}: unsupported .vstpreset version {version}")
     try:
-        class_id = data[8:8 + CLASS_ID_LENGTH].decode("ascii")
+        class_id = data[8 : 8 + CLASS_ID_LENGTH].decode("ascii")
     except UnicodeDecodeError:
         raise InputError(f"{source}: .vstpreset class ID is not ASCII text") from None
     (list_offset,) = struct.unpack_from("<q", data, 8 + CLASS_ID_LENGTH)
     if not VSTPRESET_HEADER_SIZE <= list_offset <= len(data) - 8:
-        raise InputError(f"{source}: .vstpreset chunk list offset {list_offset} is outside the file "
-                         f"({len(data)} bytes)")
-    if data[list_offset:list_offset + 4] != CHUNK_LIST:
+        raise InputError(
+            f"{source}: .vstpreset chunk list offset {list_offset} is outside the file ({len(data)} bytes)"
+        )
+    if data[list_offset : list_offset + 4] != CHUNK_LIST:
         raise InputError(f"{source}: no 'List' chunk list at offset {list_offset}")
     (count,) = struct.unpack_from("<i", data, list_offset + 4)
     entries_start = list_offset + 8
@@ -227,10 +235,11 @@ def unpack_vstpreset(data: bytes, source: str) -> VstPreset:
     chunks: dict[bytes, bytes] = {}
     for i in range(count):
         at = entries_start + i * entry_size
-        chunk_id = data[at:at + 4]
+        chunk_id = data[at : at + 4]
         offset, size = struct.unpack_from("<qq", data, at + 4)
         if offset < VSTPRESET_HEADER_SIZE or size < 0 or offset + size > list_offset:
-            raise InputError(f"{source}: .vstpreset chunk {chunk_id!r} (offset {offset}, size {size}) "
-                             "lies outside the data area")
-        chunks[chunk_id] = data[offset:offset + size]
+            raise InputError(
+                f"{source}: .vstpreset chunk {chunk_id!r} (offset {offset}, size {size}) lies outside the data area"
+            )
+        chunks[chunk_id] = data[offset : offset + size]
     return VstPreset(class_id, version, chunks)

@@ -31,8 +31,9 @@ log = logging.getLogger("vocalmix")
 _STATE_SUFFIXES = (".xml", ".bin", ".vstpreset")
 
 
-def import_settings(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]],
-                    defaulted: Optional[list[str]] = None) -> MixSettings:
+def import_settings(
+    paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]], defaulted: Optional[list[str]] = None
+) -> MixSettings:
     """Read plug-in states (``.xml``, ``.bin`` blob, ``.vstpreset``) and ``vocal_chain.json`` into settings.
 
     A folder stands for the files an export writes into it. Settings no file
@@ -45,8 +46,10 @@ def import_settings(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os
         for setting, value in _read_settings(path).items():
             if setting in values and values[setting][0] != value:
                 other_value, other = values[setting]
-                raise InputError(f"{path}: sets '{setting}' to {value!r} but {other} sets it to {other_value!r}; "
-                                 "import the one you mean")
+                raise InputError(
+                    f"{path}: sets '{setting}' to {value!r} but {other} sets it to {other_value!r}; "
+                    "import the one you mean"
+                )
             values[setting] = (value, path)
     data = MixSettings().to_dict()
     for setting, (value, _) in values.items():
@@ -55,10 +58,17 @@ def import_settings(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str, os
     if defaulted is not None:
         defaulted.extend(missing)
     if missing:
-        relevel = " (no plug-in preset holds the vocal level: render with --settings FILE --relevel to decide it)" \
-            if "level.vocal_gain_db" in missing else ""
-        log.warning("%d settings are not in the imported files and keep their defaults: %s%s", len(missing),
-                    _grouped(missing), relevel)
+        relevel = (
+            " (no plug-in preset holds the vocal level: render with --settings FILE --relevel to decide it)"
+            if "level.vocal_gain_db" in missing
+            else ""
+        )
+        log.warning(
+            "%d settings are not in the imported files and keep their defaults: %s%s",
+            len(missing),
+            _grouped(missing),
+            relevel,
+        )
     try:
         return MixSettings.from_dict(data)
     except SettingsError as exc:  # pragma: no cover - every value was mapped into range above
@@ -94,8 +104,10 @@ def expand_import_paths(paths_or_dir: Union[str, os.PathLike, Iterable[Union[str
             found.append(path / CHAIN_FILE)
             found = [p for p in found if p.is_file()]
             if not found:
-                raise InputError(f"{path}: no plug-in states here (expected MultiEQ/OmniCompressor/FdnReverb "
-                                 f".xml, .bin or .vstpreset, or {CHAIN_FILE})")
+                raise InputError(
+                    f"{path}: no plug-in states here (expected MultiEQ/OmniCompressor/FdnReverb "
+                    f".xml, .bin or .vstpreset, or {CHAIN_FILE})"
+                )
             paths.extend(found)
         elif not path.exists():
             raise InputError(f"{path}: file not found")
@@ -117,8 +129,10 @@ def _read_settings(path: Path) -> dict[str, object]:
         preset = unpack_vstpreset(data, source)
         plugin = PLUGINS_BY_CLASS_ID.get(preset.class_id.upper())
         if plugin is None:
-            raise InputError(f"{source}: a preset for another plug-in (class ID {preset.class_id}); expected "
-                             f"{', '.join(p.name for p in PLUGINS)}")
+            raise InputError(
+                f"{source}: a preset for another plug-in (class ID {preset.class_id}); expected "
+                f"{', '.join(p.name for p in PLUGINS)}"
+            )
         if COMPONENT_CHUNK not in preset.chunks:
             raise InputError(f"{source}: .vstpreset has no component state ('Comp' chunk)")
         xml_text = unpack_state(preset.chunks[COMPONENT_CHUNK], source)
@@ -128,15 +142,17 @@ def _read_settings(path: Path) -> dict[str, object]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError(f"{source}: not an IEM plug-in state (neither a .vstpreset, a 'VC2!' state blob, "
-                         "XML nor vocal_chain.json)") from None
+        raise InputError(
+            f"{source}: not an IEM plug-in state (neither a .vstpreset, a 'VC2!' state blob, XML nor vocal_chain.json)"
+        ) from None
     stripped = text.strip().rstrip("\0").strip()
     if stripped.startswith("<"):
         return _state_settings(stripped, source)
     if stripped.startswith("{"):
         return _chain_settings(stripped, source)
-    raise InputError(f"{source}: not an IEM plug-in state (neither a .vstpreset, a 'VC2!' state blob, XML "
-                     "nor vocal_chain.json)")
+    raise InputError(
+        f"{source}: not an IEM plug-in state (neither a .vstpreset, a 'VC2!' state blob, XML nor vocal_chain.json)"
+    )
 
 
 def _state_settings(xml_text: str, source: str, expected: Optional[PluginDef] = None) -> dict[str, object]:
@@ -155,23 +171,21 @@ def _chain_settings(text: str, source: str) -> dict[str, object]:
     except json.JSONDecodeError as exc:
         raise InputError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(doc, dict) or doc.get("format") != CHAIN_FORMAT:
-        raise InputError(f"{source}: not a {CHAIN_FILE} written by vocalmix export (no \"format\": "
-                         f"\"{CHAIN_FORMAT}\")")
+        raise InputError(f'{source}: not a {CHAIN_FILE} written by vocalmix export (no "format": "{CHAIN_FORMAT}")')
     if doc.get("format_version") != CHAIN_FORMAT_VERSION:
-        raise InputError(f"{source}: format_version {doc.get('format_version')!r} is not supported "
-                         f"(expected {CHAIN_FORMAT_VERSION})")
+        raise InputError(
+            f"{source}: format_version {doc.get('format_version')!r} is not supported (expected {CHAIN_FORMAT_VERSION})"
+        )
     chain = doc.get("chain")
     if not isinstance(chain, list):
         raise InputError(f"{source}: 'chain' must be a list of plug-ins")
     result: dict[str, object] = {}
     for stage in chain:
         if not isinstance(stage, dict) or stage.get("plugin") not in PLUGINS_BY_NAME:
-            raise InputError(f"{source}: each chain entry needs \"plugin\": one of "
-                             f"{', '.join(PLUGINS_BY_NAME)}")
+            raise InputError(f'{source}: each chain entry needs "plugin": one of {", ".join(PLUGINS_BY_NAME)}')
         params = stage.get("parameters")
-        if not isinstance(params, list) or not all(isinstance(p, dict) and "id" in p and "value" in p
-                                                   for p in params):
-            raise InputError(f"{source}: {stage['plugin']} 'parameters' must be a list of {{\"id\", \"value\"}}")
+        if not isinstance(params, list) or not all(isinstance(p, dict) and "id" in p and "value" in p for p in params):
+            raise InputError(f'{source}: {stage["plugin"]} \'parameters\' must be a list of {{"id", "value"}}')
         values = {p["id"]: p["value"] for p in params}
         result.update(plugin_settings(PLUGINS_BY_NAME[stage["plugin"]], values, source))
     for key, setting in (("vocal_gain_db", "level.vocal_gain_db"),):
@@ -184,7 +198,7 @@ def _chain_settings(text: str, source: str) -> dict[str, object]:
         result["output.ceiling_dbtp"] = read_number(output["ceiling_dbtp"], source, "output.ceiling_dbtp")
     if "target_loudness_lufs" in output:
         target = output["target_loudness_lufs"]
-        result["output.target_loudness_lufs"] = (None if target is None else
-                                                 read_number(target, source, "output.target_loudness_lufs"))
+        result["output.target_loudness_lufs"] = (
+            None if target is None else read_number(target, source, "output.target_loudness_lufs")
+        )
     return result
-

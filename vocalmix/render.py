@@ -96,9 +96,14 @@ class RenderResult:
 
 
 #: Options that decide settings; a settings file has decided them already.
-DECIDING_OPTIONS = (("method", "--method"), ("model", "--model"), ("tempo", "--tempo"),
-                    ("target_lra", "--target-lra"), ("reverb_mode", "--reverb-mode"),
-                    ("relative_loudness", "--relative-loudness"))
+DECIDING_OPTIONS = (
+    ("method", "--method"),
+    ("model", "--model"),
+    ("tempo", "--tempo"),
+    ("target_lra", "--target-lra"),
+    ("reverb_mode", "--reverb-mode"),
+    ("relative_loudness", "--relative-loudness"),
+)
 MAX_TAIL_SECONDS = 60.0
 MAX_REVERB_IR_SECONDS = 120.0
 #: A reverb tail still above -60 dB where its impulse response is cut is reported.
@@ -121,12 +126,15 @@ def _check_options(req: RenderRequest) -> None:
             if getattr(req, attr) is None or (attr == "relative_loudness" and req.relevel):
                 continue
             hint = " (add --relevel to re-decide only the vocal level)" if attr == "relative_loudness" else ""
-            raise InputError(f"{flag} decides settings, but --settings {req.settings_file} fixes them; "
-                             f"drop {flag}{hint}")
+            raise InputError(
+                f"{flag} decides settings, but --settings {req.settings_file} fixes them; drop {flag}{hint}"
+            )
     else:
         if req.relevel:
-            raise InputError("--relevel re-decides the vocal level of a --settings file; without --settings the "
-                             "level is always decided last")
+            raise InputError(
+                "--relevel re-decides the vocal level of a --settings file; without --settings the "
+                "level is always decided last"
+            )
         if req.fill_defaults:
             raise InputError("--fill-defaults completes a --settings file; it needs --settings")
         if req.method is not None and req.method not in available():
@@ -137,12 +145,14 @@ def _check_options(req: RenderRequest) -> None:
         raise InputError(f"--rate {req.rate!r}: choose 'input' or 'working'")
     ceiling_spec = spec_of(OutputSettings, "ceiling_dbtp")
     if req.ceiling is not None and not (ceiling_spec.minimum <= req.ceiling <= ceiling_spec.maximum):
-        raise InputError(f"--ceiling {req.ceiling:g} dBTP is outside "
-                         f"[{ceiling_spec.minimum:g}, {ceiling_spec.maximum:g}]")
+        raise InputError(
+            f"--ceiling {req.ceiling:g} dBTP is outside [{ceiling_spec.minimum:g}, {ceiling_spec.maximum:g}]"
+        )
     loudness_spec = spec_of(OutputSettings, "target_loudness_lufs")
     if req.loudness is not None and not (loudness_spec.minimum <= req.loudness <= loudness_spec.maximum):
-        raise InputError(f"--loudness {req.loudness:g} LUFS is outside [{loudness_spec.minimum:g}, "
-                         f"{loudness_spec.maximum:g}]")
+        raise InputError(
+            f"--loudness {req.loudness:g} LUFS is outside [{loudness_spec.minimum:g}, {loudness_spec.maximum:g}]"
+        )
     if req.relative_loudness is not None and not (-30.0 <= req.relative_loudness <= 30.0):
         raise InputError(f"--relative-loudness {req.relative_loudness:g} LU is outside [-30, 30]")
     if req.target_lra is not None and not (1.0 <= req.target_lra <= 40.0):
@@ -224,21 +234,27 @@ def _check_writable(folder: Path, named: Path) -> None:
     os.unlink(probe)
 
 
-def load_pair(vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_RATE,
-              max_seconds: float = DEFAULT_MAX_SECONDS):
+def load_pair(
+    vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_RATE, max_seconds: float = DEFAULT_MAX_SECONDS
+):
     """Vocal as mono ``(1, n)`` and backing as stereo ``(2, n)``, same length, at ``sample_rate``;
     and the backing as stereo at its own rate, untouched."""
     # Mono, without DC, at least 3 s long; a stereo take whose channels cancel gives its louder channel.
     vocal_audio = load_vocal(vocal_path, sample_rate, max_seconds=max_seconds)
-    backing_native = load_audio(backing_path, _file_rate(backing_path, sample_rate), max_seconds=max_seconds,
-                                allow_silent=False)
+    backing_native = load_audio(
+        backing_path, _file_rate(backing_path, sample_rate), max_seconds=max_seconds, allow_silent=False
+    )
     vocal = vocal_audio.samples
     native = to_stereo(backing_native.samples, str(backing_path))
     backing = resample(native, backing_native.original_rate, sample_rate)
     n_vocal, n_backing = vocal.shape[-1], backing.shape[-1]
     if n_vocal < SHORT_VOCAL_FRACTION * n_backing:
-        log.warning("%s: only %.1f s against a %.1f s backing; is it the right file?", vocal_path,
-                    n_vocal / sample_rate, n_backing / sample_rate)
+        log.warning(
+            "%s: only %.1f s against a %.1f s backing; is it the right file?",
+            vocal_path,
+            n_vocal / sample_rate,
+            n_backing / sample_rate,
+        )
     length = max(n_vocal, n_backing)
     vocal = match_length(vocal, length, str(vocal_path))
     backing = match_length(backing, length, str(backing_path))
@@ -270,9 +286,16 @@ def _chain_samples(output_samples: int, sr: int, out_rate: int) -> int:
     return int(math.ceil(output_samples * sr / out_rate)) + 1
 
 
-def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
-            progress: Callable[[str], None], file_settings: Optional[MixSettings] = None,
-            song: Optional[analysis.SongAnalysis] = None, chain_samples: Optional[int] = None) -> _Decided:
+def _decide(
+    req: RenderRequest,
+    vocal: np.ndarray,
+    backing: np.ndarray,
+    sr: int,
+    progress: Callable[[str], None],
+    file_settings: Optional[MixSettings] = None,
+    song: Optional[analysis.SongAnalysis] = None,
+    chain_samples: Optional[int] = None,
+) -> _Decided:
     """Settings to render. ``song``: the inputs' analysis, shared by every rule; ``chain_samples``:
     the length of the vocal the render gives the chain, so the rules can render the chain once,
     while deciding, for it (None: the render runs the chain itself)."""
@@ -281,25 +304,39 @@ def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
         settings = file_settings or read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
         warn_about_settings(settings, str(req.settings_file))
         output = settings.output
-        settings = replace(settings, output=OutputSettings(
-            ceiling_dbtp=output.ceiling_dbtp if req.ceiling is None else req.ceiling,
-            target_loudness_lufs=output.target_loudness_lufs if req.loudness is None else req.loudness))
+        settings = replace(
+            settings,
+            output=OutputSettings(
+                ceiling_dbtp=output.ceiling_dbtp if req.ceiling is None else req.ceiling,
+                target_loudness_lufs=output.target_loudness_lufs if req.loudness is None else req.loudness,
+            ),
+        )
         target = None
         if not req.relevel and "level.vocal_gain_db" in _taken_from_defaults(req.settings_file):
-            log.warning("%s: the vocal level was not in the imported presets (%+g dB is the default); add --relevel "
-                        "to decide it", req.settings_file, settings.level.vocal_gain_db)
+            log.warning(
+                "%s: the vocal level was not in the imported presets (%+g dB is the default); add --relevel "
+                "to decide it",
+                req.settings_file,
+                settings.level.vocal_gain_db,
+            )
         if req.relevel:
             target = DEFAULT_RELATIVE_LOUDNESS_LU if req.relative_loudness is None else req.relative_loudness
         return _Decided(settings, "settings-file", {"settings_file": str(req.settings_file)}, target)
     method_name = req.method or "rules"
     options = {}
     if method_name == "rules":
-        options = dict(target_relative_lu=_or(req.relative_loudness, DEFAULT_RELATIVE_LOUDNESS_LU),
-                       target_lra_lu=_or(req.target_lra, DEFAULT_TARGET_LRA_LU),
-                       reverb_mode=_or(req.reverb_mode, "tempo"), tempo_bpm=req.tempo)
+        options = dict(
+            target_relative_lu=_or(req.relative_loudness, DEFAULT_RELATIVE_LOUDNESS_LU),
+            target_lra_lu=_or(req.target_lra, DEFAULT_TARGET_LRA_LU),
+            reverb_mode=_or(req.reverb_mode, "tempo"),
+            tempo_bpm=req.tempo,
+        )
     else:
-        given = [flag for attr, flag in DECIDING_OPTIONS if attr not in ("method", "model")
-                 and getattr(req, attr) is not None]
+        given = [
+            flag
+            for attr, flag in DECIDING_OPTIONS
+            if attr not in ("method", "model") and getattr(req, attr) is not None
+        ]
         if given:
             raise InputError(f"{given[0]} applies to --method rules, not --method {method_name}")
         if req.model is not None:
@@ -314,24 +351,30 @@ def _decide(req: RenderRequest, vocal: np.ndarray, backing: np.ndarray, sr: int,
         return _Decided(replace(decision.settings, output=output), method_name, decision.report, None, decision.mix)
     # Put on the plug-ins' grids (so the presets reproduce this very render), with no fade-in
     # the plug-in would not play; the level is then decided last on this chain.
-    settings = snap_to_plugin_grids(replace(
-        with_effective_fade_in(decision.settings),
-        output=OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)))
+    settings = snap_to_plugin_grids(
+        replace(
+            with_effective_fade_in(decision.settings),
+            output=OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness),
+        )
+    )
     target = (decision.report.get("level") or {}).get("target_relative_lu")
     return _Decided(settings, method_name, decision.report, target)
 
 
-def _decide_rules(method, req: RenderRequest, song: analysis.SongAnalysis,
-                  chain_samples: Optional[int]) -> _Decided:
+def _decide_rules(method, req: RenderRequest, song: analysis.SongAnalysis, chain_samples: Optional[int]) -> _Decided:
     """The rules in one pass: each stage rendered once as it is decided; the level is left to the render,
     which decides it last on this very chain at the output rate."""
     # The real plug-ins (--engine iem) render the chain themselves.
-    staged = method.decide_stages(song, render_samples=chain_samples if req.engine == "dsp" else None,
-                                  reverb_ir_max_s=req.reverb_ir_max)
+    staged = method.decide_stages(
+        song, render_samples=chain_samples if req.engine == "dsp" else None, reverb_ir_max_s=req.reverb_ir_max
+    )
     decision = staged.decision
-    settings = snap_to_plugin_grids(replace(
-        with_effective_fade_in(decision.settings),
-        output=OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)))
+    settings = snap_to_plugin_grids(
+        replace(
+            with_effective_fade_in(decision.settings),
+            output=OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness),
+        )
+    )
     chain = None if staged.wet is None else _RenderedChain(staged.wet, settings)
     return _Decided(settings, "rules", decision.report, method.target_relative_lu, chain=chain)
 
@@ -344,8 +387,12 @@ class _RenderedChain:
         self.wet, self.settings = wet, settings
 
     def __call__(self, vocal: np.ndarray, sample_rate: int, settings: MixSettings) -> np.ndarray:
-        same = (vocal.shape[-1] == self.wet.shape[-1] and settings.eq == self.settings.eq
-                and settings.compressor == self.settings.compressor and settings.reverb == self.settings.reverb)
+        same = (
+            vocal.shape[-1] == self.wet.shape[-1]
+            and settings.eq == self.settings.eq
+            and settings.compressor == self.settings.compressor
+            and settings.reverb == self.settings.reverb
+        )
         if not same:
             log.debug("the chain rendered while deciding does not match the render; rendering it again")
             return vocal_before_level(vocal, sample_rate, settings)
@@ -382,10 +429,15 @@ def _check_loudness_target(req: RenderRequest, file_settings: Optional[MixSettin
     target = output.target_loudness_lufs if req.loudness is None else req.loudness
     if target is None or target <= ceiling:
         return
-    what = f"--loudness {target:g} LUFS" if req.loudness is not None else \
-        f"{req.settings_file}: target_loudness_lufs {target:g} LUFS"
-    raise InputError(f"{what} is above the {ceiling:g} dBTP ceiling; no song reaches that loudness under "
-                     "that peak limit; choose a target below the ceiling")
+    what = (
+        f"--loudness {target:g} LUFS"
+        if req.loudness is not None
+        else f"{req.settings_file}: target_loudness_lufs {target:g} LUFS"
+    )
+    raise InputError(
+        f"{what} is above the {ceiling:g} dBTP ceiling; no song reaches that loudness under "
+        "that peak limit; choose a target below the ceiling"
+    )
 
 
 def _check_vocal_level(song: analysis.SongAnalysis, target_lu: float, path: Path) -> None:
@@ -395,13 +447,17 @@ def _check_vocal_level(song: analysis.SongAnalysis, target_lu: float, path: Path
     vocal_lufs = song.vocal_lufs
     backing_lufs = song.backing_lufs
     if vocal_lufs <= analysis.SILENCE_LUFS:
-        raise InputError(f"{path}: too quiet to mix (peak {peak:.1f} dBFS, below the -70 LUFS loudness gate); "
-                         "raise its level and render again")
+        raise InputError(
+            f"{path}: too quiet to mix (peak {peak:.1f} dBFS, below the -70 LUFS loudness gate); "
+            "raise its level and render again"
+        )
     needed = target_lu + backing_lufs - vocal_lufs
     if needed > gain_max:
-        raise InputError(f"{path}: too quiet to mix ({vocal_lufs:.1f} LUFS, peak {peak:.1f} dBFS): it needs "
-                         f"{needed:+.1f} dB to sit {target_lu:g} LU against the backing, the vocal level goes up to "
-                         f"{gain_max:+g} dB; raise its level and render again")
+        raise InputError(
+            f"{path}: too quiet to mix ({vocal_lufs:.1f} LUFS, peak {peak:.1f} dBFS): it needs "
+            f"{needed:+.1f} dB to sit {target_lu:g} LU against the backing, the vocal level goes up to "
+            f"{gain_max:+g} dB; raise its level and render again"
+        )
 
 
 def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: None) -> RenderResult:
@@ -416,7 +472,8 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     start = time.perf_counter()
     progress(f"loading {req.vocal_path} and {req.backing_path}")
     vocal, backing, vocal_audio, backing_audio, backing_native = load_pair(
-        req.vocal_path, req.backing_path, max_seconds=req.max_minutes * 60)
+        req.vocal_path, req.backing_path, max_seconds=req.max_minutes * 60
+    )
     sr = WORKING_RATE
     timings["load_s"] = time.perf_counter() - start
     # Every rule and the render read the inputs' analysis, made once.
@@ -432,8 +489,11 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
 
     start = time.perf_counter()
     # A tail decided from the reverb makes the chain's length known only after the decision.
-    chain_samples = None if tail_request is not None and tail_request < 0 else \
-        _chain_samples(length + int(round((tail_request or 0.0) * out_rate)), sr, out_rate)
+    chain_samples = (
+        None
+        if tail_request is not None and tail_request < 0
+        else _chain_samples(length + int(round((tail_request or 0.0) * out_rate)), sr, out_rate)
+    )
     decided = _decide(req, vocal, backing, sr, progress, file_settings, song=song, chain_samples=chain_samples)
     settings = decided.settings
     timings["decide_s"] = time.perf_counter() - start
@@ -457,8 +517,16 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         else:
             _warn_if_reverb_cut(settings, req.reverb_ir_max)
         source, settings, stage = streaming.mix_source(
-            vocal_in, backing_out, sr, out_rate, settings, relevel_to=decided.level_target, chain=chain,
-            reverb_ir_max_s=req.reverb_ir_max, backing_lufs=song.backing_lufs_if_same(backing_out, out_rate))
+            vocal_in,
+            backing_out,
+            sr,
+            out_rate,
+            settings,
+            relevel_to=decided.level_target,
+            chain=chain,
+            reverb_ir_max_s=req.reverb_ir_max,
+            backing_lufs=song.backing_lufs_if_same(backing_out, out_rate),
+        )
     report = dict(decided.report)
     report["engine"] = req.engine
     if "level" in stage:
@@ -472,8 +540,9 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     audio_paths = {kind: path for kind, path in paths.items() if kind != "settings"}
     for path in audio_paths.values():
         check_output_path(path, force=req.force, protected=inputs)
-    stage.update(streaming.master_and_write(audio_paths, source, settings, out_rate, req.sample_format,
-                                            progress=progress))
+    stage.update(
+        streaming.master_and_write(audio_paths, source, settings, out_rate, req.sample_format, progress=progress)
+    )
     stage["tail_s"] = tail_s
     written = list(audio_paths.values())
     timings["write_s"] = time.perf_counter() - start
@@ -481,17 +550,25 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     document = {
         "vocalmix_version": __version__,
         "method": decided.method,
-        "inputs": {"vocal": str(req.vocal_path), "backing": str(req.backing_path),
-                   "vocal_sample_rate_hz": vocal_audio.original_rate,
-                   "backing_sample_rate_hz": backing_audio.original_rate},
+        "inputs": {
+            "vocal": str(req.vocal_path),
+            "backing": str(req.backing_path),
+            "vocal_sample_rate_hz": vocal_audio.original_rate,
+            "backing_sample_rate_hz": backing_audio.original_rate,
+        },
         "report": {**jsonable(report), "output_stage": jsonable(stage), "timings_s": timings},
     }
     if decided.audio is not None:
-        document = {"schema_version": SCHEMA_VERSION, **document, "settings": None, "effect_settings":
-                    f"none: the {decided.method} method outputs the mix itself; "
-                    "there is nothing to export or re-render"}
-    _write_text_atomic(paths["settings"], settings.to_json(**document) if decided.audio is None
-                       else json.dumps(document, indent=2))
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            **document,
+            "settings": None,
+            "effect_settings": f"none: the {decided.method} method outputs the mix itself; "
+            "there is nothing to export or re-render",
+        }
+    _write_text_atomic(
+        paths["settings"], settings.to_json(**document) if decided.audio is None else json.dumps(document, indent=2)
+    )
     written.insert(1, paths["settings"])
     if req.export_dir is not None:
         from .export import export_settings
@@ -508,10 +585,16 @@ def _warn_if_reverb_cut(settings: MixSettings, ir_seconds: Optional[float]) -> N
     limit = DEFAULT_REVERB_IR_SECONDS if ir_seconds is None else ir_seconds
     decayed = reverb_decay_left_db(settings, limit)
     if decayed < REVERB_CUT_WARN_DB:
-        log.warning("reverb: with reverb_time_s %g s, low_gain_db_per_s %g and high_gain_db_per_s %g dB/s the tail "
-                    "has decayed only %.0f dB when its %g s impulse response is cut; a longer --reverb-ir-max keeps "
-                    "more of it", settings.reverb.reverb_time_s, settings.reverb.low_gain_db_per_s,
-                    settings.reverb.high_gain_db_per_s, decayed, limit)
+        log.warning(
+            "reverb: with reverb_time_s %g s, low_gain_db_per_s %g and high_gain_db_per_s %g dB/s the tail "
+            "has decayed only %.0f dB when its %g s impulse response is cut; a longer --reverb-ir-max keeps "
+            "more of it",
+            settings.reverb.reverb_time_s,
+            settings.reverb.low_gain_db_per_s,
+            settings.reverb.high_gain_db_per_s,
+            decayed,
+            limit,
+        )
 
 
 def _check_level_range(level: dict, vocal_path: Path) -> None:
@@ -519,11 +602,14 @@ def _check_level_range(level: dict, vocal_path: Path) -> None:
         return
     spec = spec_of(LevelSettings, "vocal_gain_db")
     if level["vocal_gain_db"] >= spec.maximum:
-        raise InputError(f"{vocal_path}: too quiet to mix (processed vocal {level['vocal_lufs']:.1f} LUFS): it "
-                         f"needs more than the {spec.maximum:+g} dB the vocal level goes up to; raise its level and "
-                         "render again")
-    log.warning("%s: so loud that the vocal level stops at %+g dB; the vocal sits above the target", vocal_path,
-                spec.minimum)
+        raise InputError(
+            f"{vocal_path}: too quiet to mix (processed vocal {level['vocal_lufs']:.1f} LUFS): it "
+            f"needs more than the {spec.maximum:+g} dB the vocal level goes up to; raise its level and "
+            "render again"
+        )
+    log.warning(
+        "%s: so loud that the vocal level stops at %+g dB; the vocal sits above the target", vocal_path, spec.minimum
+    )
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -117,8 +117,11 @@ class EQBand:
 
 def _default_bands() -> list[EQBand]:
     # Transparent by default: every band off, each with a type its slot allows.
-    return [EQBand(type="highpass2", frequency_hz=20.0), *(EQBand() for _ in range(4)),
-            EQBand(type="high_shelf", frequency_hz=16000.0)]
+    return [
+        EQBand(type="highpass2", frequency_hz=20.0),
+        *(EQBand() for _ in range(4)),
+        EQBand(type="high_shelf", frequency_hz=16000.0),
+    ]
 
 
 @dataclass
@@ -172,8 +175,10 @@ class OutputSettings:
     ceiling_dbtp: float = _param(-1.0, "dBTP", -20.0, 0.0, "highest true peak the mix may reach")
     # Optional (None = no normalisation), so its spec sits under its own key: iter_numeric yields only
     # the settings that always hold a number.
-    target_loudness_lufs: float | None = field(default=None, metadata={"optional_spec": ParamSpec(
-        "LUFS", -60.0, 0.0, "integrated loudness the mix is normalised to")})
+    target_loudness_lufs: float | None = field(
+        default=None,
+        metadata={"optional_spec": ParamSpec("LUFS", -60.0, 0.0, "integrated loudness the mix is normalised to")},
+    )
 
 
 @dataclass
@@ -225,11 +230,14 @@ class MixSettings:
         missing: list[str] = []
         settings = _build(cls, data, "", missing)
         if missing and not fill_defaults:
-            raise SettingsError(f"missing {_plural(len(missing), 'setting')} {', '.join(missing)} (render with "
-                                "--fill-defaults to take them from the defaults)")
+            raise SettingsError(
+                f"missing {_plural(len(missing), 'setting')} {', '.join(missing)} (render with "
+                "--fill-defaults to take them from the defaults)"
+            )
         if missing:
-            log.warning("%s: %s taken from the defaults: %s", source, _plural(len(missing), "setting"),
-                        ", ".join(missing))
+            log.warning(
+                "%s: %s taken from the defaults: %s", source, _plural(len(missing), "setting"), ", ".join(missing)
+            )
         return settings.validate()
 
     def to_json(self, **extra: Any) -> str:
@@ -242,8 +250,9 @@ class MixSettings:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SettingsError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}, "
-                                f"column {exc.colno}") from None
+            raise SettingsError(
+                f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+            ) from None
         if not isinstance(doc, dict):
             raise SettingsError(f"{source}: expected a JSON object")
         version = doc.get("schema_version")
@@ -251,8 +260,10 @@ class MixSettings:
             raise SettingsError(f"{source}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
         if doc.get("settings") is None and "effect_settings" in doc:
             # Written by an audio method (the Wave-U-Net): it mixed the audio itself.
-            raise SettingsError(f"{source}: made by the {doc.get('method')} method, which outputs the mix itself and "
-                                "has no effect settings to render or export")
+            raise SettingsError(
+                f"{source}: made by the {doc.get('method')} method, which outputs the mix itself and "
+                "has no effect settings to render or export"
+            )
         if "settings" not in doc:
             raise SettingsError(f"{source}: no 'settings' object")
         try:
@@ -360,38 +371,92 @@ def describe() -> list[dict]:
     defaults = MixSettings()
 
     def number(name: str, value: float, spec: ParamSpec, rule: str = "") -> None:
-        rows.append({"name": name, "kind": "number", "unit": spec.unit, "min": spec.minimum, "max": spec.maximum,
-                     "default": value, "choices": None,
-                     "rule": rule or ("whole number" if spec.integer else ""), "description": spec.description})
+        rows.append(
+            {
+                "name": name,
+                "kind": "number",
+                "unit": spec.unit,
+                "min": spec.minimum,
+                "max": spec.maximum,
+                "default": value,
+                "choices": None,
+                "rule": rule or ("whole number" if spec.integer else ""),
+                "description": spec.description,
+            }
+        )
 
-    def other(name: str, kind: str, default: object, choices: list, rule: str, description: str,
-              unit: str = "") -> None:
-        rows.append({"name": name, "kind": kind, "unit": unit, "min": None, "max": None, "default": default,
-                     "choices": choices, "rule": rule, "description": description})
+    def other(
+        name: str, kind: str, default: object, choices: list, rule: str, description: str, unit: str = ""
+    ) -> None:
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "unit": unit,
+                "min": None,
+                "max": None,
+                "default": default,
+                "choices": choices,
+                "rule": rule,
+                "description": description,
+            }
+        )
 
     for i, band in enumerate(defaults.eq.bands):
         prefix = f"eq.bands[{i}]"
         other(f"{prefix}.enabled", "flag", band.enabled, [False, True], "true or false", "band switched on")
-        other(f"{prefix}.type", "choice", band.type, list(BAND_FILTER_TYPES[i]),
-              "one of " + ", ".join(BAND_FILTER_TYPES[i]), f"filter type of band {i}")
+        other(
+            f"{prefix}.type",
+            "choice",
+            band.type,
+            list(BAND_FILTER_TYPES[i]),
+            "one of " + ", ".join(BAND_FILTER_TYPES[i]),
+            f"filter type of band {i}",
+        )
         for name, value, spec in _numeric_fields(band, prefix):
             number(name, value, spec)
     for section in ("compressor", "reverb", "level"):
         obj = getattr(defaults, section)
         for name, value, spec in _numeric_fields(obj, section):
-            number(name, value, spec, "whole number (the plug-in's delay-length steps)"
-                   if name == "reverb.room_size" else "")
+            number(
+                name,
+                value,
+                spec,
+                "whole number (the plug-in's delay-length steps)" if name == "reverb.room_size" else "",
+            )
         if section == "compressor":
-            other("compressor.lookahead", "flag", obj.lookahead, [False, True], "true or false",
-                  "5 ms lookahead (its latency is compensated in the mix)")
+            other(
+                "compressor.lookahead",
+                "flag",
+                obj.lookahead,
+                [False, True],
+                "true or false",
+                "5 ms lookahead (its latency is compensated in the mix)",
+            )
         if section == "reverb":
-            other("reverb.fdn_lines", "choice", obj.fdn_lines, list(FDN_LINE_COUNTS),
-                  "one of " + ", ".join(str(n) for n in FDN_LINE_COUNTS), "size of the delay network (FDN size)")
+            other(
+                "reverb.fdn_lines",
+                "choice",
+                obj.fdn_lines,
+                list(FDN_LINE_COUNTS),
+                "one of " + ", ".join(str(n) for n in FDN_LINE_COUNTS),
+                "size of the delay network (FDN size)",
+            )
     for name, value, spec in _numeric_fields(defaults.output, "output"):
         number(name, value, spec)
-    rows.append({"name": "output.target_loudness_lufs", "kind": "number or null", "unit": _TARGET_LOUDNESS.unit,
-                 "min": _TARGET_LOUDNESS.minimum, "max": _TARGET_LOUDNESS.maximum, "default": None, "choices": None,
-                 "rule": "null = no loudness normalisation", "description": _TARGET_LOUDNESS.description})
+    rows.append(
+        {
+            "name": "output.target_loudness_lufs",
+            "kind": "number or null",
+            "unit": _TARGET_LOUDNESS.unit,
+            "min": _TARGET_LOUDNESS.minimum,
+            "max": _TARGET_LOUDNESS.maximum,
+            "default": None,
+            "choices": None,
+            "rule": "null = no loudness normalisation",
+            "description": _TARGET_LOUDNESS.description,
+        }
+    )
     return rows
 
 
@@ -408,6 +473,11 @@ def warn_about_settings(settings: MixSettings, source: str) -> None:
     """Warn about hand-edited values that render here but not in the plug-ins, or not as meant."""
     fade = settings.reverb.fade_in_s
     if 0.0 < fade < FADE_IN_MIN_EFFECTIVE_S:
-        log.warning("%s: setting 'reverb.fade_in_s' = %g s does nothing in the FdnReverb plug-in (values below "
-                    "%g s underflow there); vocalmix renders it, the exported preset will not; use 0 or >= %g s",
-                    source, fade, FADE_IN_MIN_EFFECTIVE_S, FADE_IN_MIN_EFFECTIVE_S)
+        log.warning(
+            "%s: setting 'reverb.fade_in_s' = %g s does nothing in the FdnReverb plug-in (values below "
+            "%g s underflow there); vocalmix renders it, the exported preset will not; use 0 or >= %g s",
+            source,
+            fade,
+            FADE_IN_MIN_EFFECTIVE_S,
+            FADE_IN_MIN_EFFECTIVE_S,
+        )

@@ -126,7 +126,7 @@ class LoudnessMeter:
         if n_hops:
             hops = joined[:, : n_hops * self.hop].reshape(self.channels, n_hops, self.hop)
             self._parts.append(np.einsum("cjh,cjh->cj", hops, hops))
-        self._rest = joined[:, n_hops * self.hop:].copy()
+        self._rest = joined[:, n_hops * self.hop :].copy()
 
     def energies(self) -> np.ndarray:
         """Channel-weighted K-weighted energy per hop, as the whole-signal analysis computes it."""
@@ -186,7 +186,7 @@ class TruePeakMeter:
         """Measure the whole chunks pending (each also reads the first row of the next)."""
         count = max(self._pending.shape[1] - self.taps, 0) // self.chunk
         for index in range(count):
-            piece = self._pending[:, index * self.chunk: (index + 1) * self.chunk + self.taps]
+            piece = self._pending[:, index * self.chunk : (index + 1) * self.chunk + self.taps]
             if analysis._largest_magnitude(piece) * self.worst_gain <= self.peak:
                 continue  # no interpolated value here can beat the peak so far
             for channel in piece:
@@ -194,7 +194,7 @@ class TruePeakMeter:
                 values = rows[: self.CHUNK_ROWS] @ self.current
                 values += rows[1:] @ self.following
                 self.peak = max(self.peak, float(values.max()), -float(values.min()))
-        self._pending = self._pending[:, count * self.chunk:].copy()
+        self._pending = self._pending[:, count * self.chunk :].copy()
         self._chunks_done += count
 
     def finish(self) -> float:
@@ -272,9 +272,9 @@ class _OverlapSaveReverb:
                 break
             frames = pending[..., : self.block + (count - 1) * self.hop].unfold(-1, self.block, self.hop)
             spectrum = dsp_reverb._spectral_product(torch.fft.rfft(frames, n=self.block), self.H)
-            y = torch.fft.irfft(spectrum, n=self.block)[..., self.k - 1:]  # the hop valid samples of each frame
+            y = torch.fft.irfft(spectrum, n=self.block)[..., self.k - 1 :]  # the hop valid samples of each frame
             outputs.append(y.reshape(1, 2, count * self.hop))
-            pending = pending[..., count * self.hop:]
+            pending = pending[..., count * self.hop :]
             self._frames_done += count
         self._pending = pending.clone()
         out = torch.cat(outputs, dim=-1) if outputs else torch.zeros(1, 2, 0)
@@ -286,9 +286,20 @@ class _OverlapSaveReverb:
 def _reverb_ir(settings: MixSettings, sr: int, n_in: int) -> torch.Tensor:
     r = settings.reverb
     return dsp_reverb.fdn_impulse_response(
-        sr, _f32([r.room_size]), _f32([r.reverb_time_s]), _f32([r.low_cutoff_hz]), _f32([r.low_q]),
-        _f32([r.low_gain_db_per_s]), _f32([r.high_cutoff_hz]), _f32([r.high_q]), _f32([r.high_gain_db_per_s]),
-        _f32([r.fade_in_s]), fdn_lines=r.fdn_lines, mono_input=True, max_samples=n_in)
+        sr,
+        _f32([r.room_size]),
+        _f32([r.reverb_time_s]),
+        _f32([r.low_cutoff_hz]),
+        _f32([r.low_q]),
+        _f32([r.low_gain_db_per_s]),
+        _f32([r.high_cutoff_hz]),
+        _f32([r.high_q]),
+        _f32([r.high_gain_db_per_s]),
+        _f32([r.fade_in_s]),
+        fdn_lines=r.fdn_lines,
+        mono_input=True,
+        max_samples=n_in,
+    )
 
 
 def wet_blocks(vocal: np.ndarray, sr: int, settings: MixSettings, block: int = BLOCK_SAMPLES) -> Iterator[np.ndarray]:
@@ -301,21 +312,33 @@ def wet_blocks(vocal: np.ndarray, sr: int, settings: MixSettings, block: int = B
     delay = lookahead_samples(sr) if settings.compressor.lookahead else 0
     n_in = n + delay
     bands = settings.eq.bands
-    sos = multi_eq_sections(sr, _f32([[b.frequency_hz for b in bands]]), _f32([[b.gain_db for b in bands]]),
-                            _f32([[b.q for b in bands]]),
-                            torch.tensor([[FILTER_TYPES[b.type] for b in bands]], dtype=torch.long),
-                            torch.tensor([[b.enabled for b in bands]], dtype=torch.bool))[0]
+    sos = multi_eq_sections(
+        sr,
+        _f32([[b.frequency_hz for b in bands]]),
+        _f32([[b.gain_db for b in bands]]),
+        _f32([[b.q for b in bands]]),
+        torch.tensor([[FILTER_TYPES[b.type] for b in bands]], dtype=torch.long),
+        torch.tensor([[b.enabled for b in bands]], dtype=torch.bool),
+    )[0]
     eq_state = np.zeros((sos.shape[0], 1, 2))
     c = settings.compressor
-    compressor = CompressorStream(sr, _f32([c.threshold_db]), _f32([c.ratio]), _f32([c.knee_db]),
-                                  _f32([c.attack_ms]), _f32([c.release_ms]), _f32([c.makeup_db]), c.lookahead)
+    compressor = CompressorStream(
+        sr,
+        _f32([c.threshold_db]),
+        _f32([c.ratio]),
+        _f32([c.knee_db]),
+        _f32([c.attack_ms]),
+        _f32([c.release_ms]),
+        _f32([c.makeup_db]),
+        c.lookahead,
+    )
     reverb = _OverlapSaveReverb(_reverb_ir(settings, sr, n_in), settings.reverb.dry_wet_pct / 100.0, n_in)
     to_drop = delay
     for start in range(0, max(n_in, 1), block):
         stop = min(start + block, n_in)
         x = np.zeros((1, stop - start), dtype=np.float32)
         real = max(0, min(stop, n) - start)
-        x[:, :real] = vocal[:, start: start + real]
+        x[:, :real] = vocal[:, start : start + real]
         if len(sos):
             x = _sosfilt_carried(sos, x, eq_state).astype(np.float32)
         y = compressor.process(torch.from_numpy(x).unsqueeze(0))
@@ -395,8 +418,9 @@ def _release_carried(target, coeff, g):
     return out, g
 
 
-def _limiter_curve_blocks(source: MixSource, sr: int, ceiling_dbtp: float, drive: float,
-                          block: int) -> Iterator[tuple[int, int, np.ndarray]]:
+def _limiter_curve_blocks(
+    source: MixSource, sr: int, ceiling_dbtp: float, drive: float, block: int
+) -> Iterator[tuple[int, int, np.ndarray]]:
     """:func:`vocalmix.mixing.true_peak_limiter_gain` of ``source``'s mix times ``drive``, block by block,
     before its final trim: ``(start, stop, curve (m,))``.
 
@@ -421,13 +445,14 @@ def _limiter_curve_blocks(source: MixSource, sr: int, ceiling_dbtp: float, drive
         needed = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12))
         held = ndimage.minimum_filter1d(needed, size=2 * lookahead + 1, mode="nearest")
         smoothed = ndimage.uniform_filter1d(held, size=lookahead, mode="nearest")
-        smoothed = np.minimum(smoothed, needed)[start - lo: stop - lo]
+        smoothed = np.minimum(smoothed, needed)[start - lo : stop - lo]
         curve, g = _release_carried(smoothed, release, g)
         yield start, stop, curve
 
 
-def decide_output(source: MixSource, sr: int, ceiling_dbtp: float, target_lufs: float | None,
-                  block: int = BLOCK_SAMPLES) -> tuple[OutputGain, dict]:
+def decide_output(
+    source: MixSource, sr: int, ceiling_dbtp: float, target_lufs: float | None, block: int = BLOCK_SAMPLES
+) -> tuple[OutputGain, dict]:
     """:func:`vocalmix.mixing.output_gain` of ``source``'s mix, in passes over blocks.
 
     The report has the same fields. One pass measures the mix; with a loudness target and
@@ -501,8 +526,15 @@ def _limit_pass(source: MixSource, sr: int, stage: OutputGain, block: int) -> tu
 WRITTEN_TRIM_ATTEMPTS = 5
 
 
-def write_outputs(paths: dict[str, Path], source: MixSource, stage: OutputGain, sr: int, sample_format: str,
-                  block: int = BLOCK_SAMPLES, progress: Callable[[str], None] = lambda m: None) -> dict:
+def write_outputs(
+    paths: dict[str, Path],
+    source: MixSource,
+    stage: OutputGain,
+    sr: int,
+    sample_format: str,
+    block: int = BLOCK_SAMPLES,
+    progress: Callable[[str], None] = lambda m: None,
+) -> dict:
     """Write the mix (``paths["mix"]``) and optionally the stems (``"vocal"``, ``"backing"``) block by block.
 
     Each file goes to a temporary file renamed at the end (:func:`vocalmix.files.write_atomic`).
@@ -532,8 +564,10 @@ def write_outputs(paths: dict[str, Path], source: MixSource, stage: OutputGain, 
         trim_db = 0.0
         for attempt in range(WRITTEN_TRIM_ATTEMPTS):
             peak_meter, loudness_meter = TruePeakMeter(sr, 2), LoudnessMeter(sr, 2)
-            files = {kind: sf.SoundFile(str(temporaries[kind]), "w", sr, 2, subtype=subtype, format=formats[kind])
-                     for kind in kinds}
+            files = {
+                kind: sf.SoundFile(str(temporaries[kind]), "w", sr, 2, subtype=subtype, format=formats[kind])
+                for kind in kinds
+            }
             try:
                 for start, stop, curve in stage.curves(source, sr, block):
                     vocal, backing = source.parts(start, stop)
@@ -562,8 +596,9 @@ def write_outputs(paths: dict[str, Path], source: MixSource, stage: OutputGain, 
             trim_db += step_db
             scales.append(np.float32(10 ** (step_db / 20)))
             progress("trimming the mix: rounding to the file's format lifted a peak over the ceiling")
-        report.update(true_peak_dbtp=peak, written_trim_db=trim_db,
-                      integrated_loudness_lufs=loudness_meter.integrated())
+        report.update(
+            true_peak_dbtp=peak, written_trim_db=trim_db, integrated_loudness_lufs=loudness_meter.integrated()
+        )
 
     _write_atomically([paths[kind] for kind in kinds], kinds, write_all)
     return report
@@ -588,9 +623,19 @@ def _write_atomically(paths: list[Path], kinds: list[str], write: Callable[[dict
 # ------------------------------------------------------------------------------------------------
 
 
-def mix_source(vocal: np.ndarray, backing: np.ndarray, sr: int, out_rate: int, settings: MixSettings, *,
-               relevel_to: float | None = None, chain: Callable | None = None, reverb_ir_max_s: float | None = None,
-               backing_lufs: float | None = None, block: int = BLOCK_SAMPLES) -> tuple[MixSource, MixSettings, dict]:
+def mix_source(
+    vocal: np.ndarray,
+    backing: np.ndarray,
+    sr: int,
+    out_rate: int,
+    settings: MixSettings,
+    *,
+    relevel_to: float | None = None,
+    chain: Callable | None = None,
+    reverb_ir_max_s: float | None = None,
+    backing_lufs: float | None = None,
+    block: int = BLOCK_SAMPLES,
+) -> tuple[MixSource, MixSettings, dict]:
     """The first half of :func:`vocalmix.mixing.render_mix` in passes over blocks: the vocal chain and the
     vocal level decided last. Returns the mix to master, the settings as rendered and the report so far.
 
@@ -606,9 +651,9 @@ def mix_source(vocal: np.ndarray, backing: np.ndarray, sr: int, out_rate: int, s
         vocal_meter = LoudnessMeter(out_rate, 2)
         backing_meter = LoudnessMeter(out_rate, 2) if backing_lufs is None else None
         for start in range(0, wet.shape[-1], block):
-            vocal_meter.add(wet[:, start: start + block])
+            vocal_meter.add(wet[:, start : start + block])
             if backing_meter is not None:
-                backing_meter.add(backing[:, start: start + block])
+                backing_meter.add(backing[:, start : start + block])
         if backing_meter is not None:
             backing_lufs = backing_meter.integrated()
         level, report["level"] = decide_level_from_loudness(vocal_meter.momentary(), backing_lufs, relevel_to)
@@ -616,20 +661,35 @@ def mix_source(vocal: np.ndarray, backing: np.ndarray, sr: int, out_rate: int, s
     return MixSource(wet, backing, settings.level.vocal_gain_db), settings, report
 
 
-def master_and_write(paths: dict[str, Path], source: MixSource, settings: MixSettings, out_rate: int,
-                     sample_format: str = "pcm24", block: int = BLOCK_SAMPLES,
-                     progress: Callable[[str], None] = lambda m: None) -> dict:
+def master_and_write(
+    paths: dict[str, Path],
+    source: MixSource,
+    settings: MixSettings,
+    out_rate: int,
+    sample_format: str = "pcm24",
+    block: int = BLOCK_SAMPLES,
+    progress: Callable[[str], None] = lambda m: None,
+) -> dict:
     """The output stage (:func:`decide_output`) and the files (:func:`write_outputs`): the report of
     :func:`vocalmix.mixing.output_gain` and of :func:`~vocalmix.mixing.hold_ceiling_as_written`."""
-    stage, report = decide_output(source, out_rate, settings.output.ceiling_dbtp,
-                                  settings.output.target_loudness_lufs, block)
+    stage, report = decide_output(
+        source, out_rate, settings.output.ceiling_dbtp, settings.output.target_loudness_lufs, block
+    )
     progress(f"writing {', '.join(str(p) for p in paths.values())}")
     report.update(write_outputs(paths, source, stage, out_rate, sample_format, block, progress))
     return report
 
 
-def _wet_at_output_rate(vocal: np.ndarray, sr: int, out_rate: int, length: int, settings: MixSettings,
-                        chain: Callable | None, reverb_ir_max_s: float | None, block: int) -> np.ndarray:
+def _wet_at_output_rate(
+    vocal: np.ndarray,
+    sr: int,
+    out_rate: int,
+    length: int,
+    settings: MixSettings,
+    chain: Callable | None,
+    reverb_ir_max_s: float | None,
+    block: int,
+) -> np.ndarray:
     """The processed vocal before the fader, ``(2, length)`` float32 at ``out_rate``."""
     from .audio import resample
     from .mixing import fit_length, reverb_ir_limit
@@ -642,7 +702,7 @@ def _wet_at_output_rate(vocal: np.ndarray, sr: int, out_rate: int, length: int, 
             filled = 0
             for piece in wet_blocks(vocal, sr, settings, block):
                 take = min(piece.shape[-1], length - filled)
-                wet[:, filled: filled + take] = piece[:, :take]
+                wet[:, filled : filled + take] = piece[:, :take]
                 filled += take
             return wet
         else:

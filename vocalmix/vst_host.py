@@ -81,12 +81,19 @@ class AEffect(ctypes.Structure):
     pass
 
 
-_DISPATCHER = ctypes.CFUNCTYPE(_intptr, ctypes.POINTER(AEffect), ctypes.c_int32, ctypes.c_int32, _intptr,
-                               ctypes.c_void_p, ctypes.c_float)
-_HOST_CALLBACK = ctypes.CFUNCTYPE(_intptr, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, _intptr,
-                                  ctypes.c_void_p, ctypes.c_float)
-_PROCESS = ctypes.CFUNCTYPE(None, ctypes.POINTER(AEffect), ctypes.POINTER(ctypes.POINTER(ctypes.c_float)),
-                            ctypes.POINTER(ctypes.POINTER(ctypes.c_float)), ctypes.c_int32)
+_DISPATCHER = ctypes.CFUNCTYPE(
+    _intptr, ctypes.POINTER(AEffect), ctypes.c_int32, ctypes.c_int32, _intptr, ctypes.c_void_p, ctypes.c_float
+)
+_HOST_CALLBACK = ctypes.CFUNCTYPE(
+    _intptr, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, _intptr, ctypes.c_void_p, ctypes.c_float
+)
+_PROCESS = ctypes.CFUNCTYPE(
+    None,
+    ctypes.POINTER(AEffect),
+    ctypes.POINTER(ctypes.POINTER(ctypes.c_float)),
+    ctypes.POINTER(ctypes.POINTER(ctypes.c_float)),
+    ctypes.c_int32,
+)
 _SET_PARAMETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(AEffect), ctypes.c_int32, ctypes.c_float)
 _GET_PARAMETER = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.POINTER(AEffect), ctypes.c_int32)
 
@@ -183,8 +190,11 @@ class VstPlugin:
         sample_rate = float(sample_rate)
         if not (np.isfinite(sample_rate) and 1000.0 <= sample_rate <= 768000.0):
             raise VstError(f"{self.path}: sample rate {sample_rate:g} Hz is outside 1000..768000")
-        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or \
-                not (1 <= block_size <= MAX_BLOCK_SIZE):
+        if (
+            isinstance(block_size, bool)
+            or not isinstance(block_size, (int, np.integer))
+            or not (1 <= block_size <= MAX_BLOCK_SIZE)
+        ):
             raise VstError(f"{self.path}: block size {block_size!r} must be a whole number in 1..{MAX_BLOCK_SIZE}")
         library = _load_library(self.path)
         try:
@@ -219,9 +229,11 @@ class VstPlugin:
         self._in_buffers = np.zeros((n_in, self.block_size), dtype=np.float32)
         self._out_buffers = np.zeros((n_out, self.block_size), dtype=np.float32)
         self._in_pointers = (ctypes.POINTER(ctypes.c_float) * max(1, n_in))(
-            *[row.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for row in self._in_buffers])
+            *[row.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for row in self._in_buffers]
+        )
         self._out_pointers = (ctypes.POINTER(ctypes.c_float) * max(1, n_out))(
-            *[row.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for row in self._out_buffers])
+            *[row.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) for row in self._out_buffers]
+        )
 
     # -- plumbing ------------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -309,8 +321,12 @@ class VstPlugin:
 
     def parameters(self) -> list[ParameterInfo]:
         """Every parameter with its name, label, current display text and normalised value."""
-        return [ParameterInfo(i, self.parameter_name(i), self.parameter_label(i), self.parameter_display(i),
-                              self.get_parameter(i)) for i in range(self.num_parameters)]
+        return [
+            ParameterInfo(
+                i, self.parameter_name(i), self.parameter_label(i), self.parameter_display(i), self.get_parameter(i)
+            )
+            for i in range(self.num_parameters)
+        ]
 
     def parameter_index(self, name: str) -> int:
         """The index of the parameter whose name (as shown by the plug-in) is ``name``."""
@@ -363,8 +379,11 @@ class VstPlugin:
         if channels > self.num_inputs:
             raise VstError(f"{self.path}: {channels} channels but the plug-in has {self.num_inputs} inputs")
         outputs = channels if outputs is None else outputs
-        if isinstance(outputs, bool) or not isinstance(outputs, (int, np.integer)) or \
-                not (1 <= outputs <= self.num_outputs):
+        if (
+            isinstance(outputs, bool)
+            or not isinstance(outputs, (int, np.integer))
+            or not (1 <= outputs <= self.num_outputs)
+        ):
             raise VstError(f"{self.path}: outputs must be 1..{self.num_outputs}, got {outputs!r}")
         if not np.all(np.isfinite(audio)):
             raise VstError(f"{self.path}: audio contains NaN or infinite samples")
@@ -374,9 +393,9 @@ class VstPlugin:
         self._in_buffers[:] = 0.0
         for start in range(0, n, self.block_size):
             frames = min(self.block_size, n - start)
-            self._in_buffers[:channels, :frames] = audio[:, start:start + frames]
+            self._in_buffers[:channels, :frames] = audio[:, start : start + frames]
             self._effect.processReplacing(self._pointer, self._in_pointers, self._out_pointers, frames)
-            result[:, start:start + frames] = self._out_buffers[:outputs, :frames]
+            result[:, start : start + frames] = self._out_buffers[:outputs, :frames]
         return result
 
     # -- life cycle ----------------------------------------------------------------------------

@@ -43,8 +43,16 @@ def load_ratings(test_dir: Path) -> tuple[list[dict], list[str], int]:
         count += 1
         for item in document["ratings"]:
             info = key["stimuli"][item["stimulus"]]
-            rows.append({"listener": document["listener_id"], "submission": path.name, "song": info["song"],
-                         "method": info["method"], "category": item["category"], "rating": int(item["rating"])})
+            rows.append(
+                {
+                    "listener": document["listener_id"],
+                    "submission": path.name,
+                    "song": info["song"],
+                    "method": info["method"],
+                    "category": item["category"],
+                    "rating": int(item["rating"]),
+                }
+            )
     return rows, categories, count
 
 
@@ -71,10 +79,22 @@ def summarise(rows: list[dict], categories: list[str]) -> list[dict]:
                 continue
             mean = float(values.mean())
             sd = float(values.std(ddof=1)) if values.size > 1 else float("nan")
-            half = (float(stats.t.ppf(0.975, values.size - 1) * sd / math.sqrt(values.size)) if values.size > 1
-                    else float("nan"))
-            out.append({"category": category, "method": method, "n": int(values.size), "mean": mean, "sd": sd,
-                        "ci95_low": mean - half, "ci95_high": mean + half})
+            half = (
+                float(stats.t.ppf(0.975, values.size - 1) * sd / math.sqrt(values.size))
+                if values.size > 1
+                else float("nan")
+            )
+            out.append(
+                {
+                    "category": category,
+                    "method": method,
+                    "n": int(values.size),
+                    "mean": mean,
+                    "sd": sd,
+                    "ci95_low": mean - half,
+                    "ci95_high": mean + half,
+                }
+            )
     return out
 
 
@@ -98,39 +118,97 @@ def hypothesis_tests(rows: list[dict], categories: list[str]) -> list[dict]:
         blocks = _blocks(rows, category, methods)
         if len(methods) >= 3 and blocks.shape[0] >= 2 and np.ptp(blocks) > 0:
             friedman = stats.friedmanchisquare(*blocks.T)
-            out.append({**blank, "category": category, "test": "friedman", "n": blocks.shape[0],
-                        "statistic": float(friedman.statistic), "p_value": float(friedman.pvalue)})
+            out.append(
+                {
+                    **blank,
+                    "category": category,
+                    "test": "friedman",
+                    "n": blocks.shape[0],
+                    "statistic": float(friedman.statistic),
+                    "p_value": float(friedman.pvalue),
+                }
+            )
         else:
-            out.append({**blank, "category": category, "test": "friedman",
-                        "note": "needs three or more methods, two or more complete blocks and some variation"})
+            out.append(
+                {
+                    **blank,
+                    "category": category,
+                    "test": "friedman",
+                    "note": "needs three or more methods, two or more complete blocks and some variation",
+                }
+            )
         pairs = []
         for (i, a), (j, b) in combinations(enumerate(methods), 2):
             diff = blocks[:, i] - blocks[:, j] if blocks.size else np.array([])
             if diff.size and np.any(diff != 0):
                 result = stats.wilcoxon(blocks[:, i], blocks[:, j])
-                pairs.append({**blank, "category": category, "test": "wilcoxon", "group_a": a, "group_b": b,
-                              "n": int(diff.size), "statistic": float(result.statistic),
-                              "p_value": float(result.pvalue)})
+                pairs.append(
+                    {
+                        **blank,
+                        "category": category,
+                        "test": "wilcoxon",
+                        "group_a": a,
+                        "group_b": b,
+                        "n": int(diff.size),
+                        "statistic": float(result.statistic),
+                        "p_value": float(result.pvalue),
+                    }
+                )
             else:
-                pairs.append({**blank, "category": category, "test": "wilcoxon", "group_a": a, "group_b": b,
-                              "n": int(diff.size), "p_value": 1.0, "note": "no differences"})
+                pairs.append(
+                    {
+                        **blank,
+                        "category": category,
+                        "test": "wilcoxon",
+                        "group_a": a,
+                        "group_b": b,
+                        "n": int(diff.size),
+                        "p_value": 1.0,
+                        "note": "no differences",
+                    }
+                )
         for pair, adjusted in zip(pairs, holm([p["p_value"] for p in pairs])):
             pair["p_holm"] = adjusted
         out.extend(pairs)
-        groups = [np.array([r["rating"] for r in rows if r["category"] == category and r["method"] == m], float)
-                  for m in methods]
+        groups = [
+            np.array([r["rating"] for r in rows if r["category"] == category and r["method"] == m], float)
+            for m in methods
+        ]
         if len(groups) >= 2 and all(g.size >= 2 for g in groups) and any(np.ptp(g) > 0 for g in groups):
             anova = stats.f_oneway(*groups)
-            out.append({**blank, "category": category, "test": "anova", "n": int(sum(g.size for g in groups)),
-                        "statistic": float(anova.statistic), "p_value": float(anova.pvalue)})
+            out.append(
+                {
+                    **blank,
+                    "category": category,
+                    "test": "anova",
+                    "n": int(sum(g.size for g in groups)),
+                    "statistic": float(anova.statistic),
+                    "p_value": float(anova.pvalue),
+                }
+            )
             tukey = stats.tukey_hsd(*groups)
             for i, j in combinations(range(len(methods)), 2):
-                out.append({**blank, "category": category, "test": "tukey", "group_a": methods[i],
-                            "group_b": methods[j], "n": int(groups[i].size + groups[j].size),
-                            "statistic": float(tukey.statistic[i, j]), "p_value": float(tukey.pvalue[i, j])})
+                out.append(
+                    {
+                        **blank,
+                        "category": category,
+                        "test": "tukey",
+                        "group_a": methods[i],
+                        "group_b": methods[j],
+                        "n": int(groups[i].size + groups[j].size),
+                        "statistic": float(tukey.statistic[i, j]),
+                        "p_value": float(tukey.pvalue[i, j]),
+                    }
+                )
         else:
-            out.append({**blank, "category": category, "test": "anova",
-                        "note": "needs two or more ratings per method and some variation"})
+            out.append(
+                {
+                    **blank,
+                    "category": category,
+                    "test": "anova",
+                    "note": "needs two or more ratings per method and some variation",
+                }
+            )
     return out
 
 
@@ -179,16 +257,34 @@ def analyse(test_dir: Path, progress: Callable[[str], None] = lambda m: None) ->
     tests = hypothesis_tests(rows, categories)
     out = Path(test_dir) / "results"
     out.mkdir(exist_ok=True)
-    written = [_write_csv_atomic(out / "ratings.csv", rows, ["listener", "submission", "song", "method", "category",
-                                                             "rating"]),
-               _write_csv_atomic(out / "summary.csv", summary, SUMMARY_COLUMNS),
-               _write_csv_atomic(out / "tests.csv", tests, TEST_COLUMNS),
-               plot_means(summary, categories, out / "means.png")]
-    significant = [t for t in tests if t["test"] in ("wilcoxon", "tukey") and isinstance(t["p_value"], float)
-                   and (t["p_holm"] if t["test"] == "wilcoxon" else t["p_value"]) < 0.05]
-    report = ["# Listening test results", "", f"{count} submissions.", "", "```", format_summary(summary), "```", "",
-              "Tests per category: [tests.csv](tests.csv) (Friedman, Wilcoxon signed-rank with Holm's correction, "
-              "one-way ANOVA, Tukey-Kramer). Significant pairs (p < 0.05; Holm-corrected for Wilcoxon):", ""]
+    written = [
+        _write_csv_atomic(
+            out / "ratings.csv", rows, ["listener", "submission", "song", "method", "category", "rating"]
+        ),
+        _write_csv_atomic(out / "summary.csv", summary, SUMMARY_COLUMNS),
+        _write_csv_atomic(out / "tests.csv", tests, TEST_COLUMNS),
+        plot_means(summary, categories, out / "means.png"),
+    ]
+    significant = [
+        t
+        for t in tests
+        if t["test"] in ("wilcoxon", "tukey")
+        and isinstance(t["p_value"], float)
+        and (t["p_holm"] if t["test"] == "wilcoxon" else t["p_value"]) < 0.05
+    ]
+    report = [
+        "# Listening test results",
+        "",
+        f"{count} submissions.",
+        "",
+        "```",
+        format_summary(summary),
+        "```",
+        "",
+        "Tests per category: [tests.csv](tests.csv) (Friedman, Wilcoxon signed-rank with Holm's correction, "
+        "one-way ANOVA, Tukey-Kramer). Significant pairs (p < 0.05; Holm-corrected for Wilcoxon):",
+        "",
+    ]
     report += [f"- {t['category']}, {t['test']}: {t['group_a']} vs {t['group_b']}" for t in significant] or ["- none"]
     report += ["", "![means with 95 % confidence intervals](means.png)", ""]
     written.append(_write_text_atomic(out / "report.md", "\n".join(report)))

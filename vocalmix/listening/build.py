@@ -43,8 +43,11 @@ CATEGORIES = [
     ("panning", "Panning", "Placement and width of the sources in the stereo image."),
     ("space", "Space", "Sense of room and depth: amount and character of the reverb."),
     ("dynamics", "Dynamics", "Control of loudness changes: neither squashed nor jumpy."),
-    ("overall", "Overall", "The mix as a whole: free of distortion and artefacts, controlled dynamics, "
-                           "good frequency balance."),
+    (
+        "overall",
+        "Overall",
+        "The mix as a whole: free of distortion and artefacts, controlled dynamics, good frequency balance.",
+    ),
 ]
 SCALE = {"min": 1, "max": 5, "labels": {"1": "bad", "2": "poor", "3": "fair", "4": "good", "5": "excellent"}}
 
@@ -108,8 +111,12 @@ def normalise(x: np.ndarray, sr: int, target_lufs: float) -> tuple[np.ndarray, d
 
     gain, report = output_gain(x, sr, CEILING_DBTP, target_lufs)
     y = (x * gain).astype(np.float32)
-    return y, {"achieved_lufs": analysis.integrated_loudness(y, sr), "limiter": report.get("limiter"),
-               "gain_db": report.get("gain_db"), "max_gain_reduction_db": report.get("max_gain_reduction_db", 0.0)}
+    return y, {
+        "achieved_lufs": analysis.integrated_loudness(y, sr),
+        "limiter": report.get("limiter"),
+        "gain_db": report.get("gain_db"),
+        "max_gain_reduction_db": report.get("max_gain_reduction_db", 0.0),
+    }
 
 
 def _anchor(x: np.ndarray, sr: int) -> np.ndarray:
@@ -166,8 +173,12 @@ def build_test(req: BuildRequest, progress: Callable[[str], None] = lambda m: No
         progress(f"{song['name']}: {len(sources)} mixes")
         audio = {m: load_audio(p, SAMPLE_RATE).samples.astype(np.float64) for m, p in sources.items()}
         if req.anchor:
-            audio[ANCHOR] = _anchor(load_audio(reference, SAMPLE_RATE).samples.astype(np.float64) if reference
-                                    else next(iter(audio.values())), SAMPLE_RATE)
+            audio[ANCHOR] = _anchor(
+                load_audio(reference, SAMPLE_RATE).samples.astype(np.float64)
+                if reference
+                else next(iter(audio.values())),
+                SAMPLE_RATE,
+            )
         length = min(a.shape[-1] for a in audio.values())
         audio = {m: (np.repeat(a, 2, axis=0) if a.shape[0] == 1 else a)[:, :length] for m, a in audio.items()}
         basis = audio.get(REFERENCE)
@@ -186,8 +197,15 @@ def build_test(req: BuildRequest, progress: Callable[[str], None] = lambda m: No
             levels[method] = level
         rng.shuffle(stimuli)  # file order says nothing; the page shuffles again per listener
         public_songs.append({"id": song_id, "stimuli": stimuli})
-        songs_info.append({"song": song["name"], "id": song_id, "excerpt_start_s": start / SAMPLE_RATE,
-                           "excerpt_seconds": (stop - start) / SAMPLE_RATE, "levels": levels})
+        songs_info.append(
+            {
+                "song": song["name"],
+                "id": song_id,
+                "excerpt_start_s": start / SAMPLE_RATE,
+                "excerpt_seconds": (stop - start) / SAMPLE_RATE,
+                "levels": levels,
+            }
+        )
     if not public_songs:
         raise InputError(f"{req.compare_dir}: no song has two or more mixes to compare")
     test = {
@@ -200,10 +218,18 @@ def build_test(req: BuildRequest, progress: Callable[[str], None] = lambda m: No
         "songs": public_songs,
     }
     write_json_atomic(req.out_dir / "test.json", test)
-    write_json_atomic(req.out_dir / "private" / "key.json", {
-        "test_id": test["test_id"], "stimuli": key, "songs": songs_info,
-        "compare_dir": str(Path(req.compare_dir).resolve()), "anchor": req.anchor,
-        "hidden_reference": req.include_reference, "anchor_cutoff_hz": ANCHOR_CUTOFF_HZ if req.anchor else None})
+    write_json_atomic(
+        req.out_dir / "private" / "key.json",
+        {
+            "test_id": test["test_id"],
+            "stimuli": key,
+            "songs": songs_info,
+            "compare_dir": str(Path(req.compare_dir).resolve()),
+            "anchor": req.anchor,
+            "hidden_reference": req.include_reference,
+            "anchor_cutoff_hz": ANCHOR_CUTOFF_HZ if req.anchor else None,
+        },
+    )
     static = resources.files("vocalmix.listening") / "static"
     for name in STATIC_FILES:
         target = req.out_dir / name

@@ -8,9 +8,13 @@ from typing import Optional
 
 import typer
 
-listening_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                            rich_markup_mode=None,
-                            help="Build, serve and analyse a listening test of the mixes from 'vocalmix compare'.")
+listening_app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Build, serve and analyse a listening test of the mixes from 'vocalmix compare'.",
+)
 
 
 def _progress(quiet: bool):
@@ -25,8 +29,9 @@ def build_command(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for the test page, excerpts and key."),
     seconds: float = typer.Option(15.0, "--seconds", help="Excerpt length: the loudest passage of each song."),
     loudness: float = typer.Option(-14.0, "--loudness", help="Every excerpt is normalised to this loudness (LUFS)."),
-    reference: bool = typer.Option(True, "--reference/--no-reference",
-                                   help="Hide the reference mix among the mixes (where the song has one)."),
+    reference: bool = typer.Option(
+        True, "--reference/--no-reference", help="Hide the reference mix among the mixes (where the song has one)."
+    ),
     anchor: bool = typer.Option(False, "--anchor", help="Add a low anchor: the reference low-passed at 3.5 kHz."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the hidden file names (default: random)."),
     force: bool = typer.Option(False, "--force", "-f", help="Rebuild into a non-empty folder (responses/ is kept)."),
@@ -35,19 +40,23 @@ def build_command(
     """Write a self-contained test page with loudness-normalised excerpts of every mix."""
     from .build import BuildRequest, build_test
 
-    test = build_test(BuildRequest(compare_dir, out_dir, seconds, loudness, reference, anchor, seed, force),
-                      progress=_progress(quiet))
+    test = build_test(
+        BuildRequest(compare_dir, out_dir, seconds, loudness, reference, anchor, seed, force), progress=_progress(quiet)
+    )
     stimuli = sum(len(s["stimuli"]) for s in test["songs"])
-    typer.echo(f"{out_dir}: {len(test['songs'])} songs, {stimuli} excerpts; "
-               f"serve it with: vocalmix listening-test serve {out_dir}")
+    typer.echo(
+        f"{out_dir}: {len(test['songs'])} songs, {stimuli} excerpts; "
+        f"serve it with: vocalmix listening-test serve {out_dir}"
+    )
 
 
 @listening_app.command("serve")
 def serve_command(
     test_dir: Path = typer.Argument(..., metavar="TEST_DIR", help="A folder written by 'listening-test build'."),
     port: int = typer.Option(8000, "--port", "-p", help="TCP port (0: any free port)."),
-    host: str = typer.Option("127.0.0.1", "--host",
-                             help="Address to listen on (loopback by default; 0.0.0.0 exposes it to the network)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (loopback by default; 0.0.0.0 exposes it to the network)."
+    ),
     verbose: bool = typer.Option(False, "--log", help="Log every request."),
 ):
     """Serve the test page and store each submission in TEST_DIR/responses/ (Ctrl-C stops)."""

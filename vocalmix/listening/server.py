@@ -22,10 +22,13 @@ from pathlib import Path
 from ..errors import InputError
 
 MAX_SUBMISSION_BYTES = 1 << 20
-_STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/index.html": ("index.html", "text/html; charset=utf-8"),
-           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-           "/style.css": ("style.css", "text/css; charset=utf-8"),
-           "/test.json": ("test.json", "application/json")}
+_STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/index.html": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/style.css": ("style.css", "text/css; charset=utf-8"),
+    "/test.json": ("test.json", "application/json"),
+}
 _AUDIO = re.compile(r"^/audio/([A-Za-z0-9_-]+\.wav)$")
 _LISTENER = re.compile(r"^[A-Za-z0-9-]{4,64}$")
 
@@ -142,8 +145,12 @@ class _Handler(BaseHTTPRequestHandler):
             if start > end or start >= size:
                 self._send(416, b"", "audio/wav", {"Content-Range": f"bytes */{size}"})
                 return
-            self._send(206, data[start:end + 1], "audio/wav",
-                       {"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"})
+            self._send(
+                206,
+                data[start : end + 1],
+                "audio/wav",
+                {"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"},
+            )
             return
         self._send(200, data, "audio/wav", {"Accept-Ranges": "bytes"})
 

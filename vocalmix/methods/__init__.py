@@ -68,8 +68,10 @@ def check_audio_method_outputs(name: str, stems: bool = False, export: bool = Fa
     """InputError if an audio method is asked for what only effect settings give (stems, presets)."""
     if name in AUDIO_METHODS and (stems or export):
         option = "--stems" if stems else "--export"
-        raise InputError(f"{option}: the {name} method ({AUDIO_METHODS[name]}) outputs only the mix, with no effect "
-                         "settings; there are no stems or presets to write")
+        raise InputError(
+            f"{option}: the {name} method ({AUDIO_METHODS[name]}) outputs only the mix, with no effect "
+            "settings; there are no stems or presets to write"
+        )
 
 
 def available() -> list[str]:

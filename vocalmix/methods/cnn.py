@@ -80,8 +80,10 @@ class CnnModels:
             if payload["task"] != task:
                 raise InputError(f"{path}: holds a '{payload['task']}' model, not '{task}'")
             if payload["model_config"].get("n_outputs") != TASK_OUTPUTS[task]:
-                raise InputError(f"{path}: has {payload['model_config'].get('n_outputs')} outputs, "
-                                 f"a {task} model needs {TASK_OUTPUTS[task]}")
+                raise InputError(
+                    f"{path}: has {payload['model_config'].get('n_outputs')} outputs, "
+                    f"a {task} model needs {TASK_OUTPUTS[task]}"
+                )
             check_compatible(payload, path)
             self.models[task] = model_from_checkpoint(payload, path)
             self.payloads[task] = payload
@@ -115,17 +117,22 @@ class CnnModels:
                 gain_normalised = True
         if blocks.shape[0] == 0:
             seconds = settings.block_samples / settings.sample_rate
-            raise InputError(f"vocal: the cnn method needs at least {seconds:.1f} s of audible singing "
-                             f"(none found above the {settings.gate_lufs:g} LUFS frame gate)")
+            raise InputError(
+                f"vocal: the cnn method needs at least {seconds:.1f} s of audible singing "
+                f"(none found above the {settings.gate_lufs:g} LUFS frame gate)"
+            )
         outputs = self.models[task](blocks.to(torch.float32))
         mean_u = outputs.mean(dim=0)
         names = list(self.payloads[task]["target_names"])
         values = denormalise_targets(task, mean_u[None])[0].numpy().astype(np.float64)
         per_block = denormalise_targets(task, outputs).numpy().astype(np.float64)
         spread = per_block.std(axis=0) if len(per_block) > 1 else np.zeros(len(names))
-        return {"values": {n: float(v) for n, v in zip(names, values)},
-                "block_std": {n: float(v) for n, v in zip(names, spread)},
-                "n_blocks": int(blocks.shape[0]), "gain_normalised": gain_normalised}
+        return {
+            "values": {n: float(v) for n, v in zip(names, values)},
+            "block_std": {n: float(v) for n, v in zip(names, spread)},
+            "n_blocks": int(blocks.shape[0]),
+            "gain_normalised": gain_normalised,
+        }
 
 
 def at_loudness(vocal: np.ndarray, sample_rate: int, lufs: float) -> np.ndarray | None:
@@ -136,8 +143,9 @@ def at_loudness(vocal: np.ndarray, sample_rate: int, lufs: float) -> np.ndarray 
     return (vocal * 10 ** ((lufs - loudness) / 20)).astype(np.float32)
 
 
-def eq_from_gains(gains_db: dict[str, float],
-                  centres_hz: tuple[float, ...] = OCTAVE_CENTRES_HZ) -> tuple[EQSettings, dict]:
+def eq_from_gains(
+    gains_db: dict[str, float], centres_hz: tuple[float, ...] = OCTAVE_CENTRES_HZ
+) -> tuple[EQSettings, dict]:
     """MultiEQ settings from 9 octave-band gains: the 4 largest |gain| as peak filters in bands 1-4."""
     names = list(gains_db)
     gains = np.array([gains_db[n] for n in names], dtype=np.float64)
@@ -146,11 +154,14 @@ def eq_from_gains(gains_db: dict[str, float],
     eq = EQSettings()
     gain_spec = spec_of(EQBand, "gain_db")
     for slot, i in enumerate(chosen, start=1):
-        gain = float(np.clip(gains[i], max(gain_spec.minimum, -EQ_GAIN_LIMIT_DB),
-                             min(gain_spec.maximum, EQ_GAIN_LIMIT_DB)))
+        gain = float(
+            np.clip(gains[i], max(gain_spec.minimum, -EQ_GAIN_LIMIT_DB), min(gain_spec.maximum, EQ_GAIN_LIMIT_DB))
+        )
         eq.bands[slot] = EQBand(enabled=True, type="peak", frequency_hz=float(centres_hz[i]), q=EQ_Q, gain_db=gain)
-    report = {"kept_bands_hz": [float(centres_hz[i]) for i in chosen],
-              "kept_gains_db": [eq.bands[s].gain_db for s in range(1, 1 + len(chosen))]}
+    report = {
+        "kept_bands_hz": [float(centres_hz[i]) for i in chosen],
+        "kept_gains_db": [eq.bands[s].gain_db for s in range(1, 1 + len(chosen))],
+    }
     return eq, report
 
 

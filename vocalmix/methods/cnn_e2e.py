@@ -88,13 +88,26 @@ class CnnE2EMethod:
         backing = np.asarray(backing, dtype=np.float32)
         u, n_blocks = self.decide_units(vocal, backing, sample_rate)
         values = {k: float(v[0]) for k, v in e2e_outputs.to_physical(u[None].double()).items()}
-        return Decision(*settings_from_values(values, vocal, backing, sample_rate, report={
-            "method": self.name, "model": str(self.path.resolve()), "checkpoint_sha256": self.sha256,
-            "dataset_manifest_sha256": self.payload.get("dataset_manifest_sha256"), "n_blocks": n_blocks}))
+        return Decision(
+            *settings_from_values(
+                values,
+                vocal,
+                backing,
+                sample_rate,
+                report={
+                    "method": self.name,
+                    "model": str(self.path.resolve()),
+                    "checkpoint_sha256": self.sha256,
+                    "dataset_manifest_sha256": self.payload.get("dataset_manifest_sha256"),
+                    "n_blocks": n_blocks,
+                },
+            )
+        )
 
 
-def settings_from_values(values: dict[str, float], vocal: np.ndarray, backing: np.ndarray, sample_rate: int,
-                         report: dict | None = None) -> tuple[MixSettings, dict]:
+def settings_from_values(
+    values: dict[str, float], vocal: np.ndarray, backing: np.ndarray, sample_rate: int, report: dict | None = None
+) -> tuple[MixSettings, dict]:
     """(MixSettings snapped to the plug-in grids, report) from one row of physical e2e values."""
     report = dict(report or {})
     draft = e2e_outputs.to_mix_settings(values, input_peak_db=0.0)

@@ -32,7 +32,7 @@ from . import MODELS_DIR, Decision
 CHECKPOINT_NAME = "waveunet.pt"
 
 #: Output samples per inference window (about 3 s; memory stays bounded for any song length).
-WINDOW_OUTPUT = 2 ** 17
+WINDOW_OUTPUT = 2**17
 
 
 def default_model_dir() -> Path:
@@ -70,10 +70,14 @@ class WaveUNetMethod:
         report = {
             "method": self.name,
             "effect_settings": "none: the network outputs the mix directly",
-            "model": {"path": str(self.path), "sha256": self.sha256,
-                      "architecture": self.payload["model_config"],
-                      "n_parameters": int(self.payload.get("n_parameters", self.model.n_parameters())),
-                      "trained_on": self.payload.get("source"), "target": self.payload.get("target")},
+            "model": {
+                "path": str(self.path),
+                "sha256": self.sha256,
+                "architecture": self.payload["model_config"],
+                "n_parameters": int(self.payload.get("n_parameters", self.model.n_parameters())),
+                "trained_on": self.payload.get("source"),
+                "target": self.payload.get("target"),
+            },
             "receptive_field_samples": 2 * self.model.context + 1,
             "network_s": time.perf_counter() - start,
         }

@@ -53,19 +53,28 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a CNN checkpoint (tensors and plain values only); a bad file raises InputError naming it."""
     path = Path(path)
     payload = _torch_load(path, "model", "vocalmix model")
-    _check_payload(path, payload, "model", CNN_CHECKPOINT_FORMAT, CNN_CHECKPOINT_VERSION,
-                   ("task", "model_config", "state_dict", "target_names"))
+    _check_payload(
+        path,
+        payload,
+        "model",
+        CNN_CHECKPOINT_FORMAT,
+        CNN_CHECKPOINT_VERSION,
+        ("task", "model_config", "state_dict", "target_names"),
+    )
     return payload
 
 
-def _check_payload(path: Path, payload: object, kind: str, checkpoint_format: str, version: int,
-                   keys: tuple[str, ...]) -> None:
+def _check_payload(
+    path: Path, payload: object, kind: str, checkpoint_format: str, version: int, keys: tuple[str, ...]
+) -> None:
     """InputError naming ``path`` unless ``payload`` is a ``kind`` checkpoint of this format version with ``keys``."""
     if not isinstance(payload, dict) or payload.get("format") != checkpoint_format:
         raise InputError(f"{path}: not a vocalmix {kind} checkpoint")
     if payload.get("format_version") != version:
-        raise InputError(f"{path}: {kind} checkpoint format version {payload.get('format_version')!r} "
-                         f"is not supported (expected {version})")
+        raise InputError(
+            f"{path}: {kind} checkpoint format version {payload.get('format_version')!r} "
+            f"is not supported (expected {version})"
+        )
     for key in keys:
         if key not in payload:
             raise InputError(f"{path}: checkpoint lacks '{key}'")
@@ -90,11 +99,14 @@ def check_compatible(payload: dict, path: str | os.PathLike = "checkpoint") -> N
     """
     task = payload["task"]
     if payload.get("settings_schema_version") != SCHEMA_VERSION:
-        raise InputError(f"{path}: trained for settings schema {payload.get('settings_schema_version')!r}, "
-                         f"this vocalmix uses {SCHEMA_VERSION}; retrain the model")
+        raise InputError(
+            f"{path}: trained for settings schema {payload.get('settings_schema_version')!r}, "
+            f"this vocalmix uses {SCHEMA_VERSION}; retrain the model"
+        )
     if list(payload["target_names"]) != TASKS[task]:
-        raise InputError(f"{path}: its {task} targets {payload['target_names']} differ from this vocalmix's; "
-                         "retrain the model")
+        raise InputError(
+            f"{path}: its {task} targets {payload['target_names']} differ from this vocalmix's; retrain the model"
+        )
     if "target_ranges" in payload and payload["target_ranges"] != target_ranges_record(task):
         raise InputError(f"{path}: trained with other {task} target ranges than this vocalmix uses; retrain the model")
 
@@ -102,11 +114,18 @@ def check_compatible(payload: dict, path: str | os.PathLike = "checkpoint") -> N
 def load_waveunet_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     payload = _torch_load(path, "Wave-U-Net", "Wave-U-Net")
-    _check_payload(path, payload, "Wave-U-Net", WAVEUNET_CHECKPOINT_FORMAT, WAVEUNET_CHECKPOINT_VERSION,
-                   ("model_config", "state_dict", "sample_rate_hz"))
+    _check_payload(
+        path,
+        payload,
+        "Wave-U-Net",
+        WAVEUNET_CHECKPOINT_FORMAT,
+        WAVEUNET_CHECKPOINT_VERSION,
+        ("model_config", "state_dict", "sample_rate_hz"),
+    )
     if payload["sample_rate_hz"] != WAVEUNET_SAMPLE_RATE:
-        raise InputError(f"{path}: trained at {payload['sample_rate_hz']} Hz; vocalmix mixes at "
-                         f"{WAVEUNET_SAMPLE_RATE} Hz")
+        raise InputError(
+            f"{path}: trained at {payload['sample_rate_hz']} Hz; vocalmix mixes at {WAVEUNET_SAMPLE_RATE} Hz"
+        )
     return payload
 
 

@@ -45,8 +45,16 @@ LRA_RANGE_LU = (5.0, 30.0)
 OCTAVE_CENTRES_HZ = (63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000)
 
 REVERB_TARGETS = [
-    "room_size", "reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s",
-    "high_cutoff_hz", "high_q", "high_gain_db_per_s", "dry_wet_pct", "fade_in_s",
+    "room_size",
+    "reverb_time_s",
+    "low_cutoff_hz",
+    "low_q",
+    "low_gain_db_per_s",
+    "high_cutoff_hz",
+    "high_q",
+    "high_gain_db_per_s",
+    "dry_wet_pct",
+    "fade_in_s",
 ]
 
 TASKS: dict[str, list[str]] = {
@@ -61,8 +69,14 @@ TARGET_RANGES: dict[str, tuple[float, float, str]] = {
     "relative_loudness_lu": (*LEVEL_RANGE_LU, "linear"),
     "loudness_range_lu": (*LRA_RANGE_LU, "linear"),
     **{name: (-15.0, 15.0, "linear") for name in TASKS["eq"]},
-    **{name: (spec_of(ReverbSettings, name).minimum, spec_of(ReverbSettings, name).maximum,
-              spec_of(ReverbSettings, name).scale) for name in REVERB_TARGETS},
+    **{
+        name: (
+            spec_of(ReverbSettings, name).minimum,
+            spec_of(ReverbSettings, name).maximum,
+            spec_of(ReverbSettings, name).scale,
+        )
+        for name in REVERB_TARGETS
+    },
 }
 
 

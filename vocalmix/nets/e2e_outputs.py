@@ -63,10 +63,15 @@ FIXED_FILTER_Q = 0.7
 #: Compressor threshold search range, dB relative to the compressor input's sample peak.
 THRESHOLD_RELATIVE_DB = (-40.0, -1.0)
 
-_RELATIVE_LOUDNESS = ParamSpec("LU", LEVEL_RANGE_LU[0], LEVEL_RANGE_LU[1],
-                               "vocal minus backing integrated loudness (the level model's target range)")
-_THRESHOLD_RELATIVE = ParamSpec("dB", THRESHOLD_RELATIVE_DB[0], THRESHOLD_RELATIVE_DB[1],
-                                "compressor threshold relative to the input's sample peak")
+_RELATIVE_LOUDNESS = ParamSpec(
+    "LU",
+    LEVEL_RANGE_LU[0],
+    LEVEL_RANGE_LU[1],
+    "vocal minus backing integrated loudness (the level model's target range)",
+)
+_THRESHOLD_RELATIVE = ParamSpec(
+    "dB", THRESHOLD_RELATIVE_DB[0], THRESHOLD_RELATIVE_DB[1], "compressor threshold relative to the input's sample peak"
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,14 @@ class Decided:
         return (value - self.low) / (self.high - self.low)
 
 
-def _decided(name: str, spec: ParamSpec, group: str, low: float | None = None, high: float | None = None,
-             scale: str | None = None) -> Decided:
+def _decided(
+    name: str,
+    spec: ParamSpec,
+    group: str,
+    low: float | None = None,
+    high: float | None = None,
+    scale: str | None = None,
+) -> Decided:
     low = spec.minimum if low is None else low
     high = spec.maximum if high is None else high
     if not (spec.minimum <= low < high <= spec.maximum):
@@ -114,11 +125,15 @@ PEAK_REGIONS_HZ = ((40.0, 320.0), (160.0, 1280.0), (640.0, 5120.0), (2560.0, 160
 def _eq_entries() -> list[Decided]:
     out = [_decided("eq.highpass.frequency_hz", _FREQ, "eq_filters", 20.0, 400.0)]
     for k, (lo, hi) in enumerate(PEAK_REGIONS_HZ, start=1):
-        out += [_decided(f"eq.peak{k}.frequency_hz", _FREQ, "eq_filters", lo, hi),
-                _decided(f"eq.peak{k}.gain_db", _GAIN, "eq_gains", -_EQ_GAIN_LIMIT, _EQ_GAIN_LIMIT),
-                _decided(f"eq.peak{k}.q", _Q, "eq_filters", 0.3, 6.0)]
-    out += [_decided("eq.high_shelf.frequency_hz", _FREQ, "eq_filters", 2000.0, 16000.0),
-            _decided("eq.high_shelf.gain_db", _GAIN, "eq_gains", -_EQ_GAIN_LIMIT, _EQ_GAIN_LIMIT)]
+        out += [
+            _decided(f"eq.peak{k}.frequency_hz", _FREQ, "eq_filters", lo, hi),
+            _decided(f"eq.peak{k}.gain_db", _GAIN, "eq_gains", -_EQ_GAIN_LIMIT, _EQ_GAIN_LIMIT),
+            _decided(f"eq.peak{k}.q", _Q, "eq_filters", 0.3, 6.0),
+        ]
+    out += [
+        _decided("eq.high_shelf.frequency_hz", _FREQ, "eq_filters", 2000.0, 16000.0),
+        _decided("eq.high_shelf.gain_db", _GAIN, "eq_gains", -_EQ_GAIN_LIMIT, _EQ_GAIN_LIMIT),
+    ]
     return out
 
 
@@ -175,8 +190,13 @@ def physical_threshold_db(relative_db: torch.Tensor, input_peak_db: torch.Tensor
 BAND_TYPES = ("highpass2", "peak", "peak", "peak", "peak", "high_shelf")
 
 
-def to_mix_settings(values: dict[str, float], input_peak_db: float, vocal_gain_db: float = 0.0,
-                    base: MixSettings | None = None, snap: bool = True) -> MixSettings:
+def to_mix_settings(
+    values: dict[str, float],
+    input_peak_db: float,
+    vocal_gain_db: float = 0.0,
+    base: MixSettings | None = None,
+    snap: bool = True,
+) -> MixSettings:
     """A validated ``MixSettings`` from one row of physical values (plain floats).
 
     ``input_peak_db`` is the compressor input's sample peak (dBFS) that the relative
@@ -195,19 +215,32 @@ def to_mix_settings(values: dict[str, float], input_peak_db: float, vocal_gain_d
     bands[5].frequency_hz = values["eq.high_shelf.frequency_hz"]
     bands[5].gain_db = values["eq.high_shelf.gain_db"]
     bands[5].q = FIXED_FILTER_Q
-    threshold = physical_threshold_db(torch.tensor(values["compressor.threshold_relative_db"], dtype=torch.float64),
-                                      torch.tensor(float(input_peak_db), dtype=torch.float64))
+    threshold = physical_threshold_db(
+        torch.tensor(values["compressor.threshold_relative_db"], dtype=torch.float64),
+        torch.tensor(float(input_peak_db), dtype=torch.float64),
+    )
     settings.compressor = CompressorSettings(
-        threshold_db=float(threshold), ratio=values["compressor.ratio"], knee_db=values["compressor.knee_db"],
-        attack_ms=values["compressor.attack_ms"], release_ms=values["compressor.release_ms"], makeup_db=0.0,
-        lookahead=False)
+        threshold_db=float(threshold),
+        ratio=values["compressor.ratio"],
+        knee_db=values["compressor.knee_db"],
+        attack_ms=values["compressor.attack_ms"],
+        release_ms=values["compressor.release_ms"],
+        makeup_db=0.0,
+        lookahead=False,
+    )
     defaults = ReverbSettings()
     settings.reverb = replace(
-        defaults, reverb_time_s=values["reverb.reverb_time_s"], low_cutoff_hz=values["reverb.low_cutoff_hz"],
-        low_q=values["reverb.low_q"], low_gain_db_per_s=values["reverb.low_gain_db_per_s"],
-        high_cutoff_hz=values["reverb.high_cutoff_hz"], high_q=values["reverb.high_q"],
-        high_gain_db_per_s=values["reverb.high_gain_db_per_s"], dry_wet_pct=values["reverb.dry_wet_pct"],
-        fade_in_s=0.0)
+        defaults,
+        reverb_time_s=values["reverb.reverb_time_s"],
+        low_cutoff_hz=values["reverb.low_cutoff_hz"],
+        low_q=values["reverb.low_q"],
+        low_gain_db_per_s=values["reverb.low_gain_db_per_s"],
+        high_cutoff_hz=values["reverb.high_cutoff_hz"],
+        high_q=values["reverb.high_q"],
+        high_gain_db_per_s=values["reverb.high_gain_db_per_s"],
+        dry_wet_pct=values["reverb.dry_wet_pct"],
+        fade_in_s=0.0,
+    )
     gain_spec = spec_of(LevelSettings, "vocal_gain_db")
     settings.level = LevelSettings(vocal_gain_db=min(gain_spec.maximum, max(gain_spec.minimum, float(vocal_gain_db))))
     # Float32 round trips can put a value a hair outside its range; clip to the spec.
@@ -216,9 +249,20 @@ def to_mix_settings(values: dict[str, float], input_peak_db: float, vocal_gain_d
             spec = spec_of(EQBand, name)
             setattr(band, name, min(spec.maximum, max(spec.minimum, float(getattr(band, name)))))
     for section, cls in ((settings.compressor, CompressorSettings), (settings.reverb, ReverbSettings)):
-        for name in ("threshold_db", "ratio", "knee_db", "attack_ms", "release_ms") if cls is CompressorSettings else (
-                "reverb_time_s", "low_cutoff_hz", "low_q", "low_gain_db_per_s", "high_cutoff_hz", "high_q",
-                "high_gain_db_per_s", "dry_wet_pct"):
+        for name in (
+            ("threshold_db", "ratio", "knee_db", "attack_ms", "release_ms")
+            if cls is CompressorSettings
+            else (
+                "reverb_time_s",
+                "low_cutoff_hz",
+                "low_q",
+                "low_gain_db_per_s",
+                "high_cutoff_hz",
+                "high_q",
+                "high_gain_db_per_s",
+                "dry_wet_pct",
+            )
+        ):
             spec = spec_of(cls, name)
             setattr(section, name, min(spec.maximum, max(spec.minimum, float(getattr(section, name)))))
     settings.validate()

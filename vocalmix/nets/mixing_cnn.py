@@ -105,14 +105,26 @@ class MixingCNN(nn.Module):
         return self.head(self.dropout(z))
 
 
-def build_model(task: str, hidden: int = 64, dropout: float = 0.3,
-                input_shape: tuple[int, int, int] = (2, 128, 64), architecture: str = "li-lerch-cnn") -> nn.Module:
+def build_model(
+    task: str,
+    hidden: int = 64,
+    dropout: float = 0.3,
+    input_shape: tuple[int, int, int] = (2, 128, 64),
+    architecture: str = "li-lerch-cnn",
+) -> nn.Module:
     """The model for ``task`` (level, compression, eq or reverb): the published CNN by default,
     ``architecture="spectrum-mlp"`` for :class:`~vocalmix.nets.spectrum_mlp.SpectrumMLP`."""
     if task not in TASK_OUTPUTS:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASK_OUTPUTS)}")
-    return network_from_config(ModelConfig(n_outputs=TASK_OUTPUTS[task], input_shape=tuple(input_shape),
-                                           hidden=hidden, dropout=dropout, architecture=architecture))
+    return network_from_config(
+        ModelConfig(
+            n_outputs=TASK_OUTPUTS[task],
+            input_shape=tuple(input_shape),
+            hidden=hidden,
+            dropout=dropout,
+            architecture=architecture,
+        )
+    )
 
 
 def network_from_config(config: ModelConfig) -> nn.Module:

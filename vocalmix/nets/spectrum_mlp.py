@@ -38,8 +38,11 @@ class SpectrumMLP(nn.Module):
         self.config = config
         n_mels, hidden = config.input_shape[1], config.hidden
         self.head = nn.Sequential(
-            nn.Linear(n_mels, hidden), nn.ReLU(), nn.Dropout(config.dropout),
-            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(n_mels, hidden),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
             nn.Linear(hidden, config.n_outputs),
         )
 

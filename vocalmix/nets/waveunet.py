@@ -108,7 +108,7 @@ def _input_for_output(config: WaveUNetConfig, n_out: int) -> int | None:
 def lengths_for_output(config: WaveUNetConfig, min_output: int) -> tuple[int, int]:
     """``(input_length, output_length)`` for the smallest valid output of at least ``min_output`` samples."""
     n_out = max(1, int(min_output))
-    for candidate in range(n_out, n_out + 2 ** config.layers + 1):
+    for candidate in range(n_out, n_out + 2**config.layers + 1):
         n_in = _input_for_output(config, candidate)
         if n_in is not None:
             return n_in, candidate
@@ -144,7 +144,7 @@ def _centre_crop(x: torch.Tensor, length: int) -> torch.Tensor:
     excess = x.shape[-1] - length
     if excess < 0 or excess % 2:
         raise ValueError(f"cannot centre-crop {x.shape[-1]} samples to {length}")
-    return x[..., excess // 2: x.shape[-1] - excess // 2]
+    return x[..., excess // 2 : x.shape[-1] - excess // 2]
 
 
 class WaveUNet(nn.Module):
@@ -156,11 +156,13 @@ class WaveUNet(nn.Module):
         c = config
         self.down = nn.ModuleList(
             nn.Conv1d(c.input_channels if i == 0 else c.channels(i - 1), c.channels(i), c.down_kernel)
-            for i in range(c.layers))
+            for i in range(c.layers)
+        )
         self.bottleneck = nn.Conv1d(c.channels(c.layers - 1), c.channels(c.layers), c.down_kernel)
         # Up block i sits at level i: upsampled features from level i + 1 plus the skip of level i.
         self.up = nn.ModuleList(
-            nn.Conv1d(c.channels(i + 1) + c.channels(i), c.channels(i), c.up_kernel) for i in range(c.layers))
+            nn.Conv1d(c.channels(i + 1) + c.channels(i), c.channels(i), c.up_kernel) for i in range(c.layers)
+        )
         self.output = nn.Conv1d(c.channels(0) + c.input_channels, c.output_channels, 1)
 
     @property
@@ -175,7 +177,7 @@ class WaveUNet(nn.Module):
     @property
     def period(self) -> int:
         """Shifts by multiples of this keep every decimation on the same phase."""
-        return 2 ** self.config.layers
+        return 2**self.config.layers
 
     def valid_output_length(self, min_output: int) -> int:
         return lengths_for_output(self.config, min_output)[1]
@@ -188,8 +190,10 @@ class WaveUNet(nn.Module):
             raise ValueError(f"expected (batch, {self.config.input_channels}, samples), got {tuple(x.shape)}")
         if forward_lengths(self.config, x.shape[-1]) is None:
             n_in, _ = lengths_for_output(self.config, 1)
-            raise ValueError(f"{x.shape[-1]} input samples is not a valid length for this network "
-                             f"(valid lengths are {n_in} + k * {self.period})")
+            raise ValueError(
+                f"{x.shape[-1]} input samples is not a valid length for this network "
+                f"(valid lengths are {n_in} + k * {self.period})"
+            )
         skips = []
         h = x
         for conv in self.down:
@@ -228,8 +232,9 @@ def mix_one_shot(model: WaveUNet, vocal: np.ndarray, backing: np.ndarray) -> np.
 
 
 @torch.no_grad()
-def mix_windowed(model: WaveUNet, vocal: np.ndarray, backing: np.ndarray, window_output: int = 2 ** 16,
-                 batch_windows: int = 4) -> np.ndarray:
+def mix_windowed(
+    model: WaveUNet, vocal: np.ndarray, backing: np.ndarray, window_output: int = 2**16, batch_windows: int = 4
+) -> np.ndarray:
     """The same mix as :func:`mix_one_shot`, computed in overlapping windows of bounded memory.
 
     Each window yields ``output`` samples of which the first ``hop`` are kept; ``hop`` is the
@@ -248,8 +253,8 @@ def mix_windowed(model: WaveUNet, vocal: np.ndarray, backing: np.ndarray, window
     out = torch.empty(2, n_windows * hop)
     for first in range(0, n_windows, batch_windows):
         starts = range(first, min(n_windows, first + batch_windows))
-        batch = torch.stack([x[:, k * hop: k * hop + n_in] for k in starts])
+        batch = torch.stack([x[:, k * hop : k * hop + n_in] for k in starts])
         y = model(batch)
         for j, k in enumerate(starts):
-            out[:, k * hop:(k + 1) * hop] = y[j, :, :hop]
+            out[:, k * hop : (k + 1) * hop] = y[j, :, :hop]
     return out[:, :n].numpy()

@@ -115,8 +115,14 @@ def search_compression(
         return on_compressor_grid("threshold", peak_db + threshold_rel)
 
     def render(threshold_rel: float, ratio: float) -> np.ndarray:
-        step = CompressorSettings(threshold_db=absolute_threshold(threshold_rel), ratio=ratio, knee_db=0.0,
-                                  attack_ms=attack_ms, release_ms=release_ms, makeup_db=0.0)
+        step = CompressorSettings(
+            threshold_db=absolute_threshold(threshold_rel),
+            ratio=ratio,
+            knee_db=0.0,
+            attack_ms=attack_ms,
+            release_ms=release_ms,
+            makeup_db=0.0,
+        )
         with torch.no_grad():
             y = apply_compressor(x, sample_rate, compressor_params([step]))
         return y[0].numpy()
@@ -147,7 +153,7 @@ def search_compression(
         workers = max(1, min(SEARCH_THREADS, os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for first in range(0, len(plan), workers):
-                batch = plan[first: first + workers]
+                batch = plan[first : first + workers]
                 valid = [st for st in batch if absolute_threshold(st[0]) >= threshold_spec.minimum]
                 results = list(pool.map(measure, valid))
                 renders += len(results)
@@ -158,10 +164,17 @@ def search_compression(
                         break
                     chosen, lra = result
                     absolute = absolute_threshold(threshold_rel)
-                    settings = CompressorSettings(threshold_db=absolute, ratio=ratio, attack_ms=attack_ms,
-                                                  release_ms=release_ms)
-                    steps.append({"threshold_db": absolute, "threshold_re_peak_db": threshold_rel, "ratio": ratio,
-                                  "loudness_range_lu": lra})
+                    settings = CompressorSettings(
+                        threshold_db=absolute, ratio=ratio, attack_ms=attack_ms, release_ms=release_ms
+                    )
+                    steps.append(
+                        {
+                            "threshold_db": absolute,
+                            "threshold_re_peak_db": threshold_rel,
+                            "ratio": ratio,
+                            "loudness_range_lu": lra,
+                        }
+                    )
                     if lra < target_lra_lu:
                         stopped_by, done = "target reached", True
                         break

@@ -43,19 +43,25 @@ def active_mask(x: np.ndarray, sample_rate: int, loudness: analysis.Loudness | N
     window = int(round(MOMENTARY_WINDOW_S * sample_rate))
     gate = max(-70.0, integrated + GATE_RELATIVE_LU)
     for i in np.flatnonzero(momentary >= gate):
-        mask[i * hop: i * hop + window] = True
+        mask[i * hop : i * hop + window] = True
     return mask
 
 
-def decide_eq(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, max_bands: int = MAX_BANDS,
-              song: analysis.SongAnalysis | None = None) -> tuple[EQSettings, dict]:
+def decide_eq(
+    vocal: np.ndarray,
+    backing: np.ndarray,
+    sample_rate: int,
+    max_bands: int = MAX_BANDS,
+    song: analysis.SongAnalysis | None = None,
+) -> tuple[EQSettings, dict]:
     """Masking-reduction EQ for ``vocal`` ``(1, samples)`` against ``backing`` ``(2, samples)``.
 
     ``song``: the two signals' analysis, when it has been made already (their loudness is then not measured again).
     """
     song = song or analysis.SongAnalysis(vocal, backing, sample_rate)
-    mask = (active_mask(vocal, sample_rate, song.vocal_loudness)
-            & active_mask(backing, sample_rate, song.backing_loudness))
+    mask = active_mask(vocal, sample_rate, song.vocal_loudness) & active_mask(
+        backing, sample_rate, song.backing_loudness
+    )
     min_samples = int(MOMENTARY_WINDOW_S * sample_rate)
     if np.count_nonzero(mask) < min_samples:
         raise InputError("vocal and backing are never active at the same time; nothing to balance")
@@ -80,8 +86,9 @@ def decide_eq(vocal: np.ndarray, backing: np.ndarray, sample_rate: int, max_band
 
     settings = EQSettings()
     for slot, (_, band_index, gain) in enumerate(chosen, start=1):
-        settings.bands[slot] = EQBand(enabled=True, type="peak", frequency_hz=float(centres[band_index]),
-                                      q=PEAK_Q, gain_db=gain)
+        settings.bands[slot] = EQBand(
+            enabled=True, type="peak", frequency_hz=float(centres[band_index]), q=PEAK_Q, gain_db=gain
+        )
     report = {
         "band_centres_hz": centres,
         "vocal_band_db": vocal_bands.tolist(),

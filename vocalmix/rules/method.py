@@ -75,13 +75,15 @@ class RulesMethod:
         decision, timings = staged.decision, staged.decision.report["rule_timings_s"]
         start = time.perf_counter()
         decision.settings.level, decision.report["level"] = decide_level(
-            staged.wet, backing, sample_rate, self.target_relative_lu, backing_lufs=song.backing_lufs)
+            staged.wet, backing, sample_rate, self.target_relative_lu, backing_lufs=song.backing_lufs
+        )
         timings["level"] = time.perf_counter() - start
         decision.settings.validate()
         return decision
 
-    def decide_stages(self, song: SongAnalysis, render_samples: int | None = None,
-                      reverb_ir_max_s: float | None = None) -> StagedDecision:
+    def decide_stages(
+        self, song: SongAnalysis, render_samples: int | None = None, reverb_ir_max_s: float | None = None
+    ) -> StagedDecision:
         """EQ, compressor and reverb for ``song``, each rendered once; the level stays at the base's.
 
         The rules measure the vocal as it is (``song.vocal``); with ``render_samples``
@@ -114,8 +116,9 @@ class RulesMethod:
         timings["compressor"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        settings.reverb, report["reverb"] = decide_reverb(backing, sample_rate, settings.reverb, self.tempo_bpm,
-                                                          song=song)
+        settings.reverb, report["reverb"] = decide_reverb(
+            backing, sample_rate, settings.reverb, self.tempo_bpm, song=song
+        )
         settings = on_plugin_grids(settings)
         compressed = search.audio
         if compressed is None:  # the vocal needed no compression: the stage still runs, at ratio 1
@@ -126,14 +129,20 @@ class RulesMethod:
             fully_wet = replace(settings, reverb=replace(settings.reverb, dry_wet_pct=100.0))
             wet = process_vocal(dry, sample_rate, fully_wet, start="reverb", upto="reverb")
             pct, report["reverb"]["return_level"] = dry_wet_for_return_level(
-                np.repeat(dry, 2, axis=0), wet, backing, sample_rate, self.target_relative_lu,
-                backing_lufs=song.backing_lufs)
+                np.repeat(dry, 2, axis=0),
+                wet,
+                backing,
+                sample_rate,
+                self.target_relative_lu,
+                backing_lufs=song.backing_lufs,
+            )
             settings = on_plugin_grids(replace(settings, reverb=replace(settings.reverb, dry_wet_pct=pct)))
         reverb_out = None
         if render_samples is not None:
             with reverb_ir_limit(reverb_ir_max_s):
-                reverb_out = process_vocal(compressed[:, :render_samples], sample_rate, settings, start="reverb",
-                                           upto="reverb")
+                reverb_out = process_vocal(
+                    compressed[:, :render_samples], sample_rate, settings, start="reverb", upto="reverb"
+                )
         timings["reverb"] = time.perf_counter() - start
 
         report["rule_timings_s"] = timings

@@ -32,9 +32,13 @@ def reverb_time_for_tempo(tempo_bpm: float) -> float:
     return float(min(spec.maximum, max(spec.minimum, -tempo_bpm / 45.0 + 40.0 / 9.0)))
 
 
-def decide_reverb(backing: np.ndarray, sample_rate: int, base: ReverbSettings | None = None,
-                  tempo_bpm: float | None = None,
-                  song: analysis.SongAnalysis | None = None) -> tuple[ReverbSettings, dict]:
+def decide_reverb(
+    backing: np.ndarray,
+    sample_rate: int,
+    base: ReverbSettings | None = None,
+    tempo_bpm: float | None = None,
+    song: analysis.SongAnalysis | None = None,
+) -> tuple[ReverbSettings, dict]:
     """Reverb settings from the tempo of ``backing`` ``(2, samples)`` (or a given tempo).
 
     ``song``: the song's analysis, whose backing is ``backing``, if it has been made already.
@@ -55,9 +59,15 @@ def decide_reverb(backing: np.ndarray, sample_rate: int, base: ReverbSettings | 
     return replace(base, reverb_time_s=rt), report
 
 
-def dry_wet_for_return_level(dry: np.ndarray, wet: np.ndarray, backing: np.ndarray, sample_rate: int,
-                             target_relative_lu: float, below_mix_lu: float = RETURN_BELOW_MIX_LU,
-                             backing_lufs: float | None = None) -> tuple[float, dict]:
+def dry_wet_for_return_level(
+    dry: np.ndarray,
+    wet: np.ndarray,
+    backing: np.ndarray,
+    sample_rate: int,
+    target_relative_lu: float,
+    below_mix_lu: float = RETURN_BELOW_MIX_LU,
+    backing_lufs: float | None = None,
+) -> tuple[float, dict]:
     """Dry/wet (%) putting the reverb return ``below_mix_lu`` under the mix.
 
     ``dry`` is the compressed vocal as stereo ``(2, samples)``, ``wet`` the fully wet

@@ -285,3 +285,57 @@ def test_render_option_ranges_are_the_settings_ranges(tmp_path, option, setting)
     for value in (spec.minimum - 0.1, spec.maximum + 0.1):
         with pytest.raises(InputError, match=rf"--{option} .* is outside \[{spec.minimum:g}, {spec.maximum:g}\]"):
             _check_options(RenderRequest(**request, **{option: value}))
+
+
+# -- one atomic-write helper ---------------------------------------------------------------------
+#: Calls that publish or make a temporary file; only vocalmix/files.py may use them.
+_ATOMIC_WRITE_CALLS = {("os", "replace"), ("os", "rename"), ("os", "link"), ("tempfile", "mkstemp")}
+_ATOMIC_WRITE_CALLS |= {("tempfile", "NamedTemporaryFile"), ("shutil", "move")}
+#: path -> calls allowed there, with the reason.
+_ATOMIC_WRITE_ALLOWED = {
+    "vocalmix/files.py": "the helper itself",
+    "vocalmix/render.py:tempfile.mkstemp": "probes that an output folder is writable (the file is removed at once)",
+}
+
+
+def _hand_written_atomic_writes(source: str) -> list[str]:
+    """Calls in ``source`` that make a temporary file or rename one over a destination."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner, name = node.func.value, node.func.attr
+        if isinstance(owner, ast.Name) and (owner.id, name) in _ATOMIC_WRITE_CALLS:
+            found.append(f"{owner.id}.{name}")
+        # Path.replace/rename(target): one argument (str.replace takes two; dataclasses.replace keywords).
+        elif name in ("replace", "rename") and len(node.args) == 1 and not node.keywords:
+            if not (isinstance(owner, ast.Name) and owner.id == "dataclasses"):
+                found.append(f"<path>.{name}")
+    return found
+
+
+def test_atomic_write_scan_finds_hand_written_writes():
+    written = """
+fd, tmp = tempfile.mkstemp(dir=folder)
+os.replace(tmp, path)
+Path(tmp).replace(path)
+tmp.rename(path)
+"""
+    assert _hand_written_atomic_writes(written) == ["tempfile.mkstemp", "os.replace", "<path>.replace", "<path>.rename"]
+    harmless = "name.replace('a', 'b')\ndataclasses.replace(settings, x=1)\nreplace(settings, x=1)\n"
+    assert _hand_written_atomic_writes(harmless) == []
+
+
+def test_every_atomic_write_goes_through_the_one_helper():
+    offenders = {}
+    for folder in (*PACKAGES, "scripts"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in _ATOMIC_WRITE_ALLOWED:
+                continue
+            calls = [
+                c for c in _hand_written_atomic_writes(path.read_text()) if f"{rel}:{c}" not in _ATOMIC_WRITE_ALLOWED
+            ]
+            if calls:
+                offenders[rel] = calls
+    assert offenders == {}, "write through vocalmix.files.write_atomic"

@@ -43,6 +43,7 @@ from torch import nn
 from vocalmix.audio import resample
 from vocalmix.dsp.reverb import fdn_impulse_response
 from vocalmix.features import mel_filterbank
+from vocalmix.files import write_atomic
 from vocalmix.nets.cnn_targets import REVERB_TARGETS, denormalise_targets, normalise_targets
 from vocalmix.settings import ReverbSettings
 
@@ -158,7 +159,8 @@ class ReverbEstimator:
         return cls(model, state["mean"], state["std"], state["sample_rate"], state.get("meta"))
 
     def save(self, path: str | Path) -> None:
-        torch.save(self.state(), path)
+        state = self.state()
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
 
     @classmethod
     def load(cls, path: str | Path) -> ReverbEstimator:

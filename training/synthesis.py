@@ -23,7 +23,6 @@ the only device-dependent branch is the EQ path above.
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from vocalmix.dsp.constants import FilterType
 from vocalmix.dsp.convolution import overlap_save
 from vocalmix.dsp.eq import band_coefficients, fft_length, multi_eq
 from vocalmix.dsp.params import ChainParams, CompressorParams, EQParams, LevelParams, ReverbParams
+from vocalmix.files import write_atomic
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, REVERB_TARGETS
 from vocalmix.settings import CompressorSettings, spec_of
 
@@ -636,9 +636,7 @@ RENDER_KINDS = ("eq", "reverb", "chain")
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def render_shards(

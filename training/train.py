@@ -31,7 +31,6 @@ import hashlib
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -43,6 +42,7 @@ import torch
 
 from vocalmix.errors import InputError
 from vocalmix.features import DEFAULT_FEATURES
+from vocalmix.files import write_atomic
 from vocalmix.jsonable import jsonable
 from vocalmix.nets.checkpoints import CNN_CHECKPOINT_FORMAT, CNN_CHECKPOINT_VERSION, load_checkpoint
 from vocalmix.nets.cnn_targets import TASKS, denormalise_targets, normalise_targets, target_ranges_record
@@ -265,17 +265,7 @@ def resolve_device(device: str) -> torch.device:
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write atomically so an interrupted run never leaves a half-written checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; checkpoints are ordinary files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
 
 
 def shrink_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -35,6 +34,7 @@ import numpy as np
 
 from vocalmix.audio import WORKING_RATE, load_audio, match_length, to_mono, to_stereo
 from vocalmix.errors import InputError
+from vocalmix.files import write_atomic
 from vocalmix.methods import get_method
 from vocalmix.mixing import render_mix
 from vocalmix.plugins import snap_to_plugin_grids
@@ -185,24 +185,14 @@ def prepare_songs(items: list[MixSong], cache_dir: Path, progress=lambda m: None
             what = "reference mix" if item.target == "reference" else f"target rendered by {item.target}"
             progress(f"preparing song {number}/{len(items)}: {item.id} ({what})")
             data = load_song_arrays(item)
-            fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".part", dir=cache_dir)
-            os.close(fd)
-            try:
-                with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to a name
-                    np.save(fh, data, allow_pickle=False)
-                os.chmod(tmp, 0o666 & ~_umask())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            write_atomic(path, lambda tmp, data=data: _save_npy(tmp, data))
         paths[item.id] = path
     return paths
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _save_npy(path: Path, data: np.ndarray) -> None:
+    with open(path, "wb") as fh:  # a file object: np.save would append ".npy" to a name
+        np.save(fh, data, allow_pickle=False)
 
 
 class SongCache:

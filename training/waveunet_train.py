@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from vocalmix.errors import InputError
+from vocalmix.files import write_atomic
 from vocalmix.methods.waveunet import CHECKPOINT_NAME as BEST
 from vocalmix.nets.checkpoints import (
     WAVEUNET_CHECKPOINT_FORMAT,
@@ -198,9 +199,7 @@ def _writer(enabled: bool) -> Callable[[str], None]:
 
 
 def _write_json_atomic(path: Path, record: dict) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 # -- training -----------------------------------------------------------------------------------

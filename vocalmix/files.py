@@ -14,6 +14,11 @@ destination, so a reader never sees half a file and a failed run leaves the old 
 A SIGKILL cannot be caught, so the first write into a folder also removes our
 temporary files there that belong to runs which are no longer running and are older
 than this one (:func:`remove_stale_parts`).
+
+Two options cover the writers that need more than a replacing write: ``replace=False``
+publishes the finished file under a name that must not exist yet (a hard link, so an
+existing file is never replaced: the listening test's submissions), and ``durable=True``
+flushes the file to the disk before it gets its name (data a person typed in).
 """
 
 from __future__ import annotations
@@ -42,12 +47,21 @@ def part_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.vocalmix-{os.getpid()}-{secrets.token_hex(6)}{PART_SUFFIX}")
 
 
-def write_atomic(path: str | os.PathLike, content: Content, executable: bool = False) -> Path:
+def write_atomic(
+    path: str | os.PathLike,
+    content: Content,
+    executable: bool = False,
+    *,
+    replace: bool = True,
+    durable: bool = False,
+) -> Path:
     """Write ``content`` to ``path`` atomically; returns ``path``.
 
     ``content`` is text (written as UTF-8), bytes, or a function that writes the file
     whose path it is given (for writers such as soundfile or torch.save that open
     the file themselves). ``executable`` adds execute permission where the umask allows read.
+    With ``replace=False`` an existing ``path`` is left as it is and :class:`FileExistsError`
+    raised; ``durable=True`` fsyncs the file before it appears under ``path``.
     """
     path = Path(path)
     remove_stale_parts(path.parent)
@@ -65,13 +79,27 @@ def write_atomic(path: str | os.PathLike, content: Content, executable: bool = F
             with os.fdopen(fd, "wb") as f:
                 fd = -1
                 f.write(data)
-        os.replace(tmp, path)
+        if durable:
+            _fsync(tmp)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # FileExistsError if the name is taken; the temporary name goes below
+            tmp.unlink()
     except BaseException:
         if fd >= 0:
             os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:

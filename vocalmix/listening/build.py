@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..files import write_atomic
 
 SAMPLE_RATE = 44100
 EXCERPT_SECONDS = 15.0
@@ -145,9 +145,7 @@ def _prepare_out_dir(out_dir: Path, force: bool) -> None:
 
 
 def write_json_atomic(path: Path, document) -> Path:
-    from ..compare import _write_text_atomic
-
-    return _write_text_atomic(path, json.dumps(document, indent=2))
+    return write_atomic(path, json.dumps(document, indent=2) + "\n")
 
 
 def build_test(req: BuildRequest, progress: Callable[[str], None] = lambda m: None) -> dict:
@@ -232,8 +230,5 @@ def build_test(req: BuildRequest, progress: Callable[[str], None] = lambda m: No
     )
     static = resources.files("vocalmix.listening") / "static"
     for name in STATIC_FILES:
-        target = req.out_dir / name
-        tmp = target.with_name(f".{name}.part")
-        tmp.write_bytes((static / name).read_bytes())
-        os.replace(tmp, target)
+        write_atomic(req.out_dir / name, (static / name).read_bytes())
     return test

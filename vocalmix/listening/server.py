@@ -10,16 +10,15 @@ name, so answers are never overwritten.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import tempfile
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import write_atomic
 
 MAX_SUBMISSION_BYTES = 1 << 20
 _STATIC = {
@@ -69,29 +68,17 @@ def validate_submission(document, test: dict) -> dict:
 
 
 def store_submission(test_dir: Path, document: dict) -> Path:
-    """Write ``document`` to ``responses/`` under a fresh name: temporary file, then an exclusive link."""
+    """Write ``document`` to ``responses/`` under a fresh name, atomically, flushed to disk, never replacing a file."""
     folder = Path(test_dir) / "responses"
     folder.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    fd, tmp = tempfile.mkstemp(prefix=".submission.", suffix=".part", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        while True:
-            target = folder / f"{stamp}-{document['listener_id']}-{secrets.token_hex(3)}.json"
-            try:
-                os.link(tmp, target)  # fails if the name exists: no submission is ever replaced
-                break
-            except FileExistsError:
-                continue
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    text = json.dumps(document, indent=2)
+    while True:
+        target = folder / f"{stamp}-{document['listener_id']}-{secrets.token_hex(3)}.json"
+        try:
+            return write_atomic(target, text, replace=False, durable=True)
+        except FileExistsError:
+            continue  # the name was taken (same second, same listener): draw another
 
 
 class _Handler(BaseHTTPRequestHandler):

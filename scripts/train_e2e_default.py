@@ -2,12 +2,17 @@
 
 Data whose licence allows shipping weights only: the CC BY dry vocals in
 ``shared/audio/dry`` (vocadito, VocalSet) plus synthetic vocals, synthetic backings, undo
-pairs made from them (see ``vocalmix.training.e2e``). Starts from the shipped
-parameter-trained CNN (``--init vocalmix/models/cnn``) and trains through
-``train_e2e_command`` (what ``vocalmix train cnn-e2e`` runs) with two recipe choices the
-command's defaults do not make: new undo pairs every step (``fresh_pairs``; the fixed pairs
-only validate) and a cosine learning-rate decay. Resumable (run it again to continue); at
-the end it copies the best checkpoint as float16 into the package (``--no-ship``: not).
+pairs made from them (see ``vocalmix.training.e2e``). Starts from the convolutional layers
+of the shipped parameter-trained CNNs (``--init vocalmix/models/cnn``: its first Li & Lerch
+CNN, ``compression.pt``, since ``eq.pt`` is a spectrum MLP), or from any model folder or
+checkpoint ``--init`` names (a cnn-e2e checkpoint continues as a whole; ``--init none``:
+fresh weights), and trains through ``train_e2e_command`` (what ``vocalmix train cnn-e2e``
+runs, which takes the same options: ``--fresh-pairs --lr-final --val-every --augment
+--formant-voices``) with two recipe choices the command's defaults do not make: new undo
+pairs every step (``fresh_pairs``; the fixed pairs only validate) and a cosine
+learning-rate decay. Resumable (run it again to continue); at the end it copies the best
+checkpoint as float16 into the package (``--no-ship``: not). The model card gives the
+commands of the shipped checkpoint.
 
     OMP_NUM_THREADS=1 python scripts/train_e2e_default.py [--work DIR] [--steps N] [--max-minutes M]
 """
@@ -33,13 +38,15 @@ def main(argv=None) -> int:
     ap.add_argument("--val-every", type=int, default=25)
     ap.add_argument("--fixed-pairs", action="store_true", help="cycle the fixed pairs instead of fresh ones")
     ap.add_argument("--synthetic-vocals", type=int, default=8)
+    ap.add_argument("--formant-voices", type=int, default=0, help="source-filter synthetic voices (fresh pairs)")
+    ap.add_argument("--augment", action="store_true", help="each drawn clip as another voice (fresh pairs)")
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--dry", type=Path, default=DRY, help="folder of the CC BY dry vocals")
     ap.add_argument(
         "--init",
-        type=Path,
-        default=ROOT / "vocalmix" / "models" / "cnn",
-        help="parameter-trained CNN whose convolutional layers start the predictor",
+        default=str(ROOT / "vocalmix" / "models" / "cnn"),
+        help="model folder or checkpoint that starts the predictor (a parameter-trained CNN's "
+        "convolutional layers, or a whole cnn-e2e checkpoint); 'none' for fresh weights",
     )
     ap.add_argument("--no-ship", action="store_true", help="do not copy the best checkpoint into the package")
     ap.add_argument("--seed", type=int, default=0)
@@ -59,7 +66,7 @@ def main(argv=None) -> int:
     train_e2e_command(
         args.dry,
         args.work,
-        init=args.init,
+        init=None if args.init == "none" else Path(args.init),
         steps=args.steps,
         pairs=args.pairs,
         synthetic_vocals=args.synthetic_vocals,
@@ -71,6 +78,8 @@ def main(argv=None) -> int:
         fresh_pairs=not args.fixed_pairs,
         lr_final=args.lr_final,
         val_every=args.val_every,
+        augment_voices=args.augment,
+        formant_voices=args.formant_voices,
     )
     if args.no_ship:
         return 0

@@ -258,3 +258,101 @@ def test_fresh_pair_training_resumes_exactly(tmp_path):
     last = [torch.load(tmp_path / d / "cnn_e2e.last.pt", weights_only=True)["state_dict"] for d in ("whole", "parts")]
     for key in last[0]:
         assert torch.equal(last[0][key], last[1][key]), key
+
+
+def test_degradation_through_the_dsp_parameter_types_renders_as_the_flat_effect_calls():
+    """``degrade`` builds EQParams/ReverbParams; the audio is what the effects' flat calls give
+    for the drawn values it records (the implementation before the parameter types)."""
+    from vocalmix.dsp.eq import multi_eq
+    from vocalmix.dsp.reverb import fdn_reverb
+    from vocalmix.settings import FILTER_TYPES
+
+    vocal = _song_vocal()[0]
+    dry = torch.from_numpy(np.stack([vocal[: SR // 2], vocal[SR : SR + SR // 2]]))[:, None]
+    config = e2e.DegradationConfig(room_probability=0.5)
+    gen = torch.Generator().manual_seed(2)
+    degraded, record = e2e.degrade(dry, SR, gen, config)
+    assert bool(record["room"].any()) and not bool(record["room"].all())  # both paths taken
+
+    types = torch.tensor(
+        [FILTER_TYPES["low_shelf"]] + [FILTER_TYPES["peak"]] * config.resonances + [FILTER_TYPES["high_shelf"]]
+    ).expand(2, -1)
+    x = multi_eq(dry, SR, record["eq_frequency_hz"], record["eq_gain_db"], record["eq_q"], types)
+    env = e2e._envelope_db(x, SR)
+    x = x * torch.pow(10.0, (record["expansion"][:, None, None] * (env - env.amax(dim=-1, keepdim=True))) / 20.0)
+    idx = torch.nonzero(record["room"]).flatten()
+    rt, wet = record["room_time_s"][idx], record["room_wet_pct"][idx] / 100.0
+    y = fdn_reverb(x[idx], SR, 10.0, rt, 100.0, 0.5, 0.0, 2000.0, 0.5, -10.0, wet, 0.0, fdn_lines=16)
+    x = x.clone()
+    x[idx] = y.mean(dim=1, keepdim=True)
+    x = x * torch.pow(10.0, record["gain_db"] / 20.0)[:, None, None]
+    peak = x.abs().amax(dim=(1, 2), keepdim=True)
+    x = torch.where(peak > 0.99, x * 0.99 / peak.clamp_min(1e-9), x)
+    assert torch.equal(degraded, x.float())
+
+
+def test_init_from_the_cnn_folder_skips_the_spectrum_mlp_and_copies_convolutional_layers(tmp_path):
+    from vocalmix.errors import InputError
+    from vocalmix.methods.cnn import default_model_dir
+    from vocalmix.nets.checkpoints import load_checkpoint
+
+    model = e2e.build_predictor()
+    head = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("features.")}
+    used = e2e.init_predictor(model, default_model_dir())
+    payload = load_checkpoint(used)
+    assert payload["model_config"]["architecture"] == "li-lerch-cnn" and not used.endswith("eq.pt")
+    for key, value in payload["state_dict"].items():
+        if key.startswith("features."):
+            assert torch.equal(model.state_dict()[key], value.float()), key
+    for key, value in head.items():  # the head keeps its fresh weights and the prior-centre bias
+        assert torch.equal(model.state_dict()[key], value), key
+
+    # A folder holding only the spectrum MLP has nothing to start from: one line naming it.
+    only_mlp = tmp_path / "mlp"
+    only_mlp.mkdir()
+    (only_mlp / "eq.pt").write_bytes((default_model_dir() / "eq.pt").read_bytes())
+    with pytest.raises(InputError, match="no CNN checkpoint"):
+        e2e.init_predictor(e2e.build_predictor(), only_mlp)
+
+
+def test_init_from_a_cnn_e2e_checkpoint_gives_the_whole_predictor():
+    from vocalmix.nets.checkpoints import load_checkpoint
+
+    shipped = cnn_e2e.default_model_dir() / cnn_e2e.CHECKPOINT_NAME
+    model = e2e.build_predictor()
+    assert e2e.init_predictor(model, shipped.parent) == str(shipped)
+    for key, value in load_checkpoint(shipped)["state_dict"].items():
+        assert torch.equal(model.state_dict()[key], value.float()), key
+
+
+def test_augmented_clips_are_other_voices_of_the_same_source():
+    """A 440 Hz source drawn with ``augment`` comes out played up to 4 semitones faster or slower."""
+    t = np.arange(4 * SR) / SR
+    source = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    rng = np.random.default_rng(2)
+    dry, backing = e2e._draw_clips([source], 12, 1.6, rng, augment=True)
+    n = int(round(1.6 * SR))
+    assert dry.shape == (12, 1, n) and backing.shape == (12, 2, n)
+    spectrum = np.abs(np.fft.rfft(dry[:, 0].numpy() * np.hanning(n), axis=-1))
+    peak_hz = np.argmax(spectrum, axis=-1) * SR / n
+    semitones = 12 * np.log2(peak_hz / 440.0)
+    assert np.all(np.abs(semitones) <= e2e.SHIFT_SEMITONES + 0.1)
+    assert np.sum(np.abs(semitones) > 0.5) >= 6  # most clips are another voice
+    assert bool(torch.all(dry.abs().amax(dim=-1) > 0))
+    plain, _ = e2e._draw_clips([source], 2, 1.6, np.random.default_rng(2))
+    plain_hz = np.argmax(np.abs(np.fft.rfft(plain[:, 0].numpy() * np.hanning(n), axis=-1)), axis=-1) * SR / n
+    assert np.allclose(plain_hz, 440.0, atol=1.0)
+
+
+def test_train_command_takes_the_default_recipe_flags(tmp_path):
+    from vocalmix.cli import main
+    from vocalmix.nets.checkpoints import load_checkpoint
+
+    out = tmp_path / "run"
+    args = ["train", "cnn-e2e", "synthetic:1", "--out", str(out), "--pairs", "8", "--batch-size", "2", "-q"]
+    assert main([*args, "--steps", "1", "--augment"]) == 2  # voices of fresh pairs only
+    recipe = ["--fresh-pairs", "--lr-final", "1e-5", "--val-every", "1", "--augment", "--formant-voices", "1"]
+    assert main([*args, "--steps", "1", *recipe]) == 0
+    config = load_checkpoint(out / "cnn_e2e.pt")["train_config"]
+    assert config["fresh_pairs"] and config["augment_voices"] and config["formant_voices"] == 1
+    assert config["lr_final"] == 1e-5 and config["val_every"] == 1

@@ -76,12 +76,33 @@ def train_command(
         "on every target (the default models' EQ); l1: mean absolute error.",
     ),
     init: Optional[Path] = typer.Option(
-        None, "--init", help="cnn-e2e: start from this parameter-trained CNN folder (its eq.pt convolutional layers)."
+        None,
+        "--init",
+        help="cnn-e2e: start from this model folder or checkpoint: a cnn-e2e checkpoint gives the whole "
+        "predictor, a parameter-trained CNN folder the convolutional layers of its first CNN "
+        "(eq, compression, reverb, level).",
     ),
     steps: int = typer.Option(600, "--steps", min=1, help="cnn-e2e: optimiser steps."),
     pairs: int = typer.Option(256, "--pairs", min=8, help="cnn-e2e: undo pairs built from DATASET."),
     synthetic_vocals: int = typer.Option(
         0, "--synthetic-vocals", min=0, help="cnn-e2e: also use this many synthetic vocals."
+    ),
+    fresh_pairs: bool = typer.Option(
+        False,
+        "--fresh-pairs",
+        help="cnn-e2e: draw new undo pairs every step (seeded by step); the fixed pairs only validate.",
+    ),
+    lr_final: Optional[float] = typer.Option(
+        None, "--lr-final", help="cnn-e2e: cosine decay of the learning rate to this over --steps (default: constant)."
+    ),
+    val_every: Optional[int] = typer.Option(
+        None, "--val-every", min=1, help="cnn-e2e: validate (and keep the best checkpoint) every N steps (default 50)."
+    ),
+    formant_voices: int = typer.Option(
+        0,
+        "--formant-voices",
+        min=0,
+        help="cnn-e2e with --fresh-pairs: also train on this many source-filter synthetic voices.",
     ),
     target: str = typer.Option(
         "reference",
@@ -97,7 +118,12 @@ def train_command(
     finetune: bool = typer.Option(
         True, "--finetune/--no-finetune", help="waveunet: fine-tuning step after early stopping."
     ),
-    augment: bool = typer.Option(False, "--augment", help="waveunet: swap left/right and scale examples by +-6 dB."),
+    augment: bool = typer.Option(
+        False,
+        "--augment",
+        help="waveunet: swap left/right and scale examples by +-6 dB; cnn-e2e (with --fresh-pairs): each "
+        "drawn clip as another voice (speed +-4 semitones, another microphone and recording).",
+    ),
 ):
     """Train a model on a dataset, validating on held-out songs: the Li & Lerch CNN regressors, cnn-e2e or the
     Wave-U-Net."""
@@ -116,6 +142,11 @@ def train_command(
             resume=resume,
             max_minutes=max_minutes,
             quiet=quiet,
+            fresh_pairs=fresh_pairs,
+            lr_final=lr_final,
+            val_every=val_every,
+            augment_voices=augment,
+            formant_voices=formant_voices,
         )
         return
     if task == "waveunet":

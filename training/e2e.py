@@ -8,7 +8,8 @@ Predictor
     shelves and dry/wet, and the vocal-to-backing level); a sigmoid and the e2e
     parameterisation turn them into physical settings. Its output bias starts at the
     target prior's centre, so an untrained predictor proposes the mean settings;
-    ``--init DIR`` copies the convolutional layers of a parameter-trained CNN (its ``eq.pt``).
+    ``--init`` starts it from a parameter-trained CNN's convolutional layers or from an
+    earlier cnn-e2e checkpoint (:func:`init_predictor`).
 
 Training ("undo" pairs, self-supervised)
     A dry vocal clip is rendered through the chain with settings drawn from
@@ -50,10 +51,8 @@ import torch
 import typer
 
 from vocalmix.audio import load_audio
-from vocalmix.dsp.chain import apply_level, vocal_chain
-from vocalmix.dsp.eq import multi_eq
-from vocalmix.dsp.params import LevelParams
-from vocalmix.dsp.reverb import fdn_reverb
+from vocalmix.dsp.chain import apply_eq, apply_level, apply_reverb, vocal_chain
+from vocalmix.dsp.params import EQParams, LevelParams, ReverbParams
 from vocalmix.errors import InputError
 from vocalmix.features import DEFAULT_FEATURES, frontend, normalise_block
 from vocalmix.methods.cnn_e2e import CHECKPOINT_NAME, TASK, predict_units
@@ -64,6 +63,7 @@ from vocalmix.nets.model_config import ModelConfig
 from vocalmix.settings import FILTER_TYPES, SCHEMA_VERSION, LevelSettings, spec_of
 
 from . import e2e_params as P
+from .eq_voices import SHIFT_SEMITONES, augment_vocal, synthetic_voice
 from .losses import (
     GroupGradientBalance,
     MultiResolutionSTFT,
@@ -200,8 +200,11 @@ def degrade(
     types = torch.tensor(
         [FILTER_TYPES["low_shelf"]] + [FILTER_TYPES["peak"]] * c.resonances + [FILTER_TYPES["high_shelf"]]
     ).expand(b, n_bands)
+    eq = EQParams(
+        frequency_hz=freqs, gain_db=gains, q=qs, filter_type=types, enabled=torch.ones(b, n_bands, dtype=torch.bool)
+    )
     with torch.no_grad():
-        x = multi_eq(dry, sample_rate, freqs, gains, qs, types)
+        x = apply_eq(dry, sample_rate, eq)
         k = uni(*c.expansion)
         env = _envelope_db(x, sample_rate)
         x = x * torch.pow(10.0, (k[:, None, None] * (env - env.amax(dim=-1, keepdim=True))) / 20.0)
@@ -209,21 +212,7 @@ def degrade(
         rt, wet = uni(*c.room_time_s), uni(*c.room_wet_pct)
         if bool(room.any()):
             idx = torch.nonzero(room).flatten()
-            y = fdn_reverb(
-                x[idx],
-                sample_rate,
-                10.0,
-                rt[idx],
-                100.0,
-                0.5,
-                0.0,
-                2000.0,
-                0.5,
-                -10.0,
-                wet[idx] / 100.0,
-                0.0,
-                fdn_lines=16,
-            )
+            y = apply_reverb(x[idx], sample_rate, room_params(rt[idx], wet[idx] / 100.0))
             x = x.clone()
             x[idx] = y.mean(dim=1, keepdim=True)
         g = uni(*c.gain_db)
@@ -241,6 +230,28 @@ def degrade(
         "gain_db": g,
     }
     return x.float(), record
+
+
+def room_params(reverb_time_s: torch.Tensor, dry_wet: torch.Tensor) -> ReverbParams:
+    """The short room of :func:`degrade`: a small, darkened FdnReverb of 16 lines, the
+    given decay times and wet fractions ``(batch,)``, everything else fixed."""
+
+    def full(value: float) -> torch.Tensor:
+        return torch.full_like(reverb_time_s, value)
+
+    return ReverbParams(
+        room_size=full(10.0),
+        reverb_time_s=reverb_time_s,
+        low_cutoff_hz=full(100.0),
+        low_q=full(0.5),
+        low_gain_db_per_s=full(0.0),
+        high_cutoff_hz=full(2000.0),
+        high_q=full(0.5),
+        high_gain_db_per_s=full(-10.0),
+        dry_wet=dry_wet,
+        fade_in_s=full(0.0),
+        fdn_lines=16,
+    )
 
 
 def _envelope_db(x: torch.Tensor, sample_rate: int, window_s: float = 0.03) -> torch.Tensor:
@@ -265,8 +276,15 @@ class PairConfig:
     val_fraction: float = 0.125
 
 
-def _load_sources(dataset: str | os.PathLike, synthetic: int, seed: int) -> tuple[list[np.ndarray], list[dict]]:
-    """Dry vocals (mono, 44.1 kHz) from a folder of audio files and/or ``synthetic`` generated ones."""
+def _load_sources(
+    dataset: str | os.PathLike, synthetic: int, seed: int, formant_voices: int = 0
+) -> tuple[list[np.ndarray], list[dict]]:
+    """Dry vocals (mono, 44.1 kHz) from a folder of audio files and/or generated ones.
+
+    ``synthetic``: :func:`~vocalmix.training.synthesis.synthetic_vocal` (one fixed source
+    slope); ``formant_voices``: :func:`~vocalmix.training.eq_voices.synthetic_voice`
+    (source-filter singing, a different vocal tract and source tilt each).
+    """
     sources, records = [], []
     text = str(dataset)
     if text.startswith("synthetic:"):
@@ -296,6 +314,10 @@ def _load_sources(dataset: str | os.PathLike, synthetic: int, seed: int) -> tupl
     for i in range(synthetic):
         sources.append(synthetic_vocal(8.0, SAMPLE_RATE, rng)[0])
         records.append({"synthetic_vocal": i, "seconds": 8.0})
+    voice_rng = np.random.default_rng([seed, 31])
+    for i in range(formant_voices):
+        sources.append(synthetic_voice(8.0, voice_rng, SAMPLE_RATE))
+        records.append({"formant_voice": i, "seconds": 8.0})
     if not sources:
         raise InputError(f"{dataset}: no usable (non-silent) vocals")
     return sources, records
@@ -314,17 +336,27 @@ def _active_starts(x: np.ndarray, n: int, floor_db: float = -12.0) -> np.ndarray
 
 
 def _draw_clips(
-    sources: list[np.ndarray], count: int, clip_seconds: float, rng: np.random.Generator
+    sources: list[np.ndarray], count: int, clip_seconds: float, rng: np.random.Generator, augment: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` sung clips ``(count, 1, T)`` from random sources and synthetic backings ``(count, 2, T)``."""
+    """``count`` sung clips ``(count, 1, T)`` from random sources and synthetic backings ``(count, 2, T)``.
+
+    ``augment``: each clip as another voice and recording (:func:`~vocalmix.training.eq_voices.augment_vocal`:
+    played up to 4 semitones faster or slower, formants with it, then another microphone,
+    band limit and noise floor), cut from a stretch long enough for the slowest speed.
+    """
     n = int(round(clip_seconds * SAMPLE_RATE))
+    span = int(math.ceil(n * 2 ** (SHIFT_SEMITONES / 12))) + 1 if augment else n
     dry, backing = [], []
     for _ in range(count):
         src = sources[int(rng.integers(len(sources)))]
-        starts = _active_starts(src, n)
+        starts = _active_starts(src, span)
         s = int(starts[int(rng.integers(len(starts)))])
         clip = np.zeros(n, dtype=np.float32)
-        seg = src[s : s + n]
+        seg = src[s : s + span]
+        if augment:
+            seg = augment_vocal(seg, rng)[:n]
+        else:
+            seg = seg[:n]
         clip[: len(seg)] = seg
         dry.append(clip)
         backing.append(synthetic_backing(clip_seconds + 0.05, SAMPLE_RATE, rng)[:, :n])
@@ -332,7 +364,13 @@ def _draw_clips(
 
 
 def fresh_batch(
-    sources: list[np.ndarray], count: int, clip_seconds: float, seed: int, step: int, fdn_lines: int = 16
+    sources: list[np.ndarray],
+    count: int,
+    clip_seconds: float,
+    seed: int,
+    step: int,
+    fdn_lines: int = 16,
+    augment: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` new undo pairs for training step ``step``: (degraded, backing, target).
 
@@ -342,10 +380,11 @@ def fresh_batch(
     session 2: training MR-STFT 0.645 -> 0.44 over 700 steps while validation stayed near
     0.62). Targets render with the training-time effects (reverb IR ending 80 dB down), a
     tenth of the exact render's cost; a step costs about a quarter more than with fixed pairs.
+    ``augment`` draws each clip as another voice (:func:`_draw_clips`).
     """
     rng = np.random.default_rng([seed, 23, step])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    dry, backing = _draw_clips(sources, count, clip_seconds, rng)
+    dry, backing = _draw_clips(sources, count, clip_seconds, rng, augment)
     with torch.no_grad():
         target, _ = render(dry, backing, sample_prior(count, gen), SAMPLE_RATE, fdn_lines, training=True)
     degraded, _ = degrade(dry, SAMPLE_RATE, gen)
@@ -418,17 +457,52 @@ def build_predictor(hidden: int = 64, dropout: float = 0.1) -> MixingCNN:
     return model
 
 
-def init_from_parameter_cnn(model: MixingCNN, model_dir: str | os.PathLike) -> str:
-    """Copy the convolutional layers of a parameter-trained CNN's ``eq.pt``; returns its path."""
-    path = Path(model_dir) / "eq.pt"
+#: Parameter-trained CNN checkpoints whose convolutional layers can start the predictor, in
+#: the order :func:`init_predictor` tries them (a shipped ``eq.pt`` is a spectrum MLP since
+#: 8e74c46 and is then skipped).
+INIT_CNN_TASKS = ("eq", "compression", "reverb", "level")
+
+
+def init_predictor(model: MixingCNN, source: str | os.PathLike) -> str:
+    """Start ``model`` from ``source``; returns the checkpoint used.
+
+    ``source`` is a checkpoint file or a model folder. A cnn-e2e checkpoint
+    (``cnn_e2e.pt``, task ``cnn-e2e``) gives the whole predictor (to continue training
+    on other data or with another schedule). A folder without one gives the
+    convolutional layers of its first Li & Lerch CNN among :data:`INIT_CNN_TASKS`
+    (the head, whose outputs mean other targets, keeps its fresh weights and the bias
+    at the prior's centre).
+    """
+    path = Path(source)
+    if path.is_dir():
+        candidates = [path / CHECKPOINT_NAME] + [path / f"{t}.pt" for t in INIT_CNN_TASKS]
+        found = [c for c in candidates if c.exists()]
+        usable = [c for c in found if _is_cnn_checkpoint(c)]
+        if not usable:
+            listed = ", ".join(c.name for c in found) or "no checkpoints"
+            raise InputError(f"{path}: no CNN checkpoint to start cnn-e2e from ({listed}; none is a Li & Lerch CNN)")
+        path = usable[0]
     payload = load_checkpoint(path)
-    state = {k[len("features.") :]: v.float() for k, v in payload["state_dict"].items() if k.startswith("features.")}
+    if not _is_cnn_checkpoint(path, payload):
+        raise InputError(f"{path}: not a Li & Lerch CNN checkpoint; cnn-e2e cannot start from it")
+    if payload.get("task") == TASK:
+        state = {k: v.float() for k, v in payload["state_dict"].items()}
+        target = model
+    else:
+        prefix = "features."
+        state = {k[len(prefix) :]: v.float() for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+        target = model.features
     try:
-        model.features.load_state_dict(state)
+        target.load_state_dict(state)
     except RuntimeError as exc:
         reason = str(exc)[:120]
-        raise InputError(f"{path}: its convolutional layers do not fit the cnn-e2e predictor ({reason})") from None
+        raise InputError(f"{path}: its layers do not fit the cnn-e2e predictor ({reason})") from None
     return str(path)
+
+
+def _is_cnn_checkpoint(path: Path, payload: dict | None = None) -> bool:
+    payload = load_checkpoint(path) if payload is None else payload
+    return payload.get("model_config", {}).get("architecture") == "li-lerch-cnn"
 
 
 # -- loss -------------------------------------------------------------------------------------------
@@ -481,6 +555,10 @@ class E2EConfig:
     fresh_pairs: bool = False
     #: Cosine decay of the learning rate from ``lr`` to this over ``steps`` (None: constant).
     lr_final: float | None = None
+    #: With ``fresh_pairs``: every drawn clip as another voice and recording (:func:`_draw_clips`).
+    augment_voices: bool = False
+    #: With ``fresh_pairs``: this many source-filter synthetic voices join the training sources.
+    formant_voices: int = 0
 
 
 def learning_rate(config: E2EConfig, step: int) -> float:
@@ -580,7 +658,7 @@ def train_e2e(
     model = build_predictor(config.hidden).to(dev)
     init_path = None
     if init is not None:
-        init_path = init_from_parameter_cnn(model, init)
+        init_path = init_predictor(model, init)
     balance = GroupGradientBalance(P.group_index()).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     stft = MultiResolutionSTFT()
@@ -619,7 +697,9 @@ def train_e2e(
                 ]
             )
 
-    sources = _load_sources(dataset, config.synthetic_vocals, config.seed)[0] if config.fresh_pairs else None
+    sources = None
+    if config.fresh_pairs:
+        sources = _load_sources(dataset, config.synthetic_vocals, config.seed, config.formant_voices)[0]
     model.train()
     t0 = time.perf_counter()
     steps_done_here, examples_time = 0, 0.0
@@ -633,7 +713,13 @@ def train_e2e(
             deg, bak, tgt = (
                 x.to(dev)
                 for x in fresh_batch(
-                    sources, config.batch_size, config.clip_seconds, config.seed, step, config.fdn_lines
+                    sources,
+                    config.batch_size,
+                    config.clip_seconds,
+                    config.seed,
+                    step,
+                    config.fdn_lines,
+                    config.augment_voices,
                 )
             )
         else:
@@ -718,6 +804,8 @@ def train_e2e_command(
     fresh_pairs=False,
     lr_final=None,
     val_every=None,
+    augment_voices=False,
+    formant_voices=0,
 ) -> None:
     """``vocalmix train cnn-e2e DATASET --out DIR``: checks, training, one summary line."""
     out = Path(out)
@@ -725,8 +813,10 @@ def train_e2e_command(
         raise InputError(f"{dataset}: dataset folder not found (a folder of dry vocal files, or synthetic:N)")
     if (out / "cnn_e2e.last.pt").exists() and not resume:
         raise InputError(f"{out}: holds an earlier cnn-e2e run; pass --resume to continue it or choose another --out")
-    if init is not None and not Path(init).is_dir():
-        raise InputError(f"{init}: --init model folder not found")
+    if init is not None and not Path(init).exists():
+        raise InputError(f"{init}: --init model folder or checkpoint not found")
+    if (augment_voices or formant_voices) and not fresh_pairs:
+        raise InputError("--augment and --formant-voices change the voices of fresh pairs; add --fresh-pairs")
     config = E2EConfig(
         steps=steps,
         batch_size=batch_size or E2EConfig.batch_size,
@@ -737,6 +827,8 @@ def train_e2e_command(
         fresh_pairs=fresh_pairs,
         lr_final=lr_final,
         val_every=val_every or E2EConfig.val_every,
+        augment_voices=augment_voices,
+        formant_voices=formant_voices,
     )
     result = train_e2e(dataset, out, config, init=init, device=device, max_minutes=max_minutes, progress=not quiet)
     typer.echo(

@@ -475,9 +475,10 @@ _register_optional_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn failures into one line and an exit code."""
-    from .memory import keep_freed_memory
+    from .memory import keep_freed_memory, skip_huge_page_advice
 
     keep_freed_memory()  # song-sized buffers are reused, not faulted in anew (vocalmix/memory.py)
+    skip_huge_page_advice()  # first touches of large arrays without huge-page stalls (vocalmix/memory.py)
     _configure_logging(logging.WARNING)
     with signals_as_interrupts() as caught:  # SIGTERM cleans up like Ctrl-C
         return _run_app(argv, caught)

@@ -159,9 +159,9 @@ def _csv_songs(path: Path) -> list[Song]:
     songs, seen = [], set()
     for i, row in enumerate(rows, start=2):
 
-        def resolve(p):
-            p = Path(p.strip())
-            return str(p if p.is_absolute() else path.parent / p)
+        def resolve(p: str) -> str:
+            named = Path(p.strip())
+            return str(named if named.is_absolute() else path.parent / named)
 
         song_id = (row.get("id") or "").strip() or Path(row["vocal"].strip()).parent.name or f"row{i}"
         if song_id in seen:

@@ -23,6 +23,7 @@ in memory, never the songs. (Disk: about 53 MB per minute of song.)
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -73,7 +74,7 @@ def _find_mix(folder: Path) -> Path | None:
 def _csv_mix_column(path: Path) -> list[str | None]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    out = []
+    out: list[str | None] = []
     for i, row in enumerate(rows, start=2):
         value = (row.get("mix") or "").strip()
         if not value:
@@ -105,15 +106,16 @@ def discover_mix_songs(
         n, seconds = synthetic
         if n < 1:
             raise InputError(f"{source}: ask for at least one synthetic song")
-        songs, references = synthetic_songs(n, seconds, seed), [None] * n
+        songs = synthetic_songs(n, seconds, seed)
+        references: list[str | None] = [None] * n
     else:
         source = Path(source)
         songs = discover_songs(source, layout)
         if source.is_file():  # CSV: rows and songs are in the same order
             references = _csv_mix_column(source)
         else:
-            references = [None if s.kind != "stems" else _find_mix(Path(s.vocal).parent) for s in songs]
-            references = [None if r is None else str(r) for r in references]
+            mixes = [None if s.kind != "stems" else _find_mix(Path(s.vocal).parent) for s in songs]
+            references = [None if r is None else str(r) for r in mixes]
     out = []
     for song, reference in zip(songs, references):
         if target == "reference":
@@ -149,6 +151,7 @@ def load_song_arrays(item: MixSong) -> np.ndarray:
     n = max(vocal.shape[-1], backing.shape[-1])
     vocal, backing = match_length(vocal, n, item.song.id), match_length(backing, n, item.song.id)
     if item.target == "reference":
+        assert item.reference is not None  # discover_mix_songs gives every reference-target song its mix
         mix = to_stereo(load_audio(item.reference, WORKING_RATE).samples, item.reference)
         mix = match_length(mix, n, item.reference)
     else:
@@ -185,7 +188,7 @@ def prepare_songs(items: list[MixSong], cache_dir: Path, progress=lambda m: None
             what = "reference mix" if item.target == "reference" else f"target rendered by {item.target}"
             progress(f"preparing song {number}/{len(items)}: {item.id} ({what})")
             data = load_song_arrays(item)
-            write_atomic(path, lambda tmp, data=data: _save_npy(tmp, data))
+            write_atomic(path, functools.partial(_save_npy, data=data))
         paths[item.id] = path
     return paths
 

@@ -114,6 +114,7 @@ def init_as_sum(model: WaveUNet) -> None:
     with torch.no_grad():
         w = model.output.weight  # (2, features + 3, 1); the input's 3 channels are the last ones
         w.zero_()
+        assert model.output.bias is not None  # the output convolution has a bias
         model.output.bias.zero_()
         f = w.shape[1] - 3
         w[0, f + 0, 0] = 1.0  # vocal -> left

@@ -20,11 +20,11 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import typer
@@ -96,17 +96,20 @@ class CompareResult:
     written: list[Path] = field(default_factory=list)
 
 
-def _one_file(folder: Path, stem: str, required: bool) -> Optional[Path]:
+def _one_file(folder: Path, stem: str) -> Optional[Path]:
     found = sorted(p for p in folder.iterdir() if p.stem == stem and p.suffix.lower() in AUDIO_SUFFIXES)
     if len(found) > 1:
         raise InputError(f"{folder}: several {stem}.* files ({', '.join(p.name for p in found)}); keep one")
-    if not found:
-        if required:
-            raise InputError(
-                f"{folder}: no {stem}.* audio file (a song folder holds vocal.*, backing.* and optionally mix.*)"
-            )
-        return None
-    return found[0]
+    return found[0] if found else None
+
+
+def _required_file(folder: Path, stem: str) -> Path:
+    found = _one_file(folder, stem)
+    if found is None:
+        raise InputError(
+            f"{folder}: no {stem}.* audio file (a song folder holds vocal.*, backing.* and optionally mix.*)"
+        )
+    return found
 
 
 def find_songs(song_dirs: list[Path]) -> list[Song]:
@@ -119,9 +122,9 @@ def find_songs(song_dirs: list[Path]) -> list[Song]:
             Song(
                 folder.name,
                 folder,
-                _one_file(folder, "vocal", True),
-                _one_file(folder, "backing", True),
-                _one_file(folder, "mix", False),
+                _required_file(folder, "vocal"),
+                _required_file(folder, "backing"),
+                _one_file(folder, "mix"),
             )
         )
     names = [s.name for s in songs]
@@ -291,7 +294,10 @@ def _job(task: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    song = Song(**{k: (Path(v) if k != "name" and v is not None else v) for k, v in task["song"].items()})
+    info = task["song"]
+    reference = Path(info["reference"]) if info["reference"] is not None else None
+    song = Song(info["name"], Path(info["folder"]), Path(info["vocal"]), Path(info["backing"]), reference)
+    paths: dict[str, Any]
     try:
         if task["method"] == REFERENCE:
             paths = {"mix": song.reference, "vocal": song.vocal, "backing": song.backing}
@@ -323,7 +329,8 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
         if not req.csv_path.parent.is_dir():
             raise InputError(f"--csv {req.csv_path}: folder {req.csv_path.parent} does not exist")
     req.out_dir.mkdir(exist_ok=True)
-    tasks, manifest_songs = [], []
+    tasks: list[dict[str, Any]] = []
+    manifest_songs: list[dict[str, Any]] = []
     for song in songs:
         folder = (req.out_dir / song.name).resolve()  # absolute: compare.json is read from other folders
         folder.mkdir(exist_ok=True)
@@ -353,7 +360,10 @@ def run_compare(req: CompareRequest, progress: Callable[[str], None] = lambda m:
                 progress(f"{task['song']['name']}: {task['method']} done ({number} of {len(tasks)})")
                 results.append(result)
 
-    rows, failures, ssms, frames = [], [], {}, {}
+    rows: list[dict] = []
+    failures: list[str] = []
+    ssms: dict[str, dict[str, tuple[np.ndarray, float]]] = {}
+    frames: dict[str, dict[str, dict]] = {}
     for task, result in zip(tasks, results):
         if "error" in result:
             failures.append(result["error"])
@@ -575,14 +585,14 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _markdown_table(rows: list[dict], columns: list[tuple[str, str, int]]) -> str:
+def _markdown_table(rows: Sequence[dict], columns: Sequence[tuple[str, str, int | None]]) -> str:
     head = "| " + " | ".join(title for _, title, _ in columns) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
     body = []
     for r in rows:
         cells = []
         for key, _, digits in columns:
-            value = r.get(key)
+            value: Any = r.get(key)
             if digits is None:
                 cells.append(str(value) if value not in (None, "") else "")
             elif _finite(value):
@@ -594,7 +604,7 @@ def _markdown_table(rows: list[dict], columns: list[tuple[str, str, int]]) -> st
 
 
 def markdown_report(
-    rows, statistics, unavailable, failures, plot_files, out_dir: Path, csv_path: Path, per_song: list[dict] = ()
+    rows, statistics, unavailable, failures, plot_files, out_dir: Path, csv_path: Path, per_song: Sequence[dict] = ()
 ) -> str:
     def rel(path: Path) -> str:
         return os.path.relpath(path, out_dir)

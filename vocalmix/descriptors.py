@@ -388,9 +388,10 @@ def mrstft_distance(x: np.ndarray, reference: np.ndarray, sr: float) -> float:
     channels = max(a.shape[0], b.shape[0])
     a, b = np.broadcast_to(a, (channels, a.shape[-1])), np.broadcast_to(b, (channels, b.shape[-1]))
     n = min(a.shape[-1], b.shape[-1])
-    a, b = _loudness_matched(a[:, :n], sr), _loudness_matched(b[:, :n], sr)
-    if a is None or b is None:
+    matched_a, matched_b = _loudness_matched(a[:, :n], sr), _loudness_matched(b[:, :n], sr)
+    if matched_a is None or matched_b is None:
         return float("nan")
+    a, b = matched_a, matched_b
     loss = MultiResolutionSTFTLoss()
     segment = int(MRSTFT_SEGMENT_SECONDS * sr)
     total, weight = 0.0, 0

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Optional
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
@@ -44,7 +45,7 @@ def signals_as_interrupts() -> Iterator[Caught]:
         yield caught  # only the main thread may set handlers; callers there keep their own
         return
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         caught.signum = signum
         for s in HANDLED:
             signal.signal(s, signal.SIG_DFL)

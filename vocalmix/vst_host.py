@@ -204,6 +204,8 @@ class VstPlugin:
                 entry_address = ctypes.cast(library.main, ctypes.c_void_p).value
             except AttributeError:
                 raise VstError(f"{self.path}: not a VST2 plug-in (no VSTPluginMain entry point)") from None
+        if not entry_address:
+            raise VstError(f"{self.path}: not a VST2 plug-in (its VSTPluginMain entry point is null)")
         pointer = _ENTRY(entry_address)(_CALLBACK)
         if not pointer:
             raise VstError(f"{self.path}: the plug-in refused to create an instance")

@@ -10,6 +10,7 @@ mixes and a low anchor (the reference low-passed at 3.5 kHz, as ITU-R BS.1534's 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -181,7 +182,7 @@ def build_test(req: BuildRequest, progress: Callable[[str], None] = lambda m: No
         audio = {m: (np.repeat(a, 2, axis=0) if a.shape[0] == 1 else a)[:, :length] for m, a in audio.items()}
         basis = audio.get(REFERENCE)
         if basis is None:
-            basis = sum(audio[m] for m in mixes)  # the passage that is loudest across the mixes
+            basis = functools.reduce(np.add, (audio[m] for m in mixes))  # the passage loudest across the mixes
         start = loudest_start(basis, SAMPLE_RATE, req.excerpt_seconds)
         stop = min(length, start + int(round(req.excerpt_seconds * SAMPLE_RATE)))
         song_id = f"s{number}"

@@ -83,7 +83,7 @@ def store_submission(test_dir: Path, document: dict) -> Path:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "vocalmix-listening"
-    test_dir: Path
+    server: ListeningServer  # the server this handler serves (http.server types it as any server)
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         if getattr(self.server, "verbose", False):
@@ -182,5 +182,5 @@ class ListeningServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = self.socket.getsockname()[:2]
         return f"http://{host}:{port}/"

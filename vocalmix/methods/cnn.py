@@ -39,6 +39,7 @@ from vocalmix.mixing import process_vocal
 from vocalmix.nets.checkpoints import check_compatible, file_sha256, load_checkpoint, model_from_checkpoint
 from vocalmix.nets.cnn_targets import OCTAVE_CENTRES_HZ, denormalise_targets
 from vocalmix.nets.mixing_cnn import TASK_OUTPUTS, MixingCNN
+from vocalmix.nets.spectrum_mlp import SpectrumMLP
 from vocalmix.rules.compression import search_compression
 from vocalmix.rules.level import decide_level
 from vocalmix.rules.method import on_plugin_grids
@@ -71,7 +72,7 @@ class CnnModels:
         self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
         if not self.model_dir.is_dir():
             raise InputError(f"{self.model_dir}: model folder not found")
-        self.models: dict[str, MixingCNN] = {}
+        self.models: dict[str, MixingCNN | SpectrumMLP] = {}
         self.payloads: dict[str, dict] = {}
         self.hashes: dict[str, str] = {}
         for task in TASK_ORDER:
@@ -111,9 +112,9 @@ class CnnModels:
         blocks = song_features(vocal, backing, sample_rate, settings=settings)
         gain_normalised = False
         if blocks.shape[0] == 0:
-            vocal = at_loudness(vocal, sample_rate, FALLBACK_VOCAL_LUFS)
-            if vocal is not None:
-                blocks = song_features(vocal, backing, sample_rate, settings=settings)
+            louder = at_loudness(vocal, sample_rate, FALLBACK_VOCAL_LUFS)
+            if louder is not None:
+                blocks = song_features(louder, backing, sample_rate, settings=settings)
                 gain_normalised = True
         if blocks.shape[0] == 0:
             seconds = settings.block_samples / settings.sample_rate
@@ -168,7 +169,7 @@ def eq_from_gains(
 def reverb_from_values(values: dict[str, float], base: ReverbSettings | None = None) -> ReverbSettings:
     """FdnReverb settings from the reverb model's 10 physical values, clamped to the settings' ranges."""
     base = base or ReverbSettings()
-    fields = {}
+    fields: dict[str, Any] = {}
     for name, value in values.items():
         spec = spec_of(ReverbSettings, name)
         v = float(np.clip(value, spec.minimum, spec.maximum))

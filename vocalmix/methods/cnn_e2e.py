@@ -52,7 +52,10 @@ def load_predictor(model_dir: str | os.PathLike | None = None) -> tuple[MixingCN
         raise InputError(f"{path}: trained with other search ranges than this vocalmix uses; retrain it")
     if payload.get("settings_schema_version") != SCHEMA_VERSION:
         raise InputError(f"{path}: trained for settings schema {payload.get('settings_schema_version')!r}; retrain it")
-    return model_from_checkpoint(payload, path), payload, path
+    model = model_from_checkpoint(payload, path)
+    if not isinstance(model, MixingCNN):
+        raise InputError(f"{path}: holds a {payload['model_config'].get('architecture')} network, not a cnn-e2e CNN")
+    return model, payload, path
 
 
 def predict_units(model: MixingCNN, blocks: torch.Tensor) -> torch.Tensor:

@@ -88,7 +88,9 @@ def model_from_checkpoint(payload: dict, path: str | os.PathLike = "checkpoint")
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"{path}: checkpoint does not match its model ({str(exc).splitlines()[0][:160]})") from None
-    return model.eval()
+    assert isinstance(model, (MixingCNN, SpectrumMLP))  # network_from_config builds nothing else
+    model.eval()
+    return model
 
 
 def check_compatible(payload: dict, path: str | os.PathLike = "checkpoint") -> None:

@@ -85,7 +85,7 @@ def check_task(task: str) -> None:
         raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-def _range_tensors(task: str, like: torch.Tensor):
+def _range_tensors(task: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     names = TASKS[task]
     lo = torch.tensor([TARGET_RANGES[n][0] for n in names], dtype=like.dtype, device=like.device)
     hi = torch.tensor([TARGET_RANGES[n][1] for n in names], dtype=like.dtype, device=like.device)

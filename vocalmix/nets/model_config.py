@@ -35,9 +35,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        channels_in, bands, frames = (int(v) for v in d["input_shape"])
         return cls(
             n_outputs=int(d["n_outputs"]),
-            input_shape=tuple(int(v) for v in d["input_shape"]),
+            input_shape=(channels_in, bands, frames),
             channels=tuple(int(v) for v in d["channels"]),
             hidden=int(d["hidden"]),
             dropout=float(d["dropout"]),

@@ -62,7 +62,7 @@ class WaveUNetConfig:
     input_channels: int = INPUT_CHANNELS
     output_channels: int = OUTPUT_CHANNELS
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.layers < 1:
             raise ValueError(f"layers must be at least 1, got {self.layers}")
         if self.filters_per_layer < 1:

@@ -167,3 +167,135 @@ def test_whole_song_render_and_block_render_write_the_same_file(tmp_path):
     assert np.array_equal(sf.read(tmp_path / "m.wav", dtype="float32")[0].T, mixing.as_written(mix.mix, SR, "PCM_24"))
     for key, value in mix.report.items():
         assert report[key] == value, key
+
+
+# ------------------------------------------------------------------------------------------------
+# the analysis from blocks (the backing read from its file, never held whole)
+# ------------------------------------------------------------------------------------------------
+
+
+def _blocks(x: np.ndarray, size: int) -> list[np.ndarray]:
+    return [x[:, start : start + size] for start in range(0, x.shape[1], size)]
+
+
+def _one_pass_hop_energies(x: np.ndarray, sr: int) -> np.ndarray:
+    """The reference: the whole signal K-weighted by scipy in one call, every whole hop summed in one einsum."""
+    from scipy.signal import sosfilt
+
+    hop = analysis._hop_samples(sr)
+    weighted = sosfilt(analysis.k_weighting_sos(sr), x.astype(np.float64), axis=-1)
+    n_hops = x.shape[1] // hop
+    hops = weighted[:, : n_hops * hop].reshape(x.shape[0], n_hops, hop)
+    return analysis._channel_weights(x.shape[0]) @ np.einsum("cjh,cjh->cj", hops, hops)
+
+
+def _real_clips(shared_audio):
+    """Real stems as the render reads them: float32 (channels, samples) at their own rate."""
+    clips = []
+    for path in (
+        sorted(shared_audio.glob("songs/*/*.flac"))[:4] + sorted(shared_audio.glob("karaoke/*/backing.flac"))[:2]
+    ):
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        clips.append((path.name, np.ascontiguousarray(data.T), rate))
+    return clips
+
+
+@pytest.mark.parametrize("rate", [44100, 16000, 96000])
+@pytest.mark.parametrize("block", [1, 1234, 9600, 1 << 18])
+def test_loudness_from_blocks_equals_one_pass_over_the_whole_signal(rate, block):
+    rng = np.random.default_rng(rate + block)
+    for seconds, channels in ((0.15, 1), (2.5, 2), (7.3, 1), (7.3, 2)):
+        n = int(seconds * rate)
+        x = (rng.standard_normal((channels, n)) * np.linspace(0.0, 1.0, n) ** 4).astype(np.float32)
+        if block == 1 and n > 20000:
+            continue  # one sample at a time is slow in Python; the short signals cover it
+        whole = analysis.Loudness(x, rate)
+        blocks = analysis.Loudness.from_blocks(_blocks(x, block), rate, channels)
+        np.testing.assert_array_equal(whole.energies, _one_pass_hop_energies(x, rate))
+        np.testing.assert_array_equal(blocks.energies, whole.energies)
+        assert blocks.integrated() == whole.integrated()
+        assert blocks.loudness_range() == whole.loudness_range()
+        np.testing.assert_array_equal(blocks.short_term(), whole.short_term())  # < 3 s: one reading over all
+
+
+def test_loudness_and_bands_from_blocks_equal_whole_readings_on_real_clips(shared_audio):
+    for name, x, rate in _real_clips(shared_audio):
+        whole = analysis.Loudness(x, rate)
+        np.testing.assert_array_equal(whole.energies, _one_pass_hop_energies(x, rate), err_msg=name)
+        blocks = analysis.Loudness.from_blocks(_blocks(x, 9973), rate, x.shape[0])
+        np.testing.assert_array_equal(blocks.energies, whole.energies, err_msg=name)
+        one_pass = analysis._OctaveBandMeter(rate, x.shape[0], x.shape[1], True, -70.0)
+        one_pass.add(x)  # one block: every frame cut from the one padded signal
+        in_blocks = analysis._OctaveBandMeter(rate, x.shape[0], x.shape[1], True, -70.0)
+        for block in _blocks(x, 9973):
+            in_blocks.add(block)
+        reference = one_pass.finish()
+        assert np.all(reference > analysis.SILENCE_DB + 50) or rate < 32000, name
+        np.testing.assert_array_equal(in_blocks.finish(), reference, err_msg=name)
+        np.testing.assert_array_equal(analysis.octave_band_rms(x, rate, k_weighted=True), reference, err_msg=name)
+
+
+def test_onset_envelope_and_tempo_from_blocks_equal_one_pass(monkeypatch, shared_audio):
+    from vocalmix.demo import demo_backing
+
+    rng = np.random.default_rng(5)
+    signals = [(f"demo@{rate}", demo_backing(rate, 40.0).astype(np.float32), rate) for rate in (44100, 22050, 48000)]
+    signals += [(name, x, rate) for name, x, rate in _real_clips(shared_audio) if x.shape[1] > 3 * rate]
+    for name, x, rate in signals:
+        x = x + np.float32(0.001) * rng.standard_normal(x.shape).astype(np.float32)
+        in_blocks = analysis._OnsetMeter(rate)
+        for block in _blocks(x, 12345):  # odd sizes: decimation steps cut across blocks
+            in_blocks.add(block)
+        monkeypatch.setattr(analysis._OnsetMeter, "FRAMES_PER_STEP", 1 << 30)  # the reference: one transform
+        one_pass = analysis._OnsetMeter(rate)
+        one_pass.add(x)
+        reference, frame_rate = one_pass.finish()
+        monkeypatch.undo()
+        envelope, blocks_rate = in_blocks.finish()
+        assert reference.shape[0] > 50 and blocks_rate == frame_rate
+        np.testing.assert_array_equal(envelope, reference, err_msg=name)
+        tempo = analysis._tempo_from_blocks(_blocks(x, 12345), rate)
+        assert tempo == analysis.estimate_tempo(x, rate) or (
+            np.isnan(tempo) and np.isnan(analysis.estimate_tempo(x, rate))
+        )
+    assert np.isnan(analysis._tempo_from_blocks(_blocks(np.zeros((2, 5 * SR), np.float32), 9999), SR))
+
+
+def test_song_analysis_from_file_blocks_equals_the_analysis_of_the_arrays(tmp_path):
+    from vocalmix.demo import demo_backing, demo_vocal
+    from vocalmix.rules.eq import decide_eq
+
+    n = int(12.5 * SR)
+    vocal = demo_vocal(SR, 12.5).astype(np.float32)[:, :n]
+    backing = demo_backing(SR, 12.5).astype(np.float32)[:, :n]
+    whole = analysis.SongAnalysis(vocal, backing, SR)
+    streamed = analysis.SongAnalysis(vocal, lambda: iter(_blocks(backing, 7919)), SR)
+    assert "backing" not in streamed.__dict__
+    assert streamed.backing_lufs == whole.backing_lufs
+    assert streamed.tempo_bpm == whole.tempo_bpm
+    mask = np.zeros(n, dtype=bool)
+    mask[SR : 5 * SR] = mask[7 * SR : 11 * SR] = True
+    for got, reference in zip(streamed.masked_band_rms(mask), whole.masked_band_rms(mask)):
+        np.testing.assert_array_equal(got, reference)
+    np.testing.assert_array_equal(
+        whole.masked_band_rms(mask)[1], analysis.octave_band_rms(backing[:, mask], SR, k_weighted=True)
+    )
+    assert decide_eq(vocal, None, SR, song=streamed) == decide_eq(vocal, backing, SR)
+    assert "backing" not in streamed.__dict__  # nothing above needed the whole backing
+    np.testing.assert_array_equal(streamed.backing, backing)
+
+
+@pytest.mark.parametrize(
+    "rates", [(48000, 44100), (16000, 44100), (44100, 48000), (44100, 22050), (8000, 44100), (44100, 44100)]
+)
+def test_resampling_in_blocks_equals_resampling_the_whole_signal(rates):
+    from vocalmix.audio import resample, resample_blocks
+
+    rng = np.random.default_rng(sum(rates))
+    for n, block in ((37, 5), (20011, 777), (150000, 65536)):
+        x = rng.standard_normal((2, n)).astype(np.float32)
+        reference = resample(x, *rates)
+        pieces = list(resample_blocks(_blocks(x, block), *rates, n))
+        got = np.concatenate(pieces, axis=1)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, reference)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -218,6 +219,79 @@ def _hop_samples(sr: float) -> int:
     return max(1, int(round(LOUDNESS_HOP_S * sr)))
 
 
+#: Samples K-weighted at a time: the filter's float64 output is one block long, never song-long.
+#: A multiple of every 100 ms hop at the common rates, so blocks hold whole hops.
+ANALYSIS_BLOCK_SAMPLES = 1 << 18
+
+
+class _HopEnergyMeter:
+    """K-weighted energy per 100 ms hop of a signal fed in blocks ``(channels, m)``.
+
+    The K-weighting recursion keeps its state from block to block (blocks in a row are
+    the whole signal's ``sosfilt``, bit for bit) and each hop is summed as one whole hop,
+    wherever the blocks are cut; the per-hop sums are joined and channel-weighted at the
+    end, so the energies equal those of the whole signal filtered at once. The K-weighted
+    samples themselves are kept only while the signal is shorter than a 3 s window (a
+    short signal is read as one block over all of it).
+    """
+
+    def __init__(self, sr: float, n_channels: int):
+        self.sample_rate = _check_rate(sr)
+        self.hop = _hop_samples(self.sample_rate)
+        self.n_channels = n_channels
+        self.samples = 0
+        self._sos = k_weighting_sos(self.sample_rate)
+        self._zi = np.zeros((self._sos.shape[0], n_channels, 2))
+        self._rest = np.zeros((n_channels, 0))
+        self._sums: list[np.ndarray] = []
+        self._short: list[np.ndarray] | None = []  # K-weighted samples while under one 3 s window
+
+    def add(self, block: np.ndarray) -> None:
+        if block.shape[-1] == 0:
+            return
+        weighted, self._zi = _sosfilt(self._sos, block, zi=self._zi)
+        self.samples += block.shape[-1]
+        if self._short is not None:
+            self._short.append(weighted)
+            if self.samples >= (_SHORT_TERM_HOPS + 1) * self.hop:
+                self._short = None
+        joined = np.concatenate([self._rest, weighted], axis=1) if self._rest.shape[1] else weighted
+        n_hops = joined.shape[1] // self.hop
+        if n_hops < 2:  # numpy sums a lone hop of one channel in another order (see _hop_sums); wait for more
+            self._rest = joined if joined is not weighted else joined.copy()
+            return
+        self._sums.append(self._hop_sums(joined[:, : n_hops * self.hop]))
+        self._rest = joined[:, n_hops * self.hop :].copy()
+
+    def _hop_sums(self, whole_hops: np.ndarray) -> np.ndarray:
+        """Sum of squares of each hop of ``whole_hops`` ``(channels, j * hop)``, per channel: ``(channels, j)``.
+
+        ``einsum`` over ``(1, 1, hop)`` (one channel, one hop) flattens to one long reduction and
+        adds in another order than over ``(channels, j, hop)`` with ``j >= 2``, where every hop is
+        summed alike whatever ``j`` is (both checked in tests/test_streaming.py); so a lone hop
+        is summed as one of two unless it is the whole signal, which the one-pass reading sums alone.
+        """
+        j = whole_hops.shape[1] // self.hop
+        hops = whole_hops.reshape(self.n_channels, j, self.hop)
+        if j == 1 and self._sums:
+            hops = np.concatenate([hops, hops], axis=1)
+            return np.einsum("cjh,cjh->cj", hops, hops)[:, :1]
+        return np.einsum("cjh,cjh->cj", hops, hops)
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        """The channel-weighted hop energies and, for a signal shorter than 3 s, its mean weighted power."""
+        if self._rest.shape[1] >= self.hop:  # one whole hop left waiting
+            self._sums.append(self._hop_sums(self._rest[:, : self.hop]))
+            self._rest = self._rest[:, self.hop :]
+        weights = _channel_weights(self.n_channels)
+        energies = weights @ np.concatenate(self._sums, axis=1) if self._sums else np.zeros(0)
+        whole_power = 0.0
+        if self.samples // self.hop < _SHORT_TERM_HOPS and self.samples and self._short is not None:
+            weighted = np.concatenate(self._short, axis=1)
+            whole_power = float(weights @ np.mean(weighted * weighted, axis=1))
+        return energies, whole_power
+
+
 class Loudness:
     """One K-weighting pass over a signal, and every BS.1770 / EBU Tech 3342 reading that shares it.
 
@@ -228,25 +302,33 @@ class Loudness:
     short-term series, integrated loudness and loudness range are all read from it,
     so a signal measured several ways is filtered once; the module's functions
     (:func:`integrated_loudness` and the others) are this class read once.
+
+    The signal is K-weighted in blocks of :data:`ANALYSIS_BLOCK_SAMPLES` (the same numbers
+    as one pass); :meth:`from_blocks` measures a signal read block by block (from a file).
     """
 
     def __init__(self, x: Any, sr: float):
         audio = _as_channels(x, keep_float32=True)  # the filter widens each sample to float64, exactly
-        self.sample_rate = _check_rate(sr)
-        self.hop = _hop_samples(self.sample_rate)
-        n_channels, n_samples = audio.shape
-        n_hops = n_samples // self.hop
-        weighted = _sosfilt(k_weighting_sos(self.sample_rate), audio) if n_samples else audio
-        if n_hops:
-            blocks = weighted[:, : n_hops * self.hop].reshape(n_channels, n_hops, self.hop)
-            per_channel = np.einsum("cjh,cjh->cj", blocks, blocks)
-            self.energies = _channel_weights(n_channels) @ per_channel
-        else:
-            self.energies = np.zeros(0)
+        meter = _HopEnergyMeter(sr, audio.shape[0])
+        for start in range(0, audio.shape[1], ANALYSIS_BLOCK_SAMPLES):
+            meter.add(audio[:, start : start + ANALYSIS_BLOCK_SAMPLES])
+        self._take(meter)
+
+    @classmethod
+    def from_blocks(cls, blocks: Iterable[np.ndarray], sr: float, n_channels: int) -> Loudness:
+        """The loudness of the signal made of ``blocks`` ``(n_channels, m)`` laid end to end."""
+        meter = _HopEnergyMeter(sr, n_channels)
+        for block in blocks:
+            meter.add(block)
+        loudness = cls.__new__(cls)
+        loudness._take(meter)
+        return loudness
+
+    def _take(self, meter: _HopEnergyMeter) -> None:
+        self.sample_rate = meter.sample_rate
+        self.hop = meter.hop
         # A signal shorter than a 3 s window is read as one block over all of it.
-        self._whole_power = 0.0
-        if n_hops < _SHORT_TERM_HOPS and n_samples:
-            self._whole_power = float(_channel_weights(n_channels) @ np.mean(weighted * weighted, axis=1))
+        self.energies, self._whole_power = meter.finish()
 
     def block_powers(self, hops_per_window: int) -> np.ndarray:
         """Mean K-weighted power of each window of ``hops_per_window`` hops, stepped by one hop; one
@@ -502,7 +584,7 @@ def _mean_square(audio: np.ndarray) -> float:
 
 def sample_peak(x: Any) -> float:
     """Largest absolute sample value over all channels, dBFS (SILENCE_DB for silence)."""
-    peak = _largest_magnitude(_as_channels(x))
+    peak = _largest_magnitude(_as_channels(x, keep_float32=True))  # float32's extremes are exact in float64
     return _power_to_db(peak * peak)
 
 
@@ -609,72 +691,124 @@ def octave_band_rms(x: Any, sr: float, k_weighted: bool = False, gate: float | N
     passes, every band reads SILENCE_DB.
     """
     audio = _as_channels(x, keep_float32=True)  # read into float32 buffers below: no float64 copy
-    sr = _check_rate(sr)
-    n_channels, n_samples = audio.shape
-    silent = np.full(len(OCTAVE_CENTRES_HZ), SILENCE_DB)
-    if n_samples < 2 or not np.any(audio):
-        return silent
+    meter = _OctaveBandMeter(sr, audio.shape[0], audio.shape[1], k_weighted, gate)
+    for start in range(0, audio.shape[1], ANALYSIS_BLOCK_SAMPLES):
+        meter.add(audio[:, start : start + ANALYSIS_BLOCK_SAMPLES])
+    return meter.finish()
 
-    frame = 1 << int(math.ceil(math.log2(0.15 * sr)))
-    hop = frame // 2
-    # A sine window at 50 % overlap is power-complementary (sin^2 + cos^2 = 1):
-    # with half a frame of zeros at each end, every sample's energy is counted
-    # exactly once over the frames, as a true RMS needs.
-    window = np.sin(np.pi * (np.arange(frame) + 0.5) / frame)
-    n_frames = -(-n_samples // hop) + 1
-    padded_length = (n_frames + 1) * hop
-    # Window energy falling on real samples, per frame (less than frame/2 only
-    # at the ends); the mean square of the kept frames is divided by it.
-    coverage = np.full(n_frames, frame / 2.0)
-    inside = np.zeros(padded_length)
-    inside[hop : hop + n_samples] = 1.0
-    for index in {0, 1, n_frames - 2, n_frames - 1}:
-        coverage[index] = float(np.dot(window * window, inside[index * hop : index * hop + frame]))
 
-    freqs = np.fft.rfftfreq(frame, 1.0 / sr)
-    # Parseval for a one-sided spectrum: interior bins stand for two.
-    bin_weight = np.full(freqs.shape[0], 2.0 / frame)
-    bin_weight[0] = bin_weight[-1] = 1.0 / frame
-    if k_weighted:
-        bin_weight = bin_weight * np.abs(_sos_response(k_weighting_sos(sr), freqs, sr)) ** 2
+class _OctaveBandMeter:
+    """:func:`octave_band_rms` of a signal of ``n_samples`` known in advance, fed in blocks ``(channels, m)``.
 
-    import scipy.fft
+    The frames are those of the one-pass reading (the signal padded with half a frame of
+    silence at each end) and are transformed in the same groups of ``frames_per_chunk``
+    (each group's energies are summed together), so the levels equal the one-pass
+    reading's; only the samples of the group being transformed are held.
+    """
 
-    window32 = window.astype(np.float32)
-    bin_weight32 = bin_weight.astype(np.float32)
-    gate_power = None if gate is None else 10.0 ** (float(gate) / 10.0)
-    kept_spectrum = np.zeros(freqs.shape[0])  # channel-summed energy per bin over kept frames
-    kept_coverage = 0.0
-    frames_per_chunk = max(1, (1 << 21) // (frame * n_channels))
-    padded = np.zeros((n_channels, padded_length), dtype=np.float32)
-    padded[:, hop : hop + n_samples] = audio
-    frames_view = np.lib.stride_tricks.sliding_window_view(padded, frame, axis=-1)[:, ::hop]
-    scratch = np.empty((frames_per_chunk, freqs.shape[0]), dtype=np.float32)
-    # Plain numpy reductions rather than BLAS products: threaded BLAS gains
-    # nothing at these sizes and stalls badly when other processes hold the cores.
-    for start in range(0, n_frames, frames_per_chunk):
-        block = frames_view[:, start : start + frames_per_chunk] * window32
+    def __init__(self, sr: float, n_channels: int, n_samples: int, k_weighted: bool, gate: float | None):
+        self.sr = sr = _check_rate(sr)
+        self.n_channels, self.n_samples = n_channels, n_samples
+        self.frame = frame = 1 << int(math.ceil(math.log2(0.15 * sr)))
+        self.hop = hop = frame // 2
+        # A sine window at 50 % overlap is power-complementary (sin^2 + cos^2 = 1):
+        # with half a frame of zeros at each end, every sample's energy is counted
+        # exactly once over the frames, as a true RMS needs.
+        window = np.sin(np.pi * (np.arange(frame) + 0.5) / frame)
+        self.n_frames = n_frames = -(-n_samples // hop) + 1
+        self.padded_length = (n_frames + 1) * hop
+        # Window energy falling on real samples, per frame (less than frame/2 only
+        # at the ends); the mean square of the kept frames is divided by it.
+        coverage = np.full(n_frames, frame / 2.0)
+        for index in {0, 1, n_frames - 2, n_frames - 1} if n_samples >= 2 else ():
+            position = np.arange(index * hop, index * hop + frame)
+            inside = ((position >= hop) & (position < hop + n_samples)).astype(np.float64)
+            coverage[index] = float(np.dot(window * window, inside))
+        self.coverage = coverage
+        self.freqs = np.fft.rfftfreq(frame, 1.0 / sr)
+        # Parseval for a one-sided spectrum: interior bins stand for two.
+        bin_weight = np.full(self.freqs.shape[0], 2.0 / frame)
+        bin_weight[0] = bin_weight[-1] = 1.0 / frame
+        if k_weighted:
+            bin_weight = bin_weight * np.abs(_sos_response(k_weighting_sos(sr), self.freqs, sr)) ** 2
+        self.bin_weight = bin_weight
+        self.window32 = window.astype(np.float32)
+        self.bin_weight32 = bin_weight.astype(np.float32)
+        self.gate_power = None if gate is None else 10.0 ** (float(gate) / 10.0)
+        self.kept_spectrum = np.zeros(self.freqs.shape[0])  # channel-summed energy per bin over kept frames
+        self.kept_coverage = 0.0
+        self.frames_per_chunk = max(1, (1 << 21) // (frame * n_channels))
+        self.any_signal = False
+        self._fed = 0
+        self._frames_done = 0
+        # The padded signal from the first frame not yet transformed: half a frame of silence first.
+        self._pending = np.zeros((n_channels, hop), dtype=np.float32)
+        self._scratch = np.empty((self.frames_per_chunk, self.freqs.shape[0]), dtype=np.float32)
+
+    def add(self, block: np.ndarray) -> None:
+        if block.shape[1] == 0:
+            return
+        self._fed += block.shape[1]
+        if self._fed > self.n_samples:
+            raise ValueError(f"more than the {self.n_samples} samples announced")
+        self.any_signal = self.any_signal or bool(np.any(block))
+        self._pending = np.concatenate([self._pending, block.astype(np.float32, copy=False)], axis=1)
+        self._chunks()
+
+    def _chunks(self) -> None:
+        hop, frame = self.hop, self.frame
+        taken = 0
+        while self._frames_done < self.n_frames:
+            count = min(self.frames_per_chunk, self.n_frames - self._frames_done)
+            needed = (count - 1) * hop + frame
+            if self._pending.shape[1] - taken * hop < needed:
+                break
+            piece = self._pending[:, taken * hop : taken * hop + needed]
+            self._chunk(piece, self._frames_done, count)
+            self._frames_done += count
+            taken += count
+        self._pending = self._pending[:, taken * hop :].copy()
+
+    def _chunk(self, piece: np.ndarray, first: int, count: int) -> None:
+        import scipy.fft
+
+        block = np.lib.stride_tricks.sliding_window_view(piece, self.frame, axis=-1)[:, :: self.hop] * self.window32
         spectrum = scipy.fft.rfft(block, axis=-1, workers=2)
         # |X|^2 summed over channels, accumulated in place to spare temporaries.
+        # Plain numpy reductions rather than BLAS products: threaded BLAS gains
+        # nothing at these sizes and stalls badly when other processes hold the cores.
+        scratch = self._scratch
         power = np.square(spectrum.real[0])
         power += np.square(spectrum.imag[0], out=scratch[: power.shape[0]])
-        for channel in range(1, n_channels):
+        for channel in range(1, self.n_channels):
             power += np.square(spectrum.real[channel], out=scratch[: power.shape[0]])
             power += np.square(spectrum.imag[channel], out=scratch[: power.shape[0]])
-        chunk_coverage = coverage[start : start + power.shape[0]]
-        if gate_power is not None:
-            frame_energy = np.einsum("fk,k->f", power, bin_weight32)
-            keep = frame_energy >= chunk_coverage * (gate_power * n_channels)
+        chunk_coverage = self.coverage[first : first + count]
+        if self.gate_power is not None:
+            frame_energy = np.einsum("fk,k->f", power, self.bin_weight32)
+            keep = frame_energy >= chunk_coverage * (self.gate_power * self.n_channels)
             power = power[keep]
             chunk_coverage = chunk_coverage[keep]
-        kept_spectrum += power.sum(axis=0, dtype=np.float64)
-        kept_coverage += float(chunk_coverage.sum())
-    if kept_coverage == 0.0:
-        return silent
-    band_powers = (kept_spectrum * bin_weight) @ _octave_band_response(freqs) / (kept_coverage * n_channels)
-    # A band whose lower edge is past Nyquist only catches its filter's skirt.
-    band_powers[OCTAVE_BAND_EDGES_HZ[:, 0] >= sr / 2.0] = 0.0
-    return _powers_to_db(band_powers)
+        self.kept_spectrum += power.sum(axis=0, dtype=np.float64)
+        self.kept_coverage += float(chunk_coverage.sum())
+
+    def finish(self) -> np.ndarray:
+        silent = np.full(len(OCTAVE_CENTRES_HZ), SILENCE_DB)
+        if self._fed != self.n_samples:
+            raise ValueError(f"{self._fed} samples fed, {self.n_samples} announced")
+        if self.n_samples < 2 or not self.any_signal:
+            return silent
+        # The padded signal ends with silence up to whole frames.
+        tail = self.padded_length - (self.hop + self.n_samples)
+        self._pending = np.pad(self._pending, ((0, 0), (0, tail)))
+        self._chunks()
+        if self.kept_coverage == 0.0:
+            return silent
+        band_powers = (self.kept_spectrum * self.bin_weight) @ _octave_band_response(self.freqs)
+        band_powers /= self.kept_coverage * self.n_channels
+        # A band whose lower edge is past Nyquist only catches its filter's skirt.
+        band_powers[OCTAVE_BAND_EDGES_HZ[:, 0] >= self.sr / 2.0] = 0.0
+        return _powers_to_db(band_powers)
 
 
 # --------------------------------------------------------------------------
@@ -701,47 +835,96 @@ _ONSET_FRAME_RATE_HZ = 100.0
 _ONSET_BANDS = 12
 
 
-def _onset_strength(audio: np.ndarray, sr: float) -> tuple[np.ndarray, float]:
-    """Spectral-flux onset envelope of (channels, samples) audio and its frame rate (Hz).
+class _OnsetMeter:
+    """Spectral-flux onset envelope of (channels, samples) audio fed in blocks, and its frame rate (Hz).
 
     The channels are summed and the rate halved while at or above 32 kHz
     (pairwise averaging is enough: the aliased treble still marks onsets);
     then a Hann STFT of 23-46 ms is taken every 10 ms, the power grouped
     into 12 log-spaced bands from 30 Hz to 12 kHz and log-compressed, and
     the positive frame-to-frame increases summed over bands.
+
+    Blocks are decimated as they come (a sample short of a whole decimation step waits
+    for the next block), the frames of the mono signal transformed a few thousand at a time
+    and only their 12 band powers kept (the log compression is relative to the
+    loudest band of the whole signal, so it waits for :meth:`finish`): the envelope
+    equals the one-pass reading's, a frame's spectrum not depending on its neighbours.
     """
-    factor = 1
-    while sr / factor >= 32000.0:
-        factor *= 2
-    sr = sr / factor
-    usable = audio.shape[1] // factor * factor
-    # Downmix and decimate in one float32 pass per channel and phase; the
-    # overall gain does not matter (the envelope is normalised below).
-    mono = np.zeros(usable // factor, dtype=np.float32)
-    for channel in audio:
-        for phase in range(factor):
-            mono += channel[phase:usable:factor]
-    hop = max(1, int(round(sr / _ONSET_FRAME_RATE_HZ)))
-    n_fft = 1 << int(math.ceil(math.log2(0.023 * sr)))
-    if mono.shape[0] < n_fft:
-        return np.zeros(0), sr / hop
-    import scipy.fft
 
-    frames = np.lib.stride_tricks.sliding_window_view(mono, n_fft)[::hop]
-    spectrum = scipy.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=-1, workers=2)
-    power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
+    FRAMES_PER_STEP = 4096
 
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    edges_hz = np.geomspace(30.0, min(12000.0, 0.95 * sr / 2.0), _ONSET_BANDS + 1)
-    first_bins = np.unique(np.searchsorted(freqs, edges_hz[:-1]))
-    bands = np.add.reduceat(power, first_bins, axis=1)
-    reference = float(np.max(bands))
-    if not reference > 0.0:
-        return np.zeros(frames.shape[0]), sr / hop
-    # log1p compression: loud onsets count, near-silent noise flicker does not.
-    compressed = np.log1p(bands * (1000.0 / reference))
-    flux = np.maximum(np.diff(compressed, axis=0), 0.0).sum(axis=1)
-    return flux.astype(np.float64), sr / hop
+    def __init__(self, sr: float):
+        factor = 1
+        while sr / factor >= 32000.0:
+            factor *= 2
+        self.factor = factor
+        self.sr = sr / factor
+        self.hop = max(1, int(round(self.sr / _ONSET_FRAME_RATE_HZ)))
+        self.n_fft = 1 << int(math.ceil(math.log2(0.023 * self.sr)))
+        self.window = np.hanning(self.n_fft).astype(np.float32)
+        freqs = np.fft.rfftfreq(self.n_fft, 1.0 / self.sr)
+        edges_hz = np.geomspace(30.0, min(12000.0, 0.95 * self.sr / 2.0), _ONSET_BANDS + 1)
+        self.first_bins = np.unique(np.searchsorted(freqs, edges_hz[:-1]))
+        self._mono = np.zeros(0, dtype=np.float32)  # mono samples from the first frame not yet taken
+        self._pending = np.zeros((0, 0), dtype=np.float32)
+        self._bands: list[np.ndarray] = []
+        self.samples = 0
+        self.any_signal = False
+
+    def add(self, block: np.ndarray) -> None:
+        self.samples += block.shape[1]
+        self.any_signal = self.any_signal or bool(np.any(block))
+        if self._pending.shape[1]:  # samples short of a whole decimation step, from the block before
+            block = np.concatenate([self._pending, block], axis=1)
+        usable = block.shape[1] // self.factor * self.factor
+        self._pending = block[:, usable:].copy()
+        # Downmix and decimate in one float32 pass per channel and phase; the overall gain
+        # does not matter (the envelope is normalised below).
+        mono = np.zeros(usable // self.factor, dtype=np.float32)
+        for channel in block:
+            for phase in range(self.factor):
+                mono += channel[phase : usable : self.factor]
+        self._mono = np.concatenate([self._mono, mono]) if self._mono.shape[0] else mono
+        self._frames(final=False)
+
+    def _frames(self, final: bool) -> None:
+        import scipy.fft
+
+        available = (self._mono.shape[0] - self.n_fft) // self.hop + 1 if self._mono.shape[0] >= self.n_fft else 0
+        step = self.FRAMES_PER_STEP
+        taken = 0
+        while available - taken >= step or (final and available > taken):
+            count = min(step, available - taken)
+            piece = self._mono[taken * self.hop : (taken + count - 1) * self.hop + self.n_fft]
+            frames = np.lib.stride_tricks.sliding_window_view(piece, self.n_fft)[:: self.hop]
+            spectrum = scipy.fft.rfft(frames * self.window, axis=-1, workers=2)
+            power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
+            self._bands.append(np.add.reduceat(power, self.first_bins, axis=1))
+            taken += count
+        self._mono = self._mono[taken * self.hop :].copy()
+
+    def finish(self) -> tuple[np.ndarray, float]:
+        frame_rate = self.sr / self.hop
+        self._frames(final=True)
+        if not self._bands:
+            return np.zeros(0), frame_rate
+        bands = np.concatenate(self._bands)
+        reference = float(np.max(bands))
+        if not reference > 0.0:
+            return np.zeros(bands.shape[0]), frame_rate
+        # log1p compression: loud onsets count, near-silent noise flicker does not.
+        compressed = np.log1p(bands * (1000.0 / reference))
+        flux = np.maximum(np.diff(compressed, axis=0), 0.0).sum(axis=1)
+        return flux.astype(np.float64), frame_rate
+
+
+def _onset_strength(audio: np.ndarray, sr: float) -> tuple[np.ndarray, float]:
+    """Spectral-flux onset envelope of (channels, samples) audio and its frame rate (Hz) (:class:`_OnsetMeter`)."""
+    meter = _OnsetMeter(sr)
+    step = ANALYSIS_BLOCK_SAMPLES
+    for start in range(0, audio.shape[1], step):
+        meter.add(audio[:, start : start + step])
+    return meter.finish()
 
 
 def _periodicity(envelope: np.ndarray, frame_rate: float) -> tuple[np.ndarray, np.ndarray]:
@@ -829,11 +1012,25 @@ def estimate_tempo(x: Any, sr: float) -> float:
     autocorrelation scale (e.g. noise).  Callers should fall back to a
     default.
     """
-    audio = _as_channels(x)
+    audio = _as_channels(x, keep_float32=True)  # summed into float32 below: no float64 copy
     sr = _check_rate(sr)
     if audio.shape[1] < _TEMPO_MIN_SECONDS * sr or not np.any(audio):
         return math.nan
-    envelope, frame_rate = _onset_strength(audio, sr)
+    return _tempo_from_envelope(*_onset_strength(audio, sr))
+
+
+def _tempo_from_blocks(blocks: Iterable[np.ndarray], sr: float) -> float:
+    """:func:`estimate_tempo` of the signal made of ``blocks`` ``(channels, m)`` float32 laid end to end."""
+    sr = _check_rate(sr)
+    meter = _OnsetMeter(sr)
+    for block in blocks:
+        meter.add(block)
+    if meter.samples < _TEMPO_MIN_SECONDS * sr or not meter.any_signal:
+        return math.nan
+    return _tempo_from_envelope(*meter.finish())
+
+
+def _tempo_from_envelope(envelope: np.ndarray, frame_rate: float) -> float:
     if envelope.shape[0] < 0.9 * _TEMPO_MIN_SECONDS * frame_rate or np.std(envelope) < _MIN_ONSET_ACTIVITY:
         return math.nan
     bpm_grid, strength = _periodicity(envelope, frame_rate)
@@ -871,16 +1068,40 @@ def estimate_tempo(x: Any, sr: float) -> float:
 class SongAnalysis:
     """A song's vocal and backing measured once, for every rule and for the render.
 
-    ``vocal`` ``(1, samples)`` and ``backing`` ``(2, samples)`` at ``sr``, as the rules
-    see them. Each reading is made on first use and kept: the loudness of each
-    signal (one K-weighting pass serving its momentary, short-term and integrated
-    readings), the vocal's sample peak and the backing's tempo.
+    ``vocal`` ``(1, samples)`` at ``sr``, as the rules see it. ``backing``: ``(2, samples)``
+    at ``sr``, or a callable returning an iterator of ``(2, m)`` float32 blocks at ``sr``
+    that laid end to end are that backing (read from its file again at each call, so a
+    long backing is never held whole). Each reading is made on first use and kept: the
+    loudness of each signal (one K-weighting pass serving its momentary, short-term and
+    integrated readings), the vocal's sample peak, the backing's tempo and its octave
+    bands where both are active; each backing reading is one pass over its blocks and
+    equals the reading of the whole array. :attr:`backing` makes the whole array, for
+    the methods that need it whole (the networks, the reverb's return-level mode).
     """
 
-    def __init__(self, vocal: np.ndarray, backing: np.ndarray, sr: float):
+    def __init__(self, vocal: np.ndarray, backing: np.ndarray | Callable[[], Iterator[np.ndarray]], sr: float):
         self.vocal = vocal
-        self.backing = backing
         self.sample_rate = sr
+        if callable(backing):
+            self._backing_blocks = backing
+            self._backing_channels = 2
+        else:
+            whole = backing
+            self.__dict__["backing"] = whole  # the cached property, already known
+            self._backing_channels = whole.shape[0]
+            self._backing_blocks = lambda: (
+                whole[:, start : start + ANALYSIS_BLOCK_SAMPLES]
+                for start in range(0, whole.shape[1], ANALYSIS_BLOCK_SAMPLES)
+            )
+
+    @functools.cached_property
+    def backing(self) -> np.ndarray:
+        """The whole backing ``(2, samples)`` (read from its blocks on first use)."""
+        return np.concatenate(list(self._backing_blocks()), axis=1)
+
+    def backing_blocks(self) -> Iterator[np.ndarray]:
+        """The backing as ``(2, m)`` blocks at ``sample_rate``, in order."""
+        return iter(self._backing_blocks())
 
     @functools.cached_property
     def vocal_loudness(self) -> Loudness:
@@ -888,7 +1109,7 @@ class SongAnalysis:
 
     @functools.cached_property
     def backing_loudness(self) -> Loudness:
-        return Loudness(self.backing, self.sample_rate)
+        return Loudness.from_blocks(self.backing_blocks(), self.sample_rate, self._backing_channels)
 
     @functools.cached_property
     def vocal_lufs(self) -> float:
@@ -905,12 +1126,29 @@ class SongAnalysis:
     @functools.cached_property
     def tempo_bpm(self) -> float:
         """:func:`estimate_tempo` of the backing (NaN when none is found)."""
-        return estimate_tempo(self.backing, self.sample_rate)
+        return _tempo_from_blocks(self.backing_blocks(), self.sample_rate)
+
+    def masked_band_rms(
+        self, mask: np.ndarray, k_weighted: bool = True, gate: float | None = -70.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`octave_band_rms` of the vocal and of the backing over the samples where ``mask`` is True
+        (as of ``vocal[:, mask]`` and ``backing[:, mask]``; the backing's read block by block)."""
+        vocal_bands = octave_band_rms(self.vocal[:, mask], self.sample_rate, k_weighted=k_weighted, gate=gate)
+        meter = _OctaveBandMeter(
+            self.sample_rate, self._backing_channels, int(np.count_nonzero(mask)), k_weighted, gate
+        )
+        offset = 0
+        for block in self.backing_blocks():
+            meter.add(block[:, mask[offset : offset + block.shape[1]]])
+            offset += block.shape[1]
+        return vocal_bands, meter.finish()
 
     def backing_lufs_if_same(self, backing: np.ndarray, sr: float) -> float | None:
         """The backing's integrated loudness if ``backing`` at ``sr`` is the analysed backing sample for
         sample (as when the output rate is the working rate and no tail is added), else None."""
-        if sr != self.sample_rate or backing.shape != self.backing.shape:
+        if sr != self.sample_rate or "backing" not in self.__dict__:
+            return None
+        if backing.shape != self.backing.shape:
             return None
         if backing is not self.backing and not np.array_equal(backing, self.backing):
             return None

@@ -198,6 +198,80 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
+class Resampler:
+    """:func:`resample` of a signal of ``n_in`` samples (known in advance) fed in blocks ``(channels, m)``.
+
+    Each output sample of the polyphase filter is a sum over the input samples under its
+    filter, so it can be computed from any stretch of input that holds them all (or that
+    reaches the signal's end where it does): the stretch given to ``resample_poly`` starts
+    on a multiple of ``down`` (so its output grid is the whole signal's) and only the
+    outputs whose filter lies inside it are kept. The filter is designed once and handed
+    to ``resample_poly``, the same taps in the same order, so the pieces laid end to end
+    equal :func:`resample` of the whole signal bit for bit (tested). Holds one block and a
+    margin of input (a few dozen samples, or up to ``down`` for the alignment).
+    """
+
+    def __init__(self, from_rate: int, to_rate: int, n_in: int):
+        ratio = Fraction(to_rate, from_rate)
+        self.up, self.down = ratio.numerator, ratio.denominator
+        self.n_in = n_in
+        self.n_out = -(-n_in * self.up // self.down)
+        self.same = from_rate == to_rate
+        if not self.same:
+            from scipy import signal
+
+            max_rate = max(self.up, self.down)
+            self._taps = signal.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 10.0))
+            # Reach of one output's filter in input samples, with room to spare (its centre and the pre-padding).
+            self._reach = (self._taps.shape[0] + self.down) // self.up + 2
+        self._buffer: np.ndarray | None = None
+        self._start = 0  # input index of the buffer's first sample (a multiple of down)
+        self._fed = 0
+        self._emitted = 0
+
+    def add(self, block: np.ndarray) -> np.ndarray:
+        """Take the next input block; return the output samples now complete, float32."""
+        if self.same:
+            self._fed += block.shape[-1]
+            return block
+        block = np.asarray(block, dtype=np.float64)
+        self._buffer = block if self._buffer is None else np.concatenate([self._buffer, block], axis=-1)
+        self._fed += block.shape[-1]
+        if self._fed > self.n_in:
+            raise ValueError(f"more than the {self.n_in} samples announced")
+        return self._emit()
+
+    def _emit(self) -> np.ndarray:
+        from scipy import signal
+
+        assert self._buffer is not None
+        end = self._start + self._buffer.shape[-1]
+        last = end >= self.n_in
+        stop = self.n_out if last else max(self._emitted, ((end - self._reach) * self.up) // self.down)
+        if stop <= self._emitted:
+            return np.zeros(self._buffer.shape[:-1] + (0,), dtype=np.float32)
+        out = signal.resample_poly(self._buffer, self.up, self.down, axis=-1, window=self._taps)
+        offset = self._start * self.up // self.down  # the buffer's first output, as an output index
+        piece = out[..., self._emitted - offset : stop - offset].astype(np.float32)
+        self._emitted = stop
+        # Keep the input the next outputs reach back to, from a multiple of down.
+        first_needed = max(0, (stop * self.down) // self.up - self._reach)
+        keep_from = first_needed // self.down * self.down
+        if keep_from > self._start:
+            self._buffer = self._buffer[..., keep_from - self._start :].copy()
+            self._start = keep_from
+        return piece
+
+
+def resample_blocks(blocks, from_rate: int, to_rate: int, n_in: int):
+    """The output of :func:`resample` in pieces, from the input in ``blocks`` (:class:`Resampler`)."""
+    resampler = Resampler(from_rate, to_rate, n_in)
+    for block in blocks:
+        piece = resampler.add(block)
+        if piece.shape[-1]:
+            yield piece
+
+
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """Average all channels to one, ``(1, samples)``."""
     return samples.mean(axis=0, keepdims=True)

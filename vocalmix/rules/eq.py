@@ -49,24 +49,23 @@ def active_mask(x: np.ndarray, sample_rate: int, loudness: analysis.Loudness | N
 
 def decide_eq(
     vocal: np.ndarray,
-    backing: np.ndarray,
+    backing: np.ndarray | None,
     sample_rate: int,
     max_bands: int = MAX_BANDS,
     song: analysis.SongAnalysis | None = None,
 ) -> tuple[EQSettings, dict]:
-    """Masking-reduction EQ for ``vocal`` ``(1, samples)`` against ``backing`` ``(2, samples)``.
+    """Masking-reduction EQ for ``vocal`` ``(1, samples)`` against ``backing`` ``(2, samples)`` (unused
+    when ``song`` is given: its backing, of the vocal's length, is read from there).
 
     ``song``: the two signals' analysis, when it has been made already (their loudness is then not measured again).
     """
     song = song or analysis.SongAnalysis(vocal, backing, sample_rate)
-    mask = active_mask(vocal, sample_rate, song.vocal_loudness) & active_mask(
-        backing, sample_rate, song.backing_loudness
-    )
+    # The backing is as long as the vocal (and may be read from its file in blocks, never held whole).
+    mask = active_mask(vocal, sample_rate, song.vocal_loudness) & active_mask(vocal, sample_rate, song.backing_loudness)
     min_samples = int(MOMENTARY_WINDOW_S * sample_rate)
     if np.count_nonzero(mask) < min_samples:
         raise InputError("vocal and backing are never active at the same time; nothing to balance")
-    vocal_bands = np.asarray(analysis.octave_band_rms(vocal[:, mask], sample_rate, k_weighted=True))
-    backing_bands = np.asarray(analysis.octave_band_rms(backing[:, mask], sample_rate, k_weighted=True))
+    vocal_bands, backing_bands = song.masked_band_rms(mask, k_weighted=True)
     centres = list(analysis.OCTAVE_CENTRES_HZ)
 
     difference = vocal_bands - backing_bands

@@ -93,7 +93,8 @@ class RulesMethod:
         the longer render are the shorter render, bit for bit. ``reverb_ir_max_s`` cuts the
         rendered reverb's impulse response there, as the render would (default 20 s).
         """
-        vocal, backing, sample_rate = song.vocal, song.backing, song.sample_rate
+        # song.backing (the whole array) is made only for the return-level mode; the rest reads song's analysis.
+        vocal, sample_rate = song.vocal, song.sample_rate
         n = vocal.shape[-1]
         timings: dict[str, float] = {}
         report: dict = {"method": self.name}
@@ -102,7 +103,7 @@ class RulesMethod:
         # Every stage is put on the plug-ins' grids as soon as it is decided, so each later
         # decision (and the level, last) is made on the chain exactly as it will be rendered.
         start = time.perf_counter()
-        settings.eq, report["eq"] = decide_eq(vocal, backing, sample_rate, song=song)
+        settings.eq, report["eq"] = decide_eq(vocal, None, sample_rate, song=song)
         settings = on_plugin_grids(settings)
         rendered = n if render_samples is None else max(n, render_samples)
         eq_out = process_vocal(fit_length(vocal, rendered), sample_rate, settings, upto="eq")
@@ -116,9 +117,7 @@ class RulesMethod:
         timings["compressor"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        settings.reverb, report["reverb"] = decide_reverb(
-            backing, sample_rate, settings.reverb, self.tempo_bpm, song=song
-        )
+        settings.reverb, report["reverb"] = decide_reverb(None, sample_rate, settings.reverb, self.tempo_bpm, song=song)
         settings = on_plugin_grids(settings)
         compressed = search.audio
         if compressed is None:  # the vocal needed no compression: the stage still runs, at ratio 1
@@ -131,7 +130,7 @@ class RulesMethod:
             pct, report["reverb"]["return_level"] = dry_wet_for_return_level(
                 np.repeat(dry, 2, axis=0),
                 wet,
-                backing,
+                song.backing,
                 sample_rate,
                 self.target_relative_lu,
                 backing_lufs=song.backing_lufs,

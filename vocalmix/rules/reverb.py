@@ -33,7 +33,7 @@ def reverb_time_for_tempo(tempo_bpm: float) -> float:
 
 
 def decide_reverb(
-    backing: np.ndarray,
+    backing: np.ndarray | None,
     sample_rate: int,
     base: ReverbSettings | None = None,
     tempo_bpm: float | None = None,

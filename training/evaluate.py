@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from vocalmix.errors import InputError
+from vocalmix.files import write_atomic
 from vocalmix.nets.checkpoints import check_compatible, load_checkpoint, model_from_checkpoint
 from vocalmix.nets.mixing_cnn import TASK_OUTPUTS
 
@@ -160,7 +161,7 @@ class EvaluationResult:
         text = out.getvalue()
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            write_atomic(path, text)
         return text
 
     def per_target(self) -> list[dict]:

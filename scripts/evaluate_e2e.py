@@ -22,8 +22,11 @@ to the plug-in grids and the level rule's gated loudness) and "clean vocal + mea
 (the floor for a predictor that undoes every degradation perfectly but, seeing only the
 degraded vocal, cannot know the target's own draw from the prior).
 
+``--degradation eq|dynamics|room`` keeps only that part of the degradation (the random draws
+and so the targets stay the same), to show which part a method leaves undone.
+
     python scripts/evaluate_e2e.py [--model DIR] [--cases-per-song 4] [--seed 1234] [--json out.json]
-                                   [--methods NAME,...]
+                                   [--methods NAME,...] [--degradation all|eq|dynamics|room]
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +90,12 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--methods", default=None, help=f"comma-separated subset of: {', '.join(ALL_METHODS)} (default: all)"
     )
+    ap.add_argument(
+        "--degradation",
+        choices=("all", "eq", "dynamics", "room"),
+        default="all",
+        help="keep only this part of the degradation (EQ resonances and tilt, expansion, room); gain always",
+    )
     args = ap.parse_args(argv)
     chosen = ALL_METHODS if args.methods is None else tuple(m.strip() for m in args.methods.split(","))
     unknown = [m for m in chosen if m not in ALL_METHODS]
@@ -126,6 +136,14 @@ def main(argv=None) -> int:
     methods = {name: makers[name]() for name in ALL_METHODS if name in chosen}
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     centre = e2e.prior_centre()
+    degradation = e2e.DegradationConfig()
+    if args.degradation != "all":
+        off = {
+            "eq": {"expansion": (0.0, 0.0), "room_probability": 0.0},
+            "dynamics": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "room_probability": 0.0},
+            "room": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 1.0},
+        }[args.degradation]
+        degradation = replace(degradation, **off)
     grid = None
     for song in sorted(SONGS.iterdir()):
         vocal = load_audio(song / "vocal.flac", sr).samples.mean(axis=0, keepdims=True).astype(np.float32)
@@ -145,7 +163,7 @@ def main(argv=None) -> int:
             # training clips' ungated measure differs by several LU on songs with pauses).
             rel_target = phys["level.relative_loudness_lu"].item()
             target = target * 10 ** ((rel_target - _relative(target[0].numpy(), backing, sr)) / 20)
-            degraded, record = e2e.degrade(clean, sr, gen)
+            degraded, record = e2e.degrade(clean, sr, gen, degradation)
             target_values = {k: float(v[0]) for k, v in phys.items()}
             target_settings = e2e_outputs.to_mix_settings(target_values, 0.0, snap=False)
             # The degradation's EQ as a response on the same grid.
@@ -235,7 +253,10 @@ def main(argv=None) -> int:
         summary[name]["export_warnings"] = int(sum(r["export_warnings"] for r in rs))
         summary[name]["cases"] = len(rs)
     n_cases = len(next(iter(rows.values())))
-    print(f"\nHeld-out real vocals ({n_cases} degraded cases from {SONGS}), seed {args.seed}:\n")
+    print(
+        f"\nHeld-out real vocals ({n_cases} degraded cases from {SONGS}), seed {args.seed}, "
+        f"degradation: {args.degradation}:\n"
+    )
     print(
         "| method | MR-STFT to target | EQ response error dB | ratio error | reverb time error (oct) | "
         "dry/wet error % | level error LU | valid | export warnings |"

@@ -356,3 +356,12 @@ def test_train_command_takes_the_default_recipe_flags(tmp_path):
     config = load_checkpoint(out / "cnn_e2e.pt")["train_config"]
     assert config["fresh_pairs"] and config["augment_voices"] and config["formant_voices"] == 1
     assert config["lr_final"] == 1e-5 and config["val_every"] == 1
+
+
+def test_init_from_a_resume_state_continues_its_optimiser(tmp_path):
+    config = e2e.E2EConfig(steps=1, batch_size=2, n_pairs=8, seed=4, val_every=1, fresh_pairs=True)
+    e2e.train_e2e("synthetic:1", tmp_path / "a", config, progress=False)
+    e2e.train_e2e("synthetic:1", tmp_path / "b", config, init=tmp_path / "a" / "cnn_e2e.last.pt", progress=False)
+    second = torch.load(tmp_path / "b" / "cnn_e2e.last.pt", weights_only=True)
+    adam_steps = {int(s["step"]) for s in second["optimizer"]["state"].values()}
+    assert adam_steps == {2}  # Adam's step count went on from the first run's 1

@@ -471,7 +471,8 @@ def init_predictor(model: MixingCNN, source: str | os.PathLike) -> str:
     on other data or with another schedule). A folder without one gives the
     convolutional layers of its first Li & Lerch CNN among :data:`INIT_CNN_TASKS`
     (the head, whose outputs mean other targets, keeps its fresh weights and the bias
-    at the prior's centre).
+    at the prior's centre). A cnn-e2e resume state (``cnn_e2e.last.pt``) also carries the
+    optimiser and gradient-balance state, which :func:`train_e2e` then continues.
     """
     path = Path(source)
     if path.is_dir():
@@ -663,13 +664,24 @@ def train_e2e(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     stft = MultiResolutionSTFT()
     last_path, best_path, log_path = out / "cnn_e2e.last.pt", out / CHECKPOINT_NAME, out / "cnn_e2e.log.csv"
+    if init_path is not None and not last_path.exists():
+        warm = load_checkpoint(init_path)
+        if warm.get("task") == TASK and "optimizer" in warm and "balance" in warm:
+            # A resume state (cnn_e2e.last.pt) of another run: its Adam moments and gradient
+            # scales continue too; a fresh Adam would move every weight by about lr in its
+            # first steps, knocking a trained predictor off its optimum.
+            optimizer.load_state_dict(warm["optimizer"])
+            balance.load_state_dict(warm["balance"])
+            say(f"optimiser and gradient balance continue from {init_path}")
     step, best_val, best_step, start_val = 0, math.inf, 0, None
     if last_path.exists():
         state = load_checkpoint(last_path)
         same = {k: v for k, v in asdict(config).items() if k != "steps"}
+        # Options added since a run started were off in it: their defaults fill its record.
+        saved = {**asdict(E2EConfig()), **state.get("train_config", {})}
         if (
             state.get("dataset_manifest_sha256") != manifest_hash
-            or {k: v for k, v in state.get("train_config", {}).items() if k != "steps"} != same
+            or {k: v for k, v in saved.items() if k != "steps"} != same
         ):
             raise InputError(f"{last_path}: from a run with other data or settings; use another --out folder")
         model.load_state_dict(state["state_dict"])

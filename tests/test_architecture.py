@@ -339,3 +339,31 @@ def test_every_atomic_write_goes_through_the_one_helper():
             if calls:
                 offenders[rel] = calls
     assert offenders == {}, "write through vocalmix.files.write_atomic"
+
+
+def test_dsp_room_size_range_is_the_settings_range():
+    """dsp cannot import the settings (it imports nothing above it), so its delay-length check restates
+    Room Size's range; this ties the two: every whole number in the settings range is taken, the next
+    ones out are not."""
+    from vocalmix.dsp.reverb import fdn_delay_lengths
+    from vocalmix.settings import ReverbSettings
+
+    spec = spec_of(ReverbSettings, "room_size")
+    low, high = int(spec.minimum), int(spec.maximum)
+    assert (low, high) == (spec.minimum, spec.maximum) and spec.integer
+    for room in range(low, high + 1):
+        assert len(fdn_delay_lengths(room, 64, 44100.0)) == 64
+    for room in (low - 1, high + 1):
+        with pytest.raises(ValueError, match="room_size"):
+            fdn_delay_lengths(room, 64, 44100.0)
+
+
+def test_training_target_ranges_are_the_runtime_ones():
+    """The CNN targets' ranges (vocalmix.nets.cnn_targets, which checkpoints record) and the dataset's
+    outlier limits (training/targets.py) and EQ degradation range (training/synthesis.py) are one fact each."""
+    from vocalmix.nets.cnn_targets import LEVEL_RANGE_LU, LRA_RANGE_LU, TARGET_RANGES, TASKS
+    from vocalmix.training import synthesis, targets
+
+    assert targets.LEVEL_RANGE_LU == LEVEL_RANGE_LU and targets.LRA_RANGE_LU == LRA_RANGE_LU
+    for name in TASKS["eq"]:
+        assert TARGET_RANGES[name] == (-synthesis.EQ_GAIN_RANGE_DB, synthesis.EQ_GAIN_RANGE_DB, "linear"), name

@@ -71,7 +71,7 @@ from torch import nn
 from . import biquads
 from .biquads import FilterType
 from .constants import N_EQ_BANDS
-from .sosfilt import sosfilt
+from .sosfilt import sosfilt, sosfilt_rows
 
 __all__ = [
     "ALIAS_FLOOR_DB",
@@ -392,9 +392,24 @@ def _filter_recursively(x, b, a, doubled, enabled) -> torch.Tensor:
         x.detach().numpy() if x.dtype in (torch.float32, torch.float64) else x.detach().to(torch.float64).numpy()
     )
     out = np.empty(signal_in.shape, dtype=np.float64)
-    for item in range(x.shape[0]):
-        sos = np.repeat(sections[item], repeats[item].numpy(), axis=0)
-        out[item] = sosfilt(sos, signal_in[item]) if len(sos) else signal_in[item]
+    per_item = [np.repeat(sections[item], repeats[item].numpy(), axis=0) for item in range(x.shape[0])]
+    # Items with the same number of sections run side by side (sosfilt_rows, each row
+    # still scipy's sosfilt bit for bit); a lone item runs alone.
+    by_count: dict[int, list[int]] = {}
+    for item, sos in enumerate(per_item):
+        by_count.setdefault(len(sos), []).append(item)
+    for count, items in by_count.items():
+        if count == 0:
+            out[items] = signal_in[items]
+        elif len(items) == 1:
+            out[items[0]] = sosfilt(per_item[items[0]], signal_in[items[0]])
+        else:
+            channels, n = signal_in.shape[1:]
+            row_sos = np.repeat(np.stack([per_item[i] for i in items]), channels, axis=0)
+            if len(items) == len(per_item):  # the usual batch: no copies in or out
+                sosfilt_rows(row_sos, signal_in.reshape(-1, n), out=out.reshape(-1, n))
+            else:
+                out[items] = sosfilt_rows(row_sos, signal_in[items].reshape(-1, n)).reshape(len(items), channels, n)
     return torch.from_numpy(out).to(x.dtype)
 
 

@@ -6,7 +6,9 @@ output equals scipy's bit for bit (``tests/test_single_pass.py``). It exists so 
 the render path does not import ``scipy.signal``, whose import alone costs one to two
 seconds of CPU time, and because it is faster: float32 input is read as it is (no
 float64 copy first), and a two-section filter (K-weighting) keeps its state in
-registers, about twice scipy's speed per channel.
+registers, about twice scipy's speed per channel. :func:`sosfilt_rows` filters many
+signals, each with its own sections, side by side (the batch renderer's EQ): the same
+arithmetic per signal, so each row is still scipy's ``sosfilt`` of that row bit for bit.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["sosfilt"]
+__all__ = ["sosfilt", "sosfilt_rows"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -88,3 +90,91 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None):
     if zi is None:
         return out.reshape(shape)
     return out.reshape(shape), np.moveaxis(state, 1, 0).reshape(zi.shape)
+
+
+#: Samples per block of :func:`_rows_kernel` (a block of four rows stays in the L1 cache).
+_ROWS_BLOCK = 512
+
+
+@numba.njit(cache=True, nogil=True)
+def _rows_kernel(coefficients, x, out):  # pragma: no cover - compiled
+    # Four rows at a time, each with its own coefficients (coefficients (sections, 5, rows):
+    # b0, b1, b2, a1, a2), the state of a section in locals while it runs over a block:
+    # four independent recursions in flight instead of one. Along time each row gets
+    # _sections' operations in _sections' order, so its values are scipy's bit for bit.
+    # A last group of fewer than four rows repeats its last row and drops the copies.
+    n_rows, n_samples = x.shape
+    n_sections = coefficients.shape[0]
+    block = np.empty((_ROWS_BLOCK, 4))
+    state = np.zeros((n_sections, 2, 4))
+    rows = np.empty(4, dtype=np.int64)
+    for first in range(0, n_rows, 4):
+        for k in range(4):
+            rows[k] = min(first + k, n_rows - 1)
+        state[:] = 0.0
+        ra, rb, rc, rd = rows[0], rows[1], rows[2], rows[3]
+        for n0 in range(0, n_samples, _ROWS_BLOCK):
+            c = min(_ROWS_BLOCK, n_samples - n0)
+            for k in range(4):
+                for t in range(c):
+                    block[t, k] = np.float64(x[rows[k], n0 + t])
+            for s in range(n_sections):
+                co = coefficients[s]
+                b0a, b0b, b0c, b0d = co[0, ra], co[0, rb], co[0, rc], co[0, rd]
+                b1a, b1b, b1c, b1d = co[1, ra], co[1, rb], co[1, rc], co[1, rd]
+                b2a, b2b, b2c, b2d = co[2, ra], co[2, rb], co[2, rc], co[2, rd]
+                a1a, a1b, a1c, a1d = co[3, ra], co[3, rb], co[3, rc], co[3, rd]
+                a2a, a2b, a2c, a2d = co[4, ra], co[4, rb], co[4, rc], co[4, rd]
+                za0, zb0, zc0, zd0 = state[s, 0, 0], state[s, 0, 1], state[s, 0, 2], state[s, 0, 3]
+                za1, zb1, zc1, zd1 = state[s, 1, 0], state[s, 1, 1], state[s, 1, 2], state[s, 1, 3]
+                for t in range(c):
+                    xa, xb, xc, xd = block[t, 0], block[t, 1], block[t, 2], block[t, 3]
+                    ya = b0a * xa + za0
+                    yb = b0b * xb + zb0
+                    yc = b0c * xc + zc0
+                    yd = b0d * xd + zd0
+                    za0 = b1a * xa - a1a * ya + za1
+                    zb0 = b1b * xb - a1b * yb + zb1
+                    zc0 = b1c * xc - a1c * yc + zc1
+                    zd0 = b1d * xd - a1d * yd + zd1
+                    za1 = b2a * xa - a2a * ya
+                    zb1 = b2b * xb - a2b * yb
+                    zc1 = b2c * xc - a2c * yc
+                    zd1 = b2d * xd - a2d * yd
+                    block[t, 0], block[t, 1], block[t, 2], block[t, 3] = ya, yb, yc, yd
+                state[s, 0, 0], state[s, 0, 1], state[s, 0, 2], state[s, 0, 3] = za0, zb0, zc0, zd0
+                state[s, 1, 0], state[s, 1, 1], state[s, 1, 2], state[s, 1, 3] = za1, zb1, zc1, zd1
+            for k in range(min(4, n_rows - first)):
+                for t in range(c):
+                    out[first + k, n0 + t] = block[t, k]
+
+
+def sosfilt_rows(sos: np.ndarray, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Each row of ``x`` ``(rows, samples)`` filtered from rest by its own sections ``sos``
+    ``(rows, n_sections, 6)`` (``a0 == 1``); float64 ``(rows, samples)`` out, written into
+    ``out`` (C-contiguous float64 of ``x``'s shape) when given.
+
+    Row ``r`` of the result is ``scipy.signal.sosfilt(sos[r], x[r])`` bit for bit. Four rows
+    run side by side; on this 2-core machine that measured only 5-10 % faster than
+    :func:`sosfilt` row by row (16 rows of 5 s, 6 sections: 37.5 vs 39.4 ms at best), since
+    numba does not pack the four rows into vector instructions.
+    Every row has the same number of sections (group rows by their count; an identity
+    section in place of a missing one would turn a -0.0 sample into +0.0).
+    """
+    sos = np.asarray(sos, dtype=np.float64)
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be (rows, samples), got shape {x.shape}")
+    if sos.ndim != 3 or sos.shape[0] != x.shape[0] or sos.shape[2] != 6 or sos.shape[1] == 0:
+        raise ValueError(f"sos must be (rows, n_sections, 6) with {x.shape[0]} rows, got shape {sos.shape}")
+    if not np.all(sos[:, :, 3] == 1.0):
+        raise ValueError("each section's a0 must be 1")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    coefficients = np.ascontiguousarray(sos[:, :, [0, 1, 2, 4, 5]].transpose(1, 2, 0))
+    if out is None:
+        out = np.empty(x.shape, dtype=np.float64)
+    elif out.shape != x.shape or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous float64 of shape {x.shape}")
+    _rows_kernel(coefficients, np.ascontiguousarray(x), out)
+    return out

@@ -1,6 +1,7 @@
 """Wall and CPU time of `vocalmix render` (rules) on a 3-minute song, process start to exit, by stage.
 
     python scripts/bench_render_song.py [--seconds 180] [--keep DIR] [--rounds N] [--against NAME=VALUE ...]
+        [--against-tree DIR]
 
 The song is the built-in demo material looped to the length asked for. The
 stage times come from the timings the render writes into its settings file;
@@ -10,7 +11,9 @@ CPU time it used (a figure that holds up better than wall time on a shared machi
 ``--against NAME=VALUE`` also runs the command with those environment variables set,
 alternating with the plain run in each of ``--rounds`` rounds, so both variants see the
 same load; e.g. ``--against NUMPY_MADVISE_HUGEPAGE=1`` puts back numpy's huge-page advice
-that the command turns off. Medians over the rounds are printed per variant.
+that the command turns off. ``--against-tree DIR`` runs the code of another source tree
+(an unpacked ``git archive`` of an earlier commit) the same way, for a before/after in one
+run. Medians over the rounds are printed per variant.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from vocalmix.demo import demo_backing, demo_vocal
 SR = 44100
 
 
-def timed_run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+def timed_run(cmd: list[str], env: dict[str, str], cwd: Path | None) -> tuple[float, float, float]:
     """Wall, user and system seconds of one run of ``cmd``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
@@ -56,6 +59,13 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="Environment of a second variant, run alternately with the plain one.",
     )
+    parser.add_argument(
+        "--against-tree",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="Also run the vocalmix source tree in DIR (e.g. `git archive REV | tar -x -C DIR`), alternately.",
+    )
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="vocalmix-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,48 +74,55 @@ def main() -> None:
     backing = np.tile(demo_backing(SR), (1, int(np.ceil(args.seconds / 16)) + 1))[:, :n]
     sf.write(folder / "vocal.wav", vocal.T, SR, subtype="PCM_24")
     sf.write(folder / "backing.wav", backing.T, SR, subtype="PCM_24")
-    out = folder / "mix.wav"
-    cmd = [
-        sys.executable,
-        "-m",
-        "vocalmix",
-        "render",
-        str(folder / "vocal.wav"),
-        str(folder / "backing.wav"),
-        "-o",
-        str(out),
-        "--force",
-        "-q",
-    ]
     # Measured as installed: pip byte-compiles a package, so the warm-up run may write the bytecode an
     # editable checkout lacks (with PYTHONDONTWRITEBYTECODE every run compiled ~40 modules, ~0.4 s CPU).
     plain = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    variants = {"as installed": plain}
+    variants: list[tuple[str, dict[str, str], Path | None]] = [("as installed", plain, None)]
     if args.against:
-        other = dict(plain)
-        other.update(item.split("=", 1) for item in args.against)
-        variants[" ".join(args.against)] = other
-    # One warm-up run so numba's on-disk cache is filled, as it is after a first use.
-    subprocess.run(cmd, check=True, env=plain, stdout=subprocess.DEVNULL)
+        variants.append((" ".join(args.against), {**plain, **dict(item.split("=", 1) for item in args.against)}, None))
+    if args.against_tree is not None:
+        tree = args.against_tree.resolve()
+        link = tree / "vocalmix" / "dsp"  # the installed layout: dsp/ is vocalmix.dsp
+        if not link.exists():
+            link.symlink_to(tree / "dsp", target_is_directory=True)
+        variants.append((f"tree {args.against_tree}", {**plain, "PYTHONPATH": str(tree)}, tree))
+
+    def command(index: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "vocalmix",
+            "render",
+            str(folder / "vocal.wav"),
+            str(folder / "backing.wav"),
+            "-o",
+            str(folder / f"mix-{index}.wav"),
+            "--force",
+            "-q",
+        ]
+
+    # One warm-up run each, so numba's on-disk cache is filled, as it is after a first use.
+    for index, (_, env, cwd) in enumerate(variants):
+        subprocess.run(command(index), check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
     load = os.getloadavg()[0]
-    times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+    times: list[list[tuple[float, float, float]]] = [[] for _ in variants]
     for _ in range(args.rounds):
-        for name, env in variants.items():
-            times[name].append(timed_run(cmd, env))
-    report = json.loads((folder / "mix.settings.json").read_text())["report"]
+        for index, (_, env, cwd) in enumerate(variants):
+            times[index].append(timed_run(command(index), env, cwd))
     print(f"vocalmix render, rules, {args.seconds:.0f} s stereo song at {SR} Hz")
-    print(f"stages of the last run ({list(variants)[-1]}):")
-    for stage, seconds in report["timings_s"].items():
-        print(f"  {stage:<12} {seconds:7.3f} s")
-    for stage, seconds in (report.get("rule_timings_s") or {}).items():
-        print(f"    rule {stage:<8} {seconds:7.3f} s")
     print(
         f"process start to exit, median of {args.rounds} "
         f"(load average {load:.2f} before, {os.getloadavg()[0]:.2f} after):"
     )
-    for name, runs in times.items():
-        wall, user, system = (statistics.median(r[i] for r in runs) for i in range(3))
+    for index, (name, _, _) in enumerate(variants):
+        wall, user, system = (statistics.median(r[i] for r in times[index]) for i in range(3))
         print(f"  {name:<32} wall {wall:7.3f} s   CPU {user + system:6.3f} s (user {user:.3f}, system {system:.3f})")
+        report = json.loads((folder / f"mix-{index}.settings.json").read_text())["report"]
+        stages = "  ".join(
+            f"{stage.removesuffix('_s')} {seconds:.2f}" for stage, seconds in report["timings_s"].items()
+        )
+        rules = "  ".join(f"{stage} {seconds:.2f}" for stage, seconds in (report.get("rule_timings_s") or {}).items())
+        print(f"    stages of its last run (wall s): {stages}; rules: {rules}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,12 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=150, help="Adam steps of the per-pair optimisation")
     ap.add_argument("--lr", type=float, default=0.05, help="Adam learning rate on the settings' logits")
     ap.add_argument("--limit", type=int, default=None, help="only the first N validation pairs")
+    ap.add_argument(
+        "--degradation",
+        choices=("all", "eq", "dynamics", "room", "none"),
+        default="all",
+        help="degrade the clean clips again with only this part (seeded; the targets stay)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -62,6 +69,14 @@ def main(argv=None) -> int:
     idx = torch.arange(config.n_pairs - n_val, config.n_pairs)[: args.limit]
     sr = e2e.SAMPLE_RATE
     tgt, deg, bak, clean = pairs["target"][idx], pairs["degraded"][idx], pairs["backing"][idx], dry[idx]
+    if args.degradation != "all":
+        off = {
+            "eq": {"expansion": (0.0, 0.0), "room_probability": 0.0},
+            "dynamics": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "room_probability": 0.0},
+            "room": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 1.0},
+            "none": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 0.0},
+        }[args.degradation]
+        deg, _ = e2e.degrade(clean, sr, torch.Generator().manual_seed(7), replace(e2e.DegradationConfig(), **off))
     stft = MultiResolutionSTFT()
     centre = E2E.to_unit(e2e.prior_centre()).clamp(1e-3, 1 - 1e-3)
 
@@ -97,7 +112,10 @@ def main(argv=None) -> int:
         rows["oracle: settings optimised on the target"] = distance(deg, torch.sigmoid(logits))
 
     mean = float(rows["mean settings"].mean())
-    print(f"\n{len(idx)} validation undo pairs ({config.clip_seconds} s clips, {config.fdn_lines} FDN lines):\n")
+    print(
+        f"\n{len(idx)} validation undo pairs ({config.clip_seconds} s clips, {config.fdn_lines} FDN lines), "
+        f"degradation: {args.degradation}:\n"
+    )
     print("| row | vocal MR-STFT to target | below mean settings |")
     print("|---|---|---|")
     for name, d in rows.items():

@@ -22,11 +22,11 @@ to the plug-in grids and the level rule's gated loudness) and "clean vocal + mea
 (the floor for a predictor that undoes every degradation perfectly but, seeing only the
 degraded vocal, cannot know the target's own draw from the prior).
 
-``--degradation eq|dynamics|room`` keeps only that part of the degradation (the random draws
+``--degradation eq|dynamics|room|none`` keeps only that part of the degradation (none: only the gain) (the random draws
 and so the targets stay the same), to show which part a method leaves undone.
 
     python scripts/evaluate_e2e.py [--model DIR] [--cases-per-song 4] [--seed 1234] [--json out.json]
-                                   [--methods NAME,...] [--degradation all|eq|dynamics|room]
+                                   [--methods NAME,...] [--degradation all|eq|dynamics|room|none]
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--degradation",
-        choices=("all", "eq", "dynamics", "room"),
+        choices=("all", "eq", "dynamics", "room", "none"),
         default="all",
         help="keep only this part of the degradation (EQ resonances and tilt, expansion, room); gain always",
     )
@@ -142,6 +142,7 @@ def main(argv=None) -> int:
             "eq": {"expansion": (0.0, 0.0), "room_probability": 0.0},
             "dynamics": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "room_probability": 0.0},
             "room": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 1.0},
+            "none": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 0.0},
         }[args.degradation]
         degradation = replace(degradation, **off)
     grid = None

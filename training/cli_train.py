@@ -98,6 +98,13 @@ def train_command(
     val_every: Optional[int] = typer.Option(
         None, "--val-every", min=1, help="cnn-e2e: validate (and keep the best checkpoint) every N steps (default 50)."
     ),
+    context_blocks: int = typer.Option(
+        1,
+        "--context-blocks",
+        min=1,
+        help="cnn-e2e with --fresh-pairs: train on clips of this many feature blocks (1.6 s each), "
+        "the settings averaged over them as at inference.",
+    ),
     formant_voices: int = typer.Option(
         0,
         "--formant-voices",
@@ -147,6 +154,7 @@ def train_command(
             val_every=val_every,
             augment_voices=augment,
             formant_voices=formant_voices,
+            context_blocks=context_blocks,
         )
         return
     if task == "waveunet":

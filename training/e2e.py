@@ -371,6 +371,7 @@ def fresh_batch(
     step: int,
     fdn_lines: int = 16,
     augment: bool = False,
+    context_blocks: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``count`` new undo pairs for training step ``step``: (degraded, backing, target).
 
@@ -380,11 +381,12 @@ def fresh_batch(
     session 2: training MR-STFT 0.645 -> 0.44 over 700 steps while validation stayed near
     0.62). Targets render with the training-time effects (reverb IR ending 80 dB down), a
     tenth of the exact render's cost; a step costs about a quarter more than with fixed pairs.
-    ``augment`` draws each clip as another voice (:func:`_draw_clips`).
+    ``augment`` draws each clip as another voice (:func:`_draw_clips`); ``context_blocks``
+    makes each clip that many times ``clip_seconds`` long.
     """
     rng = np.random.default_rng([seed, 23, step])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    dry, backing = _draw_clips(sources, count, clip_seconds, rng, augment)
+    dry, backing = _draw_clips(sources, count, clip_seconds * context_blocks, rng, augment)
     with torch.no_grad():
         target, _ = render(dry, backing, sample_prior(count, gen), SAMPLE_RATE, fdn_lines, training=True)
     degraded, _ = degrade(dry, SAMPLE_RATE, gen)
@@ -434,8 +436,9 @@ def manifest_sha256(manifest: dict) -> str:
 
 
 # -- features and the predictor ----------------------------------------------------------------
-def clip_blocks(vocal: torch.Tensor, backing: torch.Tensor) -> torch.Tensor:
-    """The first mel block (no gate) of each clip: ``(B, 2, 128, 64)``, as the CNN takes it.
+def clip_blocks(vocal: torch.Tensor, backing: torch.Tensor, n_blocks: int = 1) -> torch.Tensor:
+    """The first ``n_blocks`` mel blocks (no gate) of each clip, side by side:
+    ``(B * n_blocks, 2, 128, 64)``, clip by clip, as the CNN takes them.
 
     Training clips are chosen where the vocal sings, so the gate of :func:`song_features`
     (used at inference) would keep nearly every frame anyway.
@@ -444,10 +447,19 @@ def clip_blocks(vocal: torch.Tensor, backing: torch.Tensor) -> torch.Tensor:
     b = vocal.shape[0]
     mono = torch.cat([vocal.mean(dim=1), backing.mean(dim=1)], dim=0)
     mel, _ = frontend(s, vocal.device)(mono)
-    if mel.shape[-1] < s.block_frames:
-        raise ValueError(f"clips of {vocal.shape[-1]} samples are shorter than one feature block ({s.block_samples})")
-    mel = mel[..., : s.block_frames]
-    return normalise_block(torch.stack([mel[:b], mel[b:]], dim=1), s)
+    frames = n_blocks * s.block_frames
+    if mel.shape[-1] < frames:
+        raise ValueError(f"clips of {vocal.shape[-1]} samples are shorter than {n_blocks} feature block(s)")
+    mel = mel[..., :frames].unflatten(-1, (n_blocks, s.block_frames)).movedim(-2, 1)  # (2B, K, mels, frames)
+    pair = torch.stack([mel[:b], mel[b:]], dim=2)  # (B, K, 2, mels, frames)
+    return normalise_block(pair.flatten(0, 1), s)
+
+
+def predict_clip_units(model: MixingCNN, vocal: torch.Tensor, backing: torch.Tensor, n_blocks: int = 1):
+    """Settings in (0, 1) ``(B, N_OUTPUTS)`` of each clip: the mean over its ``n_blocks`` blocks,
+    as inference averages over a song's blocks."""
+    u = predict_units(model, clip_blocks(vocal, backing, n_blocks))
+    return u.unflatten(0, (vocal.shape[0], n_blocks)).mean(dim=1)
 
 
 def build_predictor(hidden: int = 64, dropout: float = 0.1) -> MixingCNN:
@@ -560,6 +572,10 @@ class E2EConfig:
     augment_voices: bool = False
     #: With ``fresh_pairs``: this many source-filter synthetic voices join the training sources.
     formant_voices: int = 0
+    #: With ``fresh_pairs``: clips of this many feature blocks (``clip_seconds`` each), the
+    #: settings averaged over them as inference averages over a song's blocks; one degradation
+    #: and one target per clip. Validation stays on the fixed one-block pairs.
+    context_blocks: int = 1
 
 
 def learning_rate(config: E2EConfig, step: int) -> float:
@@ -732,13 +748,14 @@ def train_e2e(
                     step,
                     config.fdn_lines,
                     config.augment_voices,
+                    config.context_blocks,
                 )
             )
         else:
             deg, bak, tgt = (data[k][sel].to(dev) for k in ("degraded", "backing", "target"))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        u = balance(predict_units(model, clip_blocks(deg, bak)))
+        u = balance(predict_clip_units(model, deg, bak, config.context_blocks))
         rendered, _ = render(deg, bak, E2E.to_physical(u), SAMPLE_RATE, config.fdn_lines)
         loss, terms = e2e_loss(rendered, tgt, bak, u, stft)
         optimizer.zero_grad()
@@ -818,6 +835,7 @@ def train_e2e_command(
     val_every=None,
     augment_voices=False,
     formant_voices=0,
+    context_blocks=1,
 ) -> None:
     """``vocalmix train cnn-e2e DATASET --out DIR``: checks, training, one summary line."""
     out = Path(out)
@@ -827,8 +845,8 @@ def train_e2e_command(
         raise InputError(f"{out}: holds an earlier cnn-e2e run; pass --resume to continue it or choose another --out")
     if init is not None and not Path(init).exists():
         raise InputError(f"{init}: --init model folder or checkpoint not found")
-    if (augment_voices or formant_voices) and not fresh_pairs:
-        raise InputError("--augment and --formant-voices change the voices of fresh pairs; add --fresh-pairs")
+    if (augment_voices or formant_voices or context_blocks > 1) and not fresh_pairs:
+        raise InputError("--augment, --formant-voices and --context-blocks change fresh pairs; add --fresh-pairs")
     config = E2EConfig(
         steps=steps,
         batch_size=batch_size or E2EConfig.batch_size,
@@ -841,6 +859,7 @@ def train_e2e_command(
         val_every=val_every or E2EConfig.val_every,
         augment_voices=augment_voices,
         formant_voices=formant_voices,
+        context_blocks=context_blocks,
     )
     result = train_e2e(dataset, out, config, init=init, device=device, max_minutes=max_minutes, progress=not quiet)
     typer.echo(

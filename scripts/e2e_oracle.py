@@ -106,7 +106,8 @@ def main(argv=None) -> int:
         opt.step()
         if (step + 1) % 25 == 0:
             print(
-                f"oracle step {step + 1}: {float(d.mean()):.4f} ({time.perf_counter() - start:.0f} s)", file=sys.stderr
+                f"oracle step {step + 1}: {float(d.detach().mean()):.4f} ({time.perf_counter() - start:.0f} s)",
+                file=sys.stderr,
             )
     with torch.no_grad():
         rows["oracle: settings optimised on the target"] = distance(deg, torch.sigmoid(logits))

@@ -352,10 +352,11 @@ def test_train_command_takes_the_default_recipe_flags(tmp_path):
     args = ["train", "cnn-e2e", "synthetic:1", "--out", str(out), "--pairs", "8", "--batch-size", "2", "-q"]
     assert main([*args, "--steps", "1", "--augment"]) == 2  # voices of fresh pairs only
     recipe = ["--fresh-pairs", "--lr-final", "1e-5", "--val-every", "1", "--augment", "--formant-voices", "1"]
+    recipe += ["--context-blocks", "2"]
     assert main([*args, "--steps", "1", *recipe]) == 0
     config = load_checkpoint(out / "cnn_e2e.pt")["train_config"]
     assert config["fresh_pairs"] and config["augment_voices"] and config["formant_voices"] == 1
-    assert config["lr_final"] == 1e-5 and config["val_every"] == 1
+    assert config["lr_final"] == 1e-5 and config["val_every"] == 1 and config["context_blocks"] == 2
 
 
 def test_init_from_a_resume_state_continues_its_optimiser(tmp_path):
@@ -365,3 +366,22 @@ def test_init_from_a_resume_state_continues_its_optimiser(tmp_path):
     second = torch.load(tmp_path / "b" / "cnn_e2e.last.pt", weights_only=True)
     adam_steps = {int(s["step"]) for s in second["optimizer"]["state"].values()}
     assert adam_steps == {2}  # Adam's step count went on from the first run's 1
+
+
+def test_context_blocks_are_the_clip_s_consecutive_blocks_and_the_settings_their_mean():
+    sources = e2e._load_sources("synthetic:1", 0, 0)[0]
+    deg, bak, tgt = e2e.fresh_batch(sources, 2, 1.6, seed=0, step=1, context_blocks=3)
+    assert deg.shape[-1] == tgt.shape[-1] == int(round(3 * 1.6 * SR))
+    blocks = e2e.clip_blocks(deg, bak, 3)
+    assert blocks.shape == (6, 2, 128, 64)
+    hop = e2e.DEFAULT_FEATURES.hop
+    for k in range(3):  # block k of each clip is the first block of the clip from frame 64 k on
+        start = k * e2e.DEFAULT_FEATURES.block_frames * hop
+        alone = e2e.clip_blocks(deg[..., start:], bak[..., start:], 1)
+        assert torch.allclose(blocks.view(2, 3, 2, 128, 64)[:, k], alone, atol=1e-5)
+    model = e2e.build_predictor()
+    model.eval()
+    with torch.no_grad():
+        per_block = cnn_e2e.predict_units(model, blocks).view(2, 3, -1)
+        assert torch.allclose(e2e.predict_clip_units(model, deg, bak, 3), per_block.mean(dim=1))
+        assert not torch.allclose(per_block[:, 0], per_block[:, 1])  # the blocks do differ

@@ -5,9 +5,14 @@ temporary folder, renders them with the default rules in a fresh process, and re
 that process's peak resident set size (``ru_maxrss`` of the child) and wall time:
 
     python scripts/bench_render_memory.py --minutes 10 20
+    python scripts/bench_render_memory.py --minutes 10 20 --against 505469c   # and an older commit, same run
+    python scripts/bench_render_memory.py --minutes 10 --backing-rate 48000   # a backing resampled for the analysis
 
 The peer is the input itself: the report also gives the size of the two inputs as float32
-at 44.1 kHz (vocal mono + backing stereo), so the peak reads as a multiple of the audio held.
+at 44.1 kHz (vocal mono + backing stereo), so the peak reads as a multiple of the audio held,
+and the mono vocal alone (the one song-long signal the render keeps in memory).
+``--against REV`` renders the same files with the code of commit ``REV`` too (``git archive``
+into a temporary folder, put first on the child's ``PYTHONPATH``), alternating per length.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,49 +28,90 @@ from pathlib import Path
 
 import soundfile as sf
 
+from vocalmix.audio import resample
 from vocalmix.demo import demo_backing, demo_vocal
 
 SR = 44100
+REPO = Path(__file__).resolve().parents[1]
 
 
-def measure(minutes: float, folder: Path) -> dict:
+def write_inputs(minutes: float, folder: Path, backing_rate: int) -> tuple[Path, Path]:
     seconds = minutes * 60.0
     vocal, backing = folder / f"vocal-{minutes:g}.wav", folder / f"backing-{minutes:g}.wav"
     sf.write(vocal, demo_vocal(SR, seconds).T, SR, subtype="FLOAT")
-    sf.write(backing, demo_backing(SR, seconds).T, SR, subtype="FLOAT")
-    out = folder / f"mix-{minutes:g}.wav"
+    stereo = demo_backing(SR, seconds)
+    if backing_rate != SR:
+        stereo = resample(stereo, SR, backing_rate)
+    sf.write(backing, stereo.T, backing_rate, subtype="FLOAT")
+    return vocal, backing
+
+
+def checkout(rev: str, folder: Path) -> Path:
+    """The tree of ``rev`` laid out as the installed package (``vocalmix``, ``vocalmix.dsp``, ``vocalmix.training``)."""
+    tree = folder / f"tree-{rev}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    (tree / "vocalmix" / "dsp").symlink_to(tree / "dsp")
+    (tree / "vocalmix" / "training").symlink_to(tree / "training")
+    return tree
+
+
+def measure(vocal: Path, backing: Path, folder: Path, tree: Path | None) -> dict:
+    out = folder / "mix.wav"
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    code = (
+        "import resource, runpy, sys, json\n"
+        "sys.argv = ['vocalmix'] + sys.argv[1:]\n"
+        "try:\n"
+        "    runpy.run_module('vocalmix', run_name='__main__')\n"
+        "finally:\n"
+        "    import vocalmix\n"
+        "    print(json.dumps({'peak': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,\n"
+        "                      'code': vocalmix.__file__}), file=sys.stderr)\n"
+    )
     start = time.perf_counter()
-    # A fresh child per length, waited for before the next, so RUSAGE_CHILDREN's maximum is its own
-    # (ru_maxrss of children is the largest of them; lengths run shortest first).
     proc = subprocess.run(
-        [sys.executable, "-m", "vocalmix", "render", str(vocal), str(backing), "-o", str(out), "-q", "--force"],
+        [sys.executable, "-c", code, "render", str(vocal), str(backing), "-o", str(out), "-q", "--force"],
         capture_output=True,
         text=True,
+        env=env,
     )
     wall = time.perf_counter() - start
+    report = json.loads(proc.stderr.strip().splitlines()[-1])
     if proc.returncode != 0:
-        raise SystemExit(f"render of {minutes:g} min failed: {proc.stderr.strip()}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    audio = int(seconds * SR) * 3 * 4
-    for path in (vocal, backing, out, out.with_suffix(".settings.json")):
+        raise SystemExit(f"render of {vocal.name} failed: {proc.stderr.strip()}")
+    for path in (out, out.with_suffix(".settings.json")):
         path.unlink(missing_ok=True)
-    return {
-        "minutes": minutes,
-        "peak_gb": round(peak / 1e9, 2),
-        "inputs_float32_gb": round(audio / 1e9, 3),
-        "peak_over_inputs": round(peak / audio, 1),
-        "wall_s": round(wall, 1),
-    }
+    return {"peak_gb": round(report["peak"] / 1e9, 2), "wall_s": round(wall, 1), "code": report["code"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, nargs="+", default=[10.0, 20.0])
+    parser.add_argument("--against", metavar="REV", help="also render with the code of this commit")
+    parser.add_argument("--backing-rate", type=int, default=SR, help="sample rate of the backing file")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="vocalmix-bench-") as tmp:
+        folder = Path(tmp)
+        trees: dict[str, Path | None] = {"working tree": None}
+        if args.against:
+            trees[args.against] = checkout(args.against, folder)
         for minutes in sorted(args.minutes):
-            print(json.dumps(measure(minutes, Path(tmp))), flush=True)
+            vocal, backing = write_inputs(minutes, folder, args.backing_rate)
+            samples = int(minutes * 60.0 * SR)
+            for name, tree in trees.items():
+                row = {"minutes": minutes, "code": name, "backing_rate": args.backing_rate}
+                row.update(measure(vocal, backing, folder, tree))
+                row["inputs_float32_gb"] = round(samples * 3 * 4 / 1e9, 3)
+                row["mono_vocal_float32_gb"] = round(samples * 4 / 1e9, 3)
+                row["peak_over_inputs"] = round(row["peak_gb"] * 1e9 / (samples * 3 * 4), 1)
+                print(json.dumps(row), flush=True)
+            vocal.unlink()
+            backing.unlink()
 
 
 if __name__ == "__main__":

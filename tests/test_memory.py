@@ -36,3 +36,46 @@ def test_freed_blocks_are_reused_without_faulting_them_in_again():
     # next one faults its pages in again (at least 64 MB / 2 MB huge pages = 32 faults).
     assert plain >= 32
     assert kept < plain / 10
+
+
+# ------------------------------------------------------------------------------------------------
+# a render's memory against song length (issue 19 item 9)
+# ------------------------------------------------------------------------------------------------
+
+#: Bytes of numpy memory a render may hold per sample of song at 44.1 kHz: the mono float32 vocal
+#: (4 bytes) and a few copies of it (padded to the render's length, the active passages cut out for
+#: the EQ rule). The whole-song code held the backing (8 bytes a sample at 44.1 kHz, plus its
+#: float64 K-weighted copy at 16 and a float64 copy for the tempo at 16) and the stereo processed
+#: vocal (8): over 40 bytes a sample.
+BYTES_PER_SAMPLE_BUDGET = 24
+
+
+def _traced_peak(folder, seconds: float, backing_rate: int) -> int:
+    """Peak numpy memory (tracemalloc) of one rules render of a demo song ``seconds`` long."""
+    import tracemalloc
+
+    import soundfile as sf
+
+    from vocalmix import render
+    from vocalmix.audio import resample
+    from vocalmix.demo import demo_backing, demo_vocal
+
+    vocal, backing = folder / f"vocal-{seconds:g}.wav", folder / f"backing-{seconds:g}.wav"
+    sf.write(vocal, demo_vocal(44100, seconds).T, 44100, subtype="FLOAT")
+    sf.write(backing, resample(demo_backing(44100, seconds), 44100, backing_rate).T, backing_rate, subtype="FLOAT")
+    request = render.RenderRequest(vocal, backing, folder / f"mix-{seconds:g}.wav", stems=True, force=True)
+    tracemalloc.start()
+    try:
+        render.run_render(request)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("backing_rate", [44100, 48000])
+def test_render_memory_grows_by_little_more_than_the_mono_vocal(tmp_path, backing_rate):
+    short, long = 20.0, 60.0
+    _traced_peak(tmp_path, 5.0, backing_rate)  # first use: caches and compiled kernels are made outside the budget
+    growth = _traced_peak(tmp_path, long, backing_rate) - _traced_peak(tmp_path, short, backing_rate)
+    per_sample = growth / ((long - short) * 44100)
+    assert per_sample <= BYTES_PER_SAMPLE_BUDGET, f"{per_sample:.1f} bytes per sample of song"

@@ -13,7 +13,7 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from vocalmix import analysis, render
+from vocalmix import analysis, render, streaming
 from vocalmix.demo import demo_backing, demo_vocal
 from vocalmix.dsp import chain as dsp_chain
 from vocalmix.dsp import compressor as dsp_compressor
@@ -163,6 +163,7 @@ def test_rules_render_runs_each_stage_once_and_analyses_the_backing_once(song, m
     backing_in = sf.read(song / "backing.wav", dtype="float32", always_2d=True)[0].T
     compressor = _Counter(monkeypatch, [dsp_compressor, dsp_chain], "compressor")
     reverb = _Counter(monkeypatch, [dsp_reverb, dsp_chain], "fdn_reverb")
+    streamed_reverb = _Counter(monkeypatch, [streaming], "_reverb_ir")  # the render's block-wise reverb
     k_weighting = _Counter(monkeypatch, [analysis], "_sosfilt", record=lambda sos, x: np.array(x, copy=True))
     result, _, _ = _render(song, "counted")
 
@@ -172,7 +173,7 @@ def test_rules_render_runs_each_stage_once_and_analyses_the_backing_once(song, m
     # chosen one handed over (before: eight, the chosen step rendered again and the chain once more).
     assert len(steps) - 1 == 6
     assert compressor.calls == 6
-    assert reverb.calls == 1
+    assert reverb.calls + streamed_reverb.calls == 1
     # The backing is K-weighted in blocks from its file: a pass starts with its first block.
     first_block = analysis.ANALYSIS_BLOCK_SAMPLES
     assert backing_in.shape[1] > first_block
@@ -182,13 +183,18 @@ def test_rules_render_runs_each_stage_once_and_analyses_the_backing_once(song, m
 
 def test_single_pass_render_equals_rendering_the_chain_again(song, monkeypatch):
     _, mix, vocal = _render(song, "single")
-    # The render's chain run afresh from the vocal, as before the single pass.
-    monkeypatch.setattr(
-        render._RenderedChain,
-        "__call__",
-        lambda self, vocal, sample_rate, settings: vocal_before_level(vocal, sample_rate, settings),
-    )
+    # The render's chain run afresh from the vocal (block by block), as before the single pass: the
+    # compressed vocal the rules handed over is dropped, so nothing of the decision's render is reused.
+    mix_source = streaming.mix_source
+    reused = []
+
+    def afresh(*args, compressed=None, **kwargs):
+        reused.append(compressed is not None)
+        return mix_source(*args, compressed=None, **kwargs)
+
+    monkeypatch.setattr(streaming, "mix_source", afresh)
     _, mix_again, vocal_again = _render(song, "again")
+    assert reused == [True]
     np.testing.assert_array_equal(vocal, vocal_again)
     np.testing.assert_array_equal(mix, mix_again)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -90,6 +91,24 @@ def load_vocal(
 
 def _read(path: Path, max_seconds: float, allow_silent: bool) -> tuple[np.ndarray, int, int]:
     """Checked samples ``(channels, samples)`` float32 at the file's own rate, the rate, the channel count."""
+    info = _check_file(path, max_seconds)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioFileError(path, f"could not be decoded ({_first_line(exc)})") from None
+    samples = np.ascontiguousarray(data.T)
+    if samples.shape[-1] == 0:
+        raise AudioFileError(path, "contains no audio")
+    if not np.all(np.isfinite(samples)):
+        raise AudioFileError(path, "contains NaN or infinite samples")
+    peak = float(np.max(np.abs(samples)))
+    if not allow_silent and peak < 10 ** (SILENCE_DBFS / 20):
+        raise AudioFileError(path, "is silent")
+    return samples, rate, info.channels
+
+
+def _check_file(path: Path, max_seconds: float):
+    """``sf.info`` of a file that exists, is readable, holds audio, is not too long and not truncated."""
     if not path.exists():
         raise AudioFileError(path, "file not found")
     if path.is_dir():
@@ -109,19 +128,98 @@ def _read(path: Path, max_seconds: float, allow_silent: bool) -> tuple[np.ndarra
     truncated = _wav_truncation(path, info.samplerate)
     if truncated:
         raise AudioFileError(path, truncated)
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise AudioFileError(path, f"could not be decoded ({_first_line(exc)})") from None
-    samples = np.ascontiguousarray(data.T)
-    if samples.shape[-1] == 0:
-        raise AudioFileError(path, "contains no audio")
-    if not np.all(np.isfinite(samples)):
-        raise AudioFileError(path, "contains NaN or infinite samples")
-    peak = float(np.max(np.abs(samples)))
-    if not allow_silent and peak < 10 ** (SILENCE_DBFS / 20):
-        raise AudioFileError(path, "is silent")
-    return samples, rate, info.channels
+    return info
+
+
+#: Frames read from a file at a time by :class:`AudioFileBlocks` (about 6 s at 44.1 kHz).
+READ_BLOCK_FRAMES = 1 << 18
+
+
+class AudioFileBlocks:
+    """An audio file read block by block, never whole: the checks of :func:`load_audio` (with
+    ``allow_silent=False``) made in a pass over its blocks, then its samples as blocks on demand.
+
+    ``blocks(rate, length)`` gives ``(2, m)`` float32 blocks (mono doubled, more than two
+    channels refused as :func:`to_stereo` refuses them), resampled to ``rate`` block by block
+    (:class:`Resampler`, the samples of :func:`resample` of the whole file) and cut or padded
+    with silence to ``length`` samples: laid end to end, the file as :func:`load_audio` and
+    :func:`to_stereo` would give it.
+    """
+
+    def __init__(self, path: str | os.PathLike, max_seconds: float = DEFAULT_MAX_SECONDS):
+        self.path = Path(path)
+        info = _check_file(self.path, max_seconds)
+        self.original_rate = int(info.samplerate)
+        self.original_channels = int(info.channels)
+        frames, peak = 0, 0.0
+        for block in self._native_blocks():
+            if not np.all(np.isfinite(block)):
+                raise AudioFileError(self.path, "contains NaN or infinite samples")
+            peak = max(peak, float(np.max(block)), -float(np.min(block)))
+            frames += block.shape[-1]
+        if frames == 0:
+            raise AudioFileError(self.path, "contains no audio")
+        if peak < 10 ** (SILENCE_DBFS / 20):
+            raise AudioFileError(self.path, "is silent")
+        self.frames = frames
+        if peak >= 0.99 and self._pinned_runs(peak) > max(3, frames // 10000):  # as _looks_clipped
+            log.warning("%s: looks clipped (runs of samples at full scale); the mix will keep that distortion", path)
+        if self.original_channels > 2:
+            to_stereo(np.zeros((self.original_channels, 0), dtype=np.float32), str(self.path))
+
+    def _native_blocks(self) -> Iterator[np.ndarray]:
+        """``(channels, m)`` float32 blocks at the file's rate."""
+        try:
+            with sf.SoundFile(str(self.path)) as f:
+                while True:
+                    data = f.read(READ_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                    if data.shape[0] == 0:
+                        return
+                    yield np.ascontiguousarray(data.T)
+        except AudioFileError:
+            raise
+        except Exception as exc:  # libsndfile reports a damaged stream as a RuntimeError/LibsndfileError
+            raise AudioFileError(self.path, f"could not be decoded ({_first_line(exc)})") from None
+
+    def _pinned_runs(self, peak: float) -> int:
+        """Consecutive samples pinned at the extreme (:func:`_looks_clipped`'s count), block by block."""
+        runs = 0
+        last = None  # each channel's pinned state of the block's last sample
+        threshold = np.float32(peak) * 0.9999  # float32, as _looks_clipped's peak is
+        for block in self._native_blocks():
+            pinned = np.abs(block) >= threshold
+            runs += int(np.count_nonzero(pinned[..., 1:] & pinned[..., :-1]))
+            if last is not None:
+                runs += int(np.count_nonzero(last & pinned[:, 0]))
+            last = pinned[:, -1]
+        return runs
+
+    def samples_at(self, rate: int) -> int:
+        """The file's length at ``rate``, as :func:`resample` makes it."""
+        return self.frames if rate == self.original_rate else Resampler(self.original_rate, rate, self.frames).n_out
+
+    def blocks(self, rate: int, length: int | None = None) -> Iterator[np.ndarray]:
+        """Stereo float32 ``(2, m)`` blocks at ``rate``, cut or padded with silence to ``length``."""
+        stereo = (np.repeat(b, 2, axis=0) if b.shape[0] == 1 else b for b in self._native_blocks())
+        native = self.original_rate
+        pieces = stereo if rate == native else resample_blocks(stereo, native, rate, self.frames)
+        given = 0
+        for piece in pieces:
+            if length is not None and given + piece.shape[-1] > length:
+                piece = piece[:, : length - given]
+            if piece.shape[-1]:
+                given += piece.shape[-1]
+                yield piece
+            if length is not None and given >= length:
+                return
+        while length is not None and given < length:
+            pad = min(READ_BLOCK_FRAMES, length - given)
+            given += pad
+            yield np.zeros((2, pad), dtype=np.float32)
+
+    def block_source(self, rate: int, length: int | None = None):
+        """A callable giving :meth:`blocks` afresh at each call (a :class:`vocalmix.analysis.SongAnalysis` backing)."""
+        return lambda: self.blocks(rate, length)
 
 
 def _at_rate(samples: np.ndarray, rate: int, sample_rate: int, path, channels: int) -> Audio:
@@ -267,9 +365,12 @@ def resample_blocks(blocks, from_rate: int, to_rate: int, n_in: int):
     """The output of :func:`resample` in pieces, from the input in ``blocks`` (:class:`Resampler`)."""
     resampler = Resampler(from_rate, to_rate, n_in)
     for block in blocks:
-        piece = resampler.add(block)
-        if piece.shape[-1]:
-            yield piece
+        # A long block (a short song's reverb comes out in one) is taken a read block at a time:
+        # the filter's float64 buffers stay a block long.
+        for start in range(0, block.shape[-1], READ_BLOCK_FRAMES):
+            piece = resampler.add(block[..., start : start + READ_BLOCK_FRAMES])
+            if piece.shape[-1]:
+                yield piece
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -283,9 +384,12 @@ def remove_dc(samples: np.ndarray, path: str | os.PathLike = "audio") -> np.ndar
     largest = float(np.max(np.abs(offsets)))
     if largest == 0.0:
         return samples
-    centred = (samples - offsets).astype(np.float32)
+    # Each sample the float64 difference rounded to float32 (the ufunc casts through its small buffer:
+    # no song-long float64 copy).
+    centred = np.empty(samples.shape, dtype=np.float32)
+    np.subtract(samples, offsets, out=centred, casting="same_kind")
     offset_db = 20 * np.log10(largest)
-    if float(np.max(np.abs(centred))) < 10 ** (SILENCE_DBFS / 20):
+    if max(float(centred.max()), -float(centred.min())) < 10 ** (SILENCE_DBFS / 20):
         raise AudioFileError(path, f"holds only a constant (DC) offset of {offset_db:.1f} dBFS and no signal")
     if offset_db > DC_WARNING_DBFS:
         log.warning("%s: DC offset of %.1f dBFS removed before mixing", path, offset_db)
@@ -338,13 +442,20 @@ def to_stereo(samples: np.ndarray, path: str = "audio") -> np.ndarray:
 def match_length(samples: np.ndarray, length: int, path: str = "audio") -> np.ndarray:
     """Pad with silence (or cut) to ``length`` samples, saying so."""
     n = samples.shape[-1]
+    report_length_change(n, length, path)
     if n == length:
         return samples
     if n < length:
-        log.warning("%s: %.2f s shorter than the other input; padded with silence", path, (length - n) / WORKING_RATE)
         return np.pad(samples, ((0, 0), (0, length - n)))
-    log.warning("%s: %.2f s longer than the other input; the end is cut", path, (n - length) / WORKING_RATE)
     return samples[..., :length]
+
+
+def report_length_change(n: int, length: int, path: str = "audio") -> None:
+    """The warning of :func:`match_length` for ``n`` samples made ``length`` long."""
+    if n < length:
+        log.warning("%s: %.2f s shorter than the other input; padded with silence", path, (length - n) / WORKING_RATE)
+    elif n > length:
+        log.warning("%s: %.2f s longer than the other input; the end is cut", path, (n - length) / WORKING_RATE)
 
 
 def write_audio(

@@ -26,12 +26,13 @@ from .audio import (
     DEFAULT_MAX_SECONDS,
     OUTPUT_SUBTYPES,
     WORKING_RATE,
+    Audio,
+    AudioFileBlocks,
     check_output_path,
-    load_audio,
     load_vocal,
     match_length,
+    report_length_change,
     resample,
-    to_stereo,
 )
 from .dsp.reverb import IR_MAX_SECONDS as DEFAULT_REVERB_IR_SECONDS
 from .errors import InputError
@@ -234,20 +235,17 @@ def _check_writable(folder: Path, named: Path) -> None:
     os.unlink(probe)
 
 
-def load_pair(
+def open_pair(
     vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_RATE, max_seconds: float = DEFAULT_MAX_SECONDS
 ):
-    """Vocal as mono ``(1, n)`` and backing as stereo ``(2, n)``, same length, at ``sample_rate``;
-    and the backing as stereo at its own rate, untouched."""
+    """The vocal as mono ``(1, length)`` at ``sample_rate`` (in memory), the backing as a checked file read
+    block by block (:class:`~vocalmix.audio.AudioFileBlocks`), the vocal's :class:`~vocalmix.audio.Audio`,
+    and ``length``: the longer input's length at ``sample_rate``, to which both are padded."""
     # Mono, without DC, at least 3 s long; a stereo take whose channels cancel gives its louder channel.
     vocal_audio = load_vocal(vocal_path, sample_rate, max_seconds=max_seconds)
-    backing_native = load_audio(
-        backing_path, _file_rate(backing_path, sample_rate), max_seconds=max_seconds, allow_silent=False
-    )
+    backing = AudioFileBlocks(backing_path, max_seconds=max_seconds)
     vocal = vocal_audio.samples
-    native = to_stereo(backing_native.samples, str(backing_path))
-    backing = resample(native, backing_native.original_rate, sample_rate)
-    n_vocal, n_backing = vocal.shape[-1], backing.shape[-1]
+    n_vocal, n_backing = vocal.shape[-1], backing.samples_at(sample_rate)
     if n_vocal < SHORT_VOCAL_FRACTION * n_backing:
         log.warning(
             "%s: only %.1f s against a %.1f s backing; is it the right file?",
@@ -257,8 +255,22 @@ def load_pair(
         )
     length = max(n_vocal, n_backing)
     vocal = match_length(vocal, length, str(vocal_path))
-    backing = match_length(backing, length, str(backing_path))
-    return vocal, backing, vocal_audio, backing_native, native
+    report_length_change(n_backing, length, str(backing_path))
+    return vocal, backing, vocal_audio, length
+
+
+def load_pair(
+    vocal_path: Path, backing_path: Path, sample_rate: int = WORKING_RATE, max_seconds: float = DEFAULT_MAX_SECONDS
+):
+    """Vocal as mono ``(1, n)`` and backing as stereo ``(2, n)``, same length, at ``sample_rate``;
+    and the backing as stereo at its own rate, untouched (all in memory: :func:`open_pair` reads the backing
+    block by block)."""
+    vocal, backing, vocal_audio, length = open_pair(vocal_path, backing_path, sample_rate, max_seconds)
+    native = np.concatenate(list(backing.blocks(backing.original_rate)), axis=1)
+    backing_audio = Audio(
+        native, backing.original_rate, str(backing_path), backing.original_rate, backing.original_channels
+    )
+    return vocal, np.concatenate(list(backing.blocks(sample_rate, length)), axis=1), vocal_audio, backing_audio, native
 
 
 def _file_rate(path: Path, fallback: int) -> int:
@@ -278,6 +290,7 @@ class _Decided:
     level_target: Optional[float]
     audio: Optional[np.ndarray] = None  # an audio method's mix (2, samples) at the working rate
     chain: Optional[Callable] = None  # the vocal chain as the method rendered it while deciding (render_mix's chain)
+    compressed: Optional[np.ndarray] = None  # the vocal through EQ and compressor as rendered while deciding (1, n)
 
 
 def _chain_samples(output_samples: int, sr: int, out_rate: int) -> int:
@@ -345,7 +358,7 @@ def _decide(
     progress(f"deciding settings with the {method_name} method")
     if method_name == "rules":
         return _decide_rules(method, req, song or analysis.SongAnalysis(vocal, backing, sr), chain_samples)
-    decision = method.decide(vocal, backing, sr)
+    decision = method.decide(vocal, song.backing if song is not None else backing, sr)
     if decision.mix is not None:
         output = OutputSettings(ceiling_dbtp=_or(req.ceiling, -1.0), target_loudness_lufs=req.loudness)
         return _Decided(replace(decision.settings, output=output), method_name, decision.report, None, decision.mix)
@@ -366,7 +379,10 @@ def _decide_rules(method, req: RenderRequest, song: analysis.SongAnalysis, chain
     which decides it last on this very chain at the output rate."""
     # The real plug-ins (--engine iem) render the chain themselves.
     staged = method.decide_stages(
-        song, render_samples=chain_samples if req.engine == "dsp" else None, reverb_ir_max_s=req.reverb_ir_max
+        song,
+        render_samples=chain_samples if req.engine == "dsp" else None,
+        reverb_ir_max_s=req.reverb_ir_max,
+        render_reverb=False,  # the render runs the reverb block by block on the compressed vocal
     )
     decision = staged.decision
     settings = snap_to_plugin_grids(
@@ -376,7 +392,11 @@ def _decide_rules(method, req: RenderRequest, song: analysis.SongAnalysis, chain
         )
     )
     chain = None if staged.wet is None else _RenderedChain(staged.wet, settings)
-    return _Decided(settings, "rules", decision.report, method.target_relative_lu, chain=chain)
+    compressed = None
+    rendered_as_decided = settings.eq == decision.settings.eq and settings.compressor == decision.settings.compressor
+    if staged.compressed is not None and rendered_as_decided and not settings.compressor.lookahead:
+        compressed = staged.compressed
+    return _Decided(settings, "rules", decision.report, method.target_relative_lu, chain=chain, compressed=compressed)
 
 
 class _RenderedChain:
@@ -471,21 +491,23 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     timings: dict[str, float] = {}
     start = time.perf_counter()
     progress(f"loading {req.vocal_path} and {req.backing_path}")
-    vocal, backing, vocal_audio, backing_audio, backing_native = load_pair(
+    # The vocal is held at the working rate; the backing is read from its file block by block at each
+    # pass (analysis, render), so a long song is never held whole (issue 19 item 9).
+    vocal, backing_file, vocal_audio, n_working = open_pair(
         req.vocal_path, req.backing_path, max_seconds=req.max_minutes * 60
     )
     sr = WORKING_RATE
     timings["load_s"] = time.perf_counter() - start
     # Every rule and the render read the inputs' analysis, made once.
-    song = analysis.SongAnalysis(vocal, backing, sr)
+    song = analysis.SongAnalysis(vocal, backing_file.block_source(sr, n_working), sr)
     level_check = req.relative_loudness if req.relative_loudness is not None else DEFAULT_RELATIVE_LOUDNESS_LU
     if req.settings_file is None or req.relevel:
         _check_vocal_level(song, level_check, req.vocal_path)
-    out_rate = backing_audio.original_rate if req.rate == "input" else sr
-    backing_out = backing_native if req.rate == "input" else backing
+    out_rate = backing_file.original_rate if req.rate == "input" else sr
     # The output is as long as the longer input, plus the tail if one is asked for.
     vocal_seconds = vocal_audio.samples.shape[-1] / sr
-    length = max(backing_out.shape[-1], int(round(vocal_seconds * out_rate)))
+    backing_samples = backing_file.frames if req.rate == "input" else n_working
+    length = max(backing_samples, int(round(vocal_seconds * out_rate)))
 
     start = time.perf_counter()
     # A tail decided from the reverb makes the chain's length known only after the decision.
@@ -494,7 +516,7 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         if tail_request is not None and tail_request < 0
         else _chain_samples(length + int(round((tail_request or 0.0) * out_rate)), sr, out_rate)
     )
-    decided = _decide(req, vocal, backing, sr, progress, file_settings, song=song, chain_samples=chain_samples)
+    decided = _decide(req, vocal, None, sr, progress, file_settings, song=song, chain_samples=chain_samples)
     settings = decided.settings
     timings["decide_s"] = time.perf_counter() - start
 
@@ -504,7 +526,8 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     if tail_request is not None:
         tail_s = reverb_tail_seconds(settings) if tail_request < 0 else tail_request
     length += int(round(tail_s * out_rate))
-    backing_out = fit_length(backing_out, length)
+    # The backing at the output rate, padded to the output's length, in a temporary file.
+    backing_out = streaming.spool_blocks(backing_file.blocks(out_rate), 2, length)
     vocal_in = fit_length(vocal, _chain_samples(length, sr, out_rate))
     if decided.audio is not None:
         # The network mixed already: its mix goes through the output stage alone (no vocal chain).
@@ -516,6 +539,12 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
             from .iem_engine import vocal_before_level_iem as chain
         else:
             _warn_if_reverb_cut(settings, req.reverb_ir_max)
+        compressed = decided.compressed
+        if compressed is not None and (chain is not None or compressed.shape[-1] != vocal_in.shape[-1]):
+            compressed = None
+        decided.compressed = decided.chain = None  # the render holds them only as long as it needs them
+        # The backing's loudness at the working rate is the analysed one when the output is that backing.
+        same_backing = out_rate == sr and length == n_working
         source, settings, stage = streaming.mix_source(
             vocal_in,
             backing_out,
@@ -524,9 +553,11 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
             settings,
             relevel_to=decided.level_target,
             chain=chain,
+            compressed=compressed,
             reverb_ir_max_s=req.reverb_ir_max,
-            backing_lufs=song.backing_lufs_if_same(backing_out, out_rate),
+            backing_lufs=song.backing_lufs if same_backing else None,
         )
+        del chain, compressed
     report = dict(decided.report)
     report["engine"] = req.engine
     if "level" in stage:
@@ -554,7 +585,7 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
             "vocal": str(req.vocal_path),
             "backing": str(req.backing_path),
             "vocal_sample_rate_hz": vocal_audio.original_rate,
-            "backing_sample_rate_hz": backing_audio.original_rate,
+            "backing_sample_rate_hz": backing_file.original_rate,
         },
         "report": {**jsonable(report), "output_stage": jsonable(stage), "timings_s": timings},
     }

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -300,6 +301,24 @@ def _reverb_ir(settings: MixSettings, sr: int, n_in: int) -> torch.Tensor:
         mono_input=True,
         max_samples=n_in,
     )
+
+
+def reverb_blocks(
+    compressed: np.ndarray, sr: int, settings: MixSettings, block: int = BLOCK_SAMPLES
+) -> Iterator[np.ndarray]:
+    """The reverb stage of ``settings`` on ``compressed`` ``(1, n)`` (the vocal after EQ and a compressor
+    without lookahead) as ``(2, m)`` float32 pieces: :func:`wet_blocks` from the reverb on, the samples of
+    ``process_vocal(compressed, sr, settings, start="reverb", upto="reverb")``."""
+    if settings.compressor.lookahead:
+        raise ValueError("a compressor with lookahead delays its output; render the chain with wet_blocks")
+    n = compressed.shape[-1]
+    reverb = _OverlapSaveReverb(_reverb_ir(settings, sr, n), settings.reverb.dry_wet_pct / 100.0, n)
+    for start in range(0, max(n, 1), block):
+        stop = min(start + block, n)
+        x = torch.from_numpy(np.ascontiguousarray(compressed[:, start:stop], dtype=np.float32)).unsqueeze(0)
+        wet = reverb.process(x, last=stop >= n)[0].numpy()
+        if wet.shape[-1]:
+            yield wet
 
 
 def wet_blocks(vocal: np.ndarray, sr: int, settings: MixSettings, block: int = BLOCK_SAMPLES) -> Iterator[np.ndarray]:
@@ -623,15 +642,60 @@ def _write_atomically(paths: list[Path], kinds: list[str], write: Callable[[dict
 # ------------------------------------------------------------------------------------------------
 
 
+class Spool:
+    """A ``(channels, samples)`` float32 signal kept in an anonymous temporary file instead of memory.
+
+    Written once in order (:meth:`append`), then read by slices like an array
+    (``spool[:, a:b]``, all channels), so :class:`MixSource` takes it in place of one.
+    The file is made by ``tempfile.TemporaryFile`` in the temporary folder (``TMPDIR``,
+    else the system's): on POSIX its name is removed at once, so the space goes back to
+    the system when the file is closed or the process ends however it ends (Ctrl-C,
+    SIGTERM, SIGKILL), and nothing is left behind to clean.
+    """
+
+    def __init__(self, channels: int, samples: int):
+        import tempfile
+
+        self.shape = (channels, samples)
+        self._file = tempfile.TemporaryFile(prefix="vocalmix-spool-")
+        self._written = 0
+
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[0] != self.shape[0] or self._written + block.shape[1] > self.shape[1]:
+            raise ValueError(f"block {block.shape} does not fit the spool {self.shape} after {self._written} samples")
+        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+        self._written += block.shape[1]
+
+    def fill(self) -> None:
+        """Pad with silence up to the full length."""
+        while self._written < self.shape[1]:
+            self.append(np.zeros((self.shape[0], min(BLOCK_SAMPLES, self.shape[1] - self._written)), np.float32))
+        self._file.flush()
+
+    def __getitem__(self, key) -> np.ndarray:
+        channels, span = key
+        if channels != slice(None) or not isinstance(span, slice) or span.step not in (None, 1):
+            raise IndexError("a spool is read as spool[:, start:stop]")
+        start, stop, _ = span.indices(self.shape[1])
+        stop = max(start, min(stop, self._written))
+        frame = 4 * self.shape[0]
+        data = os.pread(self._file.fileno(), (stop - start) * frame, start * frame)
+        return np.ascontiguousarray(np.frombuffer(data, dtype=np.float32).reshape(-1, self.shape[0]).T)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def mix_source(
     vocal: np.ndarray,
-    backing: np.ndarray,
+    backing: np.ndarray | Spool,
     sr: int,
     out_rate: int,
     settings: MixSettings,
     *,
     relevel_to: float | None = None,
     chain: Callable | None = None,
+    compressed: np.ndarray | None = None,
     reverb_ir_max_s: float | None = None,
     backing_lufs: float | None = None,
     block: int = BLOCK_SAMPLES,
@@ -640,11 +704,16 @@ def mix_source(
     vocal level decided last. Returns the mix to master, the settings as rendered and the report so far.
 
     ``vocal`` ``(1, n)`` at ``sr`` goes through the chain: ``chain(vocal, sr, settings)`` when given
-    (a whole-song callable: the chain the rules rendered while deciding, the real plug-ins),
-    else :func:`wet_blocks`. ``backing`` ``(2, samples)`` at ``out_rate`` sets the output's length.
+    (a whole-song callable: the real plug-ins), else :func:`wet_blocks`; ``compressed``: the vocal
+    after EQ and compressor as the method already rendered it (``(1, n)``, no lookahead), so only
+    the reverb runs, block by block. ``backing`` ``(2, samples)`` at ``out_rate`` (an array or a
+    :class:`Spool`) sets the output's length. The processed vocal is kept at the output rate in
+    a :class:`Spool`, not in memory.
     """
     report: dict = {}
-    wet = _wet_at_output_rate(vocal, sr, out_rate, backing.shape[-1], settings, chain, reverb_ir_max_s, block)
+    wet = _wet_at_output_rate(
+        vocal, sr, out_rate, backing.shape[-1], settings, chain, compressed, reverb_ir_max_s, block
+    )
     if relevel_to is not None:
         from .rules.level import decide_level_from_loudness
 
@@ -659,6 +728,19 @@ def mix_source(
         level, report["level"] = decide_level_from_loudness(vocal_meter.momentary(), backing_lufs, relevel_to)
         settings = replace(settings, level=level)
     return MixSource(wet, backing, settings.level.vocal_gain_db), settings, report
+
+
+def spool_blocks(blocks: Iterator[np.ndarray], channels: int, samples: int) -> Spool:
+    """``blocks`` laid end to end in a :class:`Spool` of ``samples``, cut there or padded with silence."""
+    spool = Spool(channels, samples)
+    filled = 0
+    for piece in blocks:
+        take = min(piece.shape[-1], samples - filled)
+        if take > 0:
+            spool.append(piece[:, :take])
+            filled += take
+    spool.fill()
+    return spool
 
 
 def master_and_write(
@@ -687,24 +769,25 @@ def _wet_at_output_rate(
     length: int,
     settings: MixSettings,
     chain: Callable | None,
+    compressed: np.ndarray | None,
     reverb_ir_max_s: float | None,
     block: int,
-) -> np.ndarray:
-    """The processed vocal before the fader, ``(2, length)`` float32 at ``out_rate``."""
-    from .audio import resample
-    from .mixing import fit_length, reverb_ir_limit
+) -> Spool:
+    """The processed vocal before the fader, ``(2, length)`` float32 at ``out_rate``, in a :class:`Spool`.
+
+    Resampled block by block (:class:`vocalmix.audio.Resampler`: the samples of resampling it whole)."""
+    from .audio import resample_blocks
+    from .mixing import reverb_ir_limit
 
     with reverb_ir_limit(reverb_ir_max_s):
         if chain is not None:
-            wet = chain(vocal, sr, settings)
-        elif out_rate == sr:
-            wet = np.zeros((2, length), dtype=np.float32)
-            filled = 0
-            for piece in wet_blocks(vocal, sr, settings, block):
-                take = min(piece.shape[-1], length - filled)
-                wet[:, filled : filled + take] = piece[:, :take]
-                filled += take
-            return wet
+            whole = chain(vocal, sr, settings)
+            pieces: Iterator[np.ndarray] = (whole[:, i : i + block] for i in range(0, whole.shape[-1], block))
+            n_wet = whole.shape[-1]
+        elif compressed is not None:
+            pieces, n_wet = reverb_blocks(compressed, sr, settings, block), compressed.shape[-1]
         else:
-            wet = np.concatenate(list(wet_blocks(vocal, sr, settings, block)), axis=1)
-    return fit_length(resample(wet, sr, out_rate), length)
+            pieces, n_wet = wet_blocks(vocal, sr, settings, block), vocal.shape[-1]
+        if out_rate != sr:
+            pieces = resample_blocks(pieces, sr, out_rate, n_wet)
+        return spool_blocks(pieces, 2, length)

@@ -45,6 +45,9 @@ class StagedDecision:
     decision: Decision
     wet: np.ndarray | None
     compressor_renders: int
+    #: The vocal through EQ and compressor, ``(1, render_samples)`` float32 (None without a render length):
+    #: what a caller renders the reverb from itself when it asks for no ``wet`` (``render_reverb=False``).
+    compressed: np.ndarray | None = None
 
 
 class RulesMethod:
@@ -82,7 +85,11 @@ class RulesMethod:
         return decision
 
     def decide_stages(
-        self, song: SongAnalysis, render_samples: int | None = None, reverb_ir_max_s: float | None = None
+        self,
+        song: SongAnalysis,
+        render_samples: int | None = None,
+        reverb_ir_max_s: float | None = None,
+        render_reverb: bool = True,
     ) -> StagedDecision:
         """EQ, compressor and reverb for ``song``, each rendered once; the level stays at the base's.
 
@@ -92,6 +99,8 @@ class RulesMethod:
         Both readings agree because EQ and compressor are causal: the first samples of
         the longer render are the shorter render, bit for bit. ``reverb_ir_max_s`` cuts the
         rendered reverb's impulse response there, as the render would (default 20 s).
+        ``render_reverb=False``: hand back only ``compressed`` (the render streams the reverb block by
+        block, never holding the stereo vocal whole).
         """
         # song.backing (the whole array) is made only for the return-level mode; the rest reads song's analysis.
         vocal, sample_rate = song.vocal, song.sample_rate
@@ -137,7 +146,7 @@ class RulesMethod:
             )
             settings = on_plugin_grids(replace(settings, reverb=replace(settings.reverb, dry_wet_pct=pct)))
         reverb_out = None
-        if render_samples is not None:
+        if render_samples is not None and render_reverb:
             with reverb_ir_limit(reverb_ir_max_s):
                 reverb_out = process_vocal(
                     compressed[:, :render_samples], sample_rate, settings, start="reverb", upto="reverb"
@@ -145,4 +154,5 @@ class RulesMethod:
         timings["reverb"] = time.perf_counter() - start
 
         report["rule_timings_s"] = timings
-        return StagedDecision(Decision(settings, report), reverb_out, renders)
+        handed = None if render_samples is None else compressed[:, :render_samples]
+        return StagedDecision(Decision(settings, report), reverb_out, renders, handed)

@@ -28,49 +28,21 @@ def gain(x: torch.Tensor, gain_db: torch.Tensor) -> torch.Tensor:
 
 def apply_eq(x: torch.Tensor, sample_rate: float, params: EQParams) -> torch.Tensor:
     """MultiEQ (:func:`.eq.multi_eq`) on ``x`` ``(batch, channels, samples)``."""
-    return multi_eq(x, sample_rate, params.frequency_hz, params.gain_db, params.q, params.filter_type, params.enabled)
+    return multi_eq(x, sample_rate, **params.arguments())
 
 
 def apply_compressor(
     x: torch.Tensor, sample_rate: float, params: CompressorParams, *, training: bool = False, backend: str = "auto"
 ) -> torch.Tensor:
     """OmniCompressor (:func:`.compressor.compressor`) on ``x`` ``(batch, channels, samples)``."""
-    return compressor(
-        x,
-        sample_rate,
-        params.threshold_db,
-        params.ratio,
-        params.knee_db,
-        params.attack_ms,
-        params.release_ms,
-        params.makeup_db,
-        params.lookahead,
-        backend=backend,
-        training=training,
-    )
+    return compressor(x, sample_rate, **params.arguments(), backend=backend, training=training)
 
 
 def apply_reverb(
     x: torch.Tensor, sample_rate: float, params: ReverbParams, *, training: bool = False, backend: str = "auto"
 ) -> torch.Tensor:
     """FdnReverb (:func:`.reverb.fdn_reverb`) on ``x`` ``(batch, 1 or 2, samples)``; stereo out."""
-    return fdn_reverb(
-        x,
-        sample_rate,
-        params.room_size,
-        params.reverb_time_s,
-        params.low_cutoff_hz,
-        params.low_q,
-        params.low_gain_db_per_s,
-        params.high_cutoff_hz,
-        params.high_q,
-        params.high_gain_db_per_s,
-        params.dry_wet,
-        params.fade_in_s,
-        fdn_lines=params.fdn_lines,
-        backend=backend,
-        training=training,
-    )
+    return fdn_reverb(x, sample_rate, **params.arguments(), backend=backend, training=training)
 
 
 def apply_level(x: torch.Tensor, params: LevelParams) -> torch.Tensor:

@@ -82,6 +82,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .params import CompressorParams
+
 __all__ = [
     "Compressor",
     "compressor",
@@ -799,11 +801,9 @@ def compressor(
 
 
 class Compressor(nn.Module):
-    """Thin module wrapper of :func:`compressor` for a fixed sample rate.
-
-    ``forward(x, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db,
-    lookahead=False)`` takes the shapes and units of :func:`compressor`; ``backend``
-    is passed on (see :func:`select_backend`).
+    """Thin module wrapper of :func:`compressor` for a fixed sample rate: ``forward(x, params)``
+    with the :class:`.params.CompressorParams` of the batch; ``backend`` is passed on (see
+    :func:`select_backend`).
     """
 
     def __init__(self, sample_rate: float, backend: str = "auto"):
@@ -812,55 +812,23 @@ class Compressor(nn.Module):
         self.sample_rate = float(sample_rate)
         self.backend = backend
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        threshold_db: Param,
-        ratio: Param,
-        knee_db: Param,
-        attack_ms: Param,
-        release_ms: Param,
-        makeup_db: Param,
-        lookahead: LookaheadArg = False,
-    ) -> torch.Tensor:
-        return compressor(
-            x,
-            self.sample_rate,
-            threshold_db,
-            ratio,
-            knee_db,
-            attack_ms,
-            release_ms,
-            makeup_db,
-            lookahead,
-            self.backend,
-        )
+    def forward(self, x: torch.Tensor, params: CompressorParams) -> torch.Tensor:
+        return compressor(x, self.sample_rate, **_arguments(params), backend=self.backend)
 
-    def gain_reduction_db(
-        self,
-        x: torch.Tensor,
-        threshold_db: Param,
-        ratio: Param,
-        knee_db: Param,
-        attack_ms: Param,
-        release_ms: Param,
-        lookahead: LookaheadArg = False,
-    ) -> torch.Tensor:
-        """See :func:`gain_reduction_db`."""
-        return gain_reduction_db(
-            x,
-            self.sample_rate,
-            threshold_db,
-            ratio,
-            knee_db,
-            attack_ms,
-            release_ms,
-            lookahead,
-            self.backend,
-        )
+    def gain_reduction_db(self, x: torch.Tensor, params: CompressorParams) -> torch.Tensor:
+        """See :func:`gain_reduction_db` (``params.makeup_db`` is not part of it)."""
+        arguments = _arguments(params)
+        del arguments["makeup_db"]
+        return gain_reduction_db(x, self.sample_rate, **arguments, backend=self.backend)
 
     def extra_repr(self) -> str:
         return f"sample_rate={self.sample_rate:g}, backend={self.backend!r}"
+
+
+def _arguments(params: CompressorParams) -> dict:
+    if not isinstance(params, CompressorParams):
+        raise TypeError(f"Compressor takes CompressorParams, got {type(params).__name__}")
+    return params.arguments()
 
 
 # --------------------------------------------------------------------------------------

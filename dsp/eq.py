@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -71,6 +70,7 @@ from torch import nn
 from . import biquads
 from .biquads import FilterType
 from .constants import N_EQ_BANDS
+from .params import EQParams
 from .sosfilt import sosfilt, sosfilt_rows
 
 __all__ = [
@@ -472,41 +472,18 @@ def default_settings(
     }
 
 
-_PARAMETER_NAMES = ("frequency_hz", "gain_db", "q", "filter_type", "enabled")
-
-
 class MultiEQ(nn.Module):
-    """Module form of :func:`multi_eq` at a fixed sample rate (no learnable state).
-
-    ``forward(x, frequency_hz, gain_db, q, filter_type, enabled=None)``, or
-    ``forward(x, settings)`` with a mapping holding those names (``enabled`` optional).
-    """
+    """Module form of :func:`multi_eq` at a fixed sample rate (no learnable state):
+    ``forward(x, params)`` with the bands' :class:`.params.EQParams`."""
 
     def __init__(self, sample_rate: float):
         super().__init__()
         self.sample_rate = float(sample_rate)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        frequency_hz: torch.Tensor | Mapping[str, torch.Tensor],
-        gain_db: torch.Tensor | None = None,
-        q: torch.Tensor | None = None,
-        filter_type: torch.Tensor | None = None,
-        enabled: torch.Tensor | None = None,
-        *,
-        n_fft: int | None = None,
-    ) -> torch.Tensor:
-        if isinstance(frequency_hz, Mapping):
-            settings = frequency_hz
-            unknown = set(settings) - set(_PARAMETER_NAMES)
-            if unknown:
-                raise KeyError(f"unknown MultiEQ settings: {sorted(unknown)}")
-            frequency_hz, gain_db, q, filter_type = (settings[k] for k in _PARAMETER_NAMES[:4])
-            enabled = settings.get("enabled")
-        if gain_db is None or q is None or filter_type is None:
-            raise TypeError("MultiEQ.forward needs frequency_hz, gain_db, q and filter_type")
-        return multi_eq(x, self.sample_rate, frequency_hz, gain_db, q, filter_type, enabled, n_fft=n_fft)
+    def forward(self, x: torch.Tensor, params: EQParams, *, n_fft: int | None = None) -> torch.Tensor:
+        if not isinstance(params, EQParams):
+            raise TypeError(f"MultiEQ takes EQParams, got {type(params).__name__}")
+        return multi_eq(x, self.sample_rate, **params.arguments(), n_fft=n_fft)
 
     def extra_repr(self) -> str:
         return f"sample_rate={self.sample_rate:g}"

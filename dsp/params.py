@@ -92,6 +92,12 @@ class _EffectParams:
             if "kind" in f.metadata:
                 yield f.name, getattr(self, f.name)
 
+    def arguments(self) -> dict[str, Any]:
+        """Every field by name (tensors and, for the reverb, ``fdn_lines``): the keyword arguments
+        of the effect's function (:func:`.eq.multi_eq`, :func:`.compressor.compressor`,
+        :func:`.reverb.fdn_reverb`), whose parameter names are these field names."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
     def map_tensors(self: _P, fn: TensorMap) -> _P:
         """A copy with every tensor replaced by ``fn(name, tensor)`` (checked again); other fields kept."""
         return dataclasses.replace(self, **{name: fn(name, t) for name, t in self.named_tensors()})  # type: ignore[type-var]

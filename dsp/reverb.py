@@ -154,6 +154,7 @@ from . import biquads
 from .compressor import Param, select_backend
 from .constants import FDN_LINE_COUNTS
 from .convolution import overlap_save
+from .params import ReverbParams
 
 __all__ = [
     "IR_MAX_SECONDS",
@@ -1423,46 +1424,19 @@ def reverb_with_ir(x: torch.Tensor, h: torch.Tensor, dry_wet) -> torch.Tensor:
 
 
 class FdnReverb(torch.nn.Module):
-    """Module wrapper of :func:`fdn_reverb` with a fixed sample rate and FDN size."""
+    """Module wrapper of :func:`fdn_reverb` with a fixed sample rate: ``forward(x, params)`` with
+    the batch's :class:`.params.ReverbParams` (which carry the network size)."""
 
-    def __init__(self, sample_rate: float, fdn_lines: int = 64, backend: str = "auto", training: bool = False):
+    def __init__(self, sample_rate: float, backend: str = "auto", training: bool = False):
         super().__init__()
         self.training_reverb = bool(training)
         select_backend("cpu", backend)  # validate early
         self.backend = backend
-        if fdn_lines not in FDN_LINE_COUNTS:
-            raise ValueError(f"fdn_lines must be one of {FDN_LINE_COUNTS}, got {fdn_lines}")
         self.sample_rate = float(sample_rate)
-        self.fdn_lines = int(fdn_lines)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        room_size: Param,
-        reverb_time_s: Param,
-        low_cutoff_hz: Param,
-        low_q: Param,
-        low_gain_db_per_s: Param,
-        high_cutoff_hz: Param,
-        high_q: Param,
-        high_gain_db_per_s: Param,
-        dry_wet: Param,
-        fade_in_s: Param,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, params: ReverbParams) -> torch.Tensor:
+        if not isinstance(params, ReverbParams):
+            raise TypeError(f"FdnReverb takes ReverbParams, got {type(params).__name__}")
         return fdn_reverb(
-            x,
-            self.sample_rate,
-            room_size,
-            reverb_time_s,
-            low_cutoff_hz,
-            low_q,
-            low_gain_db_per_s,
-            high_cutoff_hz,
-            high_q,
-            high_gain_db_per_s,
-            dry_wet,
-            fade_in_s,
-            self.fdn_lines,
-            self.backend,
-            self.training_reverb,
+            x, self.sample_rate, **params.arguments(), backend=self.backend, training=self.training_reverb
         )

@@ -23,6 +23,7 @@ from vocalmix.dsp.compressor import (
     gain_reduction_db,
     lookahead_samples,
 )
+from vocalmix.dsp.params import CompressorParams
 
 SR = 44100
 
@@ -304,9 +305,13 @@ def test_batch_equals_single_renders_and_module():
     params, lookahead = _case_tensors(CASES)
     batched = compressor(x, sr, *params, lookahead=lookahead)
     module = Compressor(sr)
+    names = ("threshold_db", "ratio", "knee_db", "attack_ms", "release_ms", "makeup_db")
     for b in range(len(CASES)):
-        single = module(x[b : b + 1], *[p[b : b + 1] for p in params], lookahead=bool(lookahead[b]))
+        item = CompressorParams(**{n: p[b : b + 1] for n, p in zip(names, params)}, lookahead=lookahead[b : b + 1])
+        single = module(x[b : b + 1], item)
         torch.testing.assert_close(batched[b : b + 1], single, rtol=1e-6, atol=1e-9)
+    with pytest.raises(TypeError, match="CompressorParams"):
+        module(x[:1], params[0][:1])  # a flat threshold where the parameters belong
 
 
 def test_detector_is_channel_zero_and_gain_is_shared():
@@ -530,14 +535,19 @@ def test_module_backend_is_used(monkeypatch, backend, runs, never):
         )
     x = bursty_noise(2, 1, 3000, seed=23)
     args = (-30.0, 4.0, 6.0, 5.0, 100.0, 3.0)
+    names = ("threshold_db", "ratio", "knee_db", "attack_ms", "release_ms", "makeup_db")
+    params = CompressorParams(
+        **{n: torch.full((2,), v) for n, v in zip(names, args)}, lookahead=torch.ones(2, dtype=torch.bool)
+    )
     module = Compressor(SR, backend=backend)
     assert f"backend={backend!r}" in repr(module)
-    out = module(x, *args, lookahead=True)
+    out = module(x, params)
     assert set(runs) & set(called) and not set(never) & set(called)
     called.clear()
-    module.gain_reduction_db(x, *args[:5], lookahead=True)
+    reduction = module.gain_reduction_db(x, params)
     assert set(runs) & set(called) and not set(never) & set(called)
     torch.testing.assert_close(out, compressor(x, SR, *args, lookahead=True))
+    torch.testing.assert_close(reduction, gain_reduction_db(x, SR, *args[:5], lookahead=True))
 
 
 @pytest.mark.parametrize("lookahead", [False, True])

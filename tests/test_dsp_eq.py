@@ -17,6 +17,7 @@ from vocalmix.dsp import biquads
 from vocalmix.dsp.biquads import FilterType as FT
 from vocalmix.dsp.constants import N_EQ_BANDS
 from vocalmix.dsp.eq import MultiEQ, default_settings, fft_length, multi_eq, multi_eq_response
+from vocalmix.dsp.params import EQParams
 
 SR = 48000
 
@@ -386,20 +387,15 @@ def test_gradient_matches_finite_difference_of_recursive_filter():
 # --------------------------------------------------------------------------- module and helpers
 
 
-def test_module_wrapper_matches_functional():
+def test_module_takes_eq_params_and_matches_functional():
     x = noise(2, 2, 3000)
     p = settings_tensors(MIXED, FIRST_ORDER)
     eq = MultiEQ(SR)
     expected = multi_eq(x, SR, **p)
-    torch.testing.assert_close(eq(x, p), expected, rtol=0, atol=0)
-    torch.testing.assert_close(
-        eq(x, p["frequency_hz"], p["gain_db"], p["q"], p["filter_type"], p["enabled"]), expected, rtol=0, atol=0
-    )
-    without_enabled = {k: v for k, v in p.items() if k != "enabled"}
-    torch.testing.assert_close(eq(x, without_enabled), expected, rtol=0, atol=0)
+    torch.testing.assert_close(eq(x, EQParams(**p)), expected, rtol=0, atol=0)
     assert "48000" in repr(eq)
-    with pytest.raises(KeyError):
-        eq(x, dict(p, threshold_db=torch.zeros(2, 6)))
+    with pytest.raises(TypeError, match="EQParams"):
+        eq(x, p)  # the flat mapping of old is refused by name
 
 
 def test_default_settings_are_the_plugin_defaults():

@@ -234,3 +234,24 @@ def test_public_dsp_api_is_annotated():
                 if missing:
                     unannotated.append(f"{module_name}.{qualified}: {', '.join(missing)}")
     assert unannotated == []
+
+
+def test_arguments_are_the_effect_functions_parameter_names():
+    """Each effect (function and module) takes its parameters as ``**params.arguments()``: every
+    field must be a parameter of the function by the same name, and every setting the function
+    takes must be a field (so a renamed argument or field fails here, not at a call site)."""
+    import inspect
+
+    from vocalmix.dsp.compressor import compressor
+    from vocalmix.dsp.eq import multi_eq
+    from vocalmix.dsp.reverb import fdn_reverb
+
+    # Arguments of the functions that are not settings: the signal, the rate, how to run.
+    not_settings = {"x", "sr", "n_fft", "method", "backend", "training", "ir_method"}
+    for cls, function in ((EQParams, multi_eq), (CompressorParams, compressor), (ReverbParams, fdn_reverb)):
+        fields = [f.name for f in dataclasses.fields(cls)]
+        parameters = [p for p in inspect.signature(function).parameters if p not in not_settings]
+        assert fields == parameters, cls.__name__
+    params = ReverbParams(**{f.name: torch.ones(2) for f in dataclasses.fields(ReverbParams)[:10]})
+    arguments = params.arguments()
+    assert arguments["fdn_lines"] == 64 and arguments["dry_wet"] is params.dry_wet

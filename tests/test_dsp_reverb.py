@@ -7,6 +7,7 @@ bands with Schroeder integration, and scipy convolution.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ import scipy.signal
 import torch
 
 from vocalmix.dsp import reverb
+from vocalmix.dsp.params import ReverbParams
 from vocalmix.dsp.reverb import FdnReverb, fdn_delay_lengths, fdn_impulse_response, fdn_reverb
 
 # ---------------------------------------------------------------------------
@@ -357,11 +359,21 @@ def test_fade_in_gives_rising_envelope():
 def test_output_has_input_length_and_module_matches_function():
     sr = 16000
     x = torch.randn(2, 2, 5000)
-    module = FdnReverb(sr, fdn_lines=16)
+    module = FdnReverb(sr)
     args = (12, torch.tensor([1.0, 2.0]), 100.0, 0.5, 1.0, 2000.0, 0.5, -10.0, 0.5, 0.0)
-    y = module(x, *args)
+    params = _reverb_params(args, batch=2, fdn_lines=16)
+    y = module(x, params)
     assert y.shape == (2, 2, 5000)
-    torch.testing.assert_close(y, fdn_reverb(x, sr, *args, fdn_lines=16))
+    torch.testing.assert_close(y, fdn_reverb(x, sr, *args, fdn_lines=16), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="ReverbParams"):
+        module(x, args[0])  # a flat room size where the parameters belong
+
+
+def _reverb_params(args, batch, fdn_lines):
+    """ReverbParams from fdn_reverb's positional settings (scalars broadcast to the batch)."""
+    names = [f.name for f in dataclasses.fields(ReverbParams)][:10]
+    columns = {n: torch.as_tensor(v, dtype=torch.float32).expand(batch).clone() for n, v in zip(names, args)}
+    return ReverbParams(**columns, fdn_lines=fdn_lines)
 
 
 def test_overlap_save_convolution_matches_scipy():
@@ -525,7 +537,7 @@ def test_torch_reverb_output_matches_numba_float32():
         torch.tensor([0.0, 0.03]),
     )
     expected = fdn_reverb(x, *args, fdn_lines=32, backend="numba")
-    got = FdnReverb(24000, fdn_lines=32, backend="torch")(x, *args[1:])
+    got = FdnReverb(24000, backend="torch")(x, _reverb_params(args[1:], batch=2, fdn_lines=32))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 

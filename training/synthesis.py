@@ -11,7 +11,7 @@ Two things live here:
   vocal-chain renders). All settings of a batch are drawn at once from a seeded CPU
   generator (so CPU and CUDA runs get identical settings) and the audio goes through
   the batched effects in one call. On the CPU the EQ stages run the plug-in's recursion
-  (``scipy.signal.sosfilt``, one C call per clip); on CUDA, or when gradients are wanted,
+  (:func:`vocalmix.dsp.sosfilt.sosfilt_rows`, the clips side by side); on CUDA, or when gradients are wanted,
   they use frequency sampling (see :meth:`BatchRenderer.apply_octave_gains`).
   :func:`render_shards` streams clip shards from disk through it and back, with
   loading and saving overlapped with rendering by a background thread.
@@ -22,7 +22,9 @@ the only device-dependent branch is the EQ path above.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ import torch
 
 from vocalmix.dsp import biquads
 from vocalmix.dsp import reverb as dsp_reverb
-from vocalmix.dsp.chain import vocal_chain
+from vocalmix.dsp.chain import apply_reverb, vocal_chain
 from vocalmix.dsp.constants import FilterType
 from vocalmix.dsp.convolution import overlap_save
 from vocalmix.dsp.eq import band_coefficients, fft_length, multi_eq
@@ -54,6 +56,7 @@ __all__ = [
     "RECORDING_VARIATION",
     "recording_variation",
     "BatchRenderer",
+    "reverb_params_from_settings",
     "render_shards",
 ]
 
@@ -309,6 +312,22 @@ def _sample_normalised(spec, u: torch.Tensor) -> torch.Tensor:
     return spec.minimum + u * (spec.maximum - spec.minimum)
 
 
+def reverb_params_from_settings(settings: Mapping[str, torch.Tensor], fdn_lines: int = 64) -> ReverbParams:
+    """Reverb settings as the renderer draws them (``{name: (n,)}`` with ``ReverbSettings``' names
+    and units, :meth:`BatchRenderer.sample_reverb_settings`) as FdnReverb's :class:`ReverbParams`:
+    the one conversion of such draws (``dry_wet_pct`` in % becomes the fraction ``dry_wet``;
+    every other name and unit is the same). Any other key is refused by name."""
+    names = {f.name for f in dataclasses.fields(ReverbParams)} - {"dry_wet", "fdn_lines"}
+    unknown = set(settings) - names - {"dry_wet_pct"}
+    if unknown:
+        raise KeyError(f"unknown reverb settings: {sorted(unknown)}")
+    return ReverbParams(
+        **{name: settings[name] for name in names},
+        dry_wet=settings["dry_wet_pct"] / 100.0,
+        fdn_lines=fdn_lines,
+    )
+
+
 class BatchRenderer:
     """Per-item random settings, rendered a batch at a time through ``vocalmix.dsp``.
 
@@ -470,23 +489,10 @@ class BatchRenderer:
         return out
 
     def reverberate(self, clips: torch.Tensor, settings: dict[str, torch.Tensor]) -> torch.Tensor:
-        """FdnReverb on ``clips`` ``(B, 1|2, T)`` with per-item ``settings``; returns ``(B, 2, T)``."""
-        s = {k: v.to(self.device) for k, v in settings.items()}
-        return dsp_reverb.fdn_reverb(
-            clips.to(self.device),
-            self.sample_rate,
-            s["room_size"],
-            s["reverb_time_s"],
-            s["low_cutoff_hz"],
-            s["low_q"],
-            s["low_gain_db_per_s"],
-            s["high_cutoff_hz"],
-            s["high_q"],
-            s["high_gain_db_per_s"],
-            s["dry_wet_pct"] / 100.0,
-            s["fade_in_s"],
-            fdn_lines=self.fdn_lines,
-        )
+        """FdnReverb on ``clips`` ``(B, 1|2, T)`` with per-item ``settings`` (as drawn by
+        :meth:`sample_reverb_settings`); returns ``(B, 2, T)``."""
+        params = reverb_params_from_settings(settings, self.fdn_lines).to(self.device)
+        return apply_reverb(clips.to(self.device), self.sample_rate, params)
 
     def reverb_examples(self, clips: torch.Tensor, settings: dict[str, torch.Tensor] | None = None):
         """Training data for the reverb estimator: ``(wet (B, 2, T), settings)``."""
@@ -536,13 +542,8 @@ class BatchRenderer:
             makeup_db=6 * r(n),
             lookahead=torch.zeros(n, dtype=torch.bool),
         )
-        reverb = self.sample_reverb_settings(n)
-        reverb_params = ReverbParams(
-            **{k: v for k, v in reverb.items() if k != "dry_wet_pct"},
-            dry_wet=reverb["dry_wet_pct"] / 100.0,
-            fdn_lines=self.fdn_lines,
-        )
-        return ChainParams(eq, compressor, reverb_params, LevelParams(vocal_gain_db=(r(n) * 2 - 1) * 6))
+        reverb = reverb_params_from_settings(self.sample_reverb_settings(n), self.fdn_lines)
+        return ChainParams(eq, compressor, reverb, LevelParams(vocal_gain_db=(r(n) * 2 - 1) * 6))
 
     def render_chain(self, clips: torch.Tensor, params: ChainParams | None = None):
         """Mono ``clips`` ``(B, 1, T)`` through the whole vocal chain; returns ``((B, 2, T), params)``."""

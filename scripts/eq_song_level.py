@@ -72,24 +72,40 @@ def _script(name: str):
     return module
 
 
-def degraded_song_spectra(
-    vocal: np.ndarray, applied_db: np.ndarray, changed: np.ndarray, seed: int, batch: int = 16
-) -> list[np.ndarray]:
-    """Each row of ``applied_db`` ``(K, 9)`` applied to the whole mono ``vocal`` ``(T,)``.
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` written atomically (an interrupted run leaves no half-written cache)."""
+    from vocalmix.files import write_atomic
 
-    Returns, per degradation, the vocal channel of every feature block of the degraded song
-    averaged over the block's frames, ``(n_blocks, 128)`` in the features' [0, 1] units
-    (what ``SpectrumMLP.spectrum`` reads); blocks are cut as ``song_features`` cuts them
-    (gate on the degraded vocal's frame loudness). The peak filters are ``BatchRenderer``'s
-    (the data-set build's), run from the file's first sample.
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: savez would add ".npz" to a bare name
+            np.savez(fh, **arrays)
+
+    write_atomic(path, write)
+
+
+def degraded_song_blocks(
+    vocal: np.ndarray,
+    applied_db: np.ndarray,
+    changed: np.ndarray,
+    seed: int,
+    backing: np.ndarray | None = None,
+    batch: int = 16,
+):
+    """Each row of ``applied_db`` ``(K, 9)`` applied to the whole mono ``vocal`` ``(T,)``, ``batch``
+    degradations at a time.
+
+    Yields ``(first, blocks, owner)``: the feature blocks ``(n, 2, 128, 64)`` float32 of
+    degraded songs ``first, first + 1, ...`` and, per block, which of them (0 = ``first``).
+    Blocks are cut as ``song_features`` cuts them (the gate reads the degraded vocal's frame
+    loudness); ``backing`` (mono, as long as ``vocal``; silence if None) fills channel 1. The
+    peak filters are ``BatchRenderer``'s (the data-set build's), run from the file's first sample.
     """
     from vocalmix.features import clip_features
     from vocalmix.training.synthesis import BatchRenderer
 
     renderer = BatchRenderer(SR, device="cpu", seed=seed)
     x = torch.from_numpy(np.ascontiguousarray(vocal, dtype=np.float32))
-    silence = torch.zeros_like(x)
-    out: list[np.ndarray] = []
+    back = torch.zeros_like(x) if backing is None else torch.from_numpy(np.ascontiguousarray(backing, np.float32))
     for i in range(0, len(applied_db), batch):
         gains = torch.as_tensor(applied_db[i : i + batch], dtype=torch.float32)
         bands = torch.stack([torch.nonzero(torch.as_tensor(c))[:, 0] for c in changed[i : i + batch]])
@@ -97,11 +113,21 @@ def degraded_song_spectra(
         with torch.no_grad():
             degraded = renderer.apply_octave_gains(clips, gains, bands)
             blocks, owner = clip_features(
-                degraded, silence[None, None].expand_as(degraded), return_owner=True, device="cpu"
+                degraded, back[None, None].expand_as(degraded), return_owner=True, device="cpu"
             )
+        yield i, blocks, owner.numpy()
+
+
+def degraded_song_spectra(
+    vocal: np.ndarray, applied_db: np.ndarray, changed: np.ndarray, seed: int, batch: int = 16
+) -> list[np.ndarray]:
+    """Per degradation of :func:`degraded_song_blocks`, the vocal channel of every block of the
+    degraded song averaged over the block's frames, ``(n_blocks, 128)`` in the features' [0, 1]
+    units (what ``SpectrumMLP.spectrum`` reads)."""
+    out: list[np.ndarray] = []
+    for first, blocks, owner in degraded_song_blocks(vocal, applied_db, changed, seed, batch=batch):
         spectra = blocks[:, 0].mean(-1).numpy().astype(np.float64)
-        owner = owner.numpy()
-        out += [spectra[owner == k] for k in range(len(gains))]
+        out += [spectra[owner == k] for k in range(min(batch, len(applied_db) - first))]
     return out
 
 
@@ -297,7 +323,7 @@ def training_songs(audio: Path, work: Path, seed: int, takes: int, voices: int, 
         f"{(time.monotonic() - t0) / 60:.1f} min"
     )
     work.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **{f"{p}_{k}": np.asarray(v) for p, d in out.items() for k, v in d.items()})
+    save_npz(path, **{f"{p}_{k}": np.asarray(v) for p, d in out.items() for k, v in d.items()})
     return out
 
 
@@ -391,7 +417,7 @@ def main(argv=None) -> int:
         }
     else:
         real = real_song_cases(args.audio, args.seed)
-        np.savez(
+        save_npz(
             cache,
             spectra=np.concatenate(real["spectra"]),
             counts=np.array([len(s) for s in real["spectra"]]),

@@ -14,7 +14,10 @@ song in the test split) and ``vocalmix evaluate``, on ``<audio>/songs/*`` and
 - **compression**: the loudness range of each real vocal (songs outside 5-30 LU are
   dropped as the dataset build drops them, so few of these short clips remain);
 - **EQ**: each real vocal degraded by ``--eq-per-song`` seeded random 4-band peak EQs,
-  with the exact undo gains as labels (the degradation is ours, so the label is exact).
+  with the exact undo gains as labels (the degradation is ours, so the label is exact),
+  scored per degraded block (``vocalmix evaluate``) and, as *EQ gain per song*, with each
+  degradation applied to the whole song and one decision from all its blocks, as render
+  decides (:func:`song_level_eq`).
 
 It prints the ``vocalmix evaluate`` table, then CNN / mean per target, the EQ error per
 octave band and per source (songs, karaoke), and how much the CNN's outputs vary from
@@ -144,6 +147,70 @@ def _reverb_spread(models_dir: Path, audio_dir: Path) -> dict | None:
     }
 
 
+def song_level_eq(models_dir: Path, audio_dir: Path, dataset: Path, work: Path, seed: int = 0) -> dict:
+    """The EQ model scored as render uses it: one decision per degraded *song*.
+
+    Each of the dataset's EQ degradations (the same undo gains, song by song) is applied to
+    the whole real vocal (``scripts/eq_song_level.py``), the degraded song is cut into
+    feature blocks with its real backing, and the model's outputs are averaged over the
+    blocks in normalised space, as ``CnnMethod.predict`` does. ``{"cnn", "mean", "zero"}``
+    MAE (dB), ``"songs"``, ``"items"``; cached in ``work`` by the checkpoint's SHA-256.
+    """
+    import importlib.util
+
+    import torch
+
+    from vocalmix.files import write_atomic
+    from vocalmix.nets.checkpoints import file_sha256, load_checkpoint, model_from_checkpoint
+    from vocalmix.training.build import song_seed
+    from vocalmix.training.train import denormalise, load_arrays
+
+    path = models_dir / "eq.pt"
+    cache = work / f"song-level-eq-seed{seed}-{file_sha256(path)[:16]}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    spec = importlib.util.spec_from_file_location("eq_song_level", REPO / "scripts" / "eq_song_level.py")
+    song_level = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(song_level)
+    payload = load_checkpoint(path)
+    model = model_from_checkpoint(payload, path).eval()
+    data = load_arrays(dataset, "eq", "test")
+    names = np.array(data.songs)
+    predictions, targets = [], []
+    for song in real_clip_songs(audio_dir):
+        pick = names == song.id
+        if not pick.any():
+            continue
+        vocal, backing = song.load(44100)
+        n = min(vocal.shape[-1], backing.shape[-1])
+        u = np.zeros((int(pick.sum()), data.targets.shape[1]))
+        batches = song_level.degraded_song_blocks(
+            vocal[:, :n].mean(0),
+            -data.targets[pick],
+            data.changed[pick],
+            song_seed(seed, song.id + "\0song-level"),
+            backing=backing[:, :n].mean(0),
+        )
+        for first, blocks, owner in batches:
+            with torch.no_grad():
+                out = model(blocks).numpy().astype(np.float64)
+            for k in np.unique(owner):
+                u[first + k] = out[owner == k].mean(0)
+        predictions.append(denormalise("eq", u))
+        targets.append(data.targets[pick])
+    pred, target = np.concatenate(predictions), np.concatenate(targets)
+    mean = np.asarray(payload["train_mean"], dtype=np.float64)
+    result = {
+        "cnn": float(np.abs(pred - target).mean()),
+        "mean": float(np.abs(mean[None] - target).mean()),
+        "zero": float(np.abs(target).mean()),
+        "songs": len(predictions),
+        "items": len(target),
+    }
+    write_atomic(cache, json.dumps(result) + "\n")
+    return result
+
+
 def evaluate_real(
     models_dir: Path, audio_dir: Path, work: Path, seed: int = 0, eq_per_song: int = 200, jobs: int = 1
 ) -> dict:
@@ -195,6 +262,14 @@ def evaluate_real(
             for p in REAL_PARTS
             if (part == p).any()
         }
+        per_song = song_level_eq(models_dir, audio_dir, dataset, work, seed)
+        summary["targets"]["EQ gain per song"] = {
+            "cnn": per_song["cnn"],
+            "mean": per_song["mean"],
+            "ratio": per_song["cnn"] / per_song["mean"],
+            "songs": per_song["songs"],
+            "items": per_song["items"],
+        }
     summary["spread"] = _song_spread(models_dir, dataset)
     summary["reverb_spread"] = _reverb_spread(models_dir, audio_dir)
     return summary
@@ -204,7 +279,7 @@ def format_summary(summary: dict) -> str:
     lines = [summary["table"], "", "CNN MAE vs mean MAE on the real clips (ratio < 1: better than the mean):"]
     for label, t in summary["targets"].items():
         lines.append(
-            f"  {label:<8} CNN {t['cnn']:6.2f}  mean {t['mean']:6.2f}  CNN/mean {t['ratio']:.2f}"
+            f"  {label:<17} CNN {t['cnn']:6.2f}  mean {t['mean']:6.2f}  CNN/mean {t['ratio']:.2f}"
             f"  ({t['songs']} songs, {t['items']} items)"
         )
     if "eq_bands" in summary:
@@ -246,7 +321,9 @@ def main(argv=None) -> int:
     summary = evaluate_real(args.models, args.audio, args.work, args.seed, args.eq_per_song, args.jobs)
     print(format_summary(summary))
     if args.json:
-        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+        from vocalmix.files import write_atomic
+
+        write_atomic(args.json, json.dumps(summary, indent=1) + "\n")
     return 0
 
 

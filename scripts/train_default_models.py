@@ -561,7 +561,7 @@ def reverb_prior_section(evaluation: dict, reverb_lr: float | None = None) -> li
 def _real_section(real: dict) -> list[str]:
     t = real["targets"]
     lines = ["| target | CNN MAE | mean MAE | CNN / mean | songs (items) |", "|---|---|---|---|---|"]
-    units = {"Level": "LU", "LRA": "LU", "EQ gain": "dB"}
+    units = {"Level": "LU", "LRA": "LU", "EQ gain": "dB", "EQ gain per song": "dB"}
     for label, row in t.items():
         lines.append(
             f"| {label} ({units[label]}) | {row['cnn']:.2f} | {row['mean']:.2f} | {row['ratio']:.2f} | "
@@ -644,7 +644,9 @@ def model_card(evaluation: dict, args) -> str:
             "Real songs (3 MUSDB18 excerpts) and karaoke clips (6 MIR-1K clips at 16 kHz), as "
             "`vocalmix dataset build` (song folders, all in the test split) and `vocalmix evaluate` "
             "score them: one value per song for level and LRA (outputs averaged over the song's blocks), "
-            "one per degraded example for EQ. *mean*: the training-set mean of each target.",
+            "one per degraded block for EQ, and for *EQ gain per song* one per degraded song (each "
+            "degradation applied to the whole song, the outputs averaged over its blocks, as render "
+            "decides). *mean*: the training-set mean of each target.",
             "",
             *_real_section(real),
             "",

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
@@ -25,6 +25,9 @@ from vocalmix.settings import MixSettings
 from . import build as B
 from .datasets import discover_songs, synthetic_songs
 from .reverb_estimation import ReverbEstimator, build_estimator, fit_impulse_response
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 dataset_app = typer.Typer(
     no_args_is_help=True,
@@ -52,7 +55,7 @@ def _parse_fractions(text: str) -> tuple[float, float, float]:
         parts = ()
     if len(parts) != 3 or any(p < 0 or not math.isfinite(p) for p in parts) or sum(parts) <= 0:
         raise InputError(f"--split must be three non-negative numbers like 0.8,0.1,0.1, got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 @dataset_app.command("build")
@@ -255,7 +258,7 @@ def reverb_estimator_command(
     )
     est.save(out)
     typer.echo(f"saved {out}; validation on {held_out} held-out settings (MAE, and MAE of the mean predictor):")
-    for name, row in est.meta["validation"].items():
+    for name, row in (est.meta or {})["validation"].items():
         typer.echo(f"  {name:<20} {row['mae']:>10.3f} {row['mean_baseline_mae']:>10.3f}")
 
 
@@ -327,7 +330,7 @@ class _FitProgress:
             TextColumn("distance {task.fields[loss]}"),
             console=Console(stderr=True),
         )
-        self.task = None
+        self.task: TaskID | None = None
 
     def update(self, done: int, total: int, loss: float) -> None:
         if self.task is None:

@@ -378,8 +378,8 @@ def build_estimator(
         "dry_sources": len(dry_sources or []),
     }
     est = train_estimator(x, u, epochs=epochs, seed=seed, sample_rate=sr, meta=meta)
-    est.meta["validation"] = evaluate_estimator(est, xv, sv, train_settings=s)
-    est.meta["seconds"] = round(time.time() - t0, 1)
+    validation = evaluate_estimator(est, xv, sv, train_settings=s)
+    est.meta = {**(est.meta or {}), "validation": validation, "seconds": round(time.time() - t0, 1)}
     return est
 
 
@@ -401,7 +401,10 @@ def spectrogram_distance(a: torch.Tensor, b: torch.Tensor, resolutions=(256, 102
     each first scaled to unit energy (the fit ignores overall level)."""
     a = a / a.pow(2).sum().sqrt().clamp(min=1e-12)
     b = b / b.pow(2).sum().sqrt().clamp(min=1e-12)
-    return sum((_log_spectrogram(a, n) - _log_spectrogram(b, n)).abs().mean() for n in resolutions) / len(resolutions)
+    total = torch.zeros((), dtype=a.dtype)
+    for n in resolutions:
+        total = total + (_log_spectrogram(a, n) - _log_spectrogram(b, n)).abs().mean()
+    return total / len(resolutions)
 
 
 def _fdn_ir(sr, room, p: dict, n: int) -> torch.Tensor:

@@ -811,8 +811,8 @@ SONG_LEVEL_SECTION = [
     "",
     "Every row: `python scripts/eq_song_level.py` (about 12 min the first time on a shared 2-core CPU, "
     "8.5 of them making the licence-clean training songs; cached in `/tmp/vocalmix-eq-song-level`; "
-    "`--rows` picks rows). Tests: `tests/test_eq_song_level.py` (a known 4-band EQ read back from a whole "
-    "song within 1 dB given its own spectrum; another voice as the reference reads a large EQ that is "
+    "`--rows` picks rows). Tests: `tests/test_eq_song_level.py` (a known 4-band EQ read back within 1 dB from a "
+    "whole 6-s pink-noise song given its own spectrum; another voice as the reference reads a large EQ that is "
     "not there; a band above a 16 kHz recording's bandwidth stays at 0 dB).",
     "",
     "1. **The degradation can be read from a whole song, but only against the singer's own spectrum.** "
@@ -820,7 +820,7 @@ SONG_LEVEL_SECTION = [
     "0.60 x the mean (0.42 x knowing that 4 bands changed; songs 0.44 / 0.29 x, karaoke clips 0.68 / "
     "0.49 x). What is left is 1.0-2.5 dB per band on the songs and 1.6-3.3 dB on the karaoke clips, "
     "whose 16 kHz band lies above their 8 kHz bandwidth (16 kHz recordings) and stays at 0 dB. "
-    "Averaging blocks works as intended: per block the same oracle was 0.94 x.",
+    "Averaging blocks works as intended: per block the oracle was 0.94 x (previous section).",
     "2. **Without that reference, nothing realisable beats 0 dB, because real vocals differ by more than "
     "the degradation.** Read against the fixed reference, the *undegraded* real songs already look like "
     "EQs of 8-14 dB RMS per octave band (63 Hz-8 kHz, at least: the estimates clip at +-15 dB), against "
@@ -837,11 +837,12 @@ SONG_LEVEL_SECTION = [
     "same size as the degradation, which is what makes the undo ambiguous on real vocals too.",
     "",
     "**So the 0.6 x goal is not reachable as posed**: undoing a random 4-band +-15 dB EQ of a vocal whose "
-    "own spectrum is unknown needs a prior on vocal spectra tighter than the 5.7 dB spread of the "
-    "degradation, and real vocals spread 8-14 dB; the oracle that knows the undegraded spectrum sits at "
-    "the goal itself (0.60 x) with all 9 bands fitted. It would be reachable with a reference "
-    "recording of the same singer and microphone (the oracle rows), which render does not have. The "
-    "shipped model, proposing about 0 dB, is the honest answer to the question as posed.",
+    "own spectrum is unknown needs a prior on the undegraded spectrum that is tight compared with the "
+    "degradation (5.7 dB RMS per band), and the real vocals here spread 8-14 dB; the oracle that knows "
+    "the undegraded spectrum sits at the goal itself (0.60 x) with all 9 bands fitted. It would be "
+    "reachable with a reference recording of the same singer and microphone (the oracle rows), which "
+    "render does not have. The shipped model, proposing about 0 dB, is the honest answer to the "
+    "question as posed.",
 ]
 
 

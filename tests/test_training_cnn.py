@@ -496,8 +496,8 @@ def test_shipped_eq_model_invents_no_eq_on_a_held_out_dry_vocal(shared_audio):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known limitation (model card, point 1-2): the shipped EQ model predicts "
-    "about 0 dB whatever the vocal, so it does not undo a known 12 dB peak",
+    reason="known limitation (model card, points 1-2 and the per-song section): the shipped EQ model "
+    "predicts about 0 dB whatever the vocal, so it does not undo a known 12 dB peak",
 )
 @pytest.mark.skipif(not (SHIPPED / "eq.pt").is_file(), reason="no shipped checkpoints in vocalmix/models/cnn")
 def test_shipped_eq_model_undoes_a_known_eq_on_a_held_out_dry_vocal(shared_audio):

@@ -299,3 +299,23 @@ def test_resampling_in_blocks_equals_resampling_the_whole_signal(rates):
         got = np.concatenate(pieces, axis=1)
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, reference)
+
+
+def test_eq_and_compressor_in_blocks_equal_the_whole_song_stages():
+    from vocalmix.dsp.chain import apply_compressor
+
+    vocal = _voice(9.0)
+    for settings in (_settings(lookahead=False), _settings(lookahead=True), MixSettings()):
+        eq_whole = mixing.process_vocal(vocal, SR, settings, upto="eq")
+        eq_blocks = streaming.eq_in_blocks(vocal, SR, settings.eq, block=10007)
+        np.testing.assert_array_equal(eq_blocks, eq_whole)
+        for length in (vocal.shape[-1] + 33333, vocal.shape[-1] - 5):  # padded with silence, cut
+            padded = mixing.process_vocal(mixing.fit_length(vocal, length), SR, settings, upto="eq")
+            np.testing.assert_array_equal(streaming.eq_in_blocks(vocal, SR, settings.eq, length, 10007), padded)
+        with torch.no_grad():
+            compressed = apply_compressor(
+                torch.from_numpy(eq_whole).unsqueeze(0), SR, mixing.compressor_params([settings.compressor])
+            )[0].numpy()
+        np.testing.assert_array_equal(streaming.compress_in_blocks(eq_whole, SR, settings.compressor, 7001), compressed)
+        if settings.compressor.ratio > 1:
+            assert not np.array_equal(eq_whole, compressed)  # it compresses

@@ -255,6 +255,7 @@ def open_pair(
         )
     length = max(n_vocal, n_backing)
     vocal = match_length(vocal, length, str(vocal_path))
+    vocal_audio.samples = vocal[:, :n_vocal]  # a view: the unpadded samples are not kept twice
     report_length_change(n_backing, length, str(backing_path))
     return vocal, backing, vocal_audio, length
 
@@ -528,7 +529,7 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     length += int(round(tail_s * out_rate))
     # The backing at the output rate, padded to the output's length, in a temporary file.
     backing_out = streaming.spool_blocks(backing_file.blocks(out_rate), 2, length)
-    vocal_in = fit_length(vocal, _chain_samples(length, sr, out_rate))
+    chain_length = _chain_samples(length, sr, out_rate)
     if decided.audio is not None:
         # The network mixed already: its mix goes through the output stage alone (no vocal chain).
         source = streaming.MixSource(fit_length(resample(decided.audio, sr, out_rate), length), None)
@@ -540,8 +541,10 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
         else:
             _warn_if_reverb_cut(settings, req.reverb_ir_max)
         compressed = decided.compressed
-        if compressed is not None and (chain is not None or compressed.shape[-1] != vocal_in.shape[-1]):
+        if compressed is not None and (chain is not None or compressed.shape[-1] != chain_length):
             compressed = None
+        # The chain's input (not needed, nor copied, when the compressed vocal is handed over).
+        vocal_in = vocal if compressed is not None else fit_length(vocal, chain_length)
         decided.compressed = decided.chain = None  # the render holds them only as long as it needs them
         # The backing's loudness at the working rate is the analysed one when the output is that backing.
         same_backing = out_rate == sr and length == n_working

@@ -72,14 +72,14 @@ from . import analysis
 from .dsp import reverb as dsp_reverb
 from .dsp.compressor import CompressorStream, lookahead_samples
 from .dsp.eq import multi_eq_sections
-from .settings import FILTER_TYPES, MixSettings
+from .settings import FILTER_TYPES, CompressorSettings, EQSettings, MixSettings
 
 log = logging.getLogger("vocalmix")
 
 #: Samples per block of every pass (about 6 s at 44.1 kHz).
 BLOCK_SAMPLES = 1 << 18
 #: Most reverb overlap-save frames transformed at once.
-REVERB_FRAMES_PER_STEP = 4
+REVERB_FRAMES_PER_STEP = 2
 
 
 def _sosfilt_carried(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> np.ndarray:
@@ -303,6 +303,64 @@ def _reverb_ir(settings: MixSettings, sr: int, n_in: int) -> torch.Tensor:
     )
 
 
+def eq_in_blocks(
+    vocal: np.ndarray, sr: int, eq: EQSettings, length: int | None = None, block: int = BLOCK_SAMPLES
+) -> np.ndarray:
+    """The EQ stage (``process_vocal(fit_length(vocal, length), sr, settings, upto="eq")``) of ``vocal``
+    ``(channels, n)``, float32 ``(channels, length)`` (``length`` defaults to ``n``; the vocal is taken
+    to go on in silence or to be cut there), computed block by block with the filter state carried:
+    the same samples, without a padded copy or the whole-song float64 temporaries of the one-pass filter."""
+    length = vocal.shape[-1] if length is None else length
+    sos = _eq_sections(eq, sr)
+    out = np.empty((vocal.shape[0], length), dtype=np.float32)
+    state = np.zeros((sos.shape[0], vocal.shape[0], 2))
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        x = np.zeros((vocal.shape[0], stop - start), dtype=np.float32)
+        real = max(0, min(stop, vocal.shape[-1]) - start)
+        x[:, :real] = vocal[:, start : start + real]
+        out[:, start:stop] = _sosfilt_carried(sos, x, state) if len(sos) else x
+    return out
+
+
+def compress_in_blocks(x: np.ndarray, sr: int, c: CompressorSettings, block: int = BLOCK_SAMPLES) -> np.ndarray:
+    """The compressor stage (``dsp.chain.apply_compressor``) of ``x`` ``(channels, n)`` float32, computed block by
+    block (:class:`vocalmix.dsp.compressor.CompressorStream`: the same samples) into one float32 array, so a
+    render of the whole song holds its output and one block of the compressor's working arrays."""
+    stream = _compressor_stream(c, sr)
+    out = np.empty(x.shape, dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, x.shape[-1], block):
+            piece = torch.from_numpy(np.ascontiguousarray(x[:, start : start + block], dtype=np.float32))
+            out[:, start : start + block] = stream.process(piece.unsqueeze(0))[0].numpy()
+    return out
+
+
+def _eq_sections(eq: EQSettings, sr: int) -> np.ndarray:
+    bands = eq.bands
+    return multi_eq_sections(
+        sr,
+        _f32([[b.frequency_hz for b in bands]]),
+        _f32([[b.gain_db for b in bands]]),
+        _f32([[b.q for b in bands]]),
+        torch.tensor([[FILTER_TYPES[b.type] for b in bands]], dtype=torch.long),
+        torch.tensor([[b.enabled for b in bands]], dtype=torch.bool),
+    )[0]
+
+
+def _compressor_stream(c: CompressorSettings, sr: int) -> CompressorStream:
+    return CompressorStream(
+        sr,
+        _f32([c.threshold_db]),
+        _f32([c.ratio]),
+        _f32([c.knee_db]),
+        _f32([c.attack_ms]),
+        _f32([c.release_ms]),
+        _f32([c.makeup_db]),
+        c.lookahead,
+    )
+
+
 def reverb_blocks(
     compressed: np.ndarray, sr: int, settings: MixSettings, block: int = BLOCK_SAMPLES
 ) -> Iterator[np.ndarray]:
@@ -330,27 +388,9 @@ def wet_blocks(vocal: np.ndarray, sr: int, settings: MixSettings, block: int = B
     n = vocal.shape[-1]
     delay = lookahead_samples(sr) if settings.compressor.lookahead else 0
     n_in = n + delay
-    bands = settings.eq.bands
-    sos = multi_eq_sections(
-        sr,
-        _f32([[b.frequency_hz for b in bands]]),
-        _f32([[b.gain_db for b in bands]]),
-        _f32([[b.q for b in bands]]),
-        torch.tensor([[FILTER_TYPES[b.type] for b in bands]], dtype=torch.long),
-        torch.tensor([[b.enabled for b in bands]], dtype=torch.bool),
-    )[0]
+    sos = _eq_sections(settings.eq, sr)
     eq_state = np.zeros((sos.shape[0], 1, 2))
-    c = settings.compressor
-    compressor = CompressorStream(
-        sr,
-        _f32([c.threshold_db]),
-        _f32([c.ratio]),
-        _f32([c.knee_db]),
-        _f32([c.attack_ms]),
-        _f32([c.release_ms]),
-        _f32([c.makeup_db]),
-        c.lookahead,
-    )
+    compressor = _compressor_stream(settings.compressor, sr)
     reverb = _OverlapSaveReverb(_reverb_ir(settings, sr, n_in), settings.reverb.dry_wet_pct / 100.0, n_in)
     to_drop = delay
     for start in range(0, max(n_in, 1), block):

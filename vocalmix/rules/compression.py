@@ -24,13 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .. import analysis
-from ..dsp.chain import apply_compressor
 from ..errors import InputError
-from ..mixing import compressor_params
 from ..settings import CompressorSettings, spec_of
+from ..streaming import compress_in_blocks
 
 DEFAULT_TARGET_LRA_LU = 16.36
 START_THRESHOLD_DB = 0.0
@@ -108,7 +106,6 @@ def search_compression(
         raise InputError("vocal: silent, nothing to compress")
     peak_db = 20 * np.log10(peak)
     threshold_spec = spec_of(CompressorSettings, "threshold_db")
-    x = torch.from_numpy(np.ascontiguousarray(vocal, dtype=np.float32)).unsqueeze(0)
     attack_ms, release_ms = on_compressor_grid("attack", attack_ms), on_compressor_grid("release", release_ms)
 
     def absolute_threshold(threshold_rel: float) -> float:
@@ -123,9 +120,9 @@ def search_compression(
             release_ms=release_ms,
             makeup_db=0.0,
         )
-        with torch.no_grad():
-            y = apply_compressor(x, sample_rate, compressor_params([step]))
-        return y[0].numpy()
+        # Block by block (the same samples as apply_compressor): a step's render holds its output and one
+        # block of the compressor's working arrays, not song-long ones (issue 19 item 9).
+        return compress_in_blocks(vocal, sample_rate, step)
 
     lra = vocal_loudness_range(measured, sample_rate)
     steps = [{"threshold_db": None, "ratio": 1.0, "loudness_range_lu": lra}]

@@ -16,9 +16,10 @@ import numpy as np
 
 from ..analysis import SongAnalysis
 from ..methods import Decision
-from ..mixing import fit_length, process_vocal, reverb_ir_limit
+from ..mixing import process_vocal, reverb_ir_limit
 from ..plugins import snap_to_plugin_grids
 from ..settings import MixSettings, with_effective_fade_in
+from ..streaming import compress_in_blocks, eq_in_blocks
 from .compression import DEFAULT_TARGET_LRA_LU, search_compression
 from .eq import decide_eq
 from .level import DEFAULT_RELATIVE_LOUDNESS_LU, decide_level
@@ -115,7 +116,8 @@ class RulesMethod:
         settings.eq, report["eq"] = decide_eq(vocal, None, sample_rate, song=song)
         settings = on_plugin_grids(settings)
         rendered = n if render_samples is None else max(n, render_samples)
-        eq_out = process_vocal(fit_length(vocal, rendered), sample_rate, settings, upto="eq")
+        # Block by block (the same samples as process_vocal(..., upto="eq")): no song-long float64 temporaries.
+        eq_out = eq_in_blocks(vocal, sample_rate, settings.eq, length=rendered)
         timings["eq"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -130,7 +132,7 @@ class RulesMethod:
         settings = on_plugin_grids(settings)
         compressed = search.audio
         if compressed is None:  # the vocal needed no compression: the stage still runs, at ratio 1
-            compressed = process_vocal(eq_out, sample_rate, settings, start="compressor", upto="compressor")
+            compressed = compress_in_blocks(eq_out, sample_rate, settings.compressor)
             renders += 1
         if self.reverb_mode == "return-level":
             dry = compressed[:, :n]

@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 from . import __version__
 from .errors import InputError, VocalmixError
 from .interrupts import signals_as_interrupts
+from .jit_cache import compile_notice
 from .progress import Progress
 
 log = logging.getLogger("vocalmix")
@@ -312,7 +313,9 @@ def render(
         max_minutes=max_minutes,
         engine=engine,
     )
-    result = run_render(request, progress=Progress(quiet))
+    progress = Progress(quiet)
+    with compile_notice(progress):
+        result = run_render(request, progress=progress)
     for path in result.written:
         typer.echo(str(path))
 
@@ -336,7 +339,8 @@ def demo(
     request = RenderRequest(
         vocal_path=vocal_path, backing_path=backing_path, output=out_dir / "demo_mix.wav", stems=True, force=force
     )
-    result = run_render(request, progress=progress)
+    with compile_notice(progress):
+        result = run_render(request, progress=progress)
     for path in [vocal_path, backing_path, *result.written]:
         typer.echo(str(path))
 

@@ -12,10 +12,12 @@ works, only the compiled code is not kept between runs.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 APP_NAME = "vocalmix"
@@ -72,3 +74,34 @@ def configure() -> None:
         "not kept between runs (set XDG_CACHE_HOME to a writable folder to keep them)",
         file=sys.stderr,
     )
+
+
+@contextlib.contextmanager
+def compile_notice(say: Callable[[str], None], package: str = APP_NAME) -> Iterator[None]:
+    """While active, the first kernel of ``package`` that numba compiles (none of its cache held it) is told
+    once through ``say``: a first run after installing or updating compiles every kernel, seconds of CPU
+    that later runs spend loading them instead, and a silent pause that long looks like a hang.
+
+    numba announces each compilation as a ``numba:compile`` event (cache hits are not compilations);
+    kernels of other packages, and numba's own helpers compiled inside ours, are not told.
+    """
+    from numba.core import event
+
+    told = False
+
+    class _FirstCompile(event.Listener):
+        def on_start(self, ev: event.Event) -> None:
+            nonlocal told
+            dispatcher = (ev.data or {}).get("dispatcher")
+            module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+            if told or not (module == package or module.startswith(package + ".")):
+                return
+            told = True
+            where = os.environ.get("NUMBA_CACHE_DIR") or "numba's cache"
+            say(f"compiling the effect kernels, once for this installation (later runs load them from {where})")
+
+        def on_end(self, ev: event.Event) -> None:
+            pass
+
+    with event.install_listener("numba:compile", _FirstCompile()):
+        yield

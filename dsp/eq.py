@@ -391,7 +391,9 @@ def _filter_recursively(x, b, a, doubled, enabled) -> torch.Tensor:
     signal_in = (
         x.detach().numpy() if x.dtype in (torch.float32, torch.float64) else x.detach().to(torch.float64).numpy()
     )
-    out = np.empty(signal_in.shape, dtype=np.float64)
+    # float32 out for float32 in: each float64 result is rounded once, as .to(float32) would,
+    # without a float64 copy of the batch.
+    out = np.empty(signal_in.shape, dtype=np.float32 if x.dtype == torch.float32 else np.float64)
     per_item = [np.repeat(sections[item], repeats[item].numpy(), axis=0) for item in range(x.shape[0])]
     # Items with the same number of sections run side by side (sosfilt_rows, each row
     # still scipy's sosfilt bit for bit); a lone item runs alone.
@@ -410,7 +412,7 @@ def _filter_recursively(x, b, a, doubled, enabled) -> torch.Tensor:
                 sosfilt_rows(row_sos, signal_in.reshape(-1, n), out=out.reshape(-1, n))
             else:
                 out[items] = sosfilt_rows(row_sos, signal_in[items].reshape(-1, n)).reshape(len(items), channels, n)
-    return torch.from_numpy(out).to(x.dtype)
+    return torch.from_numpy(out).to(x.dtype)  # a no-op for float32 and float64
 
 
 def multi_eq_response(

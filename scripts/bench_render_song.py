@@ -123,6 +123,11 @@ def main() -> None:
         )
         rules = "  ".join(f"{stage} {seconds:.2f}" for stage, seconds in (report.get("rule_timings_s") or {}).items())
         print(f"    stages of its last run (wall s): {stages}; rules: {rules}")
+        outside = times[index][-1][0] - sum(report["timings_s"].values())
+        # Between "load" and "decide" the render also measures both inputs' loudness (numba's first kernel load).
+        print(
+            f"    outside the stages in that run (imports, the first loudness measurement, exit): {outside:.2f} s wall"
+        )
 
 
 if __name__ == "__main__":

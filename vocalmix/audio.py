@@ -135,6 +135,54 @@ def _check_file(path: Path, max_seconds: float):
 READ_BLOCK_FRAMES = 1 << 18
 
 
+class Spool:
+    """A ``(channels, samples)`` float32 signal kept in an anonymous temporary file instead of memory.
+
+    Written once in order (:meth:`append`), then read by slices like an array
+    (``spool[:, a:b]``, all channels), so :class:`MixSource` takes it in place of one.
+    The file is made by ``tempfile.TemporaryFile`` in the temporary folder (``TMPDIR``,
+    else the system's): on POSIX its name is removed at once, so the space goes back to
+    the system when the file is closed or the process ends however it ends (Ctrl-C,
+    SIGTERM, SIGKILL), and nothing is left behind to clean.
+    """
+
+    def __init__(self, channels: int, samples: int | None = None):
+        import tempfile
+
+        self.growing = samples is None  # then as long as what has been written
+        self.shape = (channels, 0 if samples is None else samples)
+        self._file = tempfile.TemporaryFile(prefix="vocalmix-spool-")
+        self._written = 0
+
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[0] != self.shape[0] or (not self.growing and self._written + block.shape[1] > self.shape[1]):
+            raise ValueError(f"block {block.shape} does not fit the spool {self.shape} after {self._written} samples")
+        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+        self._written += block.shape[1]
+        if self.growing:
+            self.shape = (self.shape[0], self._written)
+
+    def fill(self) -> None:
+        """Pad with silence up to the full length."""
+        while self._written < self.shape[1]:
+            self.append(np.zeros((self.shape[0], min(READ_BLOCK_FRAMES, self.shape[1] - self._written)), np.float32))
+        self._file.flush()
+
+    def __getitem__(self, key) -> np.ndarray:
+        channels, span = key
+        if channels != slice(None) or not isinstance(span, slice) or span.step not in (None, 1):
+            raise IndexError("a spool is read as spool[:, start:stop]")
+        self._file.flush()
+        start, stop, _ = span.indices(self.shape[1])
+        stop = max(start, min(stop, self._written))
+        frame = 4 * self.shape[0]
+        data = os.pread(self._file.fileno(), (stop - start) * frame, start * frame)
+        return np.ascontiguousarray(np.frombuffer(data, dtype=np.float32).reshape(-1, self.shape[0]).T)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class AudioFileBlocks:
     """An audio file read block by block, never whole: the checks of :func:`load_audio` (with
     ``allow_silent=False``) made in a pass over its blocks, then its samples as blocks on demand.
@@ -152,11 +200,16 @@ class AudioFileBlocks:
         self.original_rate = int(info.samplerate)
         self.original_channels = int(info.channels)
         frames, peak = 0, 0.0
+        # The file is decoded once; its samples are kept in a temporary file for the later passes.
+        self._spool: Spool | None = None
+        spool = Spool(self.original_channels)
         for block in self._native_blocks():
             if not np.all(np.isfinite(block)):
                 raise AudioFileError(self.path, "contains NaN or infinite samples")
             peak = max(peak, float(np.max(block)), -float(np.min(block)))
             frames += block.shape[-1]
+            spool.append(block)
+        self._spool = spool
         if frames == 0:
             raise AudioFileError(self.path, "contains no audio")
         if peak < 10 ** (SILENCE_DBFS / 20):
@@ -168,7 +221,11 @@ class AudioFileBlocks:
             to_stereo(np.zeros((self.original_channels, 0), dtype=np.float32), str(self.path))
 
     def _native_blocks(self) -> Iterator[np.ndarray]:
-        """``(channels, m)`` float32 blocks at the file's rate."""
+        """``(channels, m)`` float32 blocks at the file's rate (decoded the first time, then from the spool)."""
+        if self._spool is not None:
+            for start in range(0, self._spool.shape[1], READ_BLOCK_FRAMES):
+                yield self._spool[:, start : start + READ_BLOCK_FRAMES]
+            return
         try:
             with sf.SoundFile(str(self.path)) as f:
                 while True:

@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,6 +68,7 @@ import numpy as np
 import torch
 
 from . import analysis
+from .audio import Spool
 from .dsp import reverb as dsp_reverb
 from .dsp.compressor import CompressorStream, lookahead_samples
 from .dsp.eq import multi_eq_sections
@@ -680,50 +680,6 @@ def _write_atomically(paths: list[Path], kinds: list[str], write: Callable[[dict
 # ------------------------------------------------------------------------------------------------
 # a render
 # ------------------------------------------------------------------------------------------------
-
-
-class Spool:
-    """A ``(channels, samples)`` float32 signal kept in an anonymous temporary file instead of memory.
-
-    Written once in order (:meth:`append`), then read by slices like an array
-    (``spool[:, a:b]``, all channels), so :class:`MixSource` takes it in place of one.
-    The file is made by ``tempfile.TemporaryFile`` in the temporary folder (``TMPDIR``,
-    else the system's): on POSIX its name is removed at once, so the space goes back to
-    the system when the file is closed or the process ends however it ends (Ctrl-C,
-    SIGTERM, SIGKILL), and nothing is left behind to clean.
-    """
-
-    def __init__(self, channels: int, samples: int):
-        import tempfile
-
-        self.shape = (channels, samples)
-        self._file = tempfile.TemporaryFile(prefix="vocalmix-spool-")
-        self._written = 0
-
-    def append(self, block: np.ndarray) -> None:
-        if block.shape[0] != self.shape[0] or self._written + block.shape[1] > self.shape[1]:
-            raise ValueError(f"block {block.shape} does not fit the spool {self.shape} after {self._written} samples")
-        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
-        self._written += block.shape[1]
-
-    def fill(self) -> None:
-        """Pad with silence up to the full length."""
-        while self._written < self.shape[1]:
-            self.append(np.zeros((self.shape[0], min(BLOCK_SAMPLES, self.shape[1] - self._written)), np.float32))
-        self._file.flush()
-
-    def __getitem__(self, key) -> np.ndarray:
-        channels, span = key
-        if channels != slice(None) or not isinstance(span, slice) or span.step not in (None, 1):
-            raise IndexError("a spool is read as spool[:, start:stop]")
-        start, stop, _ = span.indices(self.shape[1])
-        stop = max(start, min(stop, self._written))
-        frame = 4 * self.shape[0]
-        data = os.pread(self._file.fileno(), (stop - start) * frame, start * frame)
-        return np.ascontiguousarray(np.frombuffer(data, dtype=np.float32).reshape(-1, self.shape[0]).T)
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def mix_source(

@@ -181,6 +181,26 @@ def _ballistics_render_kernel(target_db, alpha_attack, alpha_release, state_db):
             state_db[b, n] = state
 
 
+@numba.njit(cache=True, nogil=True)
+def _gain_computer_kernel(level_db, phi_squared, corner, inv_knee, knee, slope):
+    """In place on ``level_db`` (batch, n) float32: ``relu(L - corner - knee) * slope``, and
+    ``clamp((L - corner) * inv_knee, 0, 1)^2`` into ``phi_squared``, each step a float32
+    operation as torch's in-place sequence performs it (:func:`static_gain_db`)."""
+    batch, length = level_db.shape
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    for b in range(batch):
+        c, ik, k, sl = corner[b], inv_knee[b], knee[b], slope[b]
+        row, phi = level_db[b], phi_squared[b]
+        for n in range(length):
+            u = row[n] - c
+            p = u * ik
+            p = min(max(p, zero), one)
+            phi[n] = p * p
+            v = u - k
+            row[n] = (v if v > zero else zero) * sl
+
+
 @numba.njit(cache=True)
 def _ballistics_backward_kernel(
     grad_state, target_db, state_db, attack_taken, alpha_attack, alpha_release, grad_target, grad_alpha
@@ -617,6 +637,17 @@ def static_gain_db(
     slope_col = _column(slope, nd)
     knee_coef = _column(0.5 * slope * knee, nd)
     if in_place:
+        if level_db.dtype == torch.float32 and level_db.device.type == "cpu" and level_db.dim() == 2:
+            # The elementwise steps in one compiled pass (the same float32 operations in the same
+            # order); the last multiply-add stays torch's addcmul_, which fuses it (one rounding).
+            u = level_db.contiguous()
+            phi_squared = torch.empty_like(u)
+            _gain_computer_kernel(
+                u.numpy(),
+                phi_squared.numpy(),
+                *(t.reshape(-1).contiguous().numpy() for t in (corner, inv_knee, knee_col, slope_col)),
+            )
+            return u.addcmul_(phi_squared, knee_coef)
         u = level_db.sub_(corner)
         phi_squared = torch.mul(u, inv_knee).clamp_(0.0, 1.0).square_()
         return u.sub_(knee_col).relu_().mul_(slope_col).addcmul_(phi_squared, knee_coef)

@@ -308,11 +308,12 @@ def _decide(
     progress: Callable[[str], None],
     file_settings: Optional[MixSettings] = None,
     song: Optional[analysis.SongAnalysis] = None,
-    chain_samples: Optional[int] = None,
+    chain_samples: int | Callable[[MixSettings], int] | None = None,
 ) -> _Decided:
     """Settings to render. ``song``: the inputs' analysis, shared by every rule; ``chain_samples``:
     the length of the vocal the render gives the chain, so the rules can render the chain once,
-    while deciding, for it (None: the render runs the chain itself)."""
+    while deciding, for it (a function of the settings when the length follows from the reverb's tail;
+    None: the render runs the chain itself)."""
     if req.settings_file is not None:
         progress(f"using the settings of {req.settings_file}")
         settings = file_settings or read_settings_file(req.settings_file, fill_defaults=req.fill_defaults)
@@ -375,7 +376,9 @@ def _decide(
     return _Decided(settings, method_name, decision.report, target)
 
 
-def _decide_rules(method, req: RenderRequest, song: analysis.SongAnalysis, chain_samples: Optional[int]) -> _Decided:
+def _decide_rules(
+    method, req: RenderRequest, song: analysis.SongAnalysis, chain_samples: int | Callable[[MixSettings], int] | None
+) -> _Decided:
     """The rules in one pass: each stage rendered once as it is decided; the level is left to the render,
     which decides it last on this very chain at the output rate."""
     # The real plug-ins (--engine iem) render the chain themselves.
@@ -511,9 +514,14 @@ def run_render(req: RenderRequest, progress: Callable[[str], None] = lambda m: N
     length = max(backing_samples, int(round(vocal_seconds * out_rate)))
 
     start = time.perf_counter()
-    # A tail decided from the reverb makes the chain's length known only after the decision.
-    chain_samples = (
-        None
+
+    # A tail decided from the reverb makes the chain's length a function of the reverb settings (the rules
+    # decide the reverb before rendering their first stage, so they still render each stage once).
+    def with_decided_tail(decided: MixSettings) -> int:
+        return _chain_samples(length + int(round(reverb_tail_seconds(decided) * out_rate)), sr, out_rate)
+
+    chain_samples: int | Callable[[MixSettings], int] = (
+        with_decided_tail
         if tail_request is not None and tail_request < 0
         else _chain_samples(length + int(round((tail_request or 0.0) * out_rate)), sr, out_rate)
     )

@@ -10,6 +10,7 @@ the vocal after the reverb from here instead of running the chain again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -88,7 +89,7 @@ class RulesMethod:
     def decide_stages(
         self,
         song: SongAnalysis,
-        render_samples: int | None = None,
+        render_samples: int | Callable[[MixSettings], int] | None = None,
         reverb_ir_max_s: float | None = None,
         render_reverb: bool = True,
     ) -> StagedDecision:
@@ -101,7 +102,10 @@ class RulesMethod:
         the longer render are the shorter render, bit for bit. ``reverb_ir_max_s`` cuts the
         rendered reverb's impulse response there, as the render would (default 20 s).
         ``render_reverb=False``: hand back only ``compressed`` (the render streams the reverb block by
-        block, never holding the stereo vocal whole).
+        block, never holding the stereo vocal whole). ``render_samples`` may also be a function of the
+        settings with the reverb decided (as the plug-ins hold them), for a length that includes the
+        reverb's tail (``render --tail auto``): the reverb depends on the tempo alone, so it is decided
+        before the first stage is rendered.
         """
         # song.backing (the whole array) is made only for the return-level mode; the rest reads song's analysis.
         vocal, sample_rate = song.vocal, song.sample_rate
@@ -115,10 +119,18 @@ class RulesMethod:
         start = time.perf_counter()
         settings.eq, report["eq"] = decide_eq(vocal, None, sample_rate, song=song)
         settings = on_plugin_grids(settings)
-        rendered = n if render_samples is None else max(n, render_samples)
+        reverb_start = time.perf_counter()
+        reverb, reverb_report = decide_reverb(None, sample_rate, settings.reverb, self.tempo_bpm, song=song)
+        reverb_seconds = time.perf_counter() - reverb_start
+        samples = (
+            render_samples(on_plugin_grids(replace(settings, reverb=reverb)))
+            if callable(render_samples)
+            else render_samples
+        )
+        rendered = n if samples is None else max(n, samples)
         # Block by block (the same samples as process_vocal(..., upto="eq")): no song-long float64 temporaries.
         eq_out = eq_in_blocks(vocal, sample_rate, settings.eq, length=rendered)
-        timings["eq"] = time.perf_counter() - start
+        timings["eq"] = time.perf_counter() - start - reverb_seconds
 
         start = time.perf_counter()
         # The search steps on OmniCompressor's grid already, and keeps the chosen step's render.
@@ -128,7 +140,7 @@ class RulesMethod:
         timings["compressor"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        settings.reverb, report["reverb"] = decide_reverb(None, sample_rate, settings.reverb, self.tempo_bpm, song=song)
+        settings.reverb, report["reverb"] = reverb, reverb_report
         settings = on_plugin_grids(settings)
         compressed = search.audio
         if compressed is None:  # the vocal needed no compression: the stage still runs, at ratio 1
@@ -148,13 +160,13 @@ class RulesMethod:
             )
             settings = on_plugin_grids(replace(settings, reverb=replace(settings.reverb, dry_wet_pct=pct)))
         reverb_out = None
-        if render_samples is not None and render_reverb:
+        if samples is not None and render_reverb:
             with reverb_ir_limit(reverb_ir_max_s):
                 reverb_out = process_vocal(
-                    compressed[:, :render_samples], sample_rate, settings, start="reverb", upto="reverb"
+                    compressed[:, :samples], sample_rate, settings, start="reverb", upto="reverb"
                 )
-        timings["reverb"] = time.perf_counter() - start
+        timings["reverb"] = time.perf_counter() - start + reverb_seconds
 
         report["rule_timings_s"] = timings
-        handed = None if render_samples is None else compressed[:, :render_samples]
+        handed = None if samples is None else compressed[:, :samples]
         return StagedDecision(Decision(settings, report), reverb_out, renders, handed)

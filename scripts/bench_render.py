@@ -28,9 +28,10 @@ is far less disturbed than wall time, so compare both columns and the load avera
 printed first. The script also reports how close our EQ output is to pedalboard's (both
 are JUCE/RBJ peak filters).
 
-On the CPU our EQ runs the plug-in's recursion (``scipy.signal.sosfilt``, float64),
-as ``vocalmix.dsp.eq.multi_eq`` does for renders that need no gradient; the GPU
-arithmetic below is for the frequency-sampling path the renderer uses on CUDA.
+On the CPU our EQ runs the plug-in's recursion (``vocalmix.dsp.sosfilt.sosfilt_rows``, scipy's
+``sosfilt`` arithmetic in float64, the clips side by side), as ``vocalmix.dsp.eq.multi_eq`` does
+for renders that need no gradient; the GPU arithmetic below is for the frequency-sampling path
+the renderer uses on CUDA.
 
 GPU arithmetic (the design target: at least 50,000 s of audio per second on one modern GPU)
 -------------------------------------------------------------------------------------------
@@ -166,9 +167,10 @@ def _worker(
     import torch
 
     if keep_memory:
-        from vocalmix.memory import keep_freed_memory
+        from vocalmix.memory import keep_freed_memory, skip_huge_page_advice
 
         keep_freed_memory()
+        skip_huge_page_advice()
 
     torch.set_num_threads(1)
     os.environ["NUMBA_NUM_THREADS"] = "1"
@@ -263,14 +265,19 @@ def main(argv=None):
     ap.add_argument(
         "--keep-freed-memory",
         action="store_true",
-        help="every worker reuses freed memory as the vocalmix command does (vocalmix/memory.py)",
+        help="every worker sets up memory as the vocalmix command does (vocalmix/memory.py: freed memory kept"
+        " for reuse, no transparent-huge-page advice from numpy)",
     )
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     settings = _settings(args.clips, args.seed, args.reverb_bank)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     bank = f"a bank of {args.reverb_bank} reverb settings" if args.reverb_bank else "every reverb setting drawn anew"
-    memory = "freed memory kept" if args.keep_freed_memory else "freed memory returned (glibc default)"
+    memory = (
+        "freed memory kept, no huge-page advice"
+        if args.keep_freed_memory
+        else "freed memory returned, numpy's huge-page advice (defaults)"
+    )
     print(
         f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min); best of {args.repeats} passes; {bank}; {memory}",
         flush=True,

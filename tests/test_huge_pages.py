@@ -60,3 +60,29 @@ def test_large_arrays_get_no_huge_pages_once_the_advice_is_off():
 
 def test_an_explicit_numpy_setting_is_left_alone():
     assert _run("skip", {"NUMPY_MADVISE_HUGEPAGE": "1"})[0] == "False"
+
+
+_WORKER = """
+import sys
+import numpy as np
+
+if sys.argv[1] == "init":
+    from vocalmix.batch import _worker_init
+
+    _worker_init(1)
+core = getattr(np, "_core", None) or np.core
+print(core.multiarray._set_madvise_hugepage(False))  # the setting in force until now
+"""
+
+
+def test_batch_workers_turn_the_advice_off_too():
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+
+    def advice(mode: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-c", _WORKER, mode], capture_output=True, text=True, check=True, env=env
+        ).stdout.strip()
+
+    if advice("plain") != "True":
+        pytest.skip("numpy does not advise huge pages here by default (old kernel)")
+    assert advice("init") == "False"

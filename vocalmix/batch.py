@@ -169,6 +169,11 @@ class _WarningCollector(logging.Handler):
 def _worker_init(threads: int) -> None:
     import torch
 
+    from .memory import keep_freed_memory, skip_huge_page_advice
+
+    # A worker is the vocalmix program as much as the process that started it (vocalmix.cli.main).
+    keep_freed_memory()
+    skip_huge_page_advice()
     torch.set_num_threads(threads)
     logging.getLogger("vocalmix").setLevel(logging.WARNING)
 

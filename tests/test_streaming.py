@@ -8,6 +8,7 @@ moving average) whatever the block size.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -319,3 +320,27 @@ def test_eq_and_compressor_in_blocks_equal_the_whole_song_stages():
         np.testing.assert_array_equal(streaming.compress_in_blocks(eq_whole, SR, settings.compressor, 7001), compressed)
         if settings.compressor.ratio > 1:
             assert not np.array_equal(eq_whole, compressed)  # it compresses
+
+
+def test_spool_reads_back_what_was_written_and_leaves_no_file(tmp_path, monkeypatch):
+    import tempfile
+
+    from vocalmix.audio import Spool
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    x = np.random.default_rng(9).standard_normal((2, 100_003)).astype(np.float32)
+    spool = Spool(2, 120_000)
+    for block in _blocks(x, 30_001):
+        spool.append(block)
+    spool.fill()  # silence to the full length
+    assert os.listdir(tmp_path) == []  # anonymous: nothing named to leave behind, however the process ends
+    np.testing.assert_array_equal(spool[:, 5:70_000], x[:, 5:70_000])
+    np.testing.assert_array_equal(spool[:, 99_000:120_000], np.pad(x[:, 99_000:], ((0, 0), (0, 19_997))))
+    assert spool[:, 119_999:130_000].shape == (2, 1)
+    growing = Spool(1)
+    growing.append(x[:1, :10])
+    growing.append(x[:1, 10:25])
+    assert growing.shape == (1, 25)
+    np.testing.assert_array_equal(growing[:, 0:25], x[:1, :25])
+    with pytest.raises(ValueError):
+        spool.append(x[:, :1])  # full

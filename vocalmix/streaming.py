@@ -40,19 +40,41 @@ Which parts need the whole song, and how each is computed here
   written samples; if rounding lifted a peak over it the files are written again,
   trimmed (rare; at most four times, as :func:`vocalmix.mixing.hold_ceiling_as_written`).
 
-What is still held whole: the inputs (vocal at 44.1 kHz, backing at its rate) for the
-settings decision, which reads the whole song (loudness, LRA, masking spectra, tempo),
-and the processed vocal at the output rate (float32 stereo, 8 bytes per sample of the
-output), which every later pass reads. So the render's memory is O(song) with a small
-constant: the rest is O(block). The FDN's impulse response and the reverb's FFT frames
-are bounded by ``--reverb-ir-max``, not by the song.
+What is held whole, and what is not
+-----------------------------------
+
+* **In memory, song-long: the mono vocal at 44.1 kHz and its renders while the rules decide**
+  (float32, 4 bytes a sample each): the vocal, its EQ'd copy, and the compressor search's
+  step renders (two at a time and the best so far; each rendered block by block,
+  :func:`compress_in_blocks`), which the search measures whole (loudness range). The
+  chosen step's render is handed to the render, whose reverb then runs on it block by
+  block (:func:`reverb_blocks`).
+* **Never in memory: the backing.** It is decoded once, block by block, with the load's
+  checks (:class:`vocalmix.audio.AudioFileBlocks`), into an anonymous temporary file
+  (:class:`vocalmix.audio.Spool`), and every later pass reads blocks from there: its
+  loudness, tempo onset envelope and masked octave bands for the rules
+  (:class:`vocalmix.analysis.SongAnalysis` with a block source; each equal to the reading
+  of the whole array, bit for bit), and the output. A backing at another rate than
+  44.1 kHz is resampled block by block for the analysis (:class:`vocalmix.audio.Resampler`,
+  the samples of resampling it whole).
+* **On disk, not in memory: the processed vocal and the backing at the output rate**
+  (:class:`vocalmix.audio.Spool`, float32), which the output stage's passes read block by
+  block (:class:`MixSource` takes a spool in place of an array); the processed vocal is
+  resampled to the output rate block by block.
+* **Bounded by the reverb, not by the song**: the FDN's impulse response and the reverb's
+  FFT frames (``--reverb-ir-max``); a song shorter than about twice the frame (a few
+  minutes) is convolved in one FFT, as before.
+
+Temporary files are anonymous (``tempfile.TemporaryFile``: their name is removed when they
+are made), so they go away however the process ends, SIGKILL included. The networks
+(``--method cnn``, ``cnn-e2e``, ``waveunet``), the reverb's return-level mode and
+``--engine iem`` still take the backing and the chain whole (``SongAnalysis.backing``).
 
 Equality with the whole-song functions: the chain, the level's loudness series, the
 true peak, the static output gain and the written samples are the same operations on
 the same numbers in the same order, so they are equal bit for bit (tested); the
 limiter's moving average and its loudness after the trim differ at float64 rounding
-(tested within 1e-9 relative). A backing at another rate than 44.1 kHz is resampled
-whole (the polyphase resampler's song-long float64 temporaries are not yet block-wise).
+(tested within 1e-9 relative).
 """
 
 from __future__ import annotations

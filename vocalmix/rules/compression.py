@@ -175,6 +175,8 @@ def search_compression(
                     if lra < target_lra_lu:
                         stopped_by, done = "target reached", True
                         break
+                # Only the step kept is held while the next steps render (each render is song-long).
+                del results, result
                 if done:
                     break
     report = {

@@ -86,6 +86,7 @@ def measure(vocal: Path, backing: Path, folder: Path, tree: Path | None) -> dict
         capture_output=True,
         text=True,
         env=env,
+        cwd=folder,  # not the repository: `python -c` puts the working folder first on sys.path
     )
     wall = time.perf_counter() - start
     report = json.loads(proc.stderr.strip().splitlines()[-1])

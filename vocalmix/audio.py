@@ -179,6 +179,16 @@ class Spool:
         data = os.pread(self._file.fileno(), (stop - start) * frame, start * frame)
         return np.ascontiguousarray(np.frombuffer(data, dtype=np.float32).reshape(-1, self.shape[0]).T)
 
+    def head(self, samples: int) -> Spool:
+        """The first ``samples`` of this spool (reading the same file; written in full first)."""
+        self._file.flush()
+        head = Spool.__new__(Spool)
+        head.growing = False
+        head._file = self._file
+        head._written = min(samples, self._written)
+        head.shape = (self.shape[0], head._written)
+        return head
+
     def close(self) -> None:
         self._file.close()
 

@@ -358,6 +358,28 @@ def compress_in_blocks(x: np.ndarray, sr: int, c: CompressorSettings, block: int
     return out
 
 
+def compress_to_spool(
+    x: np.ndarray, sr: int, c: CompressorSettings, measured_samples: int | None = None, block: int = BLOCK_SAMPLES
+) -> tuple[Spool, analysis.Loudness]:
+    """:func:`compress_in_blocks` into a :class:`Spool` (on disk, not in memory), and the
+    :class:`~vocalmix.analysis.Loudness` of its first ``measured_samples`` (default all), measured on the
+    blocks as they come (the readings of the whole array, bit for bit)."""
+    stream = _compressor_stream(c, sr)
+    spool = Spool(x.shape[0], x.shape[-1])
+    measured = x.shape[-1] if measured_samples is None else min(measured_samples, x.shape[-1])
+
+    def rendered() -> Iterator[np.ndarray]:
+        with torch.no_grad():
+            for start in range(0, x.shape[-1], block):
+                piece = torch.from_numpy(np.ascontiguousarray(x[:, start : start + block], dtype=np.float32))
+                y = stream.process(piece.unsqueeze(0))[0].numpy()
+                spool.append(y)
+                yield y[:, : max(0, measured - start)]
+
+    loudness = analysis.Loudness.from_blocks(rendered(), sr, x.shape[0])
+    return spool, loudness
+
+
 def _eq_sections(eq: EQSettings, sr: int) -> np.ndarray:
     bands = eq.bands
     return multi_eq_sections(

@@ -28,7 +28,7 @@ import numpy as np
 from .. import analysis
 from ..errors import InputError
 from ..settings import CompressorSettings, spec_of
-from ..streaming import compress_in_blocks
+from ..streaming import compress_to_spool
 
 DEFAULT_TARGET_LRA_LU = 16.36
 START_THRESHOLD_DB = 0.0
@@ -59,7 +59,8 @@ def vocal_loudness_range(vocal: np.ndarray, sample_rate: int) -> float:
 class CompressionSearch:
     """The search's outcome: the chosen compressor, the report, and the vocal through it.
 
-    ``audio`` is the chosen step's render, ``(1, samples)`` float32, exactly what the
+    ``audio`` is the chosen step's render, ``(1, samples)`` float32 (in a :class:`vocalmix.audio.Spool`,
+    a temporary file read by slices like an array, with ``on_disk``), exactly what the
     chain's compressor stage gives for ``settings`` (so the chain need not run it again);
     ``None`` when the target was met without compression. ``renders``: compressor runs
     the search made (the speculative ones of the threaded steps included).
@@ -92,9 +93,12 @@ def search_compression(
     attack_ms: float = ATTACK_MS,
     release_ms: float = RELEASE_MS,
     measured_samples: int | None = None,
+    on_disk: bool = False,
 ) -> CompressionSearch:
     """:func:`decide_compression`, keeping the chosen step's audio.
 
+    ``on_disk``: keep the chosen step's render in a :class:`vocalmix.audio.Spool` (every step is
+    rendered into one, block by block) rather than read it back into memory.
     ``measured_samples``: the decision reads only the first this many samples (peak
     and loudness range), while every step is rendered over all of ``vocal``; a
     caller that renders the chain on a longer, zero-padded vocal gets that render's
@@ -120,9 +124,9 @@ def search_compression(
             release_ms=release_ms,
             makeup_db=0.0,
         )
-        # Block by block (the same samples as apply_compressor): a step's render holds its output and one
-        # block of the compressor's working arrays, not song-long ones (issue 19 item 9).
-        return compress_in_blocks(vocal, sample_rate, step)
+        # Block by block (the same samples as apply_compressor) into a temporary file, its loudness range
+        # measured on the blocks as they come: a step's render holds one block in memory (issue 19 item 9).
+        return compress_to_spool(vocal, sample_rate, step, measured_samples)
 
     lra = vocal_loudness_range(measured, sample_rate)
     steps = [{"threshold_db": None, "ratio": 1.0, "loudness_range_lu": lra}]
@@ -141,8 +145,8 @@ def search_compression(
             plan.append((threshold_rel, on_compressor_grid("ratio", START_RATIO + k * RATIO_STEP)))
 
         def measure(step):
-            audio = render(*step)
-            return audio, vocal_loudness_range(audio[:, :measured_samples], sample_rate)
+            audio, loudness = render(*step)
+            return audio, loudness.loudness_range(normalise_to_lufs=MEASUREMENT_LUFS)  # vocal_loudness_range
 
         stopped_by = "threshold floor"
         # Steps are measured a few at a time in threads (the kernels release the GIL) and
@@ -179,6 +183,8 @@ def search_compression(
                 del results, result
                 if done:
                     break
+    if chosen is not None and not on_disk:
+        chosen = chosen[:, :]  # read back into memory
     report = {
         "target_lra_lu": target_lra_lu,
         "vocal_peak_dbfs": float(peak_db),

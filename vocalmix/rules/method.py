@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..analysis import SongAnalysis
+from ..audio import Spool
 from ..methods import Decision
 from ..mixing import process_vocal, reverb_ir_limit
 from ..plugins import snap_to_plugin_grids
@@ -49,7 +50,7 @@ class StagedDecision:
     compressor_renders: int
     #: The vocal through EQ and compressor, ``(1, render_samples)`` float32 (None without a render length):
     #: what a caller renders the reverb from itself when it asks for no ``wet`` (``render_reverb=False``).
-    compressed: np.ndarray | None = None
+    compressed: np.ndarray | Spool | None = None
 
 
 class RulesMethod:
@@ -134,7 +135,7 @@ class RulesMethod:
 
         start = time.perf_counter()
         # The search steps on OmniCompressor's grid already, and keeps the chosen step's render.
-        search = search_compression(eq_out, sample_rate, self.target_lra_lu, measured_samples=n)
+        search = search_compression(eq_out, sample_rate, self.target_lra_lu, measured_samples=n, on_disk=True)
         settings.compressor, report["compressor"] = search.settings, search.report
         renders = search.renders
         timings["compressor"] = time.perf_counter() - start
@@ -168,5 +169,7 @@ class RulesMethod:
         timings["reverb"] = time.perf_counter() - start + reverb_seconds
 
         report["rule_timings_s"] = timings
-        handed = None if samples is None else compressed[:, :samples]
+        handed = None
+        if samples is not None:  # the search's render stays on disk (a Spool); the render reads it in blocks
+            handed = compressed.head(samples) if isinstance(compressed, Spool) else compressed[:, :samples]
         return StagedDecision(Decision(settings, report), reverb_out, renders, handed)

@@ -335,6 +335,7 @@ def test_spool_reads_back_what_was_written_and_leaves_no_file(tmp_path, monkeypa
     spool.fill()  # silence to the full length
     assert os.listdir(tmp_path) == []  # anonymous: nothing named to leave behind, however the process ends
     np.testing.assert_array_equal(spool[:, 5:70_000], x[:, 5:70_000])
+    assert spool[:, 0:10].flags.writeable  # torch warns on read-only arrays (the reverb reads a spool)
     np.testing.assert_array_equal(spool[:, 99_000:120_000], np.pad(x[:, 99_000:], ((0, 0), (0, 19_997))))
     assert spool[:, 119_999:130_000].shape == (2, 1)
     growing = Spool(1)

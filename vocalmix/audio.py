@@ -177,7 +177,8 @@ class Spool:
         stop = max(start, min(stop, self._written))
         frame = 4 * self.shape[0]
         data = os.pread(self._file.fileno(), (stop - start) * frame, start * frame)
-        return np.ascontiguousarray(np.frombuffer(data, dtype=np.float32).reshape(-1, self.shape[0]).T)
+        # Into a writable buffer: torch warns about (and may not write through) read-only arrays.
+        return np.ascontiguousarray(np.frombuffer(bytearray(data), dtype=np.float32).reshape(-1, self.shape[0]).T)
 
     def head(self, samples: int) -> Spool:
         """The first ``samples`` of this spool (reading the same file; written in full first)."""

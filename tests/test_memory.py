@@ -43,11 +43,11 @@ def test_freed_blocks_are_reused_without_faulting_them_in_again():
 # ------------------------------------------------------------------------------------------------
 
 #: Bytes of numpy memory a render may hold per sample of song at 44.1 kHz: the mono float32 vocal
-#: (4 bytes) and a few copies of it (padded to the render's length, the active passages cut out for
-#: the EQ rule). The whole-song code held the backing (8 bytes a sample at 44.1 kHz, plus its
-#: float64 K-weighted copy at 16 and a float64 copy for the tempo at 16) and the stereo processed
-#: vocal (8): over 40 bytes a sample.
-BYTES_PER_SAMPLE_BUDGET = 24
+#: (4 bytes), its EQ'd copy (4) and the active passages cut out for the EQ rule (measured: 10.3, and
+#: 9.0 with a 48 kHz backing). The code of 505469c measured 32.7 and 54.5: it held the backing (8
+#: bytes a sample, and its float64 K-weighted and tempo copies while measuring), the compressor
+#: search's renders and the processed vocal.
+BYTES_PER_SAMPLE_BUDGET = 16
 
 
 def _traced_peak(folder, seconds: float, backing_rate: int) -> int:

@@ -15,15 +15,22 @@ def shared_audio() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_vocalmix_logger():
-    """Undo the CLI's logging set-up after each test.
+    """Give every test the vocalmix logger as the package leaves it, and put it back afterwards.
 
-    An in-process CLI call attaches a handler bound to that test's captured stderr and stops
-    propagation; left in place, later tests' caplog sees nothing and the stale handler writes
-    to a closed stream.
+    An in-process CLI call (in a test or a module-scoped fixture) attaches a handler bound to that
+    test's captured stderr and stops propagation; left in place, later tests' caplog sees nothing
+    and the stale handler writes to a closed stream.
     """
     import logging
 
     logger = logging.getLogger("vocalmix")
-    saved = (list(logger.handlers), logger.level, logger.propagate, logger.disabled)
+
+    def reset():
+        logger.handlers[:] = []
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+        logger.disabled = False
+
+    reset()
     yield
-    logger.handlers[:], logger.level, logger.propagate, logger.disabled = saved
+    reset()

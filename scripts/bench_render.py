@@ -11,7 +11,9 @@ same number of worker processes (one torch/numba thread each), in the same run.
 With ``--reverb-bank N`` the reverb settings are drawn from a seeded bank of N (as a
 data-set build with ``BatchRenderer(reverb_bank=N)`` draws them) and our renderer computes
 each distinct setting's impulse responses once per timed pass (a new renderer, so an
-empty cache, every pass); pedalboard renders the same settings:
+empty cache, every pass; ``--keep-cache`` instead keeps one renderer per worker, its cache
+filled by an untimed pass: the steady state of a long data-set build); pedalboard renders
+the same settings:
 
 - ``eq``: 4 random peak filters (4 of the 9 octave centres, ±15 dB, Q 1) per clip: our
   batched MultiEQ versus four ``pedalboard.PeakFilter`` in a ``Pedalboard``.
@@ -61,6 +63,7 @@ octave peaks), and a product with the band responses evaluated on the N/2 bins.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -93,12 +96,18 @@ def _settings(n: int, seed: int, reverb_bank: int | None = None) -> dict:
     }
 
 
-def _ours(kind, clips, settings, batch, reverb_bank=None):
+_KEPT: dict = {}  # with --keep-cache: the worker's one renderer
+
+
+def _ours(kind, clips, settings, batch, reverb_bank=None, keep_cache=False):
     import torch
 
     from vocalmix.training.synthesis import BatchRenderer, EqDegradation
 
-    r = BatchRenderer(SR, device="cpu", reverb_bank=reverb_bank)
+    if keep_cache:
+        r = _KEPT.setdefault("renderer", BatchRenderer(SR, device="cpu", reverb_bank=reverb_bank))
+    else:
+        r = BatchRenderer(SR, device="cpu", reverb_bank=reverb_bank)
     out = []
     with torch.no_grad():
         for i in range(0, clips.shape[0], batch):
@@ -162,7 +171,20 @@ def _pedalboard(kind, clips, settings, batch, reverb_bank=None):
 
 
 def _worker(
-    method, kind, first, count, seconds, seed, settings, batch, repeats, barrier, queue, reverb_bank, keep_memory=False
+    method,
+    kind,
+    first,
+    count,
+    seconds,
+    seed,
+    settings,
+    batch,
+    repeats,
+    barrier,
+    queue,
+    reverb_bank,
+    keep_memory=False,
+    keep_cache=False,
 ):
     import torch
 
@@ -181,8 +203,13 @@ def _worker(
     else:
         part = {k: v[first : first + count] for k, v in settings[kind].items()}
         warm = {k: v[:1] for k, v in part.items()}
-    render = _ours if method == "vocalmix" else _pedalboard
+    if method == "vocalmix":
+        render = functools.partial(_ours, keep_cache=keep_cache)
+    else:
+        render = _pedalboard
     render(kind, clips[:1, :, : SR // 2], warm, batch, reverb_bank)  # compile / warm caches
+    if keep_cache and method == "vocalmix":
+        render(kind, clips, part, batch, reverb_bank)  # steady state: every IR of the share cached
     passes = []
     for _ in range(repeats):
         barrier.wait()
@@ -193,7 +220,20 @@ def _worker(
     queue.put((first, passes, sample))
 
 
-def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=1, reverb_bank=None, keep_memory=False):
+def run(
+    method,
+    kind,
+    n_clips,
+    seconds,
+    workers,
+    seed,
+    settings,
+    batch,
+    repeats=1,
+    reverb_bank=None,
+    keep_memory=False,
+    keep_cache=False,
+):
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
     queue = ctx.Queue()
@@ -216,6 +256,7 @@ def run(method, kind, n_clips, seconds, workers, seed, settings, batch, repeats=
                 queue,
                 reverb_bank,
                 keep_memory,
+                keep_cache,
             ),
         )
         for s, c in zip(starts, share)
@@ -268,11 +309,19 @@ def main(argv=None):
         help="every worker sets up memory as the vocalmix command does (vocalmix/memory.py: freed memory kept"
         " for reuse, no transparent-huge-page advice from numpy)",
     )
+    ap.add_argument(
+        "--keep-cache",
+        action="store_true",
+        help="steady state of a data-set build: each worker keeps one renderer (its reverb IR cache filled by an"
+        " untimed pass) instead of a new one per pass",
+    )
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     settings = _settings(args.clips, args.seed, args.reverb_bank)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     bank = f"a bank of {args.reverb_bank} reverb settings" if args.reverb_bank else "every reverb setting drawn anew"
+    if args.keep_cache:
+        bank += " (renderer and its IR cache kept across passes)"
     memory = (
         "freed memory kept, no huge-page advice"
         if args.keep_freed_memory
@@ -297,6 +346,7 @@ def main(argv=None):
                 args.repeats,
                 args.reverb_bank,
                 args.keep_freed_memory,
+                args.keep_cache,
             )
             for m in ("vocalmix", "pedalboard")
         }

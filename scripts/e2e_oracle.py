@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,8 @@ DRY = ROOT.parent / "shared" / "audio" / "dry"
 
 
 def main(argv=None) -> int:
+    from vocalmix.training import e2e
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("checkpoints", nargs="*", type=Path, help="cnn-e2e checkpoints to score on the same pairs")
     ap.add_argument("--pairs", type=Path, default=None, help="a training run's pairs.pt (default: build them)")
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N validation pairs")
     ap.add_argument(
         "--degradation",
-        choices=("all", "eq", "dynamics", "room", "none"),
+        choices=e2e.DEGRADATION_PARTS,
         default="all",
         help="degrade the clean clips again with only this part (seeded; the targets stay)",
     )
@@ -48,7 +49,6 @@ def main(argv=None) -> int:
     from vocalmix.methods.cnn_e2e import predict_units
     from vocalmix.nets import e2e_outputs as E2E
     from vocalmix.nets.checkpoints import load_checkpoint
-    from vocalmix.training import e2e
     from vocalmix.training.losses import MultiResolutionSTFT
 
     if args.pairs is not None:
@@ -70,13 +70,7 @@ def main(argv=None) -> int:
     sr = e2e.SAMPLE_RATE
     tgt, deg, bak, clean = pairs["target"][idx], pairs["degraded"][idx], pairs["backing"][idx], dry[idx]
     if args.degradation != "all":
-        off = {
-            "eq": {"expansion": (0.0, 0.0), "room_probability": 0.0},
-            "dynamics": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "room_probability": 0.0},
-            "room": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 1.0},
-            "none": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 0.0},
-        }[args.degradation]
-        deg, _ = e2e.degrade(clean, sr, torch.Generator().manual_seed(7), replace(e2e.DegradationConfig(), **off))
+        deg, _ = e2e.degrade(clean, sr, torch.Generator().manual_seed(7), e2e.degradation_part(args.degradation))
     stft = MultiResolutionSTFT()
     centre = E2E.to_unit(e2e.prior_centre()).clamp(1e-3, 1 - 1e-3)
 

@@ -37,7 +37,6 @@ import logging
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +81,8 @@ def _relative(vocal: np.ndarray, backing: np.ndarray, sr: int) -> float:
 
 
 def main(argv=None) -> int:
+    from vocalmix.training import e2e
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="cnn-e2e model folder (default: shipped)")
     ap.add_argument("--cases-per-song", type=int, default=4)
@@ -92,7 +93,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument(
         "--degradation",
-        choices=("all", "eq", "dynamics", "room", "none"),
+        choices=e2e.DEGRADATION_PARTS,
         default="all",
         help="keep only this part of the degradation (EQ resonances and tilt, expansion, room); gain always",
     )
@@ -113,7 +114,6 @@ def main(argv=None) -> int:
     from vocalmix.nets import e2e_outputs
     from vocalmix.plugins import plugin_states, snap_to_plugin_grids
     from vocalmix.settings import FILTER_TYPES
-    from vocalmix.training import e2e
     from vocalmix.training.losses import MultiResolutionSTFT
 
     if not SONGS.is_dir():
@@ -136,15 +136,7 @@ def main(argv=None) -> int:
     methods = {name: makers[name]() for name in ALL_METHODS if name in chosen}
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     centre = e2e.prior_centre()
-    degradation = e2e.DegradationConfig()
-    if args.degradation != "all":
-        off = {
-            "eq": {"expansion": (0.0, 0.0), "room_probability": 0.0},
-            "dynamics": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "room_probability": 0.0},
-            "room": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 1.0},
-            "none": {"resonance_gain_db": 0.0, "tilt_db": 0.0, "expansion": (0.0, 0.0), "room_probability": 0.0},
-        }[args.degradation]
-        degradation = replace(degradation, **off)
+    degradation = e2e.degradation_part(args.degradation)
     grid = None
     for song in sorted(SONGS.iterdir()):
         vocal = load_audio(song / "vocal.flac", sr).samples.mean(axis=0, keepdims=True).astype(np.float32)

@@ -13,6 +13,19 @@ def shared_audio() -> Path:
     return SHARED_AUDIO
 
 
+@pytest.fixture(scope="module")
+def demo_song_10s(tmp_path_factory) -> Path:
+    """A folder with the demo's vocal.wav and backing.wav, 10 s at 44.1 kHz, 24-bit (one per test module)."""
+    import soundfile as sf
+
+    from vocalmix.demo import demo_backing, demo_vocal
+
+    folder = tmp_path_factory.mktemp("demo_song_10s")
+    sf.write(folder / "vocal.wav", demo_vocal(44100, seconds=10.0).T, 44100, subtype="PCM_24")
+    sf.write(folder / "backing.wav", demo_backing(44100, seconds=10.0).T, 44100, subtype="PCM_24")
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _isolated_vocalmix_logger():
     """Give every test the vocalmix logger as the package leaves it, and put it back afterwards.

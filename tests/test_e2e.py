@@ -385,3 +385,24 @@ def test_context_blocks_are_the_clip_s_consecutive_blocks_and_the_settings_their
         per_block = cnn_e2e.predict_units(model, blocks).view(2, 3, -1)
         assert torch.allclose(e2e.predict_clip_units(model, deg, bak, 3), per_block.mean(dim=1))
         assert not torch.allclose(per_block[:, 0], per_block[:, 1])  # the blocks do differ
+
+
+def test_a_degradation_part_keeps_only_that_processing():
+    """``none`` leaves the gain alone (the output is the input times one gain per item), ``room`` puts a
+    room on every item, ``eq`` keeps only the EQ."""
+    vocal = _song_vocal()[0]
+    dry = torch.from_numpy(np.stack([vocal[: SR // 2], vocal[SR : SR + SR // 2]]))[:, None]
+    degraded, record = e2e.degrade(dry, SR, torch.Generator().manual_seed(5), e2e.degradation_part("none"))
+    ratio = degraded / dry.where(dry.abs() > 1e-3, torch.ones(()))
+    loud = dry.abs() > 1e-3
+    for item in range(2):
+        r = ratio[item][loud[item]]
+        assert float(r.max() - r.min()) < 1e-4 * float(r.abs().max())
+    assert not bool(record["room"].any())
+    _, record = e2e.degrade(dry, SR, torch.Generator().manual_seed(5), e2e.degradation_part("room"))
+    assert bool(record["room"].all())
+    eq_only = e2e.degradation_part("eq")
+    assert eq_only.expansion == (0.0, 0.0) and eq_only.room_probability == 0.0 and eq_only.resonance_gain_db > 0
+    assert e2e.degradation_part("all") == e2e.DegradationConfig()
+    with pytest.raises(ValueError, match="unknown degradation part"):
+        e2e.degradation_part("reverb")

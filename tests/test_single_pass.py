@@ -119,11 +119,8 @@ def test_search_audio_is_the_chain_compressor_stage_and_decides_on_the_prefix():
 
 
 @pytest.fixture(scope="module")
-def song(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("single_pass")
-    sf.write(folder / "vocal.wav", demo_vocal(SR, seconds=10.0).T, SR, subtype="PCM_24")
-    sf.write(folder / "backing.wav", demo_backing(SR, seconds=10.0).T, SR, subtype="PCM_24")
-    return folder
+def song(demo_song_10s):
+    return demo_song_10s
 
 
 class _Counter:

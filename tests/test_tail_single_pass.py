@@ -17,7 +17,6 @@ import pytest
 import soundfile as sf
 
 from vocalmix import render
-from vocalmix.demo import demo_backing, demo_vocal
 from vocalmix.dsp import compressor as dsp_compressor
 from vocalmix.plugins import reverb_tail_seconds
 from vocalmix.rules.method import RulesMethod
@@ -27,11 +26,8 @@ SR = 44100
 
 
 @pytest.fixture(scope="module")
-def song(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tail_single_pass")
-    sf.write(folder / "vocal.wav", demo_vocal(SR, seconds=10.0).T, SR, subtype="PCM_24")
-    sf.write(folder / "backing.wav", demo_backing(SR, seconds=10.0).T, SR, subtype="PCM_24")
-    return folder
+def song(demo_song_10s):
+    return demo_song_10s
 
 
 @contextlib.contextmanager

@@ -172,6 +172,27 @@ class DegradationConfig:
     gain_db: tuple[float, float] = (-18.0, 0.0)
 
 
+#: The parts of the degradation that can be kept alone (``all``: every part; ``none``: the gain only).
+DEGRADATION_PARTS = ("all", "eq", "dynamics", "room", "none")
+
+
+def degradation_part(part: str, config: DegradationConfig = DegradationConfig()) -> DegradationConfig:
+    """``config`` with only ``part`` of its processing kept (the gain always; ``room``: a room on every pair),
+    for measuring what each part of the degradation costs a predictor."""
+    if part not in DEGRADATION_PARTS:
+        raise ValueError(f"unknown degradation part {part!r}; one of {', '.join(DEGRADATION_PARTS)}")
+    no_eq = {"resonance_gain_db": 0.0, "tilt_db": 0.0}
+    no_dynamics = {"expansion": (0.0, 0.0)}
+    off: dict[str, dict] = {
+        "all": {},
+        "eq": {**no_dynamics, "room_probability": 0.0},
+        "dynamics": {**no_eq, "room_probability": 0.0},
+        "room": {**no_eq, **no_dynamics, "room_probability": 1.0},
+        "none": {**no_eq, **no_dynamics, "room_probability": 0.0},
+    }
+    return replace(config, **off[part])
+
+
 def degrade(
     dry: torch.Tensor, sample_rate: int, generator: torch.Generator, config: DegradationConfig = DegradationConfig()
 ) -> tuple[torch.Tensor, dict]:

@@ -47,7 +47,7 @@ from vocalmix.files import write_atomic
 from vocalmix.nets.cnn_targets import REVERB_TARGETS, denormalise_targets, normalise_targets
 from vocalmix.settings import ReverbSettings
 
-from .synthesis import BatchRenderer, synthetic_vocal
+from .synthesis import BatchRenderer, reverb_params_from_settings, synthetic_vocal
 
 __all__ = [
     "ESTIMATOR_SECONDS",
@@ -261,26 +261,15 @@ def make_estimator_data(
     while done < n_settings:
         b = min(batch, n_settings - done)
         s = renderer.sample_reverb_settings(b)
+        ir_arguments = reverb_params_from_settings(s).arguments()
+        w_fraction = ir_arguments.pop("dry_wet")  # mixed below, per clip
         with torch.no_grad():
-            h = fdn_impulse_response(
-                sr,
-                s["room_size"],
-                s["reverb_time_s"],
-                s["low_cutoff_hz"],
-                s["low_q"],
-                s["low_gain_db_per_s"],
-                s["high_cutoff_hz"],
-                s["high_q"],
-                s["high_gain_db_per_s"],
-                s["fade_in_s"],
-                n_samples=length,
-                mono_input=True,
-            )  # (b, 2, length)
+            h = fdn_impulse_response(sr, **ir_arguments, n_samples=length, mono_input=True)  # (b, 2, length)
             dry = _dry_clips(b * clips_per_setting, sr, seed * 7919 + done, dry_sources, seconds)  # (b*k, 1, T)
             h_rep = h.repeat_interleave(clips_per_setting, dim=0)
             n_fft = 1 << int(math.ceil(math.log2(2 * length)))
             wet = torch.fft.irfft(torch.fft.rfft(dry, n_fft) * torch.fft.rfft(h_rep, n_fft), n_fft)[..., :length]
-            w = (s["dry_wet_pct"] / 100.0).repeat_interleave(clips_per_setting).view(-1, 1, 1)
+            w = w_fraction.repeat_interleave(clips_per_setting).view(-1, 1, 1)
             out = w * wet + (1 - w) * dry
             feats.append(reverb_features(out, sr))
         tgt = torch.stack([s[k] for k in REVERB_TARGETS], dim=1).repeat_interleave(clips_per_setting, dim=0)

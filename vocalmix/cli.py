@@ -88,7 +88,8 @@ class _LazyGroup(TyperGroup):
                 if not self.commands[name].hidden:
                     rows.append((name, self.commands[name].get_short_help_str(limit)))
             else:  # listed without importing it
-                rows.append((name, click.utils.make_default_short_help(LAZY_COMMANDS[name].help, limit)))
+                short = click.Command(name, help=LAZY_COMMANDS[name].help).get_short_help_str(limit)
+                rows.append((name, short))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

@@ -597,25 +597,16 @@ class BatchRenderer:
         wet IR ``(2, n)`` computed once per renderer, as :func:`fdn_reverb` computes it for
         ``n_samples``-long input (one setting per call, so the IR has exactly its own length:
         its decay floor or the clip length)."""
-        names = (
-            "room_size",
-            "reverb_time_s",
-            "low_cutoff_hz",
-            "low_q",
-            "low_gain_db_per_s",
-            "high_cutoff_hz",
-            "high_q",
-            "high_gain_db_per_s",
-            "fade_in_s",
-        )
+        # Every reverb parameter but the mix, which is applied to the IR's output, keys an IR.
+        ir_params = {name: t for name, t in params.named_tensors() if name != "dry_wet"}
         fdn_lines = params.fdn_lines
-        rows = torch.stack([getattr(params, k).detach().to(torch.float64).cpu() for k in names], dim=1).tolist()
+        rows = torch.stack([t.detach().to(torch.float64).cpu() for t in ir_params.values()], dim=1).tolist()
         keys = [(fdn_lines, n_samples, *row) for row in rows]
         for i, key in enumerate(keys):
             if key not in self._irs:
                 self._irs[key] = dsp_reverb.fdn_impulse_response(
                     self.sample_rate,
-                    *(getattr(params, k)[i : i + 1] for k in names),
+                    **{name: t[i : i + 1] for name, t in ir_params.items()},
                     fdn_lines=fdn_lines,
                     mono_input=True,
                     max_samples=n_samples,

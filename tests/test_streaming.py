@@ -345,3 +345,18 @@ def test_spool_reads_back_what_was_written_and_leaves_no_file(tmp_path, monkeypa
     np.testing.assert_array_equal(growing[:, 0:25], x[:1, :25])
     with pytest.raises(ValueError):
         spool.append(x[:, :1])  # full
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device whose writes fail with ENOSPC)")
+def test_a_full_temporary_disk_is_one_clear_error_naming_the_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from vocalmix.audio import Spool
+    from vocalmix.errors import VocalmixError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spool = Spool(1)
+    spool._file = open("/dev/full", "wb", buffering=0)  # every write fails as on a full disk
+    with pytest.raises(VocalmixError, match=f"temporary file in {tmp_path}: No space left on device.*TMPDIR"):
+        spool.append(np.zeros((1, 64), np.float32))
+    spool._file.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioFileError, InputError
+from .errors import AudioFileError, InputError, VocalmixError
 from .files import write_atomic
 
 log = logging.getLogger("vocalmix")
@@ -157,7 +157,15 @@ class Spool:
     def append(self, block: np.ndarray) -> None:
         if block.shape[0] != self.shape[0] or (not self.growing and self._written + block.shape[1] > self.shape[1]):
             raise ValueError(f"block {block.shape} does not fit the spool {self.shape} after {self._written} samples")
-        self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+        try:
+            self._file.write(np.ascontiguousarray(block.T, dtype=np.float32).tobytes())
+        except OSError as exc:  # a full or failing temporary disk is the user's to fix, not a crash
+            import tempfile
+
+            raise VocalmixError(
+                f"cannot write a temporary file in {tempfile.gettempdir()}: {exc.strerror or exc} "
+                f"(a render needs about 28 bytes of temporary disk per sample of song; set TMPDIR to a larger folder)"
+            ) from exc
         self._written += block.shape[1]
         if self.growing:
             self.shape = (self.shape[0], self._written)
